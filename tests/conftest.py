@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny checkpoints and images made on the fly (no network, no GPU, no display)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vitviz.checkpoint import ModelInfo, save_checkpoint
+from vitviz.model import ViTConfig, build_model
+
+TINY_LABELS = ["alpha", "beta", "gamma", "delta", "epsilon"]
+
+
+def tiny_config(**overrides) -> ViTConfig:
+    base = dict(
+        image_size=32, patch_size=8, embed_dim=24, depth=3, num_heads=3, num_classes=5, depth_head="simple",
+        depth_head_channels=(16, 8),
+    )
+    base.update(overrides)
+    return ViTConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small random multi-task vitviz checkpoint (config JSON + safetensors); returns the JSON path."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config())
+    # Random, non-trivial positional embeddings and CLS so attention is not uniform.
+    with torch.no_grad():
+        model.pos_embed.normal_(0, 0.5)
+        model.cls_token.normal_(0, 0.5)
+    info = ModelInfo(name="tiny", config=model.config, labels=TINY_LABELS, depth_kind="metric", description="test")
+    folder = tmp_path_factory.mktemp("ckpt")
+    save_checkpoint(model, info, folder / "tiny")
+    return folder / "tiny.json"
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory) -> Path:
+    """A smooth colourful 96x64 JPEG."""
+    y, x = np.mgrid[0:64, 0:96]
+    rgb = np.stack([x * 2.5, y * 4.0, (x + y) * 1.5], axis=-1).clip(0, 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("img") / "photo.jpg"
+    Image.fromarray(rgb).save(path, quality=92)
+    return path

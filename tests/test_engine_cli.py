@@ -1,0 +1,138 @@
+"""Engine results and the command line, on a real image file and a tiny checkpoint made by the tests."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vitviz.cli import main
+from vitviz.engine import Engine, PatchGrid, prepare_image, select_device
+from vitviz.errors import ImageLoadError, VitvizError
+
+from .conftest import TINY_LABELS
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint):
+    return Engine(tiny_checkpoint, device="cpu")
+
+
+def test_result_object_holds_every_output(engine, photo):
+    r = engine.analyze(photo, topk=3)
+    # 96x64 photo, short side -> 32, keeps aspect: 48x32 -> grid 4 rows x 6 cols of 8 px patches
+    assert r.image.shape == (32, 48, 3)
+    assert (r.grid.rows, r.grid.cols, r.grid.patch_size) == (4, 6, 8)
+    assert r.grid.original_size == (96, 64)
+    assert [p.label for p in r.predictions] == [TINY_LABELS[i] for i in np.argsort(-r.probabilities)[:3]]
+    assert r.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    assert r.attentions.shape == (3, 3, 25, 25)
+    assert r.cls_attention.shape == (3, 3, 4, 6)
+    np.testing.assert_allclose(r.cls_attention[1, 2].ravel(), r.attentions[1, 2, 0, 1:], rtol=1e-6)
+    assert r.depth.shape == (32, 48) and (r.depth > 0).all()
+    assert r.device == "cpu"
+    assert set(r.timings) >= {"preprocess", "forward", "postprocess", "total"}
+    assert r.query_attention(0, 5).shape == (3, 4, 6)
+    roll = r.rollout()
+    assert roll.shape == (4, 6) and 0 < roll.sum() < 1  # the rest of CLS's joint attention stays on CLS
+    json.dumps(r.summary())
+
+
+def test_engine_matches_direct_model_call(engine, photo):
+    r = engine.analyze(photo)
+    x = torch.from_numpy(r.image).permute(2, 0, 1).float().div(255)
+    mean = torch.tensor(engine.info.mean).view(3, 1, 1)
+    std = torch.tensor(engine.info.std).view(3, 1, 1)
+    with torch.no_grad():
+        out = engine.model(((x - mean) / std)[None])
+    np.testing.assert_allclose(r.probabilities, torch.softmax(out.logits[0], -1).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_cancel_returns_none(engine, photo):
+    assert engine.analyze(photo, cancelled=lambda: True) is None
+
+
+@pytest.mark.parametrize(
+    "size, expected_hw",
+    [((640, 480), (32, 40)), ((480, 640), (40, 32)), ((1, 1), (32, 32)), ((3, 5000), (128, 8)), ((32, 32), (32, 32))],
+)
+def test_prepare_image_keeps_aspect_and_patch_multiple(size, expected_hw):
+    """Short side to the model size, long side capped at 4x, both snapped to whole patches."""
+    out = prepare_image(Image.new("RGB", size), 32, 8)
+    assert out.shape == (*expected_hw, 3)
+
+
+def test_patch_grid_geometry():
+    g = PatchGrid(rows=4, cols=6, patch_size=8, input_size=(32, 48), original_size=(96, 64))
+    assert g.patch_at(0, 0) == 0
+    assert g.patch_at(47.5, 31.9) == 23
+    assert g.patch_at(9, 17) == 2 * 6 + 1
+    assert g.patch_at(48, 0) is None
+    assert g.patch_box(7) == (8, 8, 16, 16)
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(VitvizError, match="CUDA"):
+            select_device("cuda")
+
+
+def test_cli_writes_all_outputs(tiny_checkpoint, photo, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["analyze", str(photo), "--out", str(out), "--model", str(tiny_checkpoint), "--topk", "2"]) == 0
+    folder = out / "photo"
+    names = {p.name for p in folder.iterdir()}
+    assert names >= {
+        "result.json", "input.png", "patch_grid.png", "heads_layer2.png", "rollout.png", "depth.png",
+        "attentions.npy", "cls_attention.npy", "depth.npy",
+    }
+    summary = json.loads((folder / "result.json").read_text())
+    assert len(summary["predictions"]) == 2 and summary["predictions"][0]["label"] in TINY_LABELS
+    assert summary["patch_grid"] == {"rows": 4, "cols": 6, "patch_size": 8}
+    assert summary["timings_ms"]["total"] > 0
+    assert np.load(folder / "attentions.npy").shape == (3, 3, 25, 25)
+    assert np.load(folder / "depth.npy").shape == (32, 48)
+    heads = np.asarray(Image.open(folder / "heads_layer2.png"))
+    assert heads.shape[0] > 32 and heads.shape[1] > 48 * 2
+    assert "photo.jpg" in capsys.readouterr().out
+
+
+def test_cli_fails_cleanly_on_corrupt_image(tiny_checkpoint, photo, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(photo.read_bytes()[:200])
+    code = main(["analyze", str(bad), "--out", str(tmp_path / "o"), "--model", str(tiny_checkpoint)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "damaged or truncated" in err
+    assert "Traceback" not in err
+
+
+def test_cli_bad_model_exits_2(photo, tmp_path, capsys):
+    assert main(["analyze", str(photo), "--out", str(tmp_path), "--model", str(tmp_path / "nope.safetensors")]) == 2
+    assert "no such" in capsys.readouterr().err
+
+
+def test_cli_layer_out_of_range(tiny_checkpoint, photo, tmp_path, capsys):
+    assert main(["analyze", str(photo), "--out", str(tmp_path), "--model", str(tiny_checkpoint), "--layer", "9"]) == 1
+    assert "out of range" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_module(tiny_checkpoint, photo, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "vitviz", "analyze", str(photo), "--out", str(tmp_path), "--model", str(tiny_checkpoint)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "photo" / "depth.png").is_file()
+
+
+def test_loading_a_text_file_named_jpg_is_refused(engine, tmp_path):
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("hello, not an image")
+    with pytest.raises(ImageLoadError, match="not an image"):
+        engine.analyze(fake)

@@ -1,0 +1,109 @@
+"""The ViT core: shapes, attention correctness, fused vs observable path, positional-embedding interpolation."""
+
+import math
+
+import pytest
+import torch
+
+from vitviz.model import ViTConfig, build_model, interpolate_pos_embed
+
+from .conftest import tiny_config
+
+
+@pytest.fixture()
+def model():
+    torch.manual_seed(1)
+    m = build_model(tiny_config())
+    with torch.no_grad():
+        m.pos_embed.normal_(0, 0.5)
+    return m.eval()
+
+
+@pytest.mark.parametrize("size", [(32, 32), (64, 32), (24, 56), (8, 8), (48, 80)])
+def test_shapes_through_pipeline(model, size):
+    h, w = size
+    x = torch.randn(2, 3, h, w)
+    out = model(x, return_attention=True)
+    gh, gw = h // 8, w // 8
+    t = gh * gw + 1
+    assert out.grid == (gh, gw)
+    assert out.tokens.shape == (2, t, 24)
+    assert out.logits.shape == (2, 5)
+    assert out.depth.shape == (2, 1, h, w)
+    assert (out.depth > 0).all()
+    assert len(out.attentions) == 3
+    for attn in out.attentions:
+        assert attn.shape == (2, 3, t, t)
+
+
+def test_attention_rows_sum_to_one(model):
+    out = model(torch.randn(1, 3, 40, 32), return_attention=True)
+    for attn in out.attentions:
+        assert torch.allclose(attn.sum(-1), torch.ones(attn.shape[:-1]), atol=1e-5)
+        assert (attn >= 0).all()
+
+
+def test_attention_equals_reference_softmax(model):
+    """The returned probabilities are softmax(QK^T / sqrt(d)) computed from the block's own weights."""
+    x = torch.randn(1, 3, 32, 48)
+    tokens, _ = model.embed(x)
+    for block in model.blocks:
+        h = block.norm1(tokens)
+        w, b = block.attn.qkv.weight, block.attn.qkv.bias
+        d = model.config.embed_dim
+        heads = model.config.num_heads
+        hd = d // heads
+        q = (h @ w[:d].T + b[:d]).view(1, -1, heads, hd).transpose(1, 2)
+        k = (h @ w[d : 2 * d].T + b[d : 2 * d]).view(1, -1, heads, hd).transpose(1, 2)
+        expected = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1)
+        tokens_next, attn = block(tokens, return_attention=True)
+        assert torch.allclose(attn, expected, atol=1e-6)
+        tokens = tokens_next
+
+
+@pytest.mark.parametrize("cfg", [{}, {"layer_scale_init": 0.1, "num_register_tokens": 2, "head_pool": "cls+mean"}])
+def test_fused_and_observable_paths_agree(cfg):
+    torch.manual_seed(2)
+    m = build_model(tiny_config(**cfg)).eval()
+    x = torch.randn(2, 3, 40, 24)
+    with torch.no_grad():
+        fused = m(x, return_attention=False)
+        observed = m(x, return_attention=True)
+    assert fused.attentions is None
+    assert torch.allclose(fused.tokens, observed.tokens, atol=1e-5)
+    assert torch.allclose(fused.logits, observed.logits, atol=1e-5)
+    assert torch.allclose(fused.depth, observed.depth, rtol=1e-5, atol=1e-5)
+
+
+def test_register_tokens_extend_the_prefix():
+    m = build_model(tiny_config(num_register_tokens=4)).eval()
+    out = m(torch.randn(1, 3, 32, 32), return_attention=True)
+    assert out.num_prefix_tokens == 5
+    assert out.attentions[0].shape[-1] == 16 + 5
+
+
+def test_pos_embed_interpolation_identity_at_training_grid(model):
+    pe = model.pos_embed
+    assert torch.equal(interpolate_pos_embed(pe, (4, 4), (4, 4)), pe)
+
+
+def test_pos_embed_interpolation_resamples_grid(model):
+    pe = model.pos_embed
+    out = interpolate_pos_embed(pe, (4, 4), (6, 3))
+    assert out.shape == (1, 1 + 18, 24)
+    assert torch.equal(out[:, 0], pe[:, 0])  # CLS embedding untouched
+    # a constant field stays constant under bicubic resampling
+    const = torch.ones(1, 17, 5)
+    assert torch.allclose(interpolate_pos_embed(const, (4, 4), (7, 9)), torch.ones(1, 64, 5), atol=1e-5)
+
+
+def test_patch_size_must_divide_image(model):
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        model(torch.randn(1, 3, 30, 32))
+
+
+def test_config_round_trip():
+    cfg = tiny_config(layer_scale_init=1e-5)
+    assert ViTConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown architecture option"):
+        ViTConfig.from_dict({**cfg.to_dict(), "bogus": 1})

@@ -1,0 +1,198 @@
+"""Command line: ``vitviz`` opens the app; ``vitviz analyze`` writes predictions, attention maps and depth to files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import VitvizError
+
+__all__ = ["main", "write_outputs"]
+
+COMMANDS = ("gui", "analyze", "models")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vitviz",
+        description="Look inside Vision Transformers: predictions, per-head CLS attention and depth.",
+        epilog="Run 'vitviz' alone to open the app on the shipped model.",
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    gui = sub.add_parser("gui", help="open the desktop app (the default)")
+    gui.add_argument("image", nargs="?", help="image to open first")
+    _model_options(gui)
+
+    an = sub.add_parser("analyze", help="analyse images and write maps, arrays and JSON to a folder")
+    an.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    an.add_argument("--out", required=True, type=Path, help="output folder (one subfolder per image)")
+    _model_options(an)
+    an.add_argument("--layer", type=int, default=-1, help="layer whose per-head CLS maps are drawn (default: last)")
+    an.add_argument("--topk", type=int, default=5, help="number of predictions to report (default: 5)")
+    an.add_argument("--cmap", default="inferno", help="colormap of attention maps (default: inferno)")
+    an.add_argument("--depth-cmap", default="turbo", help="colormap of the depth map (default: turbo)")
+    an.add_argument("--alpha", type=float, default=0.6, help="overlay opacity of attention maps (default: 0.6)")
+    an.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sub.add_parser("models", help="list the shipped and pretrained models")
+    return parser
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="shipped model name, pretrained model name or checkpoint path")
+    p.add_argument("--depth-model", default=None, help="extra depth model for classifiers without a depth head")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--half", action="store_true", help="half precision on CUDA")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vitviz`` console script; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0] not in COMMANDS and not args_list[0].startswith("-")):
+        args_list = ["gui", *args_list]
+    args = _build_parser().parse_args(args_list)
+    try:
+        if args.command == "analyze":
+            return analyze(args)
+        if args.command == "models":
+            return list_models()
+        return launch_gui(args)
+    except VitvizError as exc:
+        print(f"vitviz: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vitviz: interrupted", file=sys.stderr)
+        return 130
+
+
+def launch_gui(args: argparse.Namespace) -> int:
+    try:
+        from .app import run_app
+    except ImportError as exc:
+        print(f"vitviz: error: the desktop app cannot start ({exc})", file=sys.stderr)
+        return 2
+    return run_app(image=args.image, model=args.model, device=args.device, depth_model=args.depth_model)
+
+
+def list_models() -> int:
+    from .engine import weights_dir
+
+    print("Shipped (offline):")
+    for cfg in sorted(weights_dir().glob("*.json")):
+        try:
+            info = json.loads(cfg.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if info.get("format") == "vitviz-checkpoint":
+            print(f"  {cfg.stem:28s} {info.get('description', '')}")
+    try:
+        from . import zoo
+    except ImportError:
+        return 0
+    print("Pretrained (downloaded on first use, needs the 'hub' extra):")
+    for name, entry in zoo.REGISTRY.items():
+        print(f"  {name:28s} {entry.summary}")
+    return 0
+
+
+def analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .engine import Engine
+
+    engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    used: set[str] = set()
+    bar = tqdm(args.images, unit="image", disable=args.quiet or len(args.images) < 2, file=sys.stderr)
+    for image in bar:
+        bar.set_postfix_str(Path(image).name[-30:])
+        try:
+            result = engine.analyze(image, topk=args.topk)
+            assert result is not None
+            folder = args.out / _unique_stem(Path(image), used)
+            write_outputs(result, folder, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap, alpha=args.alpha)
+        except VitvizError as exc:
+            failures += 1
+            tqdm.write(f"vitviz: error: {exc}", file=sys.stderr)
+            continue
+        top = result.predictions[0] if result.predictions else None
+        line = f"{image}: " + (f"{top.label} ({top.probability:.1%})" if top else "no classifier")
+        line += f", {result.timings['total']:.0f} ms on {result.device} -> {folder}"
+        tqdm.write(line)
+    if failures:
+        print(f"vitviz: {failures} of {len(args.images)} image(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem = path.stem or "image"
+    candidate, n = stem, 2
+    while candidate in used:
+        candidate, n = f"{stem}-{n}", n + 1
+    used.add(candidate)
+    return candidate
+
+
+def write_outputs(
+    result: "AnalysisResult",  # noqa: F821 - imported lazily
+    folder: Path,
+    layer: int = -1,
+    cmap: str = "inferno",
+    depth_cmap: str = "turbo",
+    alpha: float = 0.6,
+) -> list[Path]:
+    """Write one result's JSON, PNG maps and NPY arrays into ``folder``; returns the files written."""
+    from PIL import Image
+
+    from .render import apply_colormap, draw_patch_grid, normalize, overlay, tile_images
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def save_png(name: str, rgb: np.ndarray) -> None:
+        path = folder / name
+        Image.fromarray(rgb).save(path)
+        written.append(path)
+
+    def save_npy(name: str, array: np.ndarray) -> None:
+        path = folder / name
+        np.save(path, array)
+        written.append(path)
+
+    summary = result.summary()
+    layers = result.num_layers
+    if layers:
+        layer = layer if layer >= 0 else layers + layer
+        if not 0 <= layer < layers:
+            raise VitvizError(f"--layer {layer} is out of range: the model has {layers} layers (0..{layers - 1})")
+        summary["drawn_layer"] = layer
+    (folder / "result.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    written.append(folder / "result.json")
+    save_png("input.png", result.image)
+    save_png("patch_grid.png", draw_patch_grid(result.image, result.grid.patch_size))
+    if layers:
+        maps = result.cls_attention[layer]
+        tiles = [overlay(result.image, m, cmap, alpha) for m in normalize(maps, axis=(1, 2))]
+        tiles.append(overlay(result.image, normalize(maps.mean(axis=0)), cmap, alpha))
+        titles = [f"head {h}" for h in range(len(maps))] + ["mean"]
+        cols = int(np.ceil(np.sqrt(len(tiles))))
+        save_png(f"heads_layer{layer}.png", tile_images(tiles, cols, titles))
+        save_png("rollout.png", overlay(result.image, normalize(result.rollout()), cmap, alpha))
+        save_npy("attentions.npy", result.attentions.astype(np.float32))
+        save_npy("cls_attention.npy", result.cls_attention)
+    if result.depth is not None:
+        d = result.depth
+        values = normalize(d)
+        if result.depth_kind == "metric":
+            values = 1.0 - values  # near = bright, like inverse depth
+        save_png("depth.png", apply_colormap(values, depth_cmap))
+        save_npy("depth.npy", d.astype(np.float32))
+    return written

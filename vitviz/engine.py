@@ -1,0 +1,355 @@
+"""Inference engine: image in, plain :class:`AnalysisResult` out (used by the app and the command line alike)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import ModelInfo, load_checkpoint
+from .errors import CheckpointError, ImageLoadError, VitvizError
+from .images import LoadedImage, load_image, to_rgb
+from .model import VisionTransformer
+from .render import attention_rollout, cls_maps
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Prediction",
+    "PatchGrid",
+    "AnalysisResult",
+    "Engine",
+    "select_device",
+    "weights_dir",
+    "resolve_model",
+    "prepare_image",
+]
+
+DEFAULT_MODEL = "vitviz-mini"
+MAX_ASPECT_TOKENS = 4  # the long side gets at most this many times the model's training resolution
+
+
+def weights_dir() -> Path:
+    """Folder of the shipped checkpoints (``$VITVIZ_WEIGHTS`` overrides)."""
+    env = os.environ.get("VITVIZ_WEIGHTS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "weights"
+
+
+def select_device(preference: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; an explicit name is checked for availability."""
+    pref = str(preference or "auto").lower()
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(pref)
+    except RuntimeError as exc:
+        raise VitvizError(f"unknown device {preference!r} (use auto, cpu, cuda or mps)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise VitvizError("CUDA was requested but no CUDA GPU is available to this PyTorch build")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise VitvizError("MPS was requested but Apple's Metal backend is not available")
+    return dev
+
+
+def resolve_model(spec: str | os.PathLike[str] | None) -> tuple[VisionTransformer, ModelInfo]:
+    """Load a model by shipped name, pretrained-zoo name or checkpoint path."""
+    spec = spec or DEFAULT_MODEL
+    path = Path(spec)
+    if path.exists():
+        return load_checkpoint(path)
+    shipped = weights_dir() / f"{spec}.json"
+    if shipped.is_file():
+        return load_checkpoint(shipped)
+    try:
+        from . import zoo
+    except ImportError:  # the pretrained zoo is optional
+        zoo = None  # type: ignore[assignment]
+    if zoo is not None and zoo.is_known(str(spec)):
+        return zoo.load(str(spec))
+    raise CheckpointError(f"{spec}: no such model (not a checkpoint path, shipped model or known pretrained model)")
+
+
+@dataclass
+class Prediction:
+    label: str
+    index: int
+    probability: float
+
+
+@dataclass
+class PatchGrid:
+    """Geometry of the patch grid over the model input image."""
+
+    rows: int
+    cols: int
+    patch_size: int
+    input_size: tuple[int, int]  # (height, width) of the resized image the model saw
+    original_size: tuple[int, int]  # (width, height) of the file, upright
+
+    @property
+    def num_patches(self) -> int:
+        return self.rows * self.cols
+
+    def patch_at(self, x: float, y: float) -> int | None:
+        """Index of the patch containing input-image pixel (x, y), or None outside the image."""
+        if not (0 <= x < self.input_size[1] and 0 <= y < self.input_size[0]):
+            return None
+        return int(y // self.patch_size) * self.cols + int(x // self.patch_size)
+
+    def patch_box(self, index: int) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) pixel box of a patch in the input image (x1, y1 exclusive)."""
+        r, c = divmod(index, self.cols)
+        p = self.patch_size
+        return c * p, r * p, (c + 1) * p, (r + 1) * p
+
+
+@dataclass
+class AnalysisResult:
+    """Everything one analysis produced, as plain numpy arrays and Python values."""
+
+    source: str
+    image: np.ndarray  # uint8 [H, W, 3]: the resized image the model saw
+    grid: PatchGrid
+    model_name: str
+    device: str
+    labels: list[str] = field(default_factory=list)
+    probabilities: np.ndarray | None = None  # [num_classes]
+    predictions: list[Prediction] = field(default_factory=list)  # top-k, best first
+    attentions: np.ndarray | None = None  # [layers, heads, T, T] full attention probabilities
+    cls_attention: np.ndarray | None = None  # [layers, heads, rows, cols] CLS -> patch attention
+    num_prefix_tokens: int = 1
+    depth: np.ndarray | None = None  # [H, W] float32 at the input resolution
+    depth_kind: str | None = None  # "metric" (metres) or "relative_inverse"
+    depth_model_name: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def num_layers(self) -> int:
+        return 0 if self.cls_attention is None else self.cls_attention.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return 0 if self.cls_attention is None else self.cls_attention.shape[1]
+
+    def query_attention(self, layer: int, patch_index: int) -> np.ndarray:
+        """Attention of one patch's query to every patch, all heads: ``[heads, rows, cols]``."""
+        if self.attentions is None:
+            raise ValueError("this result holds no attentions")
+        row = self.attentions[layer][:, self.num_prefix_tokens + patch_index, self.num_prefix_tokens :]
+        return row.reshape(-1, self.grid.rows, self.grid.cols)
+
+    def rollout(self, upto_layer: int | None = None, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
+        """Attention rollout from CLS to the patches after ``upto_layer``: ``[rows, cols]``."""
+        if self.attentions is None:
+            raise ValueError("this result holds no attentions")
+        joint = attention_rollout(self.attentions, head_fusion, discard_ratio, upto_layer)
+        return joint[0, self.num_prefix_tokens :].reshape(self.grid.rows, self.grid.cols).astype(np.float32)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable summary: predictions, geometry, timings, device."""
+        return {
+            "source": self.source,
+            "model": self.model_name,
+            "depth_model": self.depth_model_name,
+            "device": self.device,
+            "input_size": {"height": self.grid.input_size[0], "width": self.grid.input_size[1]},
+            "original_size": {"width": self.grid.original_size[0], "height": self.grid.original_size[1]},
+            "patch_grid": {"rows": self.grid.rows, "cols": self.grid.cols, "patch_size": self.grid.patch_size},
+            "layers": self.num_layers,
+            "heads": self.num_heads,
+            "predictions": [{"label": p.label, "index": p.index, "probability": p.probability} for p in self.predictions],
+            "depth": None
+            if self.depth is None
+            else {
+                "kind": self.depth_kind,
+                "min": float(np.min(self.depth)),
+                "max": float(np.max(self.depth)),
+                "mean": float(np.mean(self.depth)),
+            },
+            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+            "notices": list(self.notices),
+        }
+
+
+def prepare_image(img: Image.Image, image_size: int, patch_size: int) -> np.ndarray:
+    """Resize keeping the aspect ratio: short side ~ ``image_size``, long side capped, both multiples of the patch."""
+    w, h = img.size
+    scale = image_size / min(w, h)
+    max_long = image_size * MAX_ASPECT_TOKENS
+    if max(w, h) * scale > max_long:
+        scale = max_long / max(w, h)
+
+    def snap(v: float) -> int:
+        return max(patch_size, int(round(v * scale / patch_size)) * patch_size)
+
+    size = (snap(w), snap(h))
+    resized = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0) if size != img.size else img
+    return np.array(resized, dtype=np.uint8)
+
+
+class Engine:
+    """Holds a model on a device and analyses images with it.
+
+    ``model`` is a shipped model name, pretrained-zoo name or checkpoint path; ``depth_model`` optionally adds a
+    separate depth model (used when the main model has no depth head). Thread-safe: one analysis at a time.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        half: bool = False,
+        depth_model: str | os.PathLike[str] | None = None,
+        loaded: tuple[VisionTransformer, ModelInfo] | None = None,
+    ) -> None:
+        t0 = time.perf_counter()
+        self.device = select_device(device)
+        self.half = bool(half) and self.device.type == "cuda"
+        self.model, self.info = loaded if loaded is not None else resolve_model(model)
+        self.depth_model: VisionTransformer | None = None
+        self.depth_info: ModelInfo | None = None
+        if depth_model:
+            self.depth_model, self.depth_info = resolve_model(depth_model)
+            if self.depth_model.depth_head is None:
+                raise CheckpointError(f"{depth_model}: this model has no depth head")
+        self._lock = threading.Lock()
+        self._to_device(self.device)
+        self.load_ms = (time.perf_counter() - t0) * 1000.0
+
+    def _to_device(self, device: torch.device) -> None:
+        dtype = torch.float16 if (self.half and device.type == "cuda") else torch.float32
+        self.model.to(device=device, dtype=dtype).eval()
+        if self.depth_model is not None:
+            self.depth_model.to(device=device, dtype=dtype).eval()
+        self.device = device
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def _tensor(self, rgb: np.ndarray, info: ModelInfo) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1).float().div_(255.0)
+        mean = torch.tensor(info.mean, device=self.device).view(3, 1, 1)
+        std = torch.tensor(info.std, device=self.device).view(3, 1, 1)
+        x = ((x - mean) / std).unsqueeze(0)
+        return x.half() if self.half else x
+
+    def analyze(
+        self,
+        image: str | os.PathLike[str] | Image.Image | np.ndarray | LoadedImage,
+        topk: int = 5,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> AnalysisResult | None:
+        """Analyse one image; returns None if ``cancelled()`` turned true between stages."""
+        with self._lock:
+            try:
+                return self._analyze(image, topk, cancelled or (lambda: False))
+            except torch.cuda.OutOfMemoryError:
+                if self.device.type != "cuda":
+                    raise
+                torch.cuda.empty_cache()
+                self._to_device(torch.device("cpu"))
+                result = self._analyze(image, topk, cancelled or (lambda: False))
+                if result is not None:
+                    result.notices.append("the GPU ran out of memory; this and later images run on the CPU")
+                return result
+
+    def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool]) -> AnalysisResult | None:
+        timings: dict[str, float] = {}
+        t_start = time.perf_counter()
+        loaded = _as_loaded(image)
+        cfg = self.info.config
+        rgb = prepare_image(loaded.image, cfg.image_size, cfg.patch_size)
+        x = self._tensor(rgb, self.info)
+        timings["preprocess"] = (time.perf_counter() - t_start) * 1000.0
+        if cancelled():
+            return None
+
+        t = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model(x, return_attention=True)
+            depth_out = None
+            if out.depth is None and self.depth_model is not None:
+                dinfo = self.depth_info
+                assert dinfo is not None
+                drgb = rgb
+                if self.depth_model.config.patch_size != cfg.patch_size:
+                    dcfg = self.depth_model.config
+                    drgb = prepare_image(Image.fromarray(rgb), dcfg.image_size, dcfg.patch_size)
+                depth_out = self.depth_model(self._tensor(drgb, dinfo)).depth
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+        timings["forward"] = (time.perf_counter() - t) * 1000.0
+        if cancelled():
+            return None
+
+        t = time.perf_counter()
+        grid_rows, grid_cols = out.grid
+        attentions = torch.stack(out.attentions, dim=0)[:, 0].float().cpu().numpy()  # [L, heads, T, T]
+        result = AnalysisResult(
+            source=loaded.source,
+            image=rgb,
+            grid=PatchGrid(grid_rows, grid_cols, cfg.patch_size, (rgb.shape[0], rgb.shape[1]), loaded.original_size),
+            model_name=self.info.name,
+            device=_device_name(self.device),
+            labels=list(self.info.labels),
+            attentions=attentions,
+            cls_attention=cls_maps(attentions, out.grid, out.num_prefix_tokens).astype(np.float32),
+            num_prefix_tokens=out.num_prefix_tokens,
+            notices=list(loaded.notices),
+        )
+        if out.logits is not None:
+            probs = torch.softmax(out.logits[0].float(), dim=-1).cpu().numpy()
+            result.probabilities = probs
+            order = np.argsort(-probs)[: max(1, topk)]
+            result.predictions = [Prediction(self.info.labels[i], int(i), float(probs[i])) for i in order]
+        depth = out.depth if out.depth is not None else depth_out
+        if depth is not None:
+            d = depth.float()
+            if tuple(d.shape[-2:]) != rgb.shape[:2]:
+                d = torch.nn.functional.interpolate(d, size=rgb.shape[:2], mode="bilinear", align_corners=False)
+            result.depth = d[0, 0].cpu().numpy().astype(np.float32)
+            dinfo = self.info if out.depth is not None else self.depth_info
+            result.depth_kind = dinfo.depth_kind if dinfo else None
+            result.depth_model_name = dinfo.name if dinfo else None
+        timings["postprocess"] = (time.perf_counter() - t) * 1000.0
+        timings["total"] = (time.perf_counter() - t_start) * 1000.0
+        result.timings = timings
+        return result
+
+
+def _as_loaded(image: Any) -> LoadedImage:
+    if isinstance(image, LoadedImage):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        notices: list[str] = []
+        return LoadedImage(to_rgb(image, notices), "image", image.size, notices)
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.size == 0:
+            raise ImageLoadError(f"expected an RGB image array [H, W, 3], got shape {image.shape}")
+        pil = Image.fromarray(np.ascontiguousarray(arr[..., :3]).astype(np.uint8))
+        return LoadedImage(pil, "array", pil.size, [])
+    raise ImageLoadError(f"cannot analyse an object of type {type(image).__name__}")
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type

@@ -1,0 +1,115 @@
+"""Reading images from disk into upright RGB, with clear errors for files that cannot be used."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageLoadError
+
+__all__ = ["LoadedImage", "load_image", "to_rgb", "MAX_WORKING_SIDE"]
+
+# Larger images are reduced while decoding (JPEG draft mode) and then downscaled: the model never needs more.
+MAX_WORKING_SIDE = 2048
+
+
+@dataclass
+class LoadedImage:
+    """An upright RGB image plus what the user should know about how it was read."""
+
+    image: Image.Image  # mode "RGB"
+    source: str
+    original_size: tuple[int, int]  # (width, height) as stored in the file, after EXIF rotation
+    notices: list[str] = field(default_factory=list)
+
+
+def to_rgb(img: Image.Image, notices: list[str] | None = None) -> Image.Image:
+    """Convert any Pillow mode (16-bit, CMYK, palette, alpha, ...) to 8-bit RGB.
+
+    Transparent areas are composited onto white, 16/32-bit and float images are rescaled to their own range.
+    """
+    notices = notices if notices is not None else []
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo)
+        notices.append(f"{mode} image rescaled from its value range [{lo:g}, {hi:g}] to 8 bits")
+        return Image.fromarray((np.nan_to_num(scaled) * 255).round().astype(np.uint8), "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background.alpha_composite(rgba)
+        notices.append("transparent areas shown on white")
+        return background.convert("RGB")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def load_image(path: str | os.PathLike[str], max_side: int = MAX_WORKING_SIDE) -> LoadedImage:
+    """Open ``path`` as an upright RGB image no larger than ``max_side`` on its long side.
+
+    Raises :class:`ImageLoadError` with a one-line reason for anything that cannot be used.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageLoadError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageLoadError(f"{p}: is a folder, not an image file")
+    try:
+        size_on_disk = p.stat().st_size
+    except OSError as exc:
+        raise ImageLoadError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
+    if size_on_disk == 0:
+        raise ImageLoadError(f"{p}: the file is empty (0 bytes)")
+    notices: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(p)
+            except Image.DecompressionBombWarning:
+                img = None
+            if img is None:
+                # Above Pillow's warning limit but below its hard limit: a legal, very large image.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(p)
+            n_frames = getattr(img, "n_frames", 1)
+            if n_frames > 1:
+                notices.append(f"the file has {n_frames} frames; showing the first")
+                img.seek(0)
+            stored = img.size
+            orientation = img.getexif().get(0x0112, 1)
+            if max(stored) > max_side and img.format == "JPEG":
+                img.draft("RGB", (max_side, max_side))  # decode at reduced scale: memory stays small
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(
+            f"{p}: refused as a possible decompression bomb ({exc}); such sizes are not supported"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(f"{p}: not an image file, or a format Pillow cannot read") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageLoadError(f"{p}: the image is damaged or truncated ({exc})") from exc
+    except MemoryError as exc:
+        raise ImageLoadError(f"{p}: the image is too large to decode in the available memory") from exc
+    original = stored[::-1] if orientation in (5, 6, 7, 8) else stored
+    if orientation in range(2, 9):
+        notices.append("turned upright from its EXIF orientation")
+    img = to_rgb(img, notices)
+    if max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        new_size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+        notices.append(f"downscaled from {original[0]}x{original[1]} to {new_size[0]}x{new_size[1]}")
+        img = img.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return LoadedImage(image=img, source=str(p), original_size=tuple(original), notices=notices)

@@ -1,0 +1,363 @@
+"""The Vision Transformer at the heart of vitviz.
+
+Classic ViT design (Dosovitskiy et al.): a ``Conv2d`` patch embedding, a learnable CLS token, a learnable positional
+embedding over N+1 tokens (interpolated when the patch grid differs from training), pre-norm transformer blocks,
+a classification head on the CLS output and an optional dense depth head on the patch tokens.
+
+Every block can hand back its per-head attention probabilities ``[B, heads, T, T]`` (T = 1 + registers + N) so the
+CLS row of any layer and head can be drawn. When attentions are not requested the fused
+``scaled_dot_product_attention`` kernel is used instead.
+
+The same modules serve the shipped model and the pretrained families (ViT, DeiT, DINO, DINOv2) through the options
+in :class:`ViTConfig` (qkv bias, layer scale, register tokens, classifier pooling, depth head kind).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ViTConfig",
+    "ViTOutput",
+    "PatchEmbedding",
+    "Attention",
+    "Block",
+    "SimpleDepthHead",
+    "VisionTransformer",
+    "interpolate_pos_embed",
+    "build_model",
+]
+
+
+@dataclass
+class ViTConfig:
+    """Architecture of a :class:`VisionTransformer`; serialised into checkpoint JSON files."""
+
+    image_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    embed_dim: int = 192
+    depth: int = 12
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    layer_scale_init: float | None = None  # DINOv2-style LayerScale when set
+    num_register_tokens: int = 0
+    norm_eps: float = 1e-6
+    num_classes: int = 0  # 0: no classification head
+    head_pool: str = "cls"  # "cls" or "cls+mean" (concatenate CLS and mean patch token, DINOv2 linear heads)
+    depth_head: str = "none"  # "none", "simple" (the shipped model) or "dpt" (Depth Anything style)
+    depth_head_channels: tuple[int, ...] = (128, 64)
+    dpt: dict[str, Any] = field(default_factory=dict)  # options of the DPT head (see vitviz.dpt)
+    pos_embed_antialias: bool = False  # antialiased bicubic resampling of positional embeddings
+    pos_embed_offset: float = 0.0  # DINOv2's legacy +0.1 scale-factor offset when non-zero
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side of the training image."""
+        return self.image_size // self.patch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["depth_head_channels"] = list(self.depth_head_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ViTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown architecture option(s): {', '.join(unknown)}")
+        values = dict(data)
+        if "depth_head_channels" in values:
+            values["depth_head_channels"] = tuple(int(c) for c in values["depth_head_channels"])
+        return cls(**values)
+
+
+@dataclass
+class ViTOutput:
+    """What one forward pass returns."""
+
+    tokens: torch.Tensor  # [B, T, D] final (normalised) tokens
+    logits: torch.Tensor | None = None  # [B, num_classes]
+    depth: torch.Tensor | None = None  # [B, 1, H, W]
+    attentions: list[torch.Tensor] | None = None  # per layer [B, heads, T, T]
+    hidden_states: list[torch.Tensor] | None = None  # per layer [B, T, D], block outputs (before final norm)
+    grid: tuple[int, int] = (0, 0)  # patch grid (rows, cols)
+    num_prefix_tokens: int = 1  # CLS + registers
+
+
+class PatchEmbedding(nn.Module):
+    """Split an image into non-overlapping patches and project each one: ``[B, C, H, W] -> [B, N, D]``."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        p = self.patch_size
+        if x.shape[-2] % p or x.shape[-1] % p:
+            raise ValueError(f"image size {tuple(x.shape[-2:])} is not a multiple of the patch size {p}")
+        x = self.proj(x)  # [B, D, gh, gw]
+        grid = (x.shape[-2], x.shape[-1])
+        return x.flatten(2).transpose(1, 2), grid
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention whose probabilities can be observed."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embedding dim {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b, t, c = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each [B, heads, T, head_dim]
+        if return_attention:
+            attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
+            out = attn @ v
+        else:
+            attn = None
+            out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(1, 2).reshape(b, t, c)
+        return self.proj(out), attn
+
+
+class LayerScale(nn.Module):
+    """Per-channel learnable scaling of a residual branch (CaiT / DINOv2)."""
+
+    def __init__(self, dim: int, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer encoder block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        layer_scale_init: float | None = None,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.ls1 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        y, attn = self.attn(self.norm1(x), return_attention)
+        x = x + self.ls1(y)
+        x = x + self.ls2(self.mlp(self.norm2(x)))
+        return x, attn
+
+
+class SimpleDepthHead(nn.Module):
+    """Dense head: patch tokens -> ``[B, D, gh, gw]`` -> transposed-conv decoder -> 1-channel map at input size.
+
+    Each entry of ``channels`` is one x2 stage (transposed conv + 3x3 conv); the remaining factor up to the input
+    resolution is bilinear, which keeps the head cheap on CPUs.
+
+    Predicts log-depth; the model exponentiates it so depth is always positive.
+    """
+
+    def __init__(self, embed_dim: int, patch_size: int, channels: tuple[int, ...] = (128, 64)) -> None:
+        super().__init__()
+        # One x2 up-sampling stage per channel entry (at most log2(patch) of them); the rest is bilinear.
+        chans = list(channels)[: max(1, int(math.log2(patch_size)))]
+        self.input_proj = nn.Conv2d(embed_dim, chans[0], kernel_size=1)
+        layers: list[nn.Module] = []
+        c_in = chans[0]
+        for c_out in chans:
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, kernel_size=2, stride=2),
+                nn.GELU(),
+                nn.Conv2d(c_out, c_out, kernel_size=3, padding=1),
+                nn.GELU(),
+            ]
+            c_in = c_out
+        self.decoder = nn.Sequential(*layers)
+        self.out = nn.Conv2d(c_in, 1, kernel_size=1)
+
+    def forward(self, patch_tokens: torch.Tensor, grid: tuple[int, int], out_size: tuple[int, int]) -> torch.Tensor:
+        b, n, d = patch_tokens.shape
+        fmap = patch_tokens.transpose(1, 2).reshape(b, d, grid[0], grid[1])
+        y = self.out(self.decoder(self.input_proj(fmap)))
+        if tuple(y.shape[-2:]) != tuple(out_size):
+            y = F.interpolate(y, size=out_size, mode="bilinear", align_corners=False)
+        return y  # log-depth
+
+
+def interpolate_pos_embed(
+    pos_embed: torch.Tensor,
+    old_grid: tuple[int, int],
+    new_grid: tuple[int, int],
+    num_prefix: int = 1,
+    antialias: bool = False,
+    offset: float = 0.0,
+) -> torch.Tensor:
+    """Resample a ``[1, prefix + gh*gw, D]`` positional embedding to another patch grid (bicubic).
+
+    The prefix (CLS) embeddings are kept as they are. Identity when the grids match.
+    """
+    if tuple(old_grid) == tuple(new_grid):
+        return pos_embed
+    prefix, grid_pe = pos_embed[:, :num_prefix], pos_embed[:, num_prefix:]
+    d = grid_pe.shape[-1]
+    grid_pe = grid_pe.reshape(1, old_grid[0], old_grid[1], d).permute(0, 3, 1, 2)
+    orig_dtype = grid_pe.dtype
+    grid_pe = grid_pe.float()
+    if offset:
+        # DINOv2's original implementation: scale factors nudged by a small offset to avoid rounding errors.
+        scale = ((new_grid[0] + offset) / old_grid[0], (new_grid[1] + offset) / old_grid[1])
+        grid_pe = F.interpolate(grid_pe, scale_factor=scale, mode="bicubic", align_corners=False, antialias=antialias)
+    else:
+        grid_pe = F.interpolate(grid_pe, size=tuple(new_grid), mode="bicubic", align_corners=False, antialias=antialias)
+    grid_pe = grid_pe.to(orig_dtype).permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], d)
+    return torch.cat([prefix, grid_pe], dim=1)
+
+
+class VisionTransformer(nn.Module):
+    """ViT with observable attention, optional classification head and optional dense depth head."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.patch_embed = PatchEmbedding(c.patch_size, c.in_chans, c.embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
+        self.reg_token = (
+            nn.Parameter(torch.zeros(1, c.num_register_tokens, c.embed_dim)) if c.num_register_tokens else None
+        )
+        self.pos_embed = nn.Parameter(torch.zeros(1, c.grid_size**2 + 1, c.embed_dim))
+        self.blocks = nn.ModuleList(
+            Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, c.layer_scale_init, c.norm_eps)
+            for _ in range(c.depth)
+        )
+        self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
+        head_in = c.embed_dim * (2 if c.head_pool == "cls+mean" else 1)
+        self.head = nn.Linear(head_in, c.num_classes) if c.num_classes else None
+        self.depth_head: nn.Module | None
+        if c.depth_head == "simple":
+            self.depth_head = SimpleDepthHead(c.embed_dim, c.patch_size, c.depth_head_channels)
+        elif c.depth_head == "dpt":
+            from .dpt import DPTHead  # the pretrained depth family; imported only when used
+
+            self.depth_head = DPTHead(c)
+        elif c.depth_head == "none":
+            self.depth_head = None
+        else:
+            raise ValueError(f"unknown depth head {c.depth_head!r}")
+        self._init_weights()
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 1 + self.config.num_register_tokens
+
+    def _init_weights(self) -> None:
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        if self.reg_token is not None:
+            nn.init.normal_(self.reg_token, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Patch-embed, prepend CLS (and registers) and add positional embeddings: ``[B, T, D]``."""
+        c = self.config
+        tokens, grid = self.patch_embed(x)
+        b = tokens.shape[0]
+        pos = interpolate_pos_embed(
+            self.pos_embed, (c.grid_size, c.grid_size), grid, 1, c.pos_embed_antialias, c.pos_embed_offset
+        )
+        tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1) + pos
+        if self.reg_token is not None:
+            tokens = torch.cat([tokens[:, :1], self.reg_token.expand(b, -1, -1), tokens[:, 1:]], dim=1)
+        return tokens, grid
+
+    def forward_features(
+        self, x: torch.Tensor, return_attention: bool = False, return_hidden: bool = False
+    ) -> ViTOutput:
+        """Run the encoder; optionally collect per-layer attention probabilities and hidden states."""
+        tokens, grid = self.embed(x)
+        attentions: list[torch.Tensor] | None = [] if return_attention else None
+        hidden: list[torch.Tensor] | None = [] if return_hidden else None
+        for block in self.blocks:
+            tokens, attn = block(tokens, return_attention)
+            if attentions is not None:
+                attentions.append(attn)
+            if hidden is not None:
+                hidden.append(tokens)
+        return ViTOutput(
+            tokens=self.norm(tokens),
+            attentions=attentions,
+            hidden_states=hidden,
+            grid=grid,
+            num_prefix_tokens=self.num_prefix_tokens,
+        )
+
+    def classify(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """Class logits from the final normalised tokens."""
+        if self.head is None:
+            return None
+        cls = tokens[:, 0]
+        if self.config.head_pool == "cls+mean":
+            cls = torch.cat([cls, tokens[:, self.num_prefix_tokens :].mean(dim=1)], dim=-1)
+        return self.head(cls)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> ViTOutput:
+        """Full pass: tokens, logits, depth (when the model has those heads) and optionally attentions."""
+        need_hidden = self.config.depth_head == "dpt"
+        out = self.forward_features(x, return_attention, return_hidden=need_hidden)
+        out.logits = self.classify(out.tokens)
+        if self.depth_head is not None:
+            size = (x.shape[-2], x.shape[-1])
+            if self.config.depth_head == "simple":
+                patches = out.tokens[:, self.num_prefix_tokens :]
+                out.depth = torch.exp(self.depth_head(patches, out.grid, size))
+            else:
+                out.depth = self.depth_head(out.hidden_states, out.grid, size, self.norm, self.num_prefix_tokens)
+        return out
+
+
+def build_model(config: ViTConfig | dict[str, Any]) -> VisionTransformer:
+    """Build an (untrained) model from a config or its dict form."""
+    if isinstance(config, dict):
+        config = ViTConfig.from_dict(config)
+    return VisionTransformer(config)
