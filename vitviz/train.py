@@ -1,0 +1,265 @@
+"""Train the shipped multi-task ViT (shape class + metric depth) on procedurally generated 3D scenes.
+
+    python -m vitviz.train --out runs/vitviz-mini --minutes 50 --export weights/vitviz-mini
+
+Scenes come from :mod:`vitviz.scenes` (deterministic from a seed) and are cached under ``data_cache/``. Training is
+joint: cross-entropy on the CLS head plus an L1 loss on log-depth from the dense head. A state file is written after
+every epoch so an interrupted run resumes with ``--resume``; the finished model is exported as a vitviz checkpoint
+(safetensors + JSON) with the training configuration recorded beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import ModelInfo, save_checkpoint
+from .model import ViTConfig, VisionTransformer
+
+__all__ = ["TrainConfig", "load_or_make_dataset", "train", "main", "MEAN", "STD"]
+
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/vitviz-mini"
+    export: str | None = "weights/vitviz-mini"
+    train_size: int = 24000
+    train_seed: int = 1
+    val_size: int = 500
+    val_seed: int = 2
+    image_size: int = 128
+    patch_size: int = 16
+    embed_dim: int = 192
+    depth: int = 6
+    num_heads: int = 6
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 300
+    label_smoothing: float = 0.1
+    depth_weight: float = 1.0
+    minutes: float = 50.0  # wall-clock budget; the number of epochs is fitted to it after the first epoch
+    max_epochs: int = 60
+    workers: int = 2
+    threads: int = 0  # torch threads (0: torch's default)
+    seed: int = 0
+
+
+def load_or_make_dataset(n: int, seed: int, size: int, workers: int, cache_dir: Path) -> dict[str, np.ndarray]:
+    """Generated scenes, cached as an .npz (images uint8, depths float16, masks bool, labels int64)."""
+    from .scenes import make_dataset
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"scenes-s{seed}-n{n}-{size}px.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    data = make_dataset(n, seed=seed, size=size, workers=workers, progress=True)
+    data = {
+        "images": data["images"].astype(np.uint8),
+        "depths": data["depths"].astype(np.float16),
+        "masks": data["masks"].astype(bool),
+        "labels": data["labels"].astype(np.int64),
+    }
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **data)
+    tmp.replace(path)
+    return data
+
+
+def model_config(cfg: TrainConfig, num_classes: int) -> ViTConfig:
+    return ViTConfig(
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        embed_dim=cfg.embed_dim,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+        num_classes=num_classes,
+        depth_head="simple",
+    )
+
+
+def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> normalised float [B, 3, H, W]."""
+    x = images_uint8.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def augment(x: torch.Tensor, depth: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Horizontal flips (image and depth together) and brightness/contrast jitter (image only)."""
+    b = x.shape[0]
+    flip = torch.rand(b, generator=gen) < 0.5
+    x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
+    depth = torch.where(flip.view(b, 1, 1), depth.flip(-1), depth)
+    contrast = 1.0 + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.4
+    brightness = (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.3
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * contrast + mean + brightness, depth
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def losses(model: VisionTransformer, x: torch.Tensor, labels: torch.Tensor, depth: torch.Tensor, cfg: TrainConfig):
+    out = model(x)
+    ce = F.cross_entropy(out.logits, labels, label_smoothing=cfg.label_smoothing)
+    log_err = torch.log(out.depth[:, 0]) - torch.log(depth)
+    depth_loss = log_err.abs().mean()
+    return ce + cfg.depth_weight * depth_loss, ce, depth_loss, out
+
+
+@torch.no_grad()
+def quick_validation(model: VisionTransformer, val: dict[str, np.ndarray], batch: int = 100) -> dict[str, float]:
+    model.eval()
+    correct, abs_rel, n = 0, 0.0, 0
+    for i in range(0, len(val["labels"]), batch):
+        x = to_input(torch.from_numpy(val["images"][i : i + batch]))
+        gt = torch.from_numpy(val["depths"][i : i + batch].astype(np.float32))
+        out = model(x)
+        correct += int((out.logits.argmax(-1) == torch.from_numpy(val["labels"][i : i + batch])).sum())
+        abs_rel += float(((out.depth[:, 0] - gt).abs() / gt).mean(dim=(1, 2)).sum())
+        n += len(gt)
+    model.train()
+    return {"top1": correct / n, "abs_rel": abs_rel / n}
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train, export and return the path of the exported weights (or of the run's state file without export)."""
+    from tqdm import tqdm
+
+    from .scenes import CLASSES
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path("data_cache")
+    t_data = time.time()
+    data = load_or_make_dataset(cfg.train_size, cfg.train_seed, cfg.image_size, cfg.workers, cache)
+    val = load_or_make_dataset(cfg.val_size, cfg.val_seed, cfg.image_size, cfg.workers, cache)
+    print(f"data ready in {time.time() - t_data:.0f} s: {len(data['labels'])} train, {len(val['labels'])} val", flush=True)
+
+    torch.manual_seed(cfg.seed)
+    model = VisionTransformer(model_config(cfg, len(CLASSES)))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n and "token" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_embed" not in n and "token" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    n = len(data["labels"])
+    steps_per_epoch = n // cfg.batch_size
+    state_path = out / "state.pt"
+    epoch, step, total_epochs, elapsed, history = 0, 0, cfg.max_epochs, 0.0, []
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        epoch, step, total_epochs = int(state["epoch"]), int(state["step"]), int(state["total_epochs"])
+        elapsed = float(state["elapsed"])
+        history = json.loads(state["history"])
+        print(f"resumed at epoch {epoch} (step {step}, {elapsed / 60:.1f} min trained)", flush=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    images = torch.from_numpy(data["images"])
+    depths = torch.from_numpy(data["depths"])
+    labels = torch.from_numpy(data["labels"])
+    while epoch < total_epochs:
+        t_epoch = time.time()
+        gen.manual_seed(cfg.seed + epoch)
+        order = torch.randperm(n, generator=gen)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{total_epochs}", file=sys.stdout, mininterval=10)
+        sums = np.zeros(3)
+        for it in bar:
+            idx = order[it * cfg.batch_size : (it + 1) * cfg.batch_size]
+            x, d = augment(to_input(images[idx]), depths[idx].float(), gen)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total_epochs * steps_per_epoch, cfg)
+            loss, ce, dl, _ = losses(model, x, labels[idx], d, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            sums += (loss.item(), ce.item(), dl.item())
+            if it % 20 == 0:
+                bar.set_postfix(loss=f"{sums[0] / (it + 1):.3f}", ce=f"{sums[1] / (it + 1):.3f}", dlog=f"{sums[2] / (it + 1):.3f}")
+        epoch += 1
+        elapsed += time.time() - t_epoch
+        if epoch == 1 and not resume:
+            # Fit the number of epochs to the time budget; the cosine schedule follows the new total.
+            total_epochs = int(max(2, min(cfg.max_epochs, cfg.minutes * 60 // max(1.0, elapsed))))
+            print(f"epoch time {elapsed:.0f} s -> training for {total_epochs} epochs", flush=True)
+        metrics = quick_validation(model, val)
+        history.append({"epoch": epoch, "loss": sums[0] / steps_per_epoch, **metrics, "minutes": elapsed / 60})
+        print(f"epoch {epoch}: loss {sums[0] / steps_per_epoch:.3f} val top1 {metrics['top1']:.3f} "
+              f"AbsRel {metrics['abs_rel']:.3f} ({elapsed / 60:.1f} min)", flush=True)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "total_epochs": total_epochs,
+                "elapsed": elapsed,
+                "history": json.dumps(history),
+            },
+            state_path,
+        )
+        (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+
+    model.eval()
+    info = ModelInfo(
+        name="vitviz-mini",
+        config=model.config,
+        labels=list(CLASSES),
+        mean=MEAN,
+        std=STD,
+        depth_kind="metric",
+        description="vitviz's own 6-layer ViT-Tiny/16 at 128 px: 10 procedural 3D shapes + metric depth (synthetic only)",
+    )
+    if not cfg.export:
+        return state_path
+    weights = save_checkpoint(model, info, cfg.export)
+    record = {"train_config": asdict(cfg), "history": history, "epochs": epoch, "train_minutes": elapsed / 60,
+              "torch": torch.__version__}
+    Path(cfg.export).with_suffix(".train.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"exported {weights}", flush=True)
+    return weights
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vitviz.train", description=__doc__.split("\n\n")[0])
+    defaults = TrainConfig()
+    for name, value in asdict(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        kind = type(value) if value is not None else str
+        parser.add_argument(flag, type=kind, default=value, help=f"(default: {value})")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's state.pt")
+    args = vars(parser.parse_args(argv))
+    resume = args.pop("resume")
+    train(TrainConfig(**args), resume=resume)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
