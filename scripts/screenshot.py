@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Reproducible screenshot of the vitviz window: open an image with a model, wait for the result, save window.grab().
+
+    python scripts/screenshot.py                           # first sample, shipped model -> assets/screenshot.png
+    python scripts/screenshot.py IMAGE --model PATH --out shot.png --layer 3 --query 20
+
+Runs offscreen by default (no display needed); ``--platform xcb`` uses the real display (e.g. under xvfb-run).
+Settings are isolated in a temporary folder, so personal preferences never leak into the picture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("image", nargs="?", help="image to open (default: the first sample image)")
+    parser.add_argument("--model", default=None, help="model name or checkpoint path (default: the shipped model)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshot.png")
+    parser.add_argument("--size", default="1600x1000", help="window size WxH (default: 1600x1000)")
+    parser.add_argument("--layer", type=int, default=None, help="layer to show (default: the last)")
+    parser.add_argument("--query", type=int, default=None, help="show this patch's query attention instead of CLS")
+    parser.add_argument("--hover", type=int, default=None, help="highlight this patch as if hovered")
+    parser.add_argument("--detail", type=int, default=None, help="also open the enlarged view of this tile")
+    parser.add_argument("--platform", default="offscreen", help="Qt platform plugin (default: offscreen)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the result")
+    args = parser.parse_args(argv)
+
+    os.environ["QT_QPA_PLATFORM"] = args.platform
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+
+    from vitviz.app import create_app
+    from vitviz.app.main_window import MainWindow
+
+    app = create_app()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = QSettings(str(Path(tmp) / "vitviz.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(settings=settings)
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        window.resize(w, h)
+        window.show()
+
+        loop = QEventLoop()
+        outcome: dict[str, object] = {}
+
+        def done(result) -> None:
+            outcome["result"] = result
+            loop.quit()
+
+        def failed(message: str) -> None:
+            outcome["error"] = message
+            loop.quit()
+
+        window.result_ready.connect(done)
+        window.error_shown.connect(failed)
+        QTimer.singleShot(int(args.timeout * 1000), loop.quit)
+        QTimer.singleShot(0, lambda: window.startup(image=args.image, model=args.model, device=args.device))
+        loop.exec()
+        if "result" not in outcome:
+            print(f"screenshot: no result ({outcome.get('error', 'timed out')})", file=sys.stderr)
+            window.close()
+            return 1
+        if args.layer is not None:
+            window.set_layer(args.layer)
+        if args.query is not None:
+            window.select_patch(args.query)
+        if args.hover is not None:
+            window._set_hover(args.hover)  # noqa: SLF001 - staged for the picture
+            window.hover_label.setText(window._patch_text(args.hover))  # noqa: SLF001
+        if args.detail is not None:
+            window.open_detail(args.detail)
+        settle = QEventLoop()
+        QTimer.singleShot(300, settle.quit)
+        settle.exec()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        ok = window.grab().save(str(args.out))
+        if args.detail is not None:
+            window.detail.grab().save(str(args.out.with_name(args.out.stem + "-detail.png")))
+        window.close()
+    print(f"screenshot: {'wrote' if ok else 'FAILED to write'} {args.out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

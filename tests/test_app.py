@@ -1,0 +1,287 @@
+"""The desktop window, driven for real (offscreen) with a tiny checkpoint: every wait is on a window signal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("pytestqt")
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QMouseEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from vitviz.app.main_window import MainWindow  # noqa: E402
+from vitviz.app.worker import cumulative_rollout  # noqa: E402
+
+from .conftest import TINY_LABELS  # noqa: E402
+
+TIMEOUT = 30_000  # ms; generous for two busy CPU cores
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    """Five different images: distinct sizes, so each result is recognisable by its grid."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (w, h) in enumerate([(64, 64), (80, 48), (48, 80), (96, 32), (72, 40)]):
+        rgb = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        p = folder / f"img{i}.png"
+        Image.fromarray(rgb).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture
+def settings(tmp_path) -> QSettings:
+    return QSettings(str(tmp_path / "vitviz.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def bare_window(qtbot, settings, tmp_path):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    window = MainWindow(settings=settings, samples=samples)
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    yield window
+    window.close()
+
+
+@pytest.fixture
+def window(qtbot, bare_window, tiny_checkpoint):
+    with qtbot.waitSignal(bare_window.model_ready, timeout=TIMEOUT):
+        bare_window.load_model(str(tiny_checkpoint), "cpu")
+    return bare_window
+
+
+def open_and_wait(qtbot, window, source):
+    with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as blocker:
+        window.open_image(source)
+    return blocker.args[0]
+
+
+def test_open_image_shows_predictions_heads_and_depth(qtbot, window, photo):
+    result = open_and_wait(qtbot, window, photo)
+    assert window.current_result is result
+    assert result.source == str(photo)
+    # predictions: the bar chart holds the predicted labels, best first
+    assert window.bar_labels() == [p.label for p in result.predictions]
+    assert set(window.bar_labels()) <= set(TINY_LABELS) and len(window.bar_labels()) == 5
+    assert window.chart.probabilities() == pytest.approx([p.probability for p in result.predictions])
+    # one map per head, plus the mean and the rollout
+    assert result.num_heads == 3
+    assert window.head_view_count() == result.num_heads + 2
+    captions = [window.head_view_caption(i) for i in range(window.head_view_count())]
+    assert captions[:3] == ["head 0", "head 1", "head 2"]
+    assert captions[3] == "mean of heads" and captions[4].startswith("rollout")
+    for i in range(window.head_view_count()):
+        assert window.head_view_image(i).shape == result.image.shape
+    # the input with its patch grid, the depth map with its colour bar, starting on the last layer
+    np.testing.assert_array_equal(window.shown_image(), result.image)
+    assert window.input_canvas.patch_size == result.grid.patch_size and window.input_canvas.grid_visible
+    assert window.depth_canvas.rgb is not None and window.depth_canvas.rgb.shape == result.image.shape
+    assert window.depth_bar.lo == pytest.approx(float(result.depth.min()))
+    assert "metres" in window.depth_panel.title.text()
+    assert window.layer == result.num_layers - 1
+    assert window.attention_mode() == "cls"
+    assert "cpu" in window.timing_label.text() and "ms" in window.timing_label.text()
+    assert "photo.jpg" in window.windowTitle()
+    assert not window.is_busy and not window.busy_bar.isVisible()
+
+
+def test_layer_slider_and_arrow_keys_change_maps_without_rerunning(qtbot, window, photo):
+    result = open_and_wait(qtbot, window, photo)
+    last = window.head_view_image(0).copy()
+    window.set_layer(0)
+    assert window.layer == 0 and window.layer_slider.value() == 0
+    first = window.head_view_image(0).copy()
+    assert not np.array_equal(first, last)
+    assert window.current_result is result  # the model did not run again
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    assert window.layer == 1
+    assert not np.array_equal(window.head_view_image(0), first)
+    window.layer_slider.setValue(2)
+    assert window.layer == 2
+    assert window.head_view_caption(4) == "rollout 0–2"
+    # per-layer normalisation changes what the heads look like, not what the layer is
+    before = window.head_view_image(1).copy()
+    window.set_normalisation("layer")
+    assert not np.array_equal(window.head_view_image(1), before)
+    assert window.att_legend.lo is not None
+    window.set_opacity(0.0)
+    np.testing.assert_array_equal(window.head_view_image(0), result.image)
+
+
+def test_corrupt_file_shows_error_and_keeps_previous_results(qtbot, window, photo, tmp_path):
+    result = open_and_wait(qtbot, window, photo)
+    labels = window.bar_labels()
+    tile = window.head_view_image(0).copy()
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a PNG")
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as blocker:
+        window.open_image(bad)
+    assert "broken.png" in blocker.args[0]
+    assert window.banner.isVisible() and "broken.png" in window.banner_text()
+    assert window.current_result is result
+    np.testing.assert_array_equal(window.shown_image(), result.image)
+    np.testing.assert_array_equal(window.head_view_image(0), tile)
+    assert window.bar_labels() == labels
+    qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
+    # the next good image clears the error
+    open_and_wait(qtbot, window, photo)
+    assert not window.banner.isVisible()
+
+
+def test_rapid_successive_opens_show_only_the_last_image(qtbot, window, images):
+    shown = []
+    window.result_ready.connect(shown.append)
+    ids = [window.open_image(p) for p in images]
+    assert ids == sorted(ids) and window.is_busy
+    qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
+    qtbot.wait(50)  # let any stray queued answer arrive
+    assert len(shown) == 1
+    assert shown[0].source == str(images[-1])
+    assert window.current_result.source == str(images[-1])
+    assert window.shown_image().shape[:2] == shown[0].image.shape[:2]
+
+
+def test_clicking_a_patch_shows_its_query_attention_and_escape_returns_to_cls(qtbot, window, photo):
+    result = open_and_wait(qtbot, window, photo)
+    cls_tile = window.head_view_image(0).copy()
+    patch = 7
+    center = window.input_canvas.patch_rect(patch).center()
+    qtbot.mouseClick(window.input_canvas, Qt.MouseButton.LeftButton, pos=QPoint(int(center.x()), int(center.y())))
+    assert window.query_patch == patch
+    assert window.attention_mode() == f"query:{patch}"
+    assert f"#{patch}" in window.mode_text() and f"#{patch}" in window.att_panel.title.text()
+    assert window.cls_button.isVisible()
+    assert not np.array_equal(window.head_view_image(0), cls_tile)
+    expected = result.query_attention(window.layer, patch)
+    np.testing.assert_allclose(window._tile_values[0], expected[0])  # noqa: SLF001
+    assert window.input_canvas.marked_patch == patch
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert window.query_patch is None and window.attention_mode() == "cls"
+    assert window.mode_text() == "CLS" and not window.cls_button.isVisible()
+    np.testing.assert_array_equal(window.head_view_image(0), cls_tile)
+
+
+def test_hover_reports_the_patch_in_the_status_bar(qtbot, window, photo):
+    result = open_and_wait(qtbot, window, photo)
+    patch = result.grid.cols + 2  # row 1, col 2
+    center = window.input_canvas.patch_rect(patch).center()
+    move = QMouseEvent(QEvent.Type.MouseMove, center, window.input_canvas.mapToGlobal(center),
+                       Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window.input_canvas, move)
+    x0, y0, x1, y1 = result.grid.patch_box(patch)
+    text = window.hover_label.text()
+    assert "row 1, col 2" in text and f"x {x0}–{x1}, y {y0}–{y1}" in text
+    assert window.input_canvas.hover_patch == patch and window.tiles.tiles[0].hover_patch == patch
+
+
+def test_clicking_a_head_enlarges_it_and_follows_the_layer(qtbot, window, photo):
+    open_and_wait(qtbot, window, photo)
+    center = window.tiles.tiles[1].rect().center()
+    qtbot.mouseClick(window.tiles.tiles[1], Qt.MouseButton.LeftButton, pos=center)
+    assert window.detail.isVisible()
+    assert "head 1" in window.detail.title.text()
+    np.testing.assert_array_equal(window.detail.canvas.rgb, window.head_view_image(1))
+    window.set_layer(0)
+    assert "Layer 0" in window.detail.title.text()
+    np.testing.assert_array_equal(window.detail.canvas.rgb, window.head_view_image(1))
+
+
+def test_export_view_and_all_maps(qtbot, window, photo, tmp_path):
+    result = open_and_wait(qtbot, window, photo)
+    view = tmp_path / "view.png"
+    assert window.export_view(view)
+    with Image.open(view) as im:
+        assert im.size[0] > 300 and im.size[1] > 200
+    folder = tmp_path / "maps"
+    window.set_layer(1)
+    with qtbot.waitSignal(window.export_finished, timeout=TIMEOUT) as blocker:
+        window.export_maps(folder)
+    names = {Path(f).name for f in blocker.args[1]}
+    assert {"result.json", "input.png", "heads_layer1.png", "rollout.png", "depth.png", "depth.npy",
+            "cls_attention.npy"} <= names
+    np.testing.assert_array_equal(np.load(folder / "cls_attention.npy"), result.cls_attention)
+
+
+def test_wrong_checkpoint_shows_error_and_keeps_the_model(qtbot, window, photo, tmp_path):
+    open_and_wait(qtbot, window, photo)
+    model = window.current_model
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something-else"}')
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as blocker:
+        window.load_model(str(bad))
+    assert "bad.json" in blocker.args[0]
+    assert window.current_model is model
+    assert window.model_combo.currentData() == model.spec
+    qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
+
+
+def test_paste_and_drop_open_images(qtbot, window, images):
+    rgb = np.zeros((40, 56, 3), np.uint8)
+    rgb[:, :28] = (255, 0, 0)
+    qimage = QImage(rgb.data, 56, 40, 56 * 3, QImage.Format.Format_RGB888).copy()
+    QGuiApplication.clipboard().setImage(qimage)
+    with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as blocker:
+        window.paste_image()
+    assert blocker.args[0].source == "clipboard image"
+    assert blocker.args[0].grid.original_size == (56, 40)
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(images[1]))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as blocker:
+        window.dropEvent(event)
+    assert blocker.args[0].source == str(images[1])
+    assert str(images[1].resolve()) in window.recent_files()
+
+
+def test_without_a_model_the_app_explains_and_still_opens_images(qtbot, bare_window, images, tmp_path, monkeypatch):
+    monkeypatch.setenv("VITVIZ_WEIGHTS", str(tmp_path / "no-weights"))
+    sample = bare_window.samples_folder / "sample.png"
+    Image.open(images[0]).save(sample)
+    assert [a.text() for a in bare_window.sample_actions()] == ["sample"]
+    with qtbot.waitSignal(bare_window.preview_shown, timeout=TIMEOUT) as blocker:
+        bare_window.startup()
+    assert "not installed" in bare_window.banner_text()
+    assert blocker.args[0].source == str(sample)
+    assert bare_window.shown_image().shape == (64, 64, 3)
+    assert bare_window.current_result is None and bare_window.head_view_count() == 0
+
+
+def test_startup_opens_the_first_sample_with_the_shipped_model(qtbot, bare_window, tiny_checkpoint, images,
+                                                              monkeypatch):
+    monkeypatch.setenv("VITVIZ_WEIGHTS", str(tiny_checkpoint.parent))
+    for i in (2, 0):
+        Image.open(images[i]).save(bare_window.samples_folder / f"s{i}.png")
+    with qtbot.waitSignal(bare_window.result_ready, timeout=TIMEOUT) as blocker:
+        bare_window.startup(device="cpu")
+    assert Path(blocker.args[0].source).name == "s0.png"
+    assert bare_window.current_model.name == "tiny"
+    assert bare_window.model_combo.currentText() == "tiny"
+
+
+def test_cumulative_rollout_matches_the_engine(qtbot, window, photo):
+    result = open_and_wait(qtbot, window, photo)
+    rollouts = cumulative_rollout(result.attentions)
+    p = result.num_prefix_tokens
+    for layer in range(result.num_layers):
+        np.testing.assert_allclose(rollouts[layer][0, p:].reshape(result.grid.rows, result.grid.cols),
+                                   result.rollout(layer), rtol=1e-4, atol=1e-6)
+
+
+def test_window_module_does_not_import_torch():
+    code = "import sys, vitviz.app.main_window; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

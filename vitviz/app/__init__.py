@@ -1,0 +1,65 @@
+"""The vitviz desktop app (PySide6 + pyqtgraph). ``run_app()`` opens the window; torch is imported by the worker
+thread after the window is shown, so the window appears quickly."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+__all__ = ["run_app", "create_app", "MainWindow"]
+
+
+def __getattr__(name: str):
+    if name == "MainWindow":
+        from .main_window import MainWindow
+
+        return MainWindow
+    raise AttributeError(name)
+
+
+def create_app(argv: Sequence[str] | None = None):
+    """The QApplication (created once), with the app's name, icon and style set."""
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from . import paths
+
+    app = QApplication.instance()
+    if app is None:
+        if hasattr(QApplication, "setHighDpiScaleFactorRoundingPolicy"):
+            from PySide6.QtCore import Qt
+
+            QApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(list(argv) if argv is not None else [sys.argv[0]])
+        app.setStyle("Fusion")
+    app.setApplicationName("vitviz")
+    app.setOrganizationName("vitviz")
+    app.setApplicationDisplayName("vitviz")
+    icon = paths.icon_path()
+    if icon is not None:
+        app.setWindowIcon(QIcon(str(icon)))
+    return app
+
+
+def run_app(
+    image: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    device: str = "auto",
+    depth_model: str | None = None,
+) -> int:
+    """Open the window on ``image`` (default: the first sample) with ``model`` (default: the shipped model).
+
+    Returns the application's exit status.
+    """
+    from PySide6.QtCore import QTimer
+
+    app = create_app()
+    from .main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    # Start loading once the window is on screen: the worker imports torch meanwhile.
+    QTimer.singleShot(0, lambda: window.startup(image=image, model=model, device=device or "auto",
+                                                depth_model=depth_model))
+    return int(app.exec())

@@ -1,0 +1,95 @@
+"""Where the app finds shipped models, sample images and its icon -- without importing torch."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "REPO_ROOT",
+    "ShippedModel",
+    "weights_dir",
+    "shipped_models",
+    "samples_dir",
+    "sample_images",
+    "icon_path",
+    "is_image_file",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+DEFAULT_MODEL = "vitviz-mini"  # same as vitviz.engine.DEFAULT_MODEL (that module imports torch)
+
+
+def weights_dir() -> Path:
+    """Folder of the shipped checkpoints; mirrors :func:`vitviz.engine.weights_dir` (``$VITVIZ_WEIGHTS`` overrides).
+
+    Duplicated here so that the window can list models before torch is imported.
+    """
+    env = os.environ.get("VITVIZ_WEIGHTS")
+    return Path(env) if env else REPO_ROOT / "weights"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    name: str
+    config: Path
+    description: str
+
+
+def shipped_models(folder: Path | None = None) -> list[ShippedModel]:
+    """vitviz checkpoints (config JSON + weights beside it) in the weights folder, default model first."""
+    folder = folder or weights_dir()
+    found: list[ShippedModel] = []
+    try:
+        configs = sorted(folder.glob("*.json"))
+    except OSError:
+        return found
+    for cfg in configs:
+        try:
+            if cfg.stat().st_size > 4 * 1024 * 1024:
+                continue
+            data = json.loads(cfg.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or data.get("format") != "vitviz-checkpoint":
+            continue
+        if not cfg.with_suffix(".safetensors").is_file():
+            continue
+        found.append(ShippedModel(cfg.stem, cfg, str(data.get("description") or "")))
+    found.sort(key=lambda m: (m.name != DEFAULT_MODEL, m.name))
+    return found
+
+
+def samples_dir() -> Path:
+    """Folder listed by the Samples menu (``$VITVIZ_SAMPLES`` overrides)."""
+    env = os.environ.get("VITVIZ_SAMPLES")
+    if env:
+        return Path(env)
+    for candidate in (REPO_ROOT / "assets" / "samples", PACKAGE_ROOT / "assets" / "samples"):
+        if candidate.is_dir():
+            return candidate
+    return REPO_ROOT / "assets" / "samples"
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def sample_images(folder: Path | None = None) -> list[Path]:
+    folder = folder or samples_dir()
+    try:
+        return sorted((p for p in folder.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: p.name.lower())
+    except OSError:
+        return []
+
+
+def icon_path() -> Path | None:
+    for candidate in (REPO_ROOT / "assets" / "icons" / "vitviz.png", PACKAGE_ROOT / "assets" / "icons" / "vitviz.png"):
+        if candidate.is_file():
+            return candidate
+    return None

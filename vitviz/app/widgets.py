@@ -1,0 +1,676 @@
+"""Widgets of the vitviz window: image canvases with a patch grid, tile grids, colour bars, the prediction chart,
+the message bar and the enlarged-map dialog. Pure Qt + numpy (+ pyqtgraph for the chart); no torch."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QLinearGradient, QPainter, QPen
+from PySide6.QtWidgets import (
+    QDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+__all__ = [
+    "ACCENT",
+    "HOVER",
+    "to_qimage",
+    "nice_ticks",
+    "format_tick",
+    "ImageCanvas",
+    "TileGrid",
+    "ColorBar",
+    "PredictionChart",
+    "MessageBar",
+    "Panel",
+    "MapDialog",
+]
+
+ACCENT = QColor("#1f6feb")  # selection, top prediction
+QUERY = QColor("#00d8ff")  # the query patch
+HOVER = QColor("#ffcc33")  # the hovered patch
+TEXT_MUTED = QColor("#5b6470")
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    """A deep-copied QImage of an ``[H, W, 3]`` uint8 array."""
+    arr = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
+    h, w = arr.shape[:2]
+    return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def nice_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
+    """Round tick values covering [lo, hi] (1-2-5 steps)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(1, max_ticks - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks = []
+    v = first
+    while v <= hi + step * 1e-9:
+        ticks.append(0.0 if abs(v) < step * 1e-9 else v)
+        v += step
+    return ticks
+
+
+def format_tick(value: float, ticks: Sequence[float]) -> str:
+    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(value) or 1.0
+    decimals = max(0, -int(math.floor(math.log10(step))) + (1 if step / 10 ** math.floor(math.log10(step)) == 2.5 else 0))
+    return f"{value:.{min(decimals, 6)}f}"
+
+
+class ImageCanvas(QWidget):
+    """Shows an RGB image scaled to fit (aspect kept), with an optional caption, patch grid and patch marks.
+
+    ``hovered`` sends ``(x, y)`` in image pixels or ``None``; ``clicked`` sends ``(x, y)`` or ``None`` (outside).
+    """
+
+    hovered = Signal(object)
+    clicked = Signal(object)
+    geometry_changed = Signal(object)  # the QRectF where the image is drawn
+
+    def __init__(self, parent: QWidget | None = None, caption: str = "", placeholder: str = "") -> None:
+        super().__init__(parent)
+        self.setMouseTracking(True)
+        self.setMinimumSize(48, 48)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self._rgb: np.ndarray | None = None
+        self._qimage: QImage | None = None
+        self.caption = caption
+        self.placeholder = placeholder
+        self.patch_size = 0
+        self.grid_visible = False
+        self.hover_patch: int | None = None
+        self.marked_patch: int | None = None
+        self.selected = False
+        self.clickable = False
+        self.smooth = True
+        self.margin = 2
+
+    # -- content ---------------------------------------------------------------------------------------------
+
+    @property
+    def rgb(self) -> np.ndarray | None:
+        """The image data shown (tests compare it)."""
+        return self._rgb
+
+    def set_image(self, rgb: np.ndarray | None) -> None:
+        self._rgb = None if rgb is None else np.ascontiguousarray(rgb)
+        old = None if self._qimage is None else self._qimage.size()
+        self._qimage = None if rgb is None else to_qimage(self._rgb)
+        if old != (None if self._qimage is None else self._qimage.size()):
+            self.geometry_changed.emit(self.image_rect())
+        self.update()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.geometry_changed.emit(self.image_rect())
+
+    def set_caption(self, caption: str) -> None:
+        if caption != self.caption:
+            self.caption = caption
+            self.update()
+
+    def set_patch_size(self, patch: int) -> None:
+        self.patch_size = int(patch)
+        self.update()
+
+    def set_grid_visible(self, visible: bool) -> None:
+        self.grid_visible = bool(visible)
+        self.update()
+
+    def set_hover_patch(self, index: int | None) -> None:
+        if index != self.hover_patch:
+            self.hover_patch = index
+            self.update()
+
+    def set_marked_patch(self, index: int | None) -> None:
+        if index != self.marked_patch:
+            self.marked_patch = index
+            self.update()
+
+    def set_selected(self, selected: bool) -> None:
+        if selected != self.selected:
+            self.selected = selected
+            self.update()
+
+    def set_clickable(self, clickable: bool) -> None:
+        self.clickable = clickable
+        self.setCursor(Qt.CursorShape.PointingHandCursor if clickable else Qt.CursorShape.CrossCursor)
+
+    # -- geometry --------------------------------------------------------------------------------------------
+
+    def caption_height(self) -> int:
+        return QFontMetrics(self._caption_font()).height() + 4 if self.caption else 0
+
+    def _caption_font(self) -> QFont:
+        font = QFont(self.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.92))
+        return font
+
+    def image_rect(self) -> QRectF:
+        """Where the image is drawn, in widget coordinates (aspect ratio kept, centred)."""
+        if self._rgb is None:
+            return QRectF()
+        h, w = self._rgb.shape[:2]
+        m = self.margin
+        top = self.caption_height()
+        aw, ah = max(1, self.width() - 2 * m), max(1, self.height() - top - 2 * m)
+        scale = min(aw / w, ah / h)
+        dw, dh = w * scale, h * scale
+        return QRectF(m + (aw - dw) / 2, top + m + (ah - dh) / 2, dw, dh)
+
+    def to_image(self, pos: QPointF) -> tuple[float, float] | None:
+        r = self.image_rect()
+        if self._rgb is None or not r.contains(pos):
+            return None
+        h, w = self._rgb.shape[:2]
+        x = (pos.x() - r.left()) * w / r.width()
+        y = (pos.y() - r.top()) * h / r.height()
+        return min(max(x, 0.0), w - 1e-3), min(max(y, 0.0), h - 1e-3)
+
+    def patch_rect(self, index: int) -> QRectF:
+        r = self.image_rect()
+        if self._rgb is None or self.patch_size <= 0:
+            return QRectF()
+        h, w = self._rgb.shape[:2]
+        cols = max(1, w // self.patch_size)
+        row, col = divmod(index, cols)
+        s = r.width() / w
+        p = self.patch_size * s
+        return QRectF(r.left() + col * p, r.top() + row * p, p, p)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return QSize(320, 320)
+
+    # -- events ----------------------------------------------------------------------------------------------
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        self.hovered.emit(self.to_image(event.position()))
+        super().mouseMoveEvent(event)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        self.hovered.emit(None)
+        super().leaveEvent(event)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit(self.to_image(event.position()))
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.smooth)
+        if self.caption:
+            p.setFont(self._caption_font())
+            p.setPen(self.palette().windowText().color() if not self.selected else ACCENT)
+            cap = QRectF(self.margin, 0, self.width() - 2 * self.margin, self.caption_height())
+            elided = QFontMetrics(p.font()).elidedText(self.caption, Qt.TextElideMode.ElideRight, int(cap.width()))
+            p.drawText(cap, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, elided)
+        if self._qimage is None:
+            if self.placeholder:
+                p.setPen(TEXT_MUTED)
+                p.drawText(self.rect().adjusted(8, 8, -8, -8), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                           self.placeholder)
+            return
+        r = self.image_rect()
+        p.drawImage(r, self._qimage)
+        if self.grid_visible and self.patch_size > 0:
+            self._draw_grid(p, r)
+        if self.hover_patch is not None and self.patch_size > 0:
+            p.setPen(QPen(HOVER, 2))
+            p.drawRect(self.patch_rect(self.hover_patch))
+        if self.marked_patch is not None and self.patch_size > 0:
+            pr = self.patch_rect(self.marked_patch)
+            p.setPen(QPen(QColor(0, 0, 0, 160), 3))
+            p.drawRect(pr)
+            p.setPen(QPen(QUERY, 2))
+            p.drawRect(pr)
+        if self.selected:
+            p.setPen(QPen(ACCENT, 3))
+            p.drawRect(r.adjusted(-1, -1, 1, 1))
+
+    def _draw_grid(self, p: QPainter, r: QRectF) -> None:
+        h, w = self._rgb.shape[:2]
+        step = self.patch_size * r.width() / w
+        xs = [r.left() + i * step for i in range(1, int(w // self.patch_size))]
+        ys = [r.top() + i * step for i in range(1, int(h // self.patch_size))]
+        for color, offset in ((QColor(0, 0, 0, 70), 1.0), (QColor(255, 255, 255, 150), 0.0)):
+            p.setPen(QPen(color, 1))
+            for x in xs:
+                p.drawLine(QPointF(x + offset, r.top()), QPointF(x + offset, r.bottom()))
+            for y in ys:
+                p.drawLine(QPointF(r.left(), y + offset), QPointF(r.right(), y + offset))
+
+
+class TileGrid(QWidget):
+    """A grid of captioned :class:`ImageCanvas` tiles, laid out to make the tiles as large as possible."""
+
+    tile_clicked = Signal(int)
+    tile_hovered = Signal(int, object)  # tile index, (x, y) image pixel or None
+
+    def __init__(self, parent: QWidget | None = None, placeholder: str = "") -> None:
+        super().__init__(parent)
+        self.tiles: list[ImageCanvas] = []
+        self.spacing = 8
+        self.placeholder = placeholder
+        self._aspect = 1.0
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(200, 160)
+
+    def set_count(self, count: int) -> None:
+        while len(self.tiles) > count:
+            self.tiles.pop().deleteLater()
+        while len(self.tiles) < count:
+            i = len(self.tiles)
+            tile = ImageCanvas(self)
+            tile.set_clickable(True)
+            tile.clicked.connect(lambda _pos, i=i: self.tile_clicked.emit(i))
+            tile.hovered.connect(lambda pos, i=i: self.tile_hovered.emit(i, pos))
+            tile.show()
+            self.tiles.append(tile)
+        self._relayout()
+        self.update()
+
+    def set_aspect(self, aspect: float) -> None:
+        self._aspect = max(0.05, float(aspect))
+        self._relayout()
+
+    def columns(self) -> int:
+        return self._layout()[0]
+
+    def _layout(self) -> tuple[int, float, float]:
+        n = len(self.tiles)
+        if n == 0:
+            return 0, 0.0, 0.0
+        cap = self.tiles[0].caption_height() + 2 * self.tiles[0].margin
+        best = (1, 0.0, 0.0)
+        for cols in range(1, n + 1):
+            rows = math.ceil(n / cols)
+            tw = (self.width() - (cols - 1) * self.spacing) / cols
+            th = (self.height() - (rows - 1) * self.spacing) / rows
+            img_w = min(tw - 4, (th - cap) * self._aspect)
+            if img_w > best[1] + 0.5:
+                best = (cols, img_w, img_w / self._aspect + cap)
+        return best
+
+    def _relayout(self) -> None:
+        n = len(self.tiles)
+        if not n:
+            return
+        cols, img_w, tile_h = self._layout()
+        tile_w = img_w + 4
+        rows = math.ceil(n / cols)
+        total_w = cols * tile_w + (cols - 1) * self.spacing
+        total_h = rows * tile_h + (rows - 1) * self.spacing
+        x0 = (self.width() - total_w) / 2
+        y0 = max(0.0, (self.height() - total_h) / 2)
+        for i, tile in enumerate(self.tiles):
+            r, c = divmod(i, cols)
+            tile.setGeometry(int(x0 + c * (tile_w + self.spacing)), int(y0 + r * (tile_h + self.spacing)),
+                             int(tile_w), int(tile_h))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        self._relayout()
+        super().resizeEvent(event)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        if not self.tiles and self.placeholder:
+            p = QPainter(self)
+            p.setPen(TEXT_MUTED)
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
+
+
+class ColorBar(QWidget):
+    """A colour scale with tick labels: vertical (beside a map) or horizontal (under a grid of maps)."""
+
+    def __init__(self, orientation: Qt.Orientation = Qt.Orientation.Vertical, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.orientation = orientation
+        self.lut: np.ndarray | None = None
+        self.lo: float | None = None
+        self.hi: float | None = None
+        self.title = ""
+        self.end_labels = ("low", "high")
+        self.bar = 12
+        self.span: tuple[float, float] | None = None  # (top, bottom) of the bar, e.g. to match an image beside it
+        if orientation == Qt.Orientation.Vertical:
+            self.setFixedWidth(78)
+            self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+        else:
+            self.setFixedHeight(34)
+            self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_scale(self, lut: np.ndarray | None, lo: float | None, hi: float | None, title: str = "",
+                  end_labels: tuple[str, str] = ("low", "high")) -> None:
+        self.lut, self.lo, self.hi, self.title, self.end_labels = lut, lo, hi, title, end_labels
+        if self.orientation == Qt.Orientation.Vertical:
+            fm = QFontMetrics(self.font())
+            labels = self._labels()
+            widest = max([fm.horizontalAdvance(t) for _, t in labels] + [0])
+            self.setFixedWidth(max(56, self.bar + 10 + widest + 6))
+        self.update()
+
+    def set_span(self, top: float | None, bottom: float | None = None) -> None:
+        span = None if top is None or bottom is None or bottom - top < 40 else (float(top), float(bottom))
+        if span != self.span:
+            self.span = span
+            self.update()
+
+    def _labels(self) -> list[tuple[float, str]]:
+        """(position 0..1 along the bar, text)."""
+        if self.lo is None or self.hi is None:
+            return [(0.0, self.end_labels[0]), (1.0, self.end_labels[1])]
+        if self.hi <= self.lo:
+            return [(0.5, f"{self.lo:.3g}")]
+        ticks = nice_ticks(self.lo, self.hi, 6 if self.orientation == Qt.Orientation.Vertical else 5)
+        return [((t - self.lo) / (self.hi - self.lo), format_tick(t, ticks)) for t in ticks]
+
+    def _gradient(self, start: QPointF, stop: QPointF) -> QLinearGradient:
+        g = QLinearGradient(start, stop)
+        lut = self.lut if self.lut is not None else np.stack([np.arange(256)] * 3, 1)
+        for i in range(0, 256, 15):
+            g.setColorAt(i / 255, QColor(*[int(c) for c in lut[i]]))
+        g.setColorAt(1.0, QColor(*[int(c) for c in lut[255]]))
+        return g
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        if self.lut is None:
+            return
+        p = QPainter(self)
+        fm = QFontMetrics(self.font())
+        text_color = self.palette().windowText().color()
+        labels = self._labels()
+        if self.orientation == Qt.Orientation.Vertical:
+            top = fm.height() + 8 if self.title else fm.height() // 2 + 2
+            bottom = self.height() - fm.height() // 2 - 2
+            if self.span is not None:
+                top = max(top, self.span[0])
+                bottom = min(bottom, self.span[1])
+            bar = QRectF(2, top, self.bar, max(4, bottom - top))
+            p.fillRect(bar, self._gradient(bar.bottomLeft(), bar.topLeft()))
+            p.setPen(QPen(QColor(0, 0, 0, 90), 1))
+            p.drawRect(bar)
+            p.setPen(text_color)
+            if self.title:
+                p.drawText(QRectF(0, top - fm.height() - 6, self.width(), fm.height() + 4), Qt.AlignmentFlag.AlignLeft,
+                           self.title)
+            for pos, text in labels:
+                y = bar.bottom() - pos * bar.height()
+                p.drawLine(QPointF(bar.right(), y), QPointF(bar.right() + 4, y))
+                p.drawText(QRectF(bar.right() + 7, y - fm.height() / 2, self.width(), fm.height()),
+                           Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
+        else:
+            lw = max(fm.horizontalAdvance(labels[0][1]), fm.horizontalAdvance(labels[-1][1])) // 2 + 2
+            bar = QRectF(lw, 2, max(4, self.width() - 2 * lw), self.bar)
+            p.fillRect(bar, self._gradient(bar.topLeft(), bar.topRight()))
+            p.setPen(QPen(QColor(0, 0, 0, 90), 1))
+            p.drawRect(bar)
+            p.setPen(text_color)
+            for pos, text in labels:
+                x = bar.left() + pos * bar.width()
+                p.drawLine(QPointF(x, bar.bottom()), QPointF(x, bar.bottom() + 3))
+                tw = fm.horizontalAdvance(text)
+                p.drawText(QRectF(x - tw / 2 - 1, bar.bottom() + 3, tw + 2, fm.height()), Qt.AlignmentFlag.AlignCenter,
+                           text)
+            if self.title:
+                p.setPen(TEXT_MUTED)
+                p.drawText(QRectF(bar.left(), bar.bottom() + 3, bar.width(), fm.height()),
+                           Qt.AlignmentFlag.AlignHCenter, self.title)
+
+
+class PredictionChart(QWidget):
+    """Top-k class probabilities as a horizontal bar chart (pyqtgraph), best at the top, labels never clipped."""
+
+    MAX_LABEL_CHARS = 36
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        import pyqtgraph as pg
+
+        self._pg = pg
+        self._labels: list[str] = []
+        self._probs: list[float] = []
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.plot = pg.PlotWidget(background=self.palette().base().color())
+        self.plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.plot.setMinimumHeight(120)
+        self.plot.setFrameShape(QFrame.Shape.NoFrame)
+        item = self.plot.getPlotItem()
+        item.hideButtons()
+        item.setMenuEnabled(False)
+        item.setMouseEnabled(x=False, y=False)
+        item.hideAxis("bottom")
+        item.getViewBox().setDefaultPadding(0.0)
+        axis = item.getAxis("left")
+        axis.setStyle(tickLength=0, tickTextOffset=8, autoExpandTextSpace=False)
+        axis.setPen(QPen(QColor(0, 0, 0, 0)))
+        self.placeholder = QLabel("", self)
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet(f"color: {TEXT_MUTED.name()};")
+        self.placeholder.setWordWrap(True)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.placeholder)
+        self.placeholder.hide()
+        self._items: list[object] = []
+
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    def probabilities(self) -> list[float]:
+        return list(self._probs)
+
+    def show_placeholder(self, text: str) -> None:
+        self.set_predictions([])
+        self.plot.hide()
+        self.placeholder.setText(text)
+        self.placeholder.show()
+
+    def _elide(self, label: str) -> str:
+        return label if len(label) <= self.MAX_LABEL_CHARS else label[: self.MAX_LABEL_CHARS - 1] + "…"
+
+    def set_predictions(self, predictions: Sequence[tuple[str, float]]) -> None:
+        pg = self._pg
+        item = self.plot.getPlotItem()
+        for old in self._items:
+            item.removeItem(old)
+        self._items.clear()
+        self._labels = [label for label, _ in predictions]
+        self._probs = [float(p) for _, p in predictions]
+        if not predictions:
+            item.getAxis("left").setTicks([[]])
+            return
+        self.placeholder.hide()
+        self.plot.show()
+        n = len(predictions)
+        ys = np.arange(n, dtype=float)[::-1]  # best at the top
+        probs = np.asarray(self._probs)
+        brushes = [pg.mkBrush(ACCENT)] + [pg.mkBrush("#9fb3c8")] * (n - 1)
+        bars = pg.BarGraphItem(x0=np.zeros(n), y=ys, height=0.66, width=probs, brushes=brushes,
+                               pens=[pg.mkPen(None)] * n)
+        item.addItem(bars)
+        self._items.append(bars)
+        text_color = self.palette().windowText().color()
+        for y, p in zip(ys, probs):
+            text = pg.TextItem(f"{p * 100:.1f}%" if p < 0.9995 else "100%", color=text_color, anchor=(0, 0.5))
+            text.setPos(float(p) + 0.015, float(y))
+            item.addItem(text)
+            self._items.append(text)
+        shown = [self._elide(label) for label in self._labels]
+        axis = item.getAxis("left")
+        font = QFont(self.font())
+        axis.setStyle(tickFont=font)
+        axis.setTextPen(pg.mkPen(text_color))
+        axis.setTicks([[(float(y), s) for y, s in zip(ys, shown)], []])
+        fm = QFontMetrics(font)
+        axis.setWidth(max(fm.horizontalAdvance(s) for s in shown) + 16)
+        # room on the right for "100.0%" after the longest bar
+        room = (QFontMetrics(font).horizontalAdvance("100.0%") + 12) / max(80.0, self.plot.width() - axis.width())
+        item.setXRange(0.0, 1.0 + max(0.2, room), padding=0)
+        item.setYRange(-0.6, n - 0.4, padding=0)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self._labels:
+            self.set_predictions(list(zip(self._labels, self._probs)))
+
+
+class MessageBar(QFrame):
+    """A non-modal banner at the top of the window: errors, warnings and information, closable."""
+
+    STYLES = {
+        "error": ("#fdecea", "#b3261e", "#f4c7c3", "⚠"),
+        "warning": ("#fff4e5", "#8a5300", "#f7d9a8", "⚠"),
+        "info": ("#e8f1fd", "#174ea6", "#c5d9f7", "ℹ"),
+    }
+
+    closed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.kind = "info"
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        self.icon = QLabel(self)
+        self.text = QLabel(self)
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        close = QToolButton(self)
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.dismiss)
+        layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        bg, fg, border, icon = self.STYLES.get(kind, self.STYLES["info"])
+        self.kind = kind
+        self.setStyleSheet(
+            f"MessageBar {{ background: {bg}; border: 1px solid {border}; border-radius: 6px; }}"
+            f"QLabel {{ color: {fg}; background: transparent; }}"
+        )
+        self.icon.setText(icon)
+        self.text.setText(text)
+        self.show()
+
+    def message(self) -> str:
+        return self.text.text() if self.isVisible() else ""
+
+    def dismiss(self) -> None:
+        self.hide()
+        self.closed.emit()
+
+
+class Panel(QFrame):
+    """A titled section of the window: a header row (title + optional widgets) above a body."""
+
+    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Panel")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(10, 8, 10, 10)
+        outer.setSpacing(6)
+        self.header = QHBoxLayout()
+        self.header.setSpacing(8)
+        self.title = QLabel(title, self)
+        self.title.setObjectName("PanelTitle")
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.header.addWidget(self.title)
+        self.header.addStretch(1)
+        outer.addLayout(self.header)
+        self.body = QVBoxLayout()
+        self.body.setSpacing(6)
+        outer.addLayout(self.body, 1)
+
+    def set_title(self, html: str) -> None:
+        self.title.setText(html)
+
+    def add_header_widget(self, widget: QWidget) -> None:
+        self.header.addWidget(widget)
+
+
+class MapDialog(QDialog):
+    """One map enlarged (non-modal), with a colour bar in real units and the value under the mouse."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Attention map")
+        self.setModal(False)
+        self.resize(640, 600)
+        self.tile_index: int | None = None
+        self.values: np.ndarray | None = None  # [rows, cols] raw values of the shown map
+        self.unit = ""
+        layout = QVBoxLayout(self)
+        self.title = QLabel(self)
+        self.title.setObjectName("PanelTitle")
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.title.setWordWrap(True)
+        row = QHBoxLayout()
+        self.canvas = ImageCanvas(self)
+        self.canvas.smooth = True
+        self.colorbar = ColorBar(Qt.Orientation.Vertical, self)
+        row.addWidget(self.canvas, 1)
+        row.addWidget(self.colorbar)
+        self.readout = QLabel(" ", self)
+        self.readout.setStyleSheet(f"color: {TEXT_MUTED.name()};")
+        layout.addWidget(self.title)
+        layout.addLayout(row, 1)
+        layout.addWidget(self.readout)
+        self.canvas.hovered.connect(self._on_hover)
+        self.canvas.geometry_changed.connect(lambda r: self.colorbar.set_span(r.top(), r.bottom()) if r.height() else
+                                             self.colorbar.set_span(None))
+
+    def set_content(self, tile_index: int, title: str, rgb: np.ndarray, values: np.ndarray, lut: np.ndarray,
+                    lo: float, hi: float, patch_size: int, grid_visible: bool, marked: int | None,
+                    scale_title: str) -> None:
+        self.tile_index = tile_index
+        self.values = values
+        self.title.setText(title)
+        self.setWindowTitle(f"vitviz — {_strip_tags(title)}")
+        self.canvas.set_image(rgb)
+        self.canvas.set_patch_size(patch_size)
+        self.canvas.set_grid_visible(grid_visible)
+        self.canvas.set_marked_patch(marked)
+        self.colorbar.set_scale(lut, lo, hi, scale_title)
+
+    def _on_hover(self, pos) -> None:
+        if pos is None or self.values is None or self.canvas.rgb is None or self.canvas.patch_size <= 0:
+            self.readout.setText(" ")
+            self.canvas.set_hover_patch(None)
+            return
+        p = self.canvas.patch_size
+        rows, cols = self.values.shape
+        r, c = min(int(pos[1] // p), rows - 1), min(int(pos[0] // p), cols - 1)
+        index = r * cols + c
+        self.canvas.set_hover_patch(index)
+        self.readout.setText(f"patch #{index} (row {r}, col {c}): {self.values[r, c]:.4g}")
+
+
+def _strip_tags(html: str) -> str:
+    import re
+
+    return re.sub(r"<[^>]+>", "", html)

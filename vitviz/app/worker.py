@@ -1,0 +1,258 @@
+"""The background worker: imports torch, loads models, decodes images, runs the model and writes exports.
+
+Everything here runs on one QThread (``AnalysisWorker`` is moved to it), so the window never waits for PyTorch.
+Requests carry increasing ids: an analysis whose id is no longer the newest is skipped or cancelled between engine
+stages (``RequestTracker``), and the window ignores any answer that is not for its newest request.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal, Slot
+
+__all__ = ["RequestTracker", "AnalysisWorker", "ModelSummary", "Shown", "cumulative_rollout", "describe_error"]
+
+
+class RequestTracker:
+    """Newest analysis request id, shared by the window (writer) and the worker (reader).
+
+    Plain attribute reads and writes of ints are atomic in CPython, which is all that is needed here.
+    """
+
+    def __init__(self) -> None:
+        self.latest_analysis = 0
+        self.closing = False
+
+    def is_stale(self, request_id: int) -> bool:
+        return self.closing or request_id != self.latest_analysis
+
+
+@dataclass
+class ModelSummary:
+    """What the window shows about the loaded model."""
+
+    name: str
+    spec: str
+    device: str
+    image_size: int
+    patch_size: int
+    layers: int
+    heads: int
+    num_classes: int
+    depth_kind: str | None
+    depth_model: str | None
+    load_ms: float
+    description: str = ""
+
+
+@dataclass
+class Shown:
+    """A finished analysis plus the extras the window needs to redraw any layer instantly."""
+
+    result: Any  # vitviz.engine.AnalysisResult
+    rollouts: np.ndarray | None  # [layers, T, T] cumulative attention rollout after each layer
+    worker_ms: float = 0.0
+    extra_notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Preview:
+    """An image decoded while no model is loaded: shown alone, without analysis."""
+
+    image: np.ndarray
+    source: str
+    notices: list[str]
+
+
+def cumulative_rollout(attentions: np.ndarray) -> np.ndarray:
+    """Attention rollout (mean head fusion, no discarding) after every layer, in one pass: ``[L, T, T]``.
+
+    Same recurrence as :func:`vitviz.render.attention_rollout`, but it keeps each intermediate product.
+    """
+    a = np.asarray(attentions, dtype=np.float64)
+    layers, t = a.shape[0], a.shape[-1]
+    eye = np.eye(t)
+    joint = eye
+    out = np.empty((layers, t, t), np.float32)
+    for layer in range(layers):
+        step = 0.5 * a[layer].mean(axis=0) + 0.5 * eye
+        step /= step.sum(axis=-1, keepdims=True)
+        joint = step @ joint
+        out[layer] = joint
+    return out
+
+
+def describe_error(exc: BaseException, doing: str) -> str:
+    """A one-line message for the user; unexpected errors also go to stderr with their traceback."""
+    from ..errors import VitvizError
+
+    if isinstance(exc, VitvizError):
+        return str(exc)
+    text = str(exc)
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return f"Out of memory while {doing}: try a smaller image, the CPU device or a smaller model."
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"Unexpected error while {doing}: {type(exc).__name__}" + (f": {first}" if first else "")
+
+
+class AnalysisWorker(QObject):
+    """Lives on the worker thread; the window talks to it only through queued signals."""
+
+    environment_ready = Signal(dict)  # {"devices": [...], "zoo": [(name, summary)], "torch": version}
+    model_ready = Signal(int, object)  # request id, ModelSummary
+    analysis_ready = Signal(int, object)  # request id, Shown
+    preview_ready = Signal(int, object)  # request id, Preview (no model loaded)
+    export_ready = Signal(int, str, list)  # request id, folder, [file paths]
+    failed = Signal(int, str, str)  # request id, kind ("model", "image", "export", "startup"), message
+    finished = Signal(int)  # request id: answered, failed or skipped
+
+    def __init__(self, tracker: RequestTracker, topk: int = 5) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.topk = topk
+        self.engine: Any = None
+        self.spec: str | None = None
+
+    # -- startup ---------------------------------------------------------------------------------------------
+
+    @Slot()
+    def warm_up(self) -> None:
+        """Import torch and the engine, and report which devices and pretrained models exist."""
+        info: dict[str, Any] = {"devices": ["auto", "cpu"], "zoo": [], "torch": None}
+        try:
+            import torch
+
+            from .. import engine  # noqa: F401 - import now, not at the first analysis
+
+            info["torch"] = torch.__version__
+            if torch.cuda.is_available():
+                info["devices"].append("cuda")
+                info["devices"].extend(f"cuda:{i}" for i in range(torch.cuda.device_count()) if torch.cuda.device_count() > 1)
+            mps = getattr(torch.backends, "mps", None)
+            if mps is not None and mps.is_available():
+                info["devices"].append("mps")
+        except Exception as exc:  # noqa: BLE001 - a broken torch install must not kill the window
+            self.failed.emit(0, "startup", describe_error(exc, "starting PyTorch"))
+        try:
+            zoo = importlib.import_module("vitviz.zoo")
+            registry = getattr(zoo, "REGISTRY", {}) or {}
+            info["zoo"] = [(str(name), str(getattr(entry, "summary", "") or "")) for name, entry in registry.items()]
+        except ImportError:
+            pass
+        except Exception as exc:  # noqa: BLE001
+            print(f"vitviz: the pretrained model list is unavailable ({exc})", file=sys.stderr)
+        self.environment_ready.emit(info)
+
+    # -- model -----------------------------------------------------------------------------------------------
+
+    @Slot(int, str, str, object)
+    def load_model(self, request_id: int, spec: str, device: str, depth_model: object) -> None:
+        try:
+            from ..engine import Engine
+
+            t0 = time.perf_counter()
+            engine = Engine(spec, device=device or "auto", depth_model=str(depth_model) if depth_model else None)
+            load_ms = (time.perf_counter() - t0) * 1000.0
+            cfg = engine.info.config
+            self.engine, self.spec = engine, spec  # the previous model stays if loading failed
+            from ..engine import _device_name
+
+            summary = ModelSummary(
+                name=engine.info.name,
+                spec=spec,
+                device=_device_name(engine.device),
+                image_size=cfg.image_size,
+                patch_size=cfg.patch_size,
+                layers=cfg.depth,
+                heads=cfg.num_heads,
+                num_classes=cfg.num_classes,
+                depth_kind=engine.info.depth_kind if engine.model.depth_head is not None else (
+                    engine.depth_info.depth_kind if engine.depth_info else None
+                ),
+                depth_model=engine.depth_info.name if engine.depth_info else None,
+                load_ms=load_ms,
+                description=engine.info.description,
+            )
+            self.model_ready.emit(request_id, summary)
+        except BaseException as exc:  # noqa: BLE001 - reported in the window, the app keeps running
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self.failed.emit(request_id, "model", describe_error(exc, f"loading the model {Path(spec).name}"))
+        finally:
+            self.finished.emit(request_id)
+
+    # -- analysis --------------------------------------------------------------------------------------------
+
+    @Slot(int, object)
+    def analyze(self, request_id: int, source: object) -> None:
+        cancelled = lambda: self.tracker.is_stale(request_id)  # noqa: E731
+        try:
+            if cancelled():
+                return
+            t0 = time.perf_counter()
+            if self.engine is None:
+                self._preview(request_id, source)
+                return
+            result = self.engine.analyze(self._as_input(source), topk=self.topk, cancelled=cancelled)
+            if result is None or cancelled():
+                return
+            rollouts = cumulative_rollout(result.attentions) if result.attentions is not None else None
+            if cancelled():
+                return
+            if isinstance(source, tuple):  # (array, display name) from the clipboard or a test
+                result.source = source[1]
+            self.analysis_ready.emit(request_id, Shown(result, rollouts, (time.perf_counter() - t0) * 1000.0))
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self.failed.emit(request_id, "image", describe_error(exc, f"analysing {_source_name(source)}"))
+        finally:
+            self.finished.emit(request_id)
+
+    def _preview(self, request_id: int, source: object) -> None:
+        from ..images import load_image
+
+        if isinstance(source, tuple):
+            rgb, name, notices = np.ascontiguousarray(source[0][..., :3]), source[1], []
+        else:
+            loaded = load_image(str(source))
+            rgb, name, notices = np.asarray(loaded.image), loaded.source, loaded.notices
+        if not self.tracker.is_stale(request_id):
+            self.preview_ready.emit(request_id, Preview(rgb, name, list(notices)))
+
+    @staticmethod
+    def _as_input(source: object) -> object:
+        if isinstance(source, tuple):
+            return np.asarray(source[0])
+        return str(source)
+
+    # -- export ----------------------------------------------------------------------------------------------
+
+    @Slot(int, object, str, dict)
+    def export(self, request_id: int, result: object, folder: str, options: dict) -> None:
+        try:
+            from ..cli import write_outputs
+
+            files = write_outputs(result, Path(folder), **options)
+            self.export_ready.emit(request_id, folder, [str(f) for f in files])
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self.failed.emit(request_id, "export", describe_error(exc, f"exporting to {folder}"))
+        finally:
+            self.finished.emit(request_id)
+
+
+def _source_name(source: object) -> str:
+    if isinstance(source, tuple):
+        return str(source[1])
+    return Path(str(source)).name or str(source)
