@@ -145,6 +145,7 @@ def test_rapid_successive_opens_show_only_the_last_image(qtbot, window, images):
     window.result_ready.connect(shown.append)
     ids = [window.open_image(p) for p in images]
     assert ids == sorted(ids) and window.is_busy
+    assert window.busy_bar.isVisible() and "img4.png" in window.busy_label.text()
     qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
     qtbot.wait(50)  # let any stray queued answer arrive
     assert len(shown) == 1
@@ -226,6 +227,7 @@ def test_wrong_checkpoint_shows_error_and_keeps_the_model(qtbot, window, photo, 
     assert window.current_model is model
     assert window.model_combo.currentData() == model.spec
     qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
+    assert "bad.json" in window.banner_text()  # still explained after the worker went idle
 
 
 def test_paste_and_drop_open_images(qtbot, window, images):
@@ -285,3 +287,54 @@ def test_cumulative_rollout_matches_the_engine(qtbot, window, photo):
 def test_window_module_does_not_import_torch():
     code = "import sys, vitviz.app.main_window; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_switching_model_reanalyses_the_image_with_the_new_one(qtbot, window, photo, tmp_path):
+    import torch
+
+    from vitviz.checkpoint import ModelInfo, save_checkpoint
+    from vitviz.model import build_model
+
+    from .conftest import tiny_config
+
+    torch.manual_seed(1)
+    model = build_model(tiny_config(depth=2, num_heads=2, embed_dim=16, num_classes=3, depth_head="none"))
+    info = ModelInfo(name="other", config=model.config, labels=["x", "y", "z"])
+    save_checkpoint(model, info, tmp_path / "other")
+    open_and_wait(qtbot, window, photo)
+    window.set_layer(0)
+    with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as blocker:
+        window.load_model(str(tmp_path / "other.json"))
+    result = blocker.args[0]
+    assert result.model_name == "other" and result.source == str(photo)
+    assert window.head_view_count() == 2 + 2
+    assert window.layer == 1  # a model with another depth starts on its last layer
+    assert set(window.bar_labels()) == {"x", "y", "z"}
+    assert window.depth_canvas.rgb is None  # this model predicts no depth
+    assert "other" in window.info_label.text() and window.model_combo.currentText() == "other.json"
+
+
+def test_out_of_memory_is_reported_and_the_results_stay(qtbot, window, photo, images):
+    result = open_and_wait(qtbot, window, photo)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    window._worker.engine.analyze = no_memory  # noqa: SLF001 - the worker is idle between requests
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as blocker:
+        window.open_image(images[0])
+    assert blocker.args[0].startswith("Out of memory while analysing img0.png")
+    assert window.current_result is result and window.bar_labels() == [p.label for p in result.predictions]
+
+
+def test_startup_prefers_a_scene_sample(tmp_path):
+    from vitviz.app import paths
+
+    for name in ("photo-cat.jpg", "scene-cube.png", "scene-cone.png", "notes.md"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in paths.sample_images(tmp_path)] == ["photo-cat.jpg", "scene-cone.png", "scene-cube.png"]
+    assert paths.default_sample(tmp_path).name == "scene-cone.png"
+    assert paths.sample_label(tmp_path / "scene-star-prism.png") == "scene: star prism"
+    (tmp_path / "scene-cone.png").unlink()
+    (tmp_path / "scene-cube.png").unlink()
+    assert paths.default_sample(tmp_path).name == "photo-cat.jpg"

@@ -38,7 +38,10 @@ def create_app(argv: Sequence[str] | None = None):
     app.setApplicationDisplayName("vitviz")
     icon = paths.icon_path()
     if icon is not None:
-        app.setWindowIcon(QIcon(str(icon)))
+        qicon = QIcon()
+        for size_file in sorted(icon.parent.glob("vitviz-*.png")) + [icon]:
+            qicon.addFile(str(size_file))
+        app.setWindowIcon(qicon)
     return app
 
 

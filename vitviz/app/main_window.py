@@ -109,7 +109,7 @@ class MainWindow(QMainWindow):
         self._custom_models: list[str] = []
         self._zoo: list[tuple[str, str]] = []
         self._devices = ["auto", "cpu"]
-        self._error_req: int | None = None
+        self._banner_topic: str | None = None  # what the banner is about: "no-model", "model", "image", ...
         self._busy = False
 
         s = self.settings
@@ -190,8 +190,6 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.act_open)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        self.samples_menu = file_menu.addMenu("&Samples")
-        self.samples_menu.aboutToShow.connect(self._fill_samples_menu)
         file_menu.addAction(self.act_paste)
         file_menu.addSeparator()
         file_menu.addAction(self.act_checkpoint)
@@ -202,11 +200,10 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.act_quit)
         # Filled at once too, so that tests and keyboard users find the entries without opening the menus.
         self._fill_recent_menu()
-        self._fill_samples_menu()
 
-        self.samples_top_menu = bar.addMenu("S&amples")
-        self.samples_top_menu.aboutToShow.connect(lambda: self._fill_samples_menu(self.samples_top_menu))
-        self._fill_samples_menu(self.samples_top_menu)
+        self.samples_menu = bar.addMenu("&Samples")
+        self.samples_menu.aboutToShow.connect(self._fill_samples_menu)
+        self._fill_samples_menu()
 
         view = bar.addMenu("&View")
         for a in (self.act_prev_layer, self.act_next_layer, self.act_first_layer, self.act_last_layer):
@@ -284,7 +281,11 @@ class MainWindow(QMainWindow):
         self.notices_label.setObjectName("Muted")
         self.notices_label.setWordWrap(True)
         self.notices_label.hide()
+        self.input_info = QLabel("")
+        self.input_info.setObjectName("Muted")
+        self.input_info.setWordWrap(True)
         self.input_panel.body.addWidget(self.input_canvas, 1)
+        self.input_panel.body.addWidget(self.input_info)
         self.input_panel.body.addWidget(self.notices_label)
 
         # -- predictions --
@@ -313,7 +314,7 @@ class MainWindow(QMainWindow):
         self.layer_slider.setTickInterval(1)
         self.layer_slider.setToolTip("Transformer block whose attention is shown (← → keys; 0 is the first)")
         self.layer_slider.valueChanged.connect(self._on_layer_slider)
-        self.layer_slider.setMinimumWidth(160)
+        self.layer_slider.setMinimumWidth(110)
         controls.addWidget(self.layer_slider, 2)
         self.layer_label = QLabel("–")
         self.layer_label.setMinimumWidth(60)
@@ -324,7 +325,8 @@ class MainWindow(QMainWindow):
         self.alpha_slider.setRange(0, 100)
         self.alpha_slider.setValue(int(round(self._alpha * 100)))
         self.alpha_slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.alpha_slider.setMaximumWidth(120)
+        self.alpha_slider.setMinimumWidth(80)
+        self.alpha_slider.setMaximumWidth(140)
         self.alpha_slider.setToolTip("Opacity of the attention overlay over the image")
         self.alpha_slider.valueChanged.connect(lambda v: self.set_opacity(v / 100.0))
         controls.addWidget(self.alpha_slider, 1)
@@ -349,7 +351,8 @@ class MainWindow(QMainWindow):
         self.att_panel.body.addWidget(self.tiles, 1)
         self.att_legend = ColorBar(Qt.Orientation.Horizontal)
         self.att_panel.body.addWidget(self.att_legend)
-        self.att_hint = QLabel("Click a head to enlarge it · click a patch of the input to see what it attends to")
+        self.att_hint = QLabel("Click a map to enlarge it · click a patch of the input to see what that patch "
+                               "attends to · ← → change the layer")
         self.att_hint.setObjectName("Muted")
         self.att_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.att_panel.body.addWidget(self.att_hint)
@@ -370,6 +373,10 @@ class MainWindow(QMainWindow):
             lambda r: self.depth_bar.set_span(r.top(), r.bottom()) if r.height() else self.depth_bar.set_span(None)
         )
         self.depth_panel.body.addLayout(depth_row, 1)
+        self.depth_info = QLabel("")
+        self.depth_info.setObjectName("Muted")
+        self.depth_info.setWordWrap(True)
+        self.depth_panel.body.addWidget(self.depth_info)
 
         # -- details --
         self.info_panel = Panel("Details")
@@ -503,14 +510,14 @@ class MainWindow(QMainWindow):
                     f"The shipped model '{paths.DEFAULT_MODEL}' is not installed (looked in {paths.weights_dir()}). "
                     "Choose Model → Open checkpoint… to load one; images open in the meantime without analysis.",
                     "warning",
+                    topic="no-model",
                 )
         if spec:
             self.load_model(spec, device, depth_model)
         else:
             self._device = device or "auto"
         if image is None:
-            samples = paths.sample_images(self.samples_folder)
-            image = samples[0] if samples else None
+            image = paths.default_sample(self.samples_folder)
         if image is not None:
             self.open_image(image)
 
@@ -527,10 +534,7 @@ class MainWindow(QMainWindow):
         self._pending.add(req)
         self._update_busy()
         self._req_model.emit(req, spec, self._device, self._depth_model)
-        source = self._requested_source if self._requested_source is not None else self._current_source
-        if source is not None:
-            self._analyze(source)
-        return req
+        return req  # the image is analysed again once the model is ready (see _on_model_ready)
 
     def open_image(self, source: Any) -> int:
         """Analyse an image: a file path, an ``[H, W, 3]`` uint8 array, or ``(array, name)``. Returns the request id."""
@@ -677,15 +681,21 @@ class MainWindow(QMainWindow):
         else:
             self.open_image(str(p))
 
-    def show_error(self, message: str) -> None:
-        self.show_message(message, "error")
+    def show_error(self, message: str, topic: str = "error") -> None:
+        self.show_message(message, "error", topic=topic)
         self.error_shown.emit(message)
 
-    def show_message(self, message: str, kind: str = "info", transient: bool = False) -> None:
+    def show_message(self, message: str, kind: str = "info", transient: bool = False, topic: str | None = None) -> None:
+        """Show the non-modal banner; ``topic`` lets a later success clear it (e.g. a good image after a bad one)."""
         self.banner.show_message(message, kind)
+        self._banner_topic = topic or kind
         if transient:
             text = message
             QTimer.singleShot(6000, lambda: self.banner.message() == text and self.banner.dismiss())
+
+    def _dismiss_banner(self, *topics: str) -> None:
+        if self.banner.isVisible() and self._banner_topic in topics:
+            self.banner.dismiss()
 
     # ------------------------------------------------------------------------------------------- requests
 
@@ -737,6 +747,7 @@ class MainWindow(QMainWindow):
         self._fill_model_combo()
 
     def _on_model_ready(self, req: int, summary: ModelSummary) -> None:
+        self._on_request_finished(req)  # answered: not busy with it any more
         if req != self._latest_model_req:
             return
         self._model = summary
@@ -747,11 +758,14 @@ class MainWindow(QMainWindow):
         self._update_info()
         if self._shown is None and self._preview is None:
             self.timing_label.setText(f"{summary.name} on {summary.device} · loaded in {summary.load_ms:.0f} ms")
-        if self.banner.isVisible() and self.banner.kind in ("warning", "error") and self._error_req is None:
-            self.banner.dismiss()  # the "no model" warning is solved
+        self._dismiss_banner("no-model", "model")  # solved
         self.model_ready.emit(summary)
+        source = self._requested_source if self._requested_source is not None else self._current_source
+        if source is not None and self._latest_image_req < req:
+            self._analyze(source)  # show the image through the new model
 
     def _on_analysis_ready(self, req: int, shown: Shown) -> None:
+        self._on_request_finished(req)  # answered: not busy with it any more
         if req != self._latest_image_req:
             return  # superseded: never show a stale result
         previous = self.current_result
@@ -764,15 +778,14 @@ class MainWindow(QMainWindow):
         if previous is None or previous.num_layers != result.num_layers:
             self._layer = result.num_layers - 1  # start on the last layer
         self._layer = min(self._layer, max(0, result.num_layers - 1))
-        if self._error_req is not None and self.banner.kind == "error":
-            self.banner.dismiss()
-        self._error_req = None
+        self._dismiss_banner("image")
         self._display_result()
         if isinstance(self._current_source, str):
             self._add_recent(self._current_source)
         self.result_ready.emit(result)
 
     def _on_preview_ready(self, req: int, preview: Preview) -> None:
+        self._on_request_finished(req)  # answered: not busy with it any more
         if req != self._latest_image_req:
             return
         self._preview = preview
@@ -783,27 +796,28 @@ class MainWindow(QMainWindow):
         self.input_canvas.set_image(preview.image)
         self.input_panel.set_title(f"Input <span style='font-weight:400;color:#5b6470'>· {_html(Path(preview.source).name)}"
                                    f" · not analysed (no model loaded)</span>")
+        self.input_info.setText(f"{preview.image.shape[1]}×{preview.image.shape[0]} px")
         self._set_notices(preview.notices)
         self.setWindowTitle(f"{Path(preview.source).name} — vitviz")
         self.preview_shown.emit(preview)
 
     def _on_export_ready(self, req: int, folder: str, files: list) -> None:
+        self._on_request_finished(req)  # answered: not busy with it any more
         self.show_message(f"Exported {len(files)} files to {folder}", "info", transient=True)
         self.export_finished.emit(folder, files)
 
     def _on_failed(self, req: int, kind: str, message: str) -> None:
+        self._on_request_finished(req)  # answered: not busy with it any more
         if kind == "image":
             if req != self._latest_image_req:
                 return  # an older request failed after a newer one was made: nothing to tell
             self._requested_source = self._current_source  # keep what is shown
-            self._error_req = req
-            self.show_error(message)
+            self.show_error(message, topic="image")
         elif kind == "model":
             if req != self._latest_model_req:
                 return
             self._fill_model_combo()  # back to the model that is still loaded
-            self._error_req = req
-            self.show_error(message)
+            self.show_error(message, topic="model")
         else:
             self.show_error(message)
 
@@ -829,7 +843,9 @@ class MainWindow(QMainWindow):
         self.att_panel.set_title("Attention")
         self.pred_panel.set_title("Predictions")
         self.input_panel.set_title("Input")
+        self.input_info.setText("")
         self.depth_panel.set_title("Depth")
+        self.depth_info.setText("")
         self._set_notices([])
         self._update_info()
 
@@ -839,9 +855,11 @@ class MainWindow(QMainWindow):
         name = _source_name(result.source)
         self.setWindowTitle(f"{name} — vitviz")
         h, w = result.image.shape[:2]
-        self.input_panel.set_title(
-            f"Input <span style='font-weight:400;color:#5b6470'>· {_html(name)} · {w}×{h} px model input · "
-            f"{grid.cols}×{grid.rows} patches of {grid.patch_size} px</span>"
+        self.input_panel.set_title(f"Input <span style='font-weight:400;color:#5b6470'>· {_html(name)}</span>")
+        ow, oh = grid.original_size
+        self.input_info.setText(
+            f"{w}×{h} px model input" + (f" (from {ow}×{oh})" if (ow, oh) != (w, h) else "")
+            + f" · {grid.cols}×{grid.rows} patches of {grid.patch_size} px · click a patch to see what it attends to"
         )
         self.input_canvas.set_image(result.image)
         for canvas in self._canvases():
@@ -948,16 +966,16 @@ class MainWindow(QMainWindow):
             self.mode_chip.setText("CLS")
             self.mode_chip.setStyleSheet("background: #e7eefc; color: #1f4fb0;")
             self.mode_chip.setToolTip("Showing what the CLS token attends to")
-            self.att_panel.set_title(f"CLS attention <span style='font-weight:400;color:#5b6470'>· layer {self._layer}"
-                                     f" · {n} heads · what the class token looks at</span>")
+            self.att_panel.set_title(f"Attention <span style='font-weight:400;color:#5b6470'>· layer {self._layer} · "
+                                     f"what the class token looks at, {n} heads</span>")
             self.cls_button.hide()
         else:
             r, c = divmod(self._query, grid.cols)
             self.mode_chip.setText(f"Patch #{self._query} query")
             self.mode_chip.setStyleSheet("background: #d9f7fb; color: #006a7a;")
             self.mode_chip.setToolTip("Showing what one patch attends to; Esc returns to CLS")
-            self.att_panel.set_title(f"Query attention <span style='font-weight:400;color:#5b6470'>· patch "
-                                     f"#{self._query} (row {r}, col {c}) · layer {self._layer} · {n} heads</span>")
+            self.att_panel.set_title(f"Attention <span style='font-weight:400;color:#5b6470'>· layer {self._layer} · "
+                                     f"what patch #{self._query} (row {r}, col {c}) looks at, {n} heads</span>")
             self.cls_button.show()
         self.mode_chip.show()
         self.input_canvas.set_marked_patch(self._query)
@@ -973,6 +991,7 @@ class MainWindow(QMainWindow):
             self.depth_canvas.placeholder = "This model predicts no depth."
             self.depth_bar.set_scale(None, None, None)
             self.depth_panel.set_title("Depth")
+            self.depth_info.setText("")
             return
         d = result.depth
         lo, hi = float(np.nanmin(d)), float(np.nanmax(d))
@@ -987,8 +1006,9 @@ class MainWindow(QMainWindow):
                                         else "model units")
         self.depth_bar.set_scale(lut, lo, hi, "m" if metric else "")
         detail = ("near = bright" if metric else "larger = nearer") if result.depth_kind else ""
-        self.depth_panel.set_title(f"Depth <span style='font-weight:400;color:#5b6470'>· {unit}"
-                                   f"{' · ' + detail if detail else ''}</span>")
+        self.depth_panel.set_title(f"Depth <span style='font-weight:400;color:#5b6470'>· {unit}</span>")
+        self.depth_info.setText(f"{detail + ' · ' if detail else ''}range {lo:.3g} – {hi:.3g}"
+                                f"{' m' if metric else ''} · hover for values")
         self.depth_canvas.set_marked_patch(self._query)
 
     def _update_detail(self) -> None:
@@ -1279,7 +1299,7 @@ class MainWindow(QMainWindow):
         menu.clear()
         samples = paths.sample_images(self.samples_folder)
         for path in samples:
-            a = menu.addAction(path.stem.replace("_", " "))
+            a = menu.addAction(paths.sample_label(path))
             a.setToolTip(str(path))
             a.triggered.connect(lambda _=False, p=str(path): self.open_image(p))
         if not samples:

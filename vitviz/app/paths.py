@@ -16,6 +16,8 @@ __all__ = [
     "samples_dir",
     "sample_images",
     "icon_path",
+    "default_sample",
+    "sample_label",
     "is_image_file",
 ]
 
@@ -86,6 +88,21 @@ def sample_images(folder: Path | None = None) -> list[Path]:
         return sorted((p for p in folder.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: p.name.lower())
     except OSError:
         return []
+
+
+def default_sample(folder: Path | None = None) -> Path | None:
+    """The image the app opens at startup: the first procedural scene (the shipped model's domain), else the first
+    sample image."""
+    samples = sample_images(folder)
+    scenes = [p for p in samples if p.name.lower().startswith("scene")]
+    return (scenes or samples or [None])[0]
+
+
+def sample_label(path: Path) -> str:
+    """Menu text of a sample: ``scene-star-prism.png`` -> ``scene: star prism``."""
+    stem = path.stem.replace("_", "-")
+    kind, _, rest = stem.partition("-")
+    return f"{kind}: {rest.replace('-', ' ')}" if rest else kind
 
 
 def icon_path() -> Path | None:

@@ -463,7 +463,9 @@ class PredictionChart(QWidget):
         item.getViewBox().setDefaultPadding(0.0)
         axis = item.getAxis("left")
         axis.setStyle(tickLength=0, tickTextOffset=8, autoExpandTextSpace=False)
-        axis.setPen(QPen(QColor(0, 0, 0, 0)))
+        axis.setPen(pg.mkPen(None))
+        if hasattr(axis, "setTickPen"):
+            axis.setTickPen(pg.mkPen(None))
         self.placeholder = QLabel("", self)
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setStyleSheet(f"color: {TEXT_MUTED.name()};")
@@ -505,6 +507,10 @@ class PredictionChart(QWidget):
         ys = np.arange(n, dtype=float)[::-1]  # best at the top
         probs = np.asarray(self._probs)
         brushes = [pg.mkBrush(ACCENT)] + [pg.mkBrush("#9fb3c8")] * (n - 1)
+        track = pg.BarGraphItem(x0=np.zeros(n), y=ys, height=0.66, width=np.ones(n), brush=pg.mkBrush("#eef1f5"),
+                                pen=pg.mkPen(None))
+        item.addItem(track)
+        self._items.append(track)
         bars = pg.BarGraphItem(x0=np.zeros(n), y=ys, height=0.66, width=probs, brushes=brushes,
                                pens=[pg.mkPen(None)] * n)
         item.addItem(bars)
@@ -512,7 +518,7 @@ class PredictionChart(QWidget):
         text_color = self.palette().windowText().color()
         for y, p in zip(ys, probs):
             text = pg.TextItem(f"{p * 100:.1f}%" if p < 0.9995 else "100%", color=text_color, anchor=(0, 0.5))
-            text.setPos(float(p) + 0.015, float(y))
+            text.setPos(1.02, float(y))
             item.addItem(text)
             self._items.append(text)
         shown = [self._elide(label) for label in self._labels]
@@ -523,9 +529,9 @@ class PredictionChart(QWidget):
         axis.setTicks([[(float(y), s) for y, s in zip(ys, shown)], []])
         fm = QFontMetrics(font)
         axis.setWidth(max(fm.horizontalAdvance(s) for s in shown) + 16)
-        # room on the right for "100.0%" after the longest bar
-        room = (QFontMetrics(font).horizontalAdvance("100.0%") + 12) / max(80.0, self.plot.width() - axis.width())
-        item.setXRange(0.0, 1.0 + max(0.2, room), padding=0)
+        # room on the right of the bar tracks for the "100.0%" column
+        room = (QFontMetrics(font).horizontalAdvance("100.0%") + 16) / max(60.0, self.plot.width() - axis.width())
+        item.setXRange(0.0, 1.0 + max(0.12, room), padding=0)
         item.setYRange(-0.6, n - 0.4, padding=0)
 
     def resizeEvent(self, event) -> None:  # noqa: N802
@@ -599,8 +605,10 @@ class Panel(QFrame):
         self.title = QLabel(title, self)
         self.title.setObjectName("PanelTitle")
         self.title.setTextFormat(Qt.TextFormat.RichText)
-        self.header.addWidget(self.title)
-        self.header.addStretch(1)
+        self.title.setWordWrap(True)
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.title.setMinimumWidth(80)
+        self.header.addWidget(self.title, 1)
         outer.addLayout(self.header)
         self.body = QVBoxLayout()
         self.body.setSpacing(6)
