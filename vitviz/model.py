@@ -57,11 +57,17 @@ class ViTConfig:
     dpt: dict[str, Any] = field(default_factory=dict)  # options of the DPT head (see vitviz.dpt)
     pos_embed_antialias: bool = False  # antialiased bicubic resampling of positional embeddings
     pos_embed_offset: float = 0.0  # DINOv2's legacy +0.1 scale-factor offset when non-zero
+    pos_embed_grid: int = 0  # patches per side of the stored positional embedding when not grid_size (DINOv2: 37)
 
     @property
     def grid_size(self) -> int:
         """Patches per side of the training image."""
         return self.image_size // self.patch_size
+
+    @property
+    def pos_grid_size(self) -> int:
+        """Patches per side of the stored positional embedding (``pos_embed_grid`` or ``grid_size``)."""
+        return self.pos_embed_grid or self.grid_size
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -262,7 +268,7 @@ class VisionTransformer(nn.Module):
         self.reg_token = (
             nn.Parameter(torch.zeros(1, c.num_register_tokens, c.embed_dim)) if c.num_register_tokens else None
         )
-        self.pos_embed = nn.Parameter(torch.zeros(1, c.grid_size**2 + 1, c.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, c.pos_grid_size**2 + 1, c.embed_dim))
         self.blocks = nn.ModuleList(
             Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, c.layer_scale_init, c.norm_eps)
             for _ in range(c.depth)
@@ -304,7 +310,7 @@ class VisionTransformer(nn.Module):
         tokens, grid = self.patch_embed(x)
         b = tokens.shape[0]
         pos = interpolate_pos_embed(
-            self.pos_embed, (c.grid_size, c.grid_size), grid, 1, c.pos_embed_antialias, c.pos_embed_offset
+            self.pos_embed, (c.pos_grid_size, c.pos_grid_size), grid, 1, c.pos_embed_antialias, c.pos_embed_offset
         )
         tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1) + pos
         if self.reg_token is not None:

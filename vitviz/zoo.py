@@ -1,0 +1,248 @@
+"""The pretrained model zoo: named models downloaded from the Hugging Face Hub on first use, then cached.
+
+``vitviz models`` lists :data:`REGISTRY`; ``--model NAME`` / ``--depth-model NAME`` and :func:`load` accept a registry
+name, ``hf:<owner>/<repo>`` for any supported Hub repository (HF ViT, DINOv2, Depth Anything; see
+:mod:`vitviz.convert`), or a local folder / weights file in HF or timm layout (offline).
+
+Every entry records where its files come from (repository, file names), the architecture it must have, its
+preprocessing (mean/std, input size, patch size), labels, licence and approximate download size. The architecture is
+read from the repository's ``config.json`` and checked against the entry; the preprocessing and labels are the
+entry's own.
+
+ImageNet-1k class names: ``vitviz/data/imagenet_labels.json`` holds the 1000 names in the standard class order
+(WordNet synset order). It was generated from the ``imagenet_synsets.txt`` and ``imagenet_synset_to_lemma.txt`` files
+in the timm wheel (``timm/data/_info/``, timm is Apache-2.0; the lemmas are WordNet 3.0's, under the WordNet licence,
+which permits redistribution with attribution: "WordNet 3.0 Copyright 2006 by Princeton University"): the first
+lemma of each synset, with the two repeated first lemmas told apart — 134 "crane (bird)", 517 "crane (machine)",
+638 "maillot (tights)", 639 "tank suit (maillot)".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
+from .convert import is_foreign_checkpoint, load_foreign
+from .errors import CheckpointError
+from .hub import ProgressHook, download
+from .model import VisionTransformer
+
+__all__ = ["ZooEntry", "REGISTRY", "imagenet_labels", "is_known", "fetch", "load", "HF_PREFIX"]
+
+HF_PREFIX = "hf:"
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+INCEPTION_MEAN = (0.5, 0.5, 0.5)  # google/vit-* preprocessing
+INCEPTION_STD = (0.5, 0.5, 0.5)
+# Architecture fields an entry pins; config.json must agree on these (they decide what the weights mean).
+CHECKED_FIELDS = (
+    "patch_size", "embed_dim", "depth", "num_heads", "num_classes", "head_pool", "depth_head", "num_register_tokens",
+)
+
+
+@lru_cache(maxsize=1)
+def _imagenet_labels() -> tuple[str, ...]:
+    text = resources.files("vitviz.data").joinpath("imagenet_labels.json").read_text("utf-8")
+    labels = json.loads(text)
+    if len(labels) != 1000:
+        raise CheckpointError("vitviz/data/imagenet_labels.json: expected 1000 ImageNet class names")
+    return tuple(str(label) for label in labels)
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names (short, unique, human-readable), in class-index order."""
+    return list(_imagenet_labels())
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One named pretrained model."""
+
+    name: str
+    repo_id: str  # Hugging Face Hub repository
+    layout: str  # "hf-vit", "hf-dinov2" or "hf-depth-anything" (see vitviz.convert)
+    task: str  # "classification", "features" (attention only) or "depth"
+    architecture: dict[str, Any]  # the vitviz architecture (ViTConfig fields) the weights must have
+    image_size: int  # input short side in pixels (the engine snaps both sides to multiples of the patch)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    labels: str | None = None  # "imagenet-1k" or None
+    depth_kind: str | None = None
+    licence: str = ""
+    size_mb: int = 0  # approximate download size
+    description: str = ""
+    files: tuple[str, ...] = ("config.json",)
+    weights: tuple[str, ...] = WEIGHTS  # alternatives, first found is used
+    revision: str | None = None  # None: the repository's main branch
+    extra_config: dict[str, Any] = field(default_factory=dict)  # ViTConfig fields set on top of config.json
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.architecture["patch_size"])
+
+    @property
+    def summary(self) -> str:
+        """One line for ``vitviz models``."""
+        return (
+            f"{self.description} [{self.repo_id}, ~{self.size_mb} MB, {self.licence}, "
+            f"{self.image_size}px, patch {self.patch_size}]"
+        )
+
+    def model_info_fields(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "labels": imagenet_labels() if self.labels == "imagenet-1k" else [],
+            "mean": tuple(self.mean),
+            "std": tuple(self.std),
+            "depth_kind": self.depth_kind,
+            "description": self.description,
+        }
+
+
+def _vit(embed_dim: int, depth: int, heads: int, patch: int, **extra: Any) -> dict[str, Any]:
+    return {"patch_size": patch, "embed_dim": embed_dim, "depth": depth, "num_heads": heads, **extra}
+
+
+REGISTRY: dict[str, ZooEntry] = {
+    entry.name: entry
+    for entry in (
+        ZooEntry(
+            name="deit-small",
+            repo_id="facebook/deit-small-patch16-224",
+            layout="hf-vit",
+            task="classification",
+            architecture=_vit(384, 12, 6, 16, num_classes=1000, head_pool="cls"),
+            image_size=224,
+            labels="imagenet-1k",
+            licence="Apache-2.0",
+            size_mb=89,
+            description="DeiT-S/16 ImageNet-1k classifier (79.9% top-1), 22M parameters",
+        ),
+        ZooEntry(
+            name="vit-base",
+            repo_id="google/vit-base-patch16-224",
+            layout="hf-vit",
+            task="classification",
+            architecture=_vit(768, 12, 12, 16, num_classes=1000, head_pool="cls"),
+            image_size=224,
+            mean=INCEPTION_MEAN,
+            std=INCEPTION_STD,
+            labels="imagenet-1k",
+            licence="Apache-2.0",
+            size_mb=346,
+            description="ViT-B/16 ImageNet-21k pre-trained, ImageNet-1k fine-tuned classifier, 86M parameters",
+        ),
+        ZooEntry(
+            name="dino-vits16",
+            repo_id="facebook/dino-vits16",
+            layout="hf-vit",
+            task="features",
+            architecture=_vit(384, 12, 6, 16, num_classes=0),
+            image_size=224,
+            licence="Apache-2.0",
+            size_mb=87,
+            description="DINO ViT-S/16 self-supervised (no classifier): the attention showcase, 22M parameters",
+        ),
+        ZooEntry(
+            name="dinov2-small-imagenet",
+            repo_id="facebook/dinov2-small-imagenet1k-1-layer",
+            layout="hf-dinov2",
+            task="classification",
+            architecture=_vit(384, 12, 6, 14, num_classes=1000, head_pool="cls+mean", layer_scale=True),
+            image_size=224,
+            labels="imagenet-1k",
+            licence="Apache-2.0",
+            size_mb=91,
+            description="DINOv2-S/14 with a linear ImageNet-1k head on CLS + mean patch token, 22M parameters",
+        ),
+        ZooEntry(
+            name="depth-anything-v2-small",
+            repo_id="depth-anything/Depth-Anything-V2-Small-hf",
+            layout="hf-depth-anything",
+            task="depth",
+            architecture=_vit(384, 12, 6, 14, num_classes=0, depth_head="dpt", layer_scale=True),
+            image_size=518,
+            depth_kind="relative_inverse",
+            licence="Apache-2.0",
+            size_mb=99,
+            description="Depth Anything V2 Small: DINOv2-S/14 + DPT head, relative inverse depth, 25M parameters",
+        ),
+    )
+}
+
+
+def is_known(spec: str | os.PathLike[str]) -> bool:
+    """A registry name, an ``hf:owner/repo`` spec, or a local HF / timm checkpoint path."""
+    s = str(spec)
+    if s in REGISTRY:
+        return True
+    if s.startswith(HF_PREFIX) and "/" in s[len(HF_PREFIX) :]:
+        return True
+    return is_foreign_checkpoint(s)
+
+
+def fetch(
+    spec: str, progress: ProgressHook | None = None, cache: str | os.PathLike[str] | None = None
+) -> Path:
+    """Download (or find in the cache) the files of a registry name or ``hf:`` spec; returns their folder."""
+    if spec in REGISTRY:
+        entry = REGISTRY[spec]
+        return download(entry.repo_id, [*entry.files, entry.weights], revision=entry.revision, progress=progress,
+                        cache=cache)
+    if spec.startswith(HF_PREFIX):
+        repo, _, revision = spec[len(HF_PREFIX) :].partition("@")
+        return download(repo, ["config.json", WEIGHTS], optional=["preprocessor_config.json"],
+                        revision=revision or None, progress=progress, cache=cache)
+    raise CheckpointError(f"{spec}: not a pretrained model name (see 'vitviz models') or hf:owner/repo")
+
+
+def _check_architecture(entry: ZooEntry, model: VisionTransformer, source: str) -> None:
+    cfg = model.config
+    problems = []
+    for key, want in entry.architecture.items():
+        if key == "layer_scale":
+            have: Any = cfg.layer_scale_init is not None
+        elif key in CHECKED_FIELDS:
+            have = getattr(cfg, key)
+        else:
+            continue
+        if have != want:
+            problems.append(f"{key} {have!r} (expected {want!r})")
+    if problems:
+        raise CheckpointError(
+            f"{source}: the downloaded model does not match the registry entry {entry.name!r}: " + ", ".join(problems)
+        )
+
+
+def load(
+    spec: str | os.PathLike[str],
+    progress: ProgressHook | None = None,
+    cache: str | os.PathLike[str] | None = None,
+) -> tuple[VisionTransformer, ModelInfo]:
+    """Load a registry model, ``hf:`` spec or local HF / timm checkpoint as an eval-mode CPU model and its info.
+
+    Downloads on first use (needs the ``hub`` extra and a network connection once); ``progress`` receives
+    (bytes done, bytes total) per file; without it huggingface_hub draws a tqdm bar on the terminal.
+    """
+    s = str(spec)
+    if s in REGISTRY:
+        entry = REGISTRY[s]
+        folder = fetch(s, progress, cache)
+        overrides = {"image_size": entry.image_size, **entry.extra_config}
+        model, info = load_foreign(folder, name=entry.name, overrides=overrides, info=entry.model_info_fields())
+        _check_architecture(entry, model, f"{entry.repo_id}")
+        info.source = f"{entry.repo_id} ({folder})"
+        return model, info
+    if s.startswith(HF_PREFIX):
+        folder = fetch(s, progress, cache)
+        model, info = load_foreign(folder, name=s[len(HF_PREFIX) :])
+        info.source = f"{s} ({folder})"
+        return model, info
+    if is_foreign_checkpoint(s):
+        return load_foreign(s)
+    raise CheckpointError(f"{s}: not a pretrained model name (see 'vitviz models'), hf:owner/repo or checkpoint path")
