@@ -311,7 +311,7 @@ def test_switching_model_reanalyses_the_image_with_the_new_one(qtbot, window, ph
     assert window.layer == 1  # a model with another depth starts on its last layer
     assert set(window.bar_labels()) == {"x", "y", "z"}
     assert window.depth_canvas.rgb is None  # this model predicts no depth
-    assert "other" in window.info_label.text() and window.model_combo.currentText() == "other.json"
+    assert "other" in window.info_label.text() and window.model_combo.currentText() == "other"
 
 
 def test_out_of_memory_is_reported_and_the_results_stay(qtbot, window, photo, images):

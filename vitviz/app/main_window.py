@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 from .. import __version__
 from ..render import COLORMAPS, apply_colormap, colormap_lut, normalize, overlay
 from . import paths
-from .widgets import ColorBar, ImageCanvas, MapDialog, MessageBar, Panel, PredictionChart, TileGrid
+from .widgets import ColorBar, ImageCanvas, MapDialog, MessageBar, Panel, PredictionChart, TileGrid, format_percent
 from .worker import AnalysisWorker, ModelSummary, Preview, RequestTracker, Shown
 
 __all__ = ["MainWindow"]
@@ -107,6 +107,7 @@ class MainWindow(QMainWindow):
         self._tile_values: list[np.ndarray] = []
         self._tile_ranges: list[tuple[float, float]] = []
         self._custom_models: list[str] = []
+        self._spec_names: dict[str, str] = {}  # checkpoint path -> model name, once loaded
         self._zoo: list[tuple[str, str]] = []
         self._devices = ["auto", "cpu"]
         self._banner_topic: str | None = None  # what the banner is about: "no-model", "model", "image", ...
@@ -525,6 +526,9 @@ class MainWindow(QMainWindow):
                    depth_model: str | None = None) -> int:
         """Load a model on the worker (shipped name, pretrained name or checkpoint path); re-analyses the image."""
         spec = str(spec)
+        for shipped in paths.shipped_models():
+            if spec == shipped.name:
+                spec = str(shipped.config)  # one entry per shipped model in the model list
         if device:
             self._device = device
         if depth_model is not None:
@@ -752,6 +756,7 @@ class MainWindow(QMainWindow):
             return
         self._model = summary
         self._model_spec = summary.spec
+        self._spec_names[summary.spec] = summary.name
         if summary.spec not in self._known_specs():
             self._custom_models.append(summary.spec)
         self._fill_model_combo()
@@ -873,7 +878,7 @@ class MainWindow(QMainWindow):
             top = result.predictions[0]
             self.pred_panel.set_title(
                 f"Prediction: <span style='color:#1f6feb'>{_html(top.label)}</span> "
-                f"<span style='font-weight:400'>{top.probability:.1%}</span>"
+                f"<span style='font-weight:400'>{format_percent(top.probability)}</span>"
                 f"<span style='font-weight:400;color:#5b6470'> · top {len(result.predictions)} of "
                 f"{len(result.labels)} classes</span>"
             )
@@ -890,6 +895,8 @@ class MainWindow(QMainWindow):
         self.layer_slider.setEnabled(layers > 1)
         self.tiles.set_aspect(w / h)
         self.tiles.set_count(result.num_heads + 2 if layers else 0)
+        if self._detail_tile is not None and self._detail_tile >= len(self.tiles.tiles):
+            self.detail.close()
         for canvas in self.tiles.tiles:
             canvas.set_patch_size(grid.patch_size)
             canvas.set_grid_visible(self._grid)
@@ -1200,7 +1207,7 @@ class MainWindow(QMainWindow):
         known = {spec for _, spec, _ in entries}
         for spec in self._custom_models:
             if spec not in known:
-                entries.append((Path(spec).name if Path(spec).exists() else spec, spec, spec))
+                entries.append((self._spec_names.get(spec) or Path(spec).name, spec, spec))
         return entries
 
     def _fill_model_combo(self) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "to_qimage",
     "nice_ticks",
     "format_tick",
+    "format_percent",
     "ImageCanvas",
     "TileGrid",
     "ColorBar",
@@ -68,6 +69,17 @@ def nice_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
     return ticks
 
 
+def format_percent(p: float) -> str:
+    """87.3%, 5.2%, 0.21%, <0.01%: enough digits to tell small probabilities apart."""
+    if p >= 0.9995:
+        return "100%"
+    if p >= 0.01:
+        return f"{p * 100:.1f}%"
+    if p >= 0.0001:
+        return f"{p * 100:.2f}%"
+    return "<0.01%"
+
+
 def format_tick(value: float, ticks: Sequence[float]) -> str:
     step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(value) or 1.0
     decimals = max(0, -int(math.floor(math.log10(step))) + (1 if step / 10 ** math.floor(math.log10(step)) == 2.5 else 0))
@@ -101,6 +113,7 @@ class ImageCanvas(QWidget):
         self.clickable = False
         self.smooth = True
         self.margin = 2
+        self.min_grid_step = 5.0  # screen pixels per patch below which the grid is not drawn (it would hide the image)
 
     # -- content ---------------------------------------------------------------------------------------------
 
@@ -236,8 +249,11 @@ class ImageCanvas(QWidget):
         if self.grid_visible and self.patch_size > 0:
             self._draw_grid(p, r)
         if self.hover_patch is not None and self.patch_size > 0:
+            hr = self.patch_rect(self.hover_patch)
+            p.setPen(QPen(QColor(0, 0, 0, 150), 4))
+            p.drawRect(hr)
             p.setPen(QPen(HOVER, 2))
-            p.drawRect(self.patch_rect(self.hover_patch))
+            p.drawRect(hr)
         if self.marked_patch is not None and self.patch_size > 0:
             pr = self.patch_rect(self.marked_patch)
             p.setPen(QPen(QColor(0, 0, 0, 160), 3))
@@ -251,6 +267,8 @@ class ImageCanvas(QWidget):
     def _draw_grid(self, p: QPainter, r: QRectF) -> None:
         h, w = self._rgb.shape[:2]
         step = self.patch_size * r.width() / w
+        if step < self.min_grid_step:
+            return
         xs = [r.left() + i * step for i in range(1, int(w // self.patch_size))]
         ys = [r.top() + i * step for i in range(1, int(h // self.patch_size))]
         for color, offset in ((QColor(0, 0, 0, 70), 1.0), (QColor(255, 255, 255, 150), 0.0)):
@@ -283,6 +301,7 @@ class TileGrid(QWidget):
             i = len(self.tiles)
             tile = ImageCanvas(self)
             tile.set_clickable(True)
+            tile.min_grid_step = 14.0
             tile.clicked.connect(lambda _pos, i=i: self.tile_clicked.emit(i))
             tile.hovered.connect(lambda pos, i=i: self.tile_hovered.emit(i, pos))
             tile.show()
@@ -517,7 +536,7 @@ class PredictionChart(QWidget):
         self._items.append(bars)
         text_color = self.palette().windowText().color()
         for y, p in zip(ys, probs):
-            text = pg.TextItem(f"{p * 100:.1f}%" if p < 0.9995 else "100%", color=text_color, anchor=(0, 0.5))
+            text = pg.TextItem(format_percent(float(p)), color=text_color, anchor=(0, 0.5))
             text.setPos(1.02, float(y))
             item.addItem(text)
             self._items.append(text)
