@@ -289,7 +289,7 @@ def test_window_module_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
-def test_switching_model_reanalyses_the_image_with_the_new_one(qtbot, window, photo, tmp_path):
+def test_switching_model_reanalyses_the_image_with_the_new_one(qtbot, window, photo, tmp_path, tiny_checkpoint):
     import torch
 
     from vitviz.checkpoint import ModelInfo, save_checkpoint
@@ -312,6 +312,21 @@ def test_switching_model_reanalyses_the_image_with_the_new_one(qtbot, window, ph
     assert set(window.bar_labels()) == {"x", "y", "z"}
     assert window.depth_canvas.rgb is None  # this model predicts no depth
     assert "other" in window.info_label.text() and window.model_combo.currentText() == "other"
+
+    # a separate depth model completes a classifier without a depth head
+    with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as blocker:
+        window.set_depth_model(str(tiny_checkpoint))
+    assert blocker.args[0].depth is not None and blocker.args[0].depth_model_name == "tiny"
+    assert window.depth_canvas.rgb is not None and "from tiny" in window.info_label.text()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_explained_and_the_model_stays(qtbot, window, photo):
+    open_and_wait(qtbot, window, photo)
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as blocker:
+        window.load_model(window.current_model.spec, device="cuda")
+    assert "CUDA" in blocker.args[0]
+    assert window.device_combo.currentText() == "cpu" and window.current_model.device == "cpu"
 
 
 def test_out_of_memory_is_reported_and_the_results_stay(qtbot, window, photo, images):
@@ -338,3 +353,15 @@ def test_startup_prefers_a_scene_sample(tmp_path):
     (tmp_path / "scene-cone.png").unlink()
     (tmp_path / "scene-cube.png").unlink()
     assert paths.default_sample(tmp_path).name == "photo-cat.jpg"
+
+
+def test_notices_are_shown_and_recent_files_listed(qtbot, window, tmp_path):
+    frames = [Image.new("RGB", (40, 40), c) for c in ("red", "blue")]
+    gif = tmp_path / "two.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    result = open_and_wait(qtbot, window, gif)
+    assert any("frames" in n for n in result.notices)
+    assert window.notices_label.isVisible() and "frames" in window.notices_label.text()
+    window._fill_recent_menu()  # noqa: SLF001 - what opening the menu does
+    entries = [a.text() for a in window.recent_menu.actions() if a.isEnabled()]
+    assert "two.gif" in entries

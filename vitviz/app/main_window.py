@@ -108,7 +108,9 @@ class MainWindow(QMainWindow):
         self._tile_ranges: list[tuple[float, float]] = []
         self._custom_models: list[str] = []
         self._spec_names: dict[str, str] = {}  # checkpoint path -> model name, once loaded
-        self._zoo: list[tuple[str, str]] = []
+        self._model_requests: dict[int, tuple[str, str | None]] = {}  # request id -> (device, depth model)
+        self._loaded_options: tuple[str, str | None] = ("auto", None)  # (device, depth model) of the loaded model
+        self._zoo: list[tuple[str, str, str]] = []  # (name, summary, task) of the pretrained models
         self._devices = ["auto", "cpu"]
         self._banner_topic: str | None = None  # what the banner is about: "no-model", "model", "image", ...
         self._busy = False
@@ -537,6 +539,8 @@ class MainWindow(QMainWindow):
         self._latest_model_req = req
         self._pending.add(req)
         self._update_busy()
+        self._model_requests[req] = (self._device, self._depth_model)
+        _set_combo_text(self.device_combo, self._device)
         self._req_model.emit(req, spec, self._device, self._depth_model)
         return req  # the image is analysed again once the model is ready (see _on_model_ready)
 
@@ -756,6 +760,7 @@ class MainWindow(QMainWindow):
             return
         self._model = summary
         self._model_spec = summary.spec
+        self._loaded_options = self._model_requests.pop(req, self._loaded_options)
         self._spec_names[summary.spec] = summary.name
         if summary.spec not in self._known_specs():
             self._custom_models.append(summary.spec)
@@ -821,7 +826,11 @@ class MainWindow(QMainWindow):
         elif kind == "model":
             if req != self._latest_model_req:
                 return
-            self._fill_model_combo()  # back to the model that is still loaded
+            # back to the model, device and depth model that are still loaded
+            self._model_requests.pop(req, None)
+            self._device, self._depth_model = self._loaded_options
+            _set_combo_text(self.device_combo, self._device)
+            self._fill_model_combo()
             self.show_error(message, topic="model")
         else:
             self.show_error(message)
@@ -1203,7 +1212,7 @@ class MainWindow(QMainWindow):
     def _model_entries(self) -> list[tuple[str, str, str]]:
         """(label, spec, tooltip) of every model the UI offers."""
         entries = [(f"{m.name}", str(m.config), m.description or str(m.config)) for m in paths.shipped_models()]
-        entries += [(f"{name}  (pretrained)", name, summary or name) for name, summary in self._zoo]
+        entries += [(f"{name}  (pretrained)", name, summary or name) for name, summary, _task in self._zoo]
         known = {spec for _, spec, _ in entries}
         for spec in self._custom_models:
             if spec not in known:
@@ -1244,6 +1253,16 @@ class MainWindow(QMainWindow):
             a.setEnabled(False)
         menu.addSeparator()
         menu.addAction(self.act_checkpoint)
+        depth_menu = menu.addMenu("Extra &depth model")
+        depth_menu.setToolTipsVisible(True)
+        zgroup = QActionGroup(depth_menu)
+        for label, spec, tip in self._depth_entries():
+            a = depth_menu.addAction(label)
+            a.setCheckable(True)
+            a.setChecked(spec == (self._depth_model or ""))
+            a.setToolTip(tip)
+            a.triggered.connect(lambda _=False, s=spec: self.set_depth_model(s or None))
+            zgroup.addAction(a)
         device_menu = menu.addMenu("Device")
         dgroup = QActionGroup(device_menu)
         for dev in self._devices:
@@ -1252,6 +1271,21 @@ class MainWindow(QMainWindow):
             a.setChecked(dev == self._device)
             a.triggered.connect(lambda _=False, d=dev: self._set_device(d))
             dgroup.addAction(a)
+
+    def _depth_entries(self) -> list[tuple[str, str, str]]:
+        """(label, spec, tooltip) of the depth models that can complete a classifier without a depth head."""
+        entries = [("None (the model's own depth head, if any)", "", "Depth only from the main model")]
+        entries += [(m.name, str(m.config), m.description or str(m.config)) for m in paths.shipped_models() if m.has_depth]
+        entries += [(f"{name}  (pretrained)", name, summary) for name, summary, task in self._zoo if task == "depth"]
+        if self._depth_model and self._depth_model not in [spec for _, spec, _ in entries]:
+            entries.append((Path(self._depth_model).name, self._depth_model, self._depth_model))
+        return entries
+
+    def set_depth_model(self, spec: str | None) -> None:
+        """Use a separate depth model when the main model has no depth head; reloads the model."""
+        self._depth_model = spec or None
+        if self._model_spec:
+            self.load_model(self._model_spec, depth_model=spec or "")
 
     def _on_model_combo(self, index: int) -> None:
         spec = self.model_combo.itemData(index)

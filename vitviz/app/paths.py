@@ -41,6 +41,7 @@ class ShippedModel:
     name: str
     config: Path
     description: str
+    has_depth: bool = False
 
 
 def shipped_models(folder: Path | None = None) -> list[ShippedModel]:
@@ -62,7 +63,9 @@ def shipped_models(folder: Path | None = None) -> list[ShippedModel]:
             continue
         if not cfg.with_suffix(".safetensors").is_file():
             continue
-        found.append(ShippedModel(cfg.stem, cfg, str(data.get("description") or "")))
+        arch = data.get("architecture") if isinstance(data.get("architecture"), dict) else {}
+        has_depth = str(arch.get("depth_head", "none")) != "none"
+        found.append(ShippedModel(cfg.stem, cfg, str(data.get("description") or ""), has_depth))
     found.sort(key=lambda m: (m.name != DEFAULT_MODEL, m.name))
     return found
 

@@ -107,7 +107,7 @@ def describe_error(exc: BaseException, doing: str) -> str:
 class AnalysisWorker(QObject):
     """Lives on the worker thread; the window talks to it only through queued signals."""
 
-    environment_ready = Signal(dict)  # {"devices": [...], "zoo": [(name, summary)], "torch": version}
+    environment_ready = Signal(dict)  # {"devices": [...], "zoo": [(name, summary, task)], "torch": version}
     model_ready = Signal(int, object)  # request id, ModelSummary
     analysis_ready = Signal(int, object)  # request id, Shown
     preview_ready = Signal(int, object)  # request id, Preview (no model loaded)
@@ -145,7 +145,8 @@ class AnalysisWorker(QObject):
         try:
             zoo = importlib.import_module("vitviz.zoo")
             registry = getattr(zoo, "REGISTRY", {}) or {}
-            info["zoo"] = [(str(name), str(getattr(entry, "summary", "") or "")) for name, entry in registry.items()]
+            info["zoo"] = [(str(name), str(getattr(entry, "summary", "") or ""), str(getattr(entry, "task", "") or ""))
+                           for name, entry in registry.items()]
         except ImportError:
             pass
         except Exception as exc:  # noqa: BLE001
