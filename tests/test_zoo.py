@@ -195,6 +195,8 @@ def _import_timm():
     except ModuleNotFoundError as exc:
         if not str(exc.name or "").startswith("torchvision"):
             pytest.skip(f"timm not installed ({exc})")
+    except Exception:  # a torchvision build that does not match torch fails on import: stub it as if absent
+        pass
     for name in [n for n in sys.modules if n == "timm" or n.startswith("timm.")]:
         del sys.modules[name]
 
@@ -214,6 +216,8 @@ def _import_timm():
                 raise AttributeError(name)
             return _InterpolationMode if name == "InterpolationMode" else _Stub
 
+    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+        del sys.modules[name]
     names = ["torchvision", "torchvision.ops", "torchvision.ops.misc", "torchvision.transforms",
              "torchvision.transforms.functional", "torchvision.datasets", "torchvision.utils", "torchvision.models",
              "torchvision.models.feature_extraction"]
@@ -454,6 +458,23 @@ def test_registry_rejects_a_different_architecture(tiny_zoo, monkeypatch):
         zoo.load("deit-small")
 
 
+def test_hf_spec_from_cache_offline(tmp_path, monkeypatch):
+    """``hf:owner/repo``: any supported Hub repository; labels from id2label, preprocessing from the repo."""
+    tf = _transformers()
+    pytest.importorskip("huggingface_hub")
+    cfg = tf.Dinov2Config(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, image_size=56, patch_size=14,
+                          id2label={0: "cat", 1: "dog"}, label2id={"cat": 0, "dog": 1})
+    _randomize(tf.Dinov2ForImageClassification(cfg), seed=8).save_pretrained(tmp_path / "repo")
+    pre = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "size": {"shortest_edge": 28}}
+    (tmp_path / "repo" / "preprocessor_config.json").write_text(json.dumps(pre))
+    _put_in_hf_cache(tmp_path / "cache", "someone/tiny-dinov2", tmp_path / "repo")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, info = zoo.load("hf:someone/tiny-dinov2")
+    assert info.labels == ["cat", "dog"] and info.config.image_size == 28 and info.config.pos_grid_size == 4
+    assert info.name == "someone/tiny-dinov2"
+
+
 def test_cli_analyze_with_zoo_models(tiny_zoo, photo, tmp_path):
     """``vitviz analyze --model deit-small --depth-model depth-anything-v2-small`` through engine.resolve_model."""
     from vitviz.cli import main
@@ -492,6 +513,23 @@ def test_offline_download_error(tmp_path, monkeypatch):
     msg = str(err.value)
     assert msg.startswith("cannot download facebook/deit-small-patch16-224/config.json from the Hugging Face Hub:")
     assert "offline" in msg and "HF_HUB_OFFLINE" in msg
+
+
+def test_offline_download_error_in_a_fresh_process(tmp_path, photo):
+    """The command line, in a fresh interpreter (nothing of huggingface_hub imported beforehand)."""
+    pytest.importorskip("huggingface_hub")
+    import os
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "empty-cache"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "vitviz", "analyze", str(photo), "--out", str(tmp_path / "out"), "--model", "deit-small",
+         "--depth-model", "depth-anything-v2-small", "--quiet"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "vitviz: error: cannot download facebook/deit-small-patch16-224/config.json from the Hugging Face Hub: " \
+           "offline mode is on" in proc.stderr
 
 
 def test_unreachable_endpoint_download_error(tmp_path, monkeypatch):

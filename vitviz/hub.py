@@ -70,12 +70,18 @@ def _import_hub() -> Any:
 
 
 def _error_class(hub: Any, name: str) -> type[BaseException]:
+    """An exception class of huggingface_hub, wherever this version keeps it (never-raised stand-in if absent)."""
+    import importlib
+
     for module in ("errors", "utils"):
-        mod = getattr(hub, module, None)
-        cls = getattr(mod, name, None) if mod is not None else None
-        if isinstance(cls, type):
+        try:  # submodules of huggingface_hub are imported lazily: import them explicitly
+            mod = importlib.import_module(f"{hub.__name__}.{module}")
+        except ImportError:
+            continue
+        cls = getattr(mod, name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
             return cls
-    return type(f"_Missing{name}", (Exception,), {})  # never raised
+    return type(f"_Missing{name}", (Exception,), {})
 
 
 def _probe(endpoint: str) -> str | None:

@@ -88,10 +88,7 @@ class ZooEntry:
     @property
     def summary(self) -> str:
         """One line for ``vitviz models``."""
-        return (
-            f"{self.description} [{self.repo_id}, ~{self.size_mb} MB, {self.licence}, "
-            f"{self.image_size}px, patch {self.patch_size}]"
-        )
+        return f"{self.description} ({self.repo_id}, ~{self.size_mb} MB, {self.licence})"
 
     def model_info_fields(self) -> dict[str, Any]:
         return {
@@ -121,7 +118,7 @@ REGISTRY: dict[str, ZooEntry] = {
             labels="imagenet-1k",
             licence="Apache-2.0",
             size_mb=89,
-            description="DeiT-S/16 ImageNet-1k classifier (79.9% top-1), 22M parameters",
+            description="DeiT-S/16 ImageNet-1k classifier, 22M params",
         ),
         ZooEntry(
             name="vit-base",
@@ -135,7 +132,7 @@ REGISTRY: dict[str, ZooEntry] = {
             labels="imagenet-1k",
             licence="Apache-2.0",
             size_mb=346,
-            description="ViT-B/16 ImageNet-21k pre-trained, ImageNet-1k fine-tuned classifier, 86M parameters",
+            description="ViT-B/16 ImageNet-1k classifier (21k pre-trained), 86M params",
         ),
         ZooEntry(
             name="dino-vits16",
@@ -146,7 +143,7 @@ REGISTRY: dict[str, ZooEntry] = {
             image_size=224,
             licence="Apache-2.0",
             size_mb=87,
-            description="DINO ViT-S/16 self-supervised (no classifier): the attention showcase, 22M parameters",
+            description="DINO ViT-S/16 self-supervised, no classifier: the attention showcase",
         ),
         ZooEntry(
             name="dinov2-small-imagenet",
@@ -158,7 +155,7 @@ REGISTRY: dict[str, ZooEntry] = {
             labels="imagenet-1k",
             licence="Apache-2.0",
             size_mb=91,
-            description="DINOv2-S/14 with a linear ImageNet-1k head on CLS + mean patch token, 22M parameters",
+            description="DINOv2-S/14 + linear ImageNet-1k head on CLS and mean patch token",
         ),
         ZooEntry(
             name="depth-anything-v2-small",
@@ -170,7 +167,7 @@ REGISTRY: dict[str, ZooEntry] = {
             depth_kind="relative_inverse",
             licence="Apache-2.0",
             size_mb=99,
-            description="Depth Anything V2 Small: DINOv2-S/14 + DPT head, relative inverse depth, 25M parameters",
+            description="Depth Anything V2 Small: DINOv2-S/14 + DPT head, relative inverse depth",
         ),
     )
 }
