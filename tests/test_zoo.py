@@ -580,3 +580,28 @@ def test_progress_hook_bar():
         bar.update(100)
         bar.update(200)
     assert seen[0] == (0, 300) and seen[-1] == (300, 300)
+
+
+def test_partial_cache_downloads_one_consistent_snapshot(tmp_path, monkeypatch):
+    """A stale cached config.json beside missing weights: everything is fetched again from one snapshot."""
+    hub = pytest.importorskip("huggingface_hub")
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    from vitviz.hub import download
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # skip the TCP probe
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    calls = []
+
+    def fake_download(repo_id, filename, local_files_only=False, **kwargs):
+        calls.append((filename, local_files_only))
+        if local_files_only:
+            if filename == "config.json":
+                return str(tmp_path / "old-snapshot" / filename)
+            raise LocalEntryNotFoundError("not cached")
+        return str(tmp_path / "new-snapshot" / filename)
+
+    monkeypatch.setattr(hub, "hf_hub_download", fake_download)
+    folder = download("someone/model", ["config.json", ("model.safetensors", "pytorch_model.bin")], cache=tmp_path)
+    assert folder == tmp_path / "new-snapshot"
+    assert calls[-2:] == [("config.json", False), ("model.safetensors", False)]

@@ -161,37 +161,24 @@ def download(
     if endpoint != DEFAULT_ENDPOINT:
         kwargs["endpoint"] = endpoint
     accepts_tqdm = "tqdm_class" in inspect.signature(hub.hf_hub_download).parameters
-    probed = False
-    folder: Path | None = None
     cache_hint = f"the files are then cached in {cache_dir(cache)}"
+    entries = [[e] if isinstance(e, str) else list(e) for e in files]
 
     def fail(filename: str, reason: str) -> ModelDownloadError:
         return ModelDownloadError(f"cannot download {repo_id}/{filename} from {where}: {reason}")
 
-    def fetch(filename: str) -> Path | None:
-        """Local path of ``filename``; None when the repository has no such file."""
-        nonlocal probed
+    def cached(filename: str) -> Path | None:
         try:
             return Path(hub.hf_hub_download(repo_id, filename, local_files_only=True, **kwargs))
         except local_missing:
-            pass  # not cached: download below
+            return None
+        except entry_missing:  # known to be absent from the repository
+            return None
         except (ValueError, OSError) as exc:
             raise fail(filename, f"the local cache is unusable ({exc})") from exc
-        if is_offline():
-            raise fail(
-                filename,
-                "offline mode is on (HF_HUB_OFFLINE=1) and the file is not in the local cache; unset HF_HUB_OFFLINE "
-                f"and connect to the internet once ({cache_hint}), or pass a local model folder",
-            )
-        if not probed:
-            reason = _probe(endpoint)
-            if reason:
-                raise fail(
-                    filename,
-                    f"no network connection ({reason}); connect to the internet once ({cache_hint}), "
-                    "or pass a local model folder",
-                )
-            probed = True
+
+    def fetch(filename: str) -> Path | None:
+        """Download ``filename`` (or confirm the cached copy is current); None when the repository has no such file."""
         extra: dict[str, Any] = {}
         if progress is not None and accepts_tqdm:
             extra["tqdm_class"] = _hook_bar(progress)
@@ -218,30 +205,53 @@ def download(
         except OSError as exc:
             raise fail(filename, f"{exc.__class__.__name__}: {exc}") from exc
 
-    def place(path: Path) -> None:
-        nonlocal folder
-        if folder is None:
-            folder = path.parent
-        elif path.parent != folder:  # different snapshot (should not happen within one revision)
-            raise ModelDownloadError(f"{repo_id}: files of one model resolved to different cache folders")
+    def same_folder(paths: list[Path]) -> Path:
+        folders = {p.parent for p in paths}
+        if len(folders) != 1:  # files of different snapshots: should not happen within one revision
+            raise ModelDownloadError(f"{repo_id}: the files of one model resolved to different cache folders")
+        return folders.pop()
 
-    for entry in files:
-        choices = [entry] if isinstance(entry, str) else list(entry)
+    # 1. Everything already cached: no network access at all.
+    local: list[Path] = []
+    for choices in entries:
+        found = next((p for p in map(cached, choices) if p is not None), None)
+        if found is None:
+            break
+        local.append(found)
+    else:
+        local += [p for p in map(cached, optional) if p is not None]
+        try:
+            return same_folder(local)
+        except ModelDownloadError:
+            pass  # a partial older snapshot: fetch the current one below
+
+    # 2. Download (all files, so that they come from one snapshot; cached blobs are not fetched again).
+    first = next((c[0] for c, p in zip(entries, local + [None] * len(entries)) if p is None), entries[0][0])
+    if is_offline():
+        raise fail(
+            first,
+            "offline mode is on (HF_HUB_OFFLINE=1) and the file is not in the local cache; unset HF_HUB_OFFLINE "
+            f"and connect to the internet once ({cache_hint}), or pass a local model folder",
+        )
+    reason = _probe(endpoint)
+    if reason:
+        raise fail(
+            first, f"no network connection ({reason}); connect to the internet once ({cache_hint}), or pass a local model folder"
+        )
+    paths: list[Path] = []
+    for choices in entries:
         for filename in choices:
             path = fetch(filename)
             if path is not None:
-                place(path)
+                paths.append(path)
                 break
         else:
-            raise ModelDownloadError(
-                f"cannot download {repo_id} from {where}: the repository has none of {', '.join(choices)}"
-            )
+            raise ModelDownloadError(f"cannot download {repo_id} from {where}: the repository has none of {', '.join(choices)}")
     for filename in optional:
         try:
             path = fetch(filename)
         except ModelDownloadError:
             continue
         if path is not None:
-            place(path)
-    assert folder is not None
-    return folder
+            paths.append(path)
+    return same_folder(paths)
