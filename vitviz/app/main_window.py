@@ -124,6 +124,8 @@ class MainWindow(QMainWindow):
         self._smooth = _setting_bool(s, "view/smooth", True)
 
         self.setStyleSheet(STYLE)
+        self._banner_timer = QTimer(self)
+        self._banner_timer.setSingleShot(True)
         self._build_actions()
         self._build_menus()
         self._build_toolbar()
@@ -265,6 +267,7 @@ class MainWindow(QMainWindow):
         outer.setContentsMargins(8, 6, 8, 4)
         outer.setSpacing(6)
         self.banner = MessageBar(central)
+        self._banner_timer.timeout.connect(self.banner.dismiss)
         outer.addWidget(self.banner)
 
         # -- input --
@@ -697,9 +700,9 @@ class MainWindow(QMainWindow):
         """Show the non-modal banner; ``topic`` lets a later success clear it (e.g. a good image after a bad one)."""
         self.banner.show_message(message, kind)
         self._banner_topic = topic or kind
+        self._banner_timer.stop()
         if transient:
-            text = message
-            QTimer.singleShot(6000, lambda: self.banner.message() == text and self.banner.dismiss())
+            self._banner_timer.start(6000)  # a child of the window: never fires after the window is gone
 
     def _dismiss_banner(self, *topics: str) -> None:
         if self.banner.isVisible() and self._banner_topic in topics:
