@@ -1024,10 +1024,11 @@ class MainWindow(QMainWindow):
         unit = "metres" if metric else ("relative inverse depth" if result.depth_kind == "relative_inverse"
                                         else "model units")
         self.depth_bar.set_scale(lut, lo, hi, "m" if metric else "")
-        detail = ("near = bright" if metric else "larger = nearer") if result.depth_kind else ""
+        detail = "larger = nearer" if result.depth_kind == "relative_inverse" else ""
         self.depth_panel.set_title(f"Depth <span style='font-weight:400;color:#5b6470'>· {unit}</span>")
-        self.depth_info.setText(f"{detail + ' · ' if detail else ''}range {lo:.3g} – {hi:.3g}"
-                                f"{' m' if metric else ''} · hover for values")
+        self.depth_info.setText(f"{detail + ' · ' if detail else ''}"
+                                + (f"nearest {lo:.3g} m, farthest {hi:.3g} m" if metric else f"range {lo:.3g} – {hi:.3g}")
+                                + " · hover for values")
         self.depth_canvas.set_marked_patch(self._query)
 
     def _update_detail(self) -> None:

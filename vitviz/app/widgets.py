@@ -474,6 +474,7 @@ class PredictionChart(QWidget):
         self.plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.plot.setMinimumHeight(120)
         self.plot.setFrameShape(QFrame.Shape.NoFrame)
+        self.plot.setAcceptDrops(False)  # files dropped on the chart go to the window
         item = self.plot.getPlotItem()
         item.hideButtons()
         item.setMenuEnabled(False)
