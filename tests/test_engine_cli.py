@@ -125,7 +125,7 @@ def test_cli_layer_out_of_range(tiny_checkpoint, photo, tmp_path, capsys):
 def test_console_script_runs_as_module(tiny_checkpoint, photo, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "vitviz", "analyze", str(photo), "--out", str(tmp_path), "--model", str(tiny_checkpoint)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "photo" / "depth.png").is_file()

@@ -64,18 +64,17 @@ def select_device(preference: str | torch.device | None = "auto") -> torch.devic
 
 def resolve_model(spec: str | os.PathLike[str] | None) -> tuple[VisionTransformer, ModelInfo]:
     """Load a model by shipped name, pretrained-zoo name or checkpoint path."""
+    from . import zoo
+
     spec = spec or DEFAULT_MODEL
     path = Path(spec)
     if path.exists():
-        return load_checkpoint(path)
+        # Hugging Face / timm layouts are converted; vitviz's own checkpoints load directly.
+        return zoo.load(str(path)) if zoo.is_foreign_checkpoint(path) else load_checkpoint(path)
     shipped = weights_dir() / f"{spec}.json"
     if shipped.is_file():
         return load_checkpoint(shipped)
-    try:
-        from . import zoo
-    except ImportError:  # the pretrained zoo is optional
-        zoo = None  # type: ignore[assignment]
-    if zoo is not None and zoo.is_known(str(spec)):
+    if zoo.is_known(str(spec)):
         return zoo.load(str(spec))
     raise CheckpointError(f"{spec}: no such model (not a checkpoint path, shipped model or known pretrained model)")
 
@@ -284,10 +283,8 @@ class Engine:
             if out.depth is None and self.depth_model is not None:
                 dinfo = self.depth_info
                 assert dinfo is not None
-                drgb = rgb
-                if self.depth_model.config.patch_size != cfg.patch_size:
-                    dcfg = self.depth_model.config
-                    drgb = prepare_image(Image.fromarray(rgb), dcfg.image_size, dcfg.patch_size)
+                dcfg = self.depth_model.config
+                drgb = prepare_image(loaded.image, dcfg.image_size, dcfg.patch_size)  # from the full image
                 depth_out = self.depth_model(self._tensor(drgb, dinfo)).depth
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
