@@ -109,10 +109,18 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{p}: not a valid safetensors file, or it is truncated ({exc})") from exc
     if p.suffix in (".pt", ".pth", ".bin", ".ckpt"):
         import pickle
+        import warnings
 
         try:
-            data = torch.load(str(p), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                # e.g. "Detected pickle protocol 4": noise before the clear refusal below
+                warnings.simplefilter("ignore", UserWarning)
+                data = torch.load(str(p), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            if not _starts_like_pickle(p):
+                raise CheckpointError(
+                    f"{p}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle stream)"
+                ) from exc
             raise CheckpointError(
                 f"{p}: refused: the file contains Python objects other than tensors, which vitviz never unpickles "
                 "(convert it to safetensors)"
@@ -127,6 +135,31 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{p}: expected a dictionary of tensors (a state dict)")
         return data
     raise CheckpointError(f"{p}: unsupported checkpoint type {p.suffix!r} (use .safetensors)")
+
+
+def _starts_like_pickle(path: Path) -> bool:
+    """Whether ``path`` is a zip archive (PyTorch's format) or begins with valid pickle opcodes.
+
+    Only reads opcodes (``pickletools``): nothing is unpickled. Tells damaged or random files apart from pickles that
+    ``weights_only`` refused for what they contain.
+    """
+    import io
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            return True
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+        for n, _ in enumerate(pickletools.genops(io.BytesIO(head))):
+            if n >= 2:
+                break
+        return True
+    except ValueError as exc:  # unknown opcode; running out of bytes means the start was fine
+        return "exhausted" in str(exc) or "not enough data" in str(exc)
+    except Exception:  # noqa: BLE001 - a heuristic for the message only
+        return False
 
 
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
@@ -64,11 +66,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             return list_models()
         return launch_gui(args)
     except VitvizError as exc:
-        print(f"vitviz: error: {exc}", file=sys.stderr)
+        print(f"vitviz: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vitviz: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - e.g. torch failing while a model loads: one line, no traceback
+        print(f"vitviz: error: {_unexpected(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _unexpected(exc: BaseException) -> str:
+    """One line for an error that is not a :class:`VitvizError`; the traceback too when ``VITVIZ_DEBUG=1``."""
+    if os.environ.get("VITVIZ_DEBUG", "").strip() not in ("", "0"):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    text = str(exc).strip()
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return "out of memory (try a smaller image, --device cpu or a smaller model)"
+    first = text.splitlines()[0] if text else ""
+    return f"unexpected error: {type(exc).__name__}" + (f": {first}" if first else "")
 
 
 def launch_gui(args: argparse.Namespace) -> int:
@@ -120,7 +140,14 @@ def analyze(args: argparse.Namespace) -> int:
             write_outputs(result, folder, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap, alpha=args.alpha)
         except VitvizError as exc:
             failures += 1
-            tqdm.write(f"vitviz: error: {exc}", file=sys.stderr)
+            message = _one_line(exc)
+            if str(image) not in message and str(Path(image)) not in message:
+                message = f"{image}: {message}"  # every line names its file
+            tqdm.write(f"vitviz: error: {message}", file=sys.stderr)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one image's failure must not end the run or print a traceback
+            failures += 1
+            tqdm.write(f"vitviz: error: {image}: {_unexpected(exc)}", file=sys.stderr)
             continue
         top = result.predictions[0] if result.predictions else None
         line = f"{image}: " + (f"{top.label} ({top.probability:.1%})" if top else "no classifier")

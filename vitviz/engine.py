@@ -243,7 +243,8 @@ class Engine:
         mean = torch.tensor(info.mean, device=self.device).view(3, 1, 1)
         std = torch.tensor(info.std, device=self.device).view(3, 1, 1)
         x = ((x - mean) / std).unsqueeze(0)
-        return x.half() if self.half else x
+        # the model is float16 only on CUDA (see _to_device): after a fallback to the CPU it is float32 again
+        return x.half() if (self.half and self.device.type == "cuda") else x
 
     def analyze(
         self,

@@ -72,26 +72,25 @@ def load_image(path: str | os.PathLike[str], max_side: int = MAX_WORKING_SIDE) -
     if size_on_disk == 0:
         raise ImageLoadError(f"{p}: the file is empty (0 bytes)")
     notices: list[str] = []
+    src: Image.Image | None = None  # the opened file: closed below whatever happens (multi-frame files stay open)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
-                img = Image.open(p)
+                src = Image.open(p)
             except Image.DecompressionBombWarning:
-                img = None
-            if img is None:
                 # Above Pillow's warning limit but below its hard limit: a legal, very large image.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(p)
-            n_frames = getattr(img, "n_frames", 1)
+                src = Image.open(p)
+            n_frames = getattr(src, "n_frames", 1)
             if n_frames > 1:
                 notices.append(f"the file has {n_frames} frames; showing the first")
-                img.seek(0)
-            stored = img.size
-            orientation = img.getexif().get(0x0112, 1)
-            if max(stored) > max_side and img.format == "JPEG":
-                img.draft("RGB", (max_side, max_side))  # decode at reduced scale: memory stays small
-            img = ImageOps.exif_transpose(img)
+                src.seek(0)
+            stored = src.size
+            orientation = src.getexif().get(0x0112, 1)
+            if max(stored) > max_side and src.format == "JPEG":
+                src.draft("RGB", (max_side, max_side))  # decode at reduced scale: memory stays small
+            img = ImageOps.exif_transpose(src)  # always a new, decoded image, independent of the file
             img.load()
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(
@@ -103,6 +102,9 @@ def load_image(path: str | os.PathLike[str], max_side: int = MAX_WORKING_SIDE) -
         raise ImageLoadError(f"{p}: the image is damaged or truncated ({exc})") from exc
     except MemoryError as exc:
         raise ImageLoadError(f"{p}: the image is too large to decode in the available memory") from exc
+    finally:
+        if src is not None:
+            src.close()
     original = stored[::-1] if orientation in (5, 6, 7, 8) else stored
     if orientation in range(2, 9):
         notices.append("turned upright from its EXIF orientation")
