@@ -1,0 +1,262 @@
+"""Helpers shared by the benchmark scripts: machine description, timing statistics, result files, reference imports.
+
+Nothing here is a test: the scripts print tables and write JSON under ``benchmarks/results/`` so runs can be compared
+(``python benchmarks/compare.py A.json B.json``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import importlib.machinery
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# The end-to-end input: a square photo (512x512 JPEG), so ViT-S/B see exactly 224x224 (14x14 patches) and the
+# shipped model 128x128 (8x8 patches), the sizes the reference implementations are timed at.
+BENCH_IMAGE = ROOT / "assets" / "samples" / "photo-astronaut.jpg"
+
+
+# ------------------------------------------------------------------------------------------------ machine
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, memory, torch version and threads, GPU (when there is one)."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "numpy": _version("numpy"),
+        "transformers": _version("transformers"),
+        "timm": _version("timm"),
+        "PySide6": _version("PySide6"),
+        "pyqtgraph": _version("pyqtgraph"),
+        "cuda": None,
+    }
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0]
+        info["memory_gib"] = round(int(re.findall(r"\d+", mem)[0]) / 2**20, 1)
+    except (OSError, IndexError):
+        pass
+    if torch.cuda.is_available():
+        info["cuda"] = {"device": torch.cuda.get_device_name(0), "runtime": torch.version.cuda}
+    try:
+        info["loadavg_at_start"] = [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        pass
+    return info
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist if dist != "PySide6" else "PySide6_Essentials")
+    except metadata.PackageNotFoundError:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    gpu = f", GPU {info['cuda']['device']}" if info.get("cuda") else ", no GPU"
+    return (f"{info['cpu']} ({info['usable_cpus']} cores usable), {info.get('memory_gib', '?')} GiB, "
+            f"torch {info['torch']} ({info['torch_threads']} threads){gpu}, Python {info['python']}")
+
+
+# ------------------------------------------------------------------------------------------------ timing
+
+
+def stats(samples_ms: list[float]) -> dict[str, float]:
+    """Median, p90, min, mean of a list of milliseconds (p90: nearest-rank)."""
+    s = sorted(samples_ms)
+    n = len(s)
+    p90 = s[min(n - 1, max(0, int(round(0.9 * n + 0.5)) - 1))]
+    return {
+        "median_ms": round(statistics.median(s), 3),
+        "p90_ms": round(p90, 3),
+        "min_ms": round(s[0], 3),
+        "mean_ms": round(statistics.fmean(s), 3),
+        "runs": n,
+    }
+
+
+def time_round_robin(fns: dict[str, Callable[[], Any]], warmup: int, runs: int,
+                     sync: Callable[[], None] | None = None) -> dict[str, dict[str, float]]:
+    """Time several callables interleaved (one call of each per round, rotating order) so that a drift in the
+    machine's speed hits all of them alike; returns :func:`stats` per name."""
+    names = list(fns)
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+        sync()
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(runs):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for n in order:
+            sync()
+            t0 = time.perf_counter()
+            fns[n]()
+            sync()
+            samples[n].append((time.perf_counter() - t0) * 1000.0)
+    return {n: stats(v) for n, v in samples.items()}
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+def result_path(name: str, when: _dt.datetime | None = None) -> Path:
+    when = when or _dt.datetime.now()
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    return RESULTS / f"{slug}-{when:%Y-%m-%d}.json"
+
+
+def write_json(data: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n", "utf-8")
+    return path
+
+
+def _jsonable(v: Any) -> Any:
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return str(v)
+
+
+def table(rows: list[list[Any]], header: list[str]) -> str:
+    """A plain Markdown table (readable in a terminal, pasteable into README)."""
+    cells = [[str(c) for c in header]] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+
+    def line(r: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 2)) if i == 0 else ("-" * (w + 1) + ":") for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(cells[0]), sep, *(line(r) for r in cells[1:])])
+
+
+def fmt(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+# ------------------------------------------------------------------------------------------------ references
+
+
+class _InterpolationMode(enum.Enum):
+    NEAREST = "nearest"
+    NEAREST_EXACT = "nearest-exact"
+    BILINEAR = "bilinear"
+    BICUBIC = "bicubic"
+    BOX = "box"
+    HAMMING = "hamming"
+    LANCZOS = "lanczos"
+
+
+def import_timm():
+    """timm's ViT, imported even where torchvision is missing or broken: a stub stands in while timm is imported
+    (its VisionTransformer needs none of torchvision; the same trick as ``tests/test_zoo.py``). None when timm is
+    not installed."""
+    try:
+        import timm.models.vision_transformer  # noqa: F401
+
+        return sys.modules["timm"]
+    except ModuleNotFoundError as exc:
+        if not str(exc.name or "").startswith("torchvision"):
+            return None
+    except Exception:  # noqa: BLE001 - a torchvision build that does not match torch fails on import
+        pass
+    for name in [n for n in sys.modules if n == "timm" or n.startswith("timm.")]:
+        del sys.modules[name]
+
+    class _AnyType(type):
+        def __getattr__(cls, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return cls
+
+    class _Stub(metaclass=_AnyType):
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("torchvision is not available (benchmark stub)")
+
+    class _StubModule(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return _InterpolationMode if name == "InterpolationMode" else _Stub
+
+    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+        del sys.modules[name]
+    names = ["torchvision", "torchvision.ops", "torchvision.ops.misc", "torchvision.transforms",
+             "torchvision.transforms.functional", "torchvision.datasets", "torchvision.utils", "torchvision.models",
+             "torchvision.models.feature_extraction"]
+    saved = {n: sys.modules.get(n) for n in names}
+    try:
+        for n in names:
+            mod = _StubModule(n)
+            mod.__path__ = []
+            mod.__spec__ = importlib.machinery.ModuleSpec(n, None)
+            sys.modules[n] = mod
+        import timm.models.vision_transformer  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        print(f"timm cannot be imported ({exc}); the timm reference is skipped", file=sys.stderr)
+        return None
+    finally:
+        for n, mod in saved.items():
+            if mod is None:
+                sys.modules.pop(n, None)
+            else:
+                sys.modules[n] = mod
+    return sys.modules["timm"]
+
+
+def randomize(model, seed: int = 0):
+    """Random weights of unit-ish gain (as ``tests/test_zoo.py``), so attention is far from uniform and the
+    agreement checks mean something."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if any(t in name for t in ("token", "position", "pos_embed")):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+            elif "lambda" in name or "gamma" in name:
+                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+            elif p.ndim > 1:
+                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
+            elif "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+    return model.eval()
