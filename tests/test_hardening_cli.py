@@ -223,6 +223,18 @@ def test_engine_notices_tell_about_first_frame_exif_and_downscale(engine, tmp_pa
     assert engine.analyze(plain).notices == []
 
 
+def test_engine_cancel_stops_between_transformer_blocks(engine, photo, monkeypatch):
+    ran = []
+    for i, block in enumerate(engine.model.blocks):
+        real = block.forward
+        monkeypatch.setattr(block, "forward", lambda *a, _real=real, _i=i, **k: (ran.append(_i), _real(*a, **k))[1])
+    assert engine.analyze(photo, cancelled=lambda: len(ran) >= 1) is None
+    assert ran == [0]  # blocks 1 and 2 never ran
+    ran.clear()
+    assert engine.analyze(photo) is not None and ran == [0, 1, 2]
+    assert all(not block._forward_pre_hooks for block in engine.model.blocks)  # noqa: SLF001 - hooks removed
+
+
 @pytest.mark.parametrize("half", [False, True])
 def test_engine_cuda_out_of_memory_retries_on_the_cpu(tiny_checkpoint, photo, monkeypatch, half):
     """A forward pass that runs out of GPU memory once is retried on the CPU; the result says so."""

@@ -278,17 +278,25 @@ class Engine:
             return None
 
         t = time.perf_counter()
-        with torch.inference_mode():
-            out = self.model(x, return_attention=True)
-            depth_out = None
-            if out.depth is None and self.depth_model is not None:
-                dinfo = self.depth_info
-                assert dinfo is not None
-                dcfg = self.depth_model.config
-                drgb = prepare_image(loaded.image, dcfg.image_size, dcfg.patch_size)  # from the full image
-                depth_out = self.depth_model(self._tensor(drgb, dinfo)).depth
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
+        # Cancellation is also checked before every transformer block: a big model on the CPU stops within one block.
+        hooks = _cancel_hooks((self.model, self.depth_model), cancelled)
+        try:
+            with torch.inference_mode():
+                out = self.model(x, return_attention=True)
+                depth_out = None
+                if out.depth is None and self.depth_model is not None:
+                    dinfo = self.depth_info
+                    assert dinfo is not None
+                    dcfg = self.depth_model.config
+                    drgb = prepare_image(loaded.image, dcfg.image_size, dcfg.patch_size)  # from the full image
+                    depth_out = self.depth_model(self._tensor(drgb, dinfo)).depth
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+        except _Cancelled:
+            return None
+        finally:
+            for hook in hooks:
+                hook.remove()
         timings["forward"] = (time.perf_counter() - t) * 1000.0
         if cancelled():
             return None
@@ -326,6 +334,21 @@ class Engine:
         timings["total"] = (time.perf_counter() - t_start) * 1000.0
         result.timings = timings
         return result
+
+
+class _Cancelled(Exception):
+    """Raised inside a forward pass whose analysis was cancelled."""
+
+
+def _cancel_hooks(models: Any, cancelled: Callable[[], bool]) -> list[Any]:
+    """Forward pre-hooks on every transformer block that raise :class:`_Cancelled` once ``cancelled()``."""
+
+    def check(_module: torch.nn.Module, _args: Any) -> None:
+        if cancelled():
+            raise _Cancelled
+
+    return [block.register_forward_pre_hook(check)
+            for model in models if model is not None for block in getattr(model, "blocks", ())]
 
 
 def _as_loaded(image: Any) -> LoadedImage:

@@ -1,0 +1,360 @@
+"""Hardening of the desktop window (offscreen, tiny checkpoint): bad files never replace what is shown, bad models
+never replace the working one, out-of-memory falls back, rapid use shows only the newest image and leaks no thread,
+and closing during inference stops the worker promptly."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("pytestqt")
+import torch  # noqa: E402
+from PySide6.QtCore import QSettings, QThread, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+import vitviz.engine  # noqa: E402
+import vitviz.images  # noqa: E402
+from vitviz.app import main_window  # noqa: E402
+from vitviz.app.main_window import MainWindow  # noqa: E402
+
+from .hardening_cases import BAD_CHECKPOINTS, BAD_IMAGES, ODD_IMAGES, PWNED_MARKER, exif_rotated  # noqa: E402
+
+TIMEOUT = 30_000  # ms; generous for two busy CPU cores
+
+
+@pytest.fixture
+def settings(tmp_path) -> QSettings:
+    return QSettings(str(tmp_path / "vitviz.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, settings, tmp_path, tiny_checkpoint):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    w = MainWindow(settings=settings, samples=samples)
+    qtbot.addWidget(w)
+    w.resize(1200, 760)
+    w.show()
+    with qtbot.waitSignal(w.model_ready, timeout=TIMEOUT):
+        w.load_model(str(tiny_checkpoint), "cpu")
+    yield w
+    w.close()
+
+
+def open_and_wait(qtbot, window, source):
+    with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as blocker:
+        window.open_image(source)
+    return blocker.args[0]
+
+
+def snapshot(window):
+    """What the user sees of the current result."""
+    return {
+        "result": window.current_result,
+        "image": window.shown_image().copy(),
+        "tiles": [window.head_view_image(i).copy() for i in range(window.head_view_count())],
+        "labels": window.bar_labels(),
+        "depth": window.depth_canvas.rgb.copy(),
+        "title": window.windowTitle(),
+        "model": window.current_model,
+    }
+
+
+def assert_unchanged(window, before):
+    assert window.current_result is before["result"]
+    np.testing.assert_array_equal(window.shown_image(), before["image"])
+    assert window.head_view_count() == len(before["tiles"])
+    for i, tile in enumerate(before["tiles"]):
+        np.testing.assert_array_equal(window.head_view_image(i), tile)
+    assert window.bar_labels() == before["labels"]
+    np.testing.assert_array_equal(window.depth_canvas.rgb, before["depth"])
+    assert window.windowTitle() == before["title"]
+    assert window.current_model is before["model"]
+
+
+def python_and_qt_threads(window) -> tuple[int, int]:
+    return threading.active_count(), len(window.findChildren(QThread))
+
+
+def os_threads() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ bad images
+
+
+@pytest.mark.parametrize("kind", list(BAD_IMAGES))
+def test_bad_image_shows_the_reason_and_keeps_the_previous_results(kind, qtbot, window, photo, tmp_path):
+    open_and_wait(qtbot, window, photo)
+    before = snapshot(window)
+    make, reason = BAD_IMAGES[kind]
+    path = make(tmp_path)
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as blocker:
+        window.open_image(path)
+    message = blocker.args[0]
+    assert path.name in message and reason in message and "\n" not in message
+    assert window.banner.isVisible() and reason in window.banner_text()
+    qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
+    assert_unchanged(window, before)
+    assert reason in window.banner_text()  # still explained once the worker is idle
+    # a model switch re-analyses what is shown, not the refused file
+    with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as again:
+        window.load_model(window.current_model.spec)
+    assert again.args[0].source == str(photo)
+
+
+def test_odd_images_open_with_their_notices(qtbot, window, tmp_path):
+    for kind, (make, notice) in ODD_IMAGES.items():
+        result = open_and_wait(qtbot, window, make(tmp_path))
+        assert result.grid.num_patches >= 1, kind
+        np.testing.assert_array_equal(window.shown_image(), result.image)
+        if notice:
+            assert window.notices_label.isVisible() and notice in window.notices_label.text(), kind
+
+
+def test_exif_rotated_image_is_shown_upright(qtbot, window, tmp_path):
+    result = open_and_wait(qtbot, window, exif_rotated(tmp_path))
+    shown = window.shown_image()
+    h, w = shown.shape[:2]
+    assert h > w  # portrait, as the camera was held
+    assert shown[2, w // 2, 0] > 200 and shown[2, w // 2, 2] < 60  # red on top
+    assert shown[-3, w // 2, 2] > 200 and shown[-3, w // 2, 0] < 60  # blue at the bottom
+    assert result.grid.original_size == (20, 40)
+    assert "EXIF" in window.notices_label.text() and window.notices_label.isVisible()
+    assert window.depth_canvas.rgb.shape[:2] == (h, w)
+
+
+def test_bad_image_without_a_model_keeps_the_previous_preview(qtbot, settings, tmp_path, photo, monkeypatch):
+    monkeypatch.setenv("VITVIZ_WEIGHTS", str(tmp_path / "no-weights"))
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    w = MainWindow(settings=settings, samples=samples)
+    qtbot.addWidget(w)
+    w.show()
+    with qtbot.waitSignal(w.preview_shown, timeout=TIMEOUT):
+        w.open_image(photo)
+    image = w.shown_image().copy()
+    with qtbot.waitSignal(w.error_shown, timeout=TIMEOUT) as blocker:
+        w.open_image(BAD_IMAGES["decompression-bomb"][0](tmp_path))
+    assert "bomb.png" in blocker.args[0] and "decompression bomb" in blocker.args[0]
+    qtbot.waitUntil(lambda: not w.is_busy, timeout=TIMEOUT)
+    np.testing.assert_array_equal(w.shown_image(), image)
+    assert w.windowTitle().startswith("photo.jpg")
+    w.close()
+
+
+# ------------------------------------------------------------------------------------------------ bad models
+
+
+@pytest.mark.parametrize("kind", list(BAD_CHECKPOINTS))
+def test_bad_checkpoint_shows_the_reason_and_the_previous_model_keeps_working(kind, qtbot, window, photo, images,
+                                                                               tmp_path, tiny_checkpoint):
+    PWNED_MARKER.unlink(missing_ok=True)
+    open_and_wait(qtbot, window, photo)
+    before = snapshot(window)
+    make, reason = BAD_CHECKPOINTS[kind]
+    spec = make(tiny_checkpoint, tmp_path / "ckpt")
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as blocker:
+        window.load_model(str(spec))
+    assert reason in blocker.args[0] and "\n" not in blocker.args[0]
+    qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
+    assert_unchanged(window, before)
+    assert window.model_combo.currentData() == before["model"].spec
+    assert reason in window.banner_text()
+    assert not PWNED_MARKER.exists()
+    # the previous model still analyses new images
+    result = open_and_wait(qtbot, window, images[0])
+    assert result.model_name == "tiny" and result.source == str(images[0])
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Twenty small distinct images (distinct sizes, so each result is recognisable)."""
+    folder = tmp_path_factory.mktemp("many")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(20):
+        p = folder / f"img{i:02d}.png"
+        Image.fromarray((rng.random((32 + 8 * (i % 5), 40 + 8 * (i // 5), 3)) * 255).astype(np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------- runtime errors
+
+
+def test_unexpected_engine_error_is_a_message_and_the_results_stay(qtbot, window, photo, images, monkeypatch):
+    open_and_wait(qtbot, window, photo)
+    before = snapshot(window)
+    engine = window._worker.engine  # noqa: SLF001 - the worker is idle between requests
+    real = engine._analyze  # noqa: SLF001
+
+    def weird(image, *args, **kwargs):
+        if str(image) == str(images[1]):
+            raise RuntimeError("shape '[1, 3, -1]' is invalid for input of size 7")
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "_analyze", weird)
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as blocker:
+        window.open_image(images[1])
+    assert blocker.args[0] == ("Unexpected error while analysing img01.png: RuntimeError: "
+                               "shape '[1, 3, -1]' is invalid for input of size 7")
+    qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
+    assert_unchanged(window, before)
+    assert open_and_wait(qtbot, window, images[2]).source == str(images[2])
+
+
+def test_cuda_out_of_memory_falls_back_to_the_cpu_and_says_so(qtbot, window, photo, monkeypatch):
+    engine = window._worker.engine  # noqa: SLF001 - the worker is idle between requests
+    real = engine._analyze  # noqa: SLF001
+    devices = []
+
+    def oom_on_cuda(*args, **kwargs):
+        devices.append(engine.device.type)
+        if engine.device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 12.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_analyze", oom_on_cuda)
+    monkeypatch.setattr(engine, "device", torch.device("cuda"))  # pretend the model is on a GPU
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    errors = []
+    window.error_shown.connect(errors.append)
+    result = open_and_wait(qtbot, window, photo)
+    assert devices == ["cuda", "cpu"] and not errors
+    assert result.device == "cpu" and engine.device.type == "cpu"
+    assert any("out of memory" in n for n in result.notices)
+    assert window.notices_label.isVisible() and "out of memory" in window.notices_label.text()
+    assert "cpu" in window.timing_label.text()
+    assert window.bar_labels() == [p.label for p in result.predictions]
+
+
+# --------------------------------------------------------------------------------------------------- threads
+
+
+def test_decoding_and_inference_never_run_on_the_ui_thread(qtbot, window, photo, tmp_path, monkeypatch):
+    ui = threading.get_ident()
+    seen: dict[str, set[int]] = {"decode": set(), "forward": set()}
+    real_load = vitviz.images.load_image
+
+    def load(*args, **kwargs):
+        seen["decode"].add(threading.get_ident())
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(vitviz.engine, "load_image", load)
+    monkeypatch.setattr(vitviz.images, "load_image", load)
+    model = window._worker.engine.model  # noqa: SLF001
+    real_forward = model.forward
+
+    def forward(*args, **kwargs):
+        seen["forward"].add(threading.get_ident())
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", forward)
+    open_and_wait(qtbot, window, photo)
+    with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT):
+        window.open_image(BAD_IMAGES["truncated-png"][0](tmp_path))
+    assert seen["decode"] and seen["forward"]
+    assert ui not in seen["decode"] | seen["forward"]
+
+
+def test_twenty_rapid_opens_show_only_the_last_and_leak_no_thread(qtbot, window, photo, images):
+    open_and_wait(qtbot, window, photo)  # every pool PyTorch and Qt start lazily exists from here on
+    qtbot.wait(50)
+    baseline, baseline_os = python_and_qt_threads(window), os_threads()
+    shown = []
+    window.result_ready.connect(shown.append)
+    ids = [window.open_image(p) for p in images]
+    assert ids == sorted(ids) and window.is_busy
+    assert images[-1].name in window.busy_label.text()
+    qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
+    qtbot.wait(100)  # let any stray queued answer arrive
+    assert [r.source for r in shown] == [str(images[-1])]
+    assert window.current_result.source == str(images[-1]) and window.windowTitle().startswith(images[-1].name)
+    np.testing.assert_array_equal(window.shown_image(), shown[0].image)
+    assert python_and_qt_threads(window) == baseline == (baseline[0], 1)
+    if baseline_os is not None:
+        assert os_threads() <= baseline_os
+
+
+# --------------------------------------------------------------------------------------------------- closing
+
+
+def test_closing_during_inference_stops_the_worker_promptly(qtbot, window, photo, monkeypatch):
+    """Every block of the model sleeps 1 s: closing after the first block began stops the worker once that block
+    ends (cancellation is checked between blocks), not after the whole forward pass."""
+    python_threads = threading.active_count()
+    blocks = window._worker.engine.model.blocks  # noqa: SLF001
+    started = threading.Event()
+    ran = []
+
+    def slow(real):
+        def forward(*args, **kwargs):
+            started.set()
+            time.sleep(1.0)
+            ran.append(1)
+            return real(*args, **kwargs)
+
+        return forward
+
+    for block in blocks:
+        monkeypatch.setattr(block, "forward", slow(block.forward))
+    assert len(blocks) == 3
+    shown = []
+    window.result_ready.connect(shown.append)
+    window.open_image(photo)
+    qtbot.waitUntil(started.is_set, timeout=TIMEOUT)
+    t0 = time.perf_counter()
+    window.close()
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 1.9  # the whole forward pass would have needed 2 s more
+    assert not window._thread.isRunning() and window._thread.isFinished()  # noqa: SLF001
+    assert len(ran) == 1
+    qtbot.wait(100)
+    assert shown == []  # nothing is drawn into a closed window
+    assert threading.active_count() <= python_threads
+
+
+def test_run_app_returns_0_when_the_window_is_closed(qtbot, tmp_path, tiny_checkpoint, photo, monkeypatch):
+    """The real entry point: window shown, model loaded, image analysed, window closed -> exit status 0."""
+    from vitviz.app import run_app
+
+    class TmpSettings(QSettings):
+        def __init__(self, *args):
+            super().__init__(str(tmp_path / "app.ini"), QSettings.Format.IniFormat)
+
+    opened = []
+
+    class ClosingWindow(MainWindow):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+            self.result_ready.connect(lambda _r: QTimer.singleShot(0, self.close))
+
+    monkeypatch.setattr(main_window, "QSettings", TmpSettings)
+    monkeypatch.setattr(main_window, "MainWindow", ClosingWindow)
+    app = QApplication.instance()
+    assert app.quitOnLastWindowClosed()
+    # a window of an earlier test left open would keep the event loop alive
+    assert [w for w in app.topLevelWidgets() if w.isVisible()] == []
+    watchdog = QTimer()
+    watchdog.setSingleShot(True)
+    watchdog.timeout.connect(lambda: QApplication.exit(3))
+    watchdog.start(TIMEOUT)
+    try:
+        code = run_app(image=str(photo), model=str(tiny_checkpoint), device="cpu")
+    finally:
+        watchdog.stop()
+    assert code == 0
+    [w] = opened
+    assert w.current_result is not None and w.current_result.source == str(photo)
+    assert not w._thread.isRunning()  # noqa: SLF001
+    assert (tmp_path / "app.ini").is_file()  # the geometry went to our settings, not the user's
