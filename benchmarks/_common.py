@@ -70,11 +70,31 @@ def machine_info() -> dict[str, Any]:
         pass
     if torch.cuda.is_available():
         info["cuda"] = {"device": torch.cuda.get_device_name(0), "runtime": torch.version.cuda}
+    info["code"] = code_state()
     try:
         info["loadavg_at_start"] = [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
     except OSError:
         pass
     return info
+
+
+def code_state() -> dict[str, Any]:
+    """Which vitviz was measured: its folder, the git commit and the files of ``vitviz/`` changed since."""
+    import subprocess
+
+    import vitviz
+
+    state: dict[str, Any] = {"vitviz": str(Path(vitviz.__file__).resolve().parent)}
+    try:
+        git = ["git", "-C", str(ROOT)]
+        state["commit"] = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                         timeout=10).stdout.strip() or None
+        status = subprocess.run(git + ["status", "--porcelain", "--", "vitviz"], capture_output=True, text=True,
+                                timeout=10).stdout
+        state["uncommitted"] = [line[3:] for line in status.splitlines()]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return state
 
 
 def _version(dist: str) -> str | None:

@@ -81,6 +81,33 @@ def prepared_shown(name: str, seed: int = 0):
     return Shown(result, rollouts), rollout_ms
 
 
+def keep_none_alive() -> bool:
+    """Work around a PySide6 binding bug seen with PySide6 6.12.0 on CPython 3.11: every call of a Qt method that
+    returns ``void`` (``update()``, ``setText()``, ``QPainter.drawLine()`` ...) drops one reference to ``None``
+    without taking it (and calls returning ``bool`` do the same to ``True``/``False``), so after ~60,000 such calls CPython aborts with "Fatal Python error: none_dealloc". CPython
+    >= 3.12 makes ``None`` immortal, which hides the bug. A benchmark makes far more calls than a test, so on older
+    Pythons give ``None`` a huge reference count first (CPython layout: ``ob_refcnt`` is the first field).
+    Returns whether the workaround was applied."""
+    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
+        return False
+    import ctypes
+
+    for obj in (None, True, False):  # bool-returning calls show the same bug
+        ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
+    return True
+
+
+def none_refs_lost_per_call() -> int:
+    """How many references to None one void Qt call drops (0 when the bindings are correct)."""
+    from PySide6.QtCore import QPointF
+
+    point = QPointF(1.0, 2.0)
+    before = sys.getrefcount(None)
+    for _ in range(100):
+        point.setX(1.0)
+    return round((before - sys.getrefcount(None)) / 100)
+
+
 def _window(tmp: Path):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QSettings
@@ -235,6 +262,8 @@ def bench_launch(launches: int, timeout_s: float = 60.0) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": "ui", "window": list(WINDOW_SIZE), "settings": {"runs": args.runs,
                                                                                     "warmup": args.warmup}}
+    out["none_refs_lost_per_void_qt_call"] = none_refs_lost_per_call()
+    out["none_refcount_workaround"] = keep_none_alive()
     print("UI: launch (fresh processes) ...", flush=True)
     out["launch"] = bench_launch(args.launches)
     with tempfile.TemporaryDirectory(prefix="vitviz-ui-") as tmp:

@@ -7,7 +7,7 @@ import math
 from typing import Sequence
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import (
     QDialog,
@@ -273,10 +273,9 @@ class ImageCanvas(QWidget):
         ys = [r.top() + i * step for i in range(1, int(h // self.patch_size))]
         for color, offset in ((QColor(0, 0, 0, 70), 1.0), (QColor(255, 255, 255, 150), 0.0)):
             p.setPen(QPen(color, 1))
-            for x in xs:
-                p.drawLine(QPointF(x + offset, r.top()), QPointF(x + offset, r.bottom()))
-            for y in ys:
-                p.drawLine(QPointF(r.left(), y + offset), QPointF(r.right(), y + offset))
+            # one call per colour (the same lines, in the same order, as one drawLine each)
+            p.drawLines([QLineF(x + offset, r.top(), x + offset, r.bottom()) for x in xs]
+                        + [QLineF(r.left(), y + offset, r.right(), y + offset) for y in ys])
 
 
 class TileGrid(QWidget):
@@ -513,9 +512,11 @@ class PredictionChart(QWidget):
     def set_predictions(self, predictions: Sequence[tuple[str, float]]) -> None:
         pg = self._pg
         item = self.plot.getPlotItem()
-        for old in self._items:
-            item.removeItem(old)
-        self._items.clear()
+        n = len(predictions)
+        if len(self._items) != (n + 2 if n else 0):  # a track, the bars and one label per bar
+            for old in self._items:
+                item.removeItem(old)
+            self._items.clear()
         self._labels = [label for label, _ in predictions]
         self._probs = [float(p) for _, p in predictions]
         if not predictions:
@@ -523,24 +524,30 @@ class PredictionChart(QWidget):
             return
         self.placeholder.hide()
         self.plot.show()
-        n = len(predictions)
         ys = np.arange(n, dtype=float)[::-1]  # best at the top
         probs = np.asarray(self._probs)
-        brushes = [pg.mkBrush(ACCENT)] + [pg.mkBrush("#9fb3c8")] * (n - 1)
-        track = pg.BarGraphItem(x0=np.zeros(n), y=ys, height=0.66, width=np.ones(n), brush=pg.mkBrush("#eef1f5"),
-                                pen=pg.mkPen(None))
-        item.addItem(track)
-        self._items.append(track)
-        bars = pg.BarGraphItem(x0=np.zeros(n), y=ys, height=0.66, width=probs, brushes=brushes,
-                               pens=[pg.mkPen(None)] * n)
-        item.addItem(bars)
-        self._items.append(bars)
         text_color = self.palette().windowText().color()
-        for y, p in zip(ys, probs):
-            text = pg.TextItem(format_percent(float(p)), color=text_color, anchor=(0, 0.5))
-            text.setPos(1.02, float(y))
-            item.addItem(text)
-            self._items.append(text)
+        if self._items:
+            # As many bars as before: update the items in place (creating pyqtgraph items costs more than drawing).
+            self._items[1].setOpts(width=probs)
+            for text, y, p in zip(self._items[2:], ys, probs):
+                text.setText(format_percent(float(p)), color=text_color)
+                text.setPos(1.02, float(y))
+        else:
+            brushes = [pg.mkBrush(ACCENT)] + [pg.mkBrush("#9fb3c8")] * (n - 1)
+            track = pg.BarGraphItem(x0=np.zeros(n), y=ys, height=0.66, width=np.ones(n),
+                                    brush=pg.mkBrush("#eef1f5"), pen=pg.mkPen(None))
+            item.addItem(track)
+            self._items.append(track)
+            bars = pg.BarGraphItem(x0=np.zeros(n), y=ys, height=0.66, width=probs, brushes=brushes,
+                                   pens=[pg.mkPen(None)] * n)
+            item.addItem(bars)
+            self._items.append(bars)
+            for y, p in zip(ys, probs):
+                text = pg.TextItem(format_percent(float(p)), color=text_color, anchor=(0, 0.5))
+                text.setPos(1.02, float(y))
+                item.addItem(text)
+                self._items.append(text)
         shown = [self._elide(label) for label in self._labels]
         axis = item.getAxis("left")
         font = QFont(self.font())
