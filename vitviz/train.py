@@ -45,11 +45,12 @@ class TrainConfig:
     depth: int = 6
     num_heads: int = 6
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 5e-4
     weight_decay: float = 0.05
     warmup_steps: int = 300
     label_smoothing: float = 0.1
     depth_weight: float = 1.0
+    token_weight: float = 1.0  # token labelling: an auxiliary per-patch class loss that speeds up learning
     minutes: float = 50.0  # wall-clock training budget; the learning-rate schedule follows it
     max_epochs: int = 200
     workers: int = 2
@@ -99,16 +100,26 @@ def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def augment(x: torch.Tensor, depth: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Horizontal flips (image and depth together) and brightness/contrast jitter (image only)."""
+def patch_labels(masks: np.ndarray, labels: np.ndarray, patch: int, background: int) -> np.ndarray:
+    """Token labels: each patch gets the main object's class where the mask covers most of it, else ``background``."""
+    n, h, w = masks.shape
+    cover = masks.reshape(n, h // patch, patch, w // patch, patch).mean(axis=(2, 4), dtype=np.float32)
+    return np.where(cover >= 0.5, labels[:, None, None], background).astype(np.int64)
+
+
+def augment(
+    x: torch.Tensor, depth: torch.Tensor, tokens: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Horizontal flips (image, depth and token labels together) and brightness/contrast jitter (image only)."""
     b = x.shape[0]
     flip = torch.rand(b, generator=gen) < 0.5
     x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
     depth = torch.where(flip.view(b, 1, 1), depth.flip(-1), depth)
+    tokens = torch.where(flip.view(b, 1, 1), tokens.flip(-1), tokens)
     contrast = 1.0 + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.4
     brightness = (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.3
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * contrast + mean + brightness, depth
+    return (x - mean) * contrast + mean + brightness, depth, tokens
 
 
 def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
@@ -118,12 +129,24 @@ def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
     return cfg.lr * warm * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def losses(model: VisionTransformer, x: torch.Tensor, labels: torch.Tensor, depth: torch.Tensor, cfg: TrainConfig):
+def losses(
+    model: VisionTransformer,
+    token_head: torch.nn.Linear,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    depth: torch.Tensor,
+    tokens: torch.Tensor,
+    cfg: TrainConfig,
+):
+    """Cross-entropy on CLS + L1 on log-depth + token labelling (per-patch class) on the patch tokens."""
     out = model(x)
     ce = F.cross_entropy(out.logits, labels, label_smoothing=cfg.label_smoothing)
     log_err = torch.log(out.depth[:, 0]) - torch.log(depth)
     depth_loss = log_err.abs().mean()
-    return ce + cfg.depth_weight * depth_loss, ce, depth_loss, out
+    patch_logits = token_head(out.tokens[:, model.num_prefix_tokens :])
+    token_loss = F.cross_entropy(patch_logits.reshape(-1, patch_logits.shape[-1]), tokens.reshape(-1))
+    total = ce + cfg.depth_weight * depth_loss + cfg.token_weight * token_loss
+    return total, ce, depth_loss, out
 
 
 @torch.no_grad()
@@ -159,8 +182,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = VisionTransformer(model_config(cfg, len(CLASSES)))
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n and "token" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_embed" not in n and "token" not in n)]
+    # Training-only head: classifies every patch token as the main object's class or background (not exported).
+    token_head = torch.nn.Linear(cfg.embed_dim, len(CLASSES) + 1)
+    torch.nn.init.constant_(model.depth_head.out.bias, math.log(float(np.median(data["depths"][:200]))))
+    named = list(model.named_parameters()) + [(f"token_head.{n}", p) for n, p in token_head.named_parameters()]
+    decay = [p for n, p in named if p.ndim >= 2 and "pos_embed" not in n and "_token" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "pos_embed" not in n and "_token" not in n)]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
@@ -171,6 +198,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
+        token_head.load_state_dict(state["token_head"])
         opt.load_state_dict(state["optimizer"])
         epoch, step = int(state["epoch"]), int(state["step"])
         elapsed = float(state["elapsed"])
@@ -183,6 +211,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     images = torch.from_numpy(data["images"])
     depths = torch.from_numpy(data["depths"])
     labels = torch.from_numpy(data["labels"])
+    token_labels = torch.from_numpy(patch_labels(data["masks"], data["labels"], cfg.patch_size, len(CLASSES)))
     budget = cfg.minutes * 60.0
     # The learning-rate schedule follows wall-clock progress through the budget, so a machine that is busier or
     # faster than expected still gets a complete warm-up + cosine schedule that ends when the time is up.
@@ -199,10 +228,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 done = True
                 break
             idx = order[it * cfg.batch_size : (it + 1) * cfg.batch_size]
-            x, d = augment(to_input(images[idx]), depths[idx].float(), gen)
+            x, d, tok = augment(to_input(images[idx]), depths[idx].float(), token_labels[idx], gen)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, elapsed / budget, cfg)
-            loss, ce, dl, _ = losses(model, x, labels[idx], d, cfg)
+            loss, ce, dl, _ = losses(model, token_head, x, labels[idx], d, tok, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -227,6 +256,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.save(
             {
                 "model": model.state_dict(),
+                "token_head": token_head.state_dict(),
                 "optimizer": opt.state_dict(),
                 "epoch": epoch,
                 "step": step,
