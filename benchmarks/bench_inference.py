@@ -351,7 +351,10 @@ def rss_child(arch: str, device: str, runs: int, warmup: int, threads: int | Non
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for _ in range(warmup + runs):
         engine.analyze(BENCH_IMAGE)
-    return {
+    out = {}
+    if device.startswith("cuda"):
+        out["cuda_max_memory_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out | {
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_after_imports_mb": round(rss_imports, 1),
         "rss_after_load_mb": round(rss_loaded, 1),

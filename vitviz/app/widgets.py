@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QLinearGradient, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QLinearGradient, QPainter, QPen, QTransform
 from PySide6.QtWidgets import (
     QDialog,
     QFrame,
@@ -114,6 +114,7 @@ class ImageCanvas(QWidget):
         self.smooth = True
         self.margin = 2
         self.min_grid_step = 5.0  # screen pixels per patch below which the grid is not drawn (it would hide the image)
+        self._grid_layer: tuple[tuple, QImage] | None = None  # (geometry, the grid lines drawn once)
 
     # -- content ---------------------------------------------------------------------------------------------
 
@@ -271,11 +272,46 @@ class ImageCanvas(QWidget):
             return
         xs = [r.left() + i * step for i in range(1, int(w // self.patch_size))]
         ys = [r.top() + i * step for i in range(1, int(h // self.patch_size))]
-        for color, offset in ((QColor(0, 0, 0, 70), 1.0), (QColor(255, 255, 255, 150), 0.0)):
-            p.setPen(QPen(color, 1))
-            # one call per colour (the same lines, in the same order, as one drawLine each)
-            p.drawLines([QLineF(x + offset, r.top(), x + offset, r.bottom()) for x in xs]
-                        + [QLineF(r.left(), y + offset, r.right(), y + offset) for y in ys])
+        lines = [
+            (QPen(color, 1), [QLineF(x + offset, r.top(), x + offset, r.bottom()) for x in xs]
+             + [QLineF(r.left(), y + offset, r.right(), y + offset) for y in ys])
+            for color, offset in ((QColor(0, 0, 0, 70), 1.0), (QColor(255, 255, 255, 150), 0.0))
+        ]
+        t = QTransform(p.deviceTransform())  # copies: the painter's state changes below
+        p.save()
+        p.resetTransform()
+        base = QTransform(p.deviceTransform())  # what the paint device adds: high-DPI scale, offset in the window
+        inverse, invertible = base.inverted()
+        if t.type().value > QTransform.TransformationType.TxScale.value or not invertible:  # rotated, sheared: direct
+            p.restore()
+            for pen, segments in lines:
+                p.setPen(pen)
+                p.drawLines(segments)
+            return
+        # Translucent vertical lines are slow to rasterise (one blended pixel per row) and a layer switch repaints
+        # ~10 canvases: draw the lines once into a transparent layer, in device pixels and shifted by a whole number
+        # of pixels (so they cover the same pixels), then blit that layer 1:1 on every paint.
+        box = t.mapRect(r)
+        m = 4  # margin for the line caps
+        ox, oy = math.floor(box.left()) - m, math.floor(box.top()) - m
+        local = t * QTransform.fromTranslate(-ox, -oy)
+        key = (local.m11(), local.m22(), local.dx(), local.dy(), r.left(), r.top(), r.width(), r.height(), step,
+               len(xs), len(ys))
+        if self._grid_layer is None or self._grid_layer[0] != key:
+            layer = QImage(math.ceil(box.right()) - ox + m, math.ceil(box.bottom()) - oy + m,
+                           QImage.Format.Format_ARGB32_Premultiplied)
+            layer.fill(0)
+            lp = QPainter(layer)
+            lp.setTransform(local)
+            for pen, segments in lines:
+                lp.setPen(pen)
+                lp.drawLines(segments)
+            lp.end()
+            self._grid_layer = (key, layer)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        p.setTransform(QTransform.fromTranslate(ox, oy) * inverse)  # in device pixels: layer pixel = screen pixel
+        p.drawImage(QPointF(0.0, 0.0), self._grid_layer[1])
+        p.restore()
 
 
 class TileGrid(QWidget):
