@@ -365,3 +365,21 @@ def test_notices_are_shown_and_recent_files_listed(qtbot, window, tmp_path):
     window._fill_recent_menu()  # noqa: SLF001 - what opening the menu does
     entries = [a.text() for a in window.recent_menu.actions() if a.isEnabled()]
     assert "two.gif" in entries
+
+
+def test_display_problems_are_explained_before_qt_aborts(monkeypatch):
+    """Qt kills the process when its platform plugin cannot load; vitviz explains the usual causes instead."""
+    import ctypes.util
+
+    from vitviz.app import display_problem
+
+    assert display_problem({}, "darwin") is None
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert "DISPLAY is not set" in display_problem({}, "linux")
+    assert display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    assert "libxcb-cursor0" in display_problem({"DISPLAY": ":0"}, "linux")
+    env = {"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}
+    assert display_problem(env, "linux") is None and env["QT_QPA_PLATFORM"] == "wayland"
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libxcb-cursor.so.0")
+    assert display_problem({"DISPLAY": ":0"}, "linux") is None

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-__all__ = ["run_app", "create_app", "MainWindow"]
+__all__ = ["run_app", "create_app", "display_problem", "MainWindow"]
 
 
 def __getattr__(name: str):
@@ -45,6 +45,39 @@ def create_app(argv: Sequence[str] | None = None):
     return app
 
 
+def display_problem(env: dict[str, str] | None = None, platform: str | None = None) -> str | None:
+    """Why Qt could not open a window here (Linux only), or None; may switch Qt to Wayland when X11 lacks a library.
+
+    Qt aborts the whole process when its platform plugin cannot load, so the common causes are checked first.
+    """
+    import ctypes.util
+
+    env = os.environ if env is None else env
+    platform = platform or sys.platform
+    if not platform.startswith("linux"):
+        return None
+    chosen = env.get("QT_QPA_PLATFORM", "")
+    if chosen and not chosen.startswith("xcb"):
+        return None  # offscreen, wayland, vnc, ...: the user chose
+    has_x11, has_wayland = bool(env.get("DISPLAY")), bool(env.get("WAYLAND_DISPLAY"))
+    if not chosen and not has_x11 and has_wayland:
+        return None  # Qt picks Wayland by itself
+    if not has_x11:
+        return (
+            "no display to open the window on (DISPLAY is not set); "
+            "use 'vitviz analyze IMAGE --out DIR' without a display"
+        )
+    if ctypes.util.find_library("xcb-cursor") is None:
+        if has_wayland and not chosen:
+            env["QT_QPA_PLATFORM"] = "wayland"
+            return None
+        return (
+            "Qt's X11 support needs the system library libxcb-cursor0, which is not installed "
+            "(Debian/Ubuntu: sudo apt install libxcb-cursor0; Fedora: sudo dnf install xcb-util-cursor)"
+        )
+    return None
+
+
 def run_app(
     image: str | os.PathLike[str] | None = None,
     model: str | None = None,
@@ -55,6 +88,10 @@ def run_app(
 
     Returns the application's exit status.
     """
+    problem = display_problem()
+    if problem:
+        print(f"vitviz: error: {problem}", file=sys.stderr)
+        return 2
     from PySide6.QtCore import QTimer
 
     app = create_app()
