@@ -7,6 +7,9 @@ Metrics (each scene rendered by :func:`vitviz.scenes.render_scene` from a seed d
 - ``top1``: fraction of scenes whose main object's class is predicted first.
 - ``abs_rel``: mean over scenes of the per-pixel mean of ``|pred - gt| / gt`` (metric depth, no rescaling).
 - ``delta1``: fraction of all pixels with ``max(pred / gt, gt / pred) < 1.25``.
+- ``abs_rel_median_scaled`` / ``delta1_median_scaled``: the same after scaling each prediction by
+  ``median(gt) / median(pred)`` (the usual scale-invariant protocol of monocular depth; the camera's focal length and
+  distance are random, so absolute scale is only loosely determined by one image).
 - ``attention_on_mask[l]``: for layer ``l``, the CLS row's attention to the patches (mean over heads,
   renormalised over patches) weighted by how much of each patch the main object's mask covers, averaged over
   scenes; ``mask_area`` is what uniform attention would score.
@@ -52,6 +55,8 @@ def evaluate_arrays(
     correct = 0
     abs_rel_sum = 0.0
     delta_hits = 0
+    abs_rel_ms_sum = 0.0
+    delta_ms_hits = 0
     pixels = 0
     layers = model.config.depth
     att_on_mask = np.zeros(layers)
@@ -71,6 +76,10 @@ def evaluate_arrays(
         abs_rel_sum += float(((d - gt).abs() / gt).mean(dim=(1, 2)).sum())
         ratio = torch.maximum(d / gt, gt / d)
         delta_hits += int((ratio < 1.25).sum())
+        scale = gt.flatten(1).median(dim=1).values / d.flatten(1).median(dim=1).values
+        ds = d * scale.view(-1, 1, 1)
+        abs_rel_ms_sum += float(((ds - gt).abs() / gt).mean(dim=(1, 2)).sum())
+        delta_ms_hits += int((torch.maximum(ds / gt, gt / ds) < 1.25).sum())
         pixels += gt.numel()
         cov = torch.from_numpy(coverage[sl])
         p0 = out.num_prefix_tokens
@@ -83,6 +92,8 @@ def evaluate_arrays(
         "top1": correct / n,
         "abs_rel": abs_rel_sum / n,
         "delta1": delta_hits / pixels,
+        "abs_rel_median_scaled": abs_rel_ms_sum / n,
+        "delta1_median_scaled": delta_ms_hits / pixels,
         "attention_on_mask": [float(v / n) for v in att_on_mask],
         "mask_area": float(coverage.mean()),
         "confusion": confusion.tolist(),
@@ -108,6 +119,8 @@ def format_table(result: dict[str, object]) -> str:
         f"top-1 accuracy         {100 * result['top1']:.1f} %",
         f"depth AbsRel           {result['abs_rel']:.3f}",
         f"depth delta<1.25       {100 * result['delta1']:.1f} %",
+        f"  median-scaled AbsRel {result['abs_rel_median_scaled']:.3f}",
+        f"  median-scaled d<1.25 {100 * result['delta1_median_scaled']:.1f} %",
         f"mask area (uniform)    {100 * result['mask_area']:.1f} %",
     ]
     lines += [f"CLS attention on mask, layer {i}: {100 * v:.1f} %" for i, v in enumerate(att)]
