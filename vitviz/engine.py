@@ -17,6 +17,7 @@ from .checkpoint import ModelInfo, load_checkpoint
 from .errors import CheckpointError, ImageLoadError, VitvizError
 from .images import LoadedImage, load_image, to_rgb
 from .model import VisionTransformer
+from .paths import DEFAULT_MODEL, weights_dir
 from .render import attention_rollout, cls_maps
 
 __all__ = [
@@ -31,14 +32,7 @@ __all__ = [
     "prepare_image",
 ]
 
-DEFAULT_MODEL = "vitviz-mini"
 MAX_ASPECT_TOKENS = 4  # the long side gets at most this many times the model's training resolution
-
-
-def weights_dir() -> Path:
-    """Folder of the shipped checkpoints (``$VITVIZ_WEIGHTS`` overrides)."""
-    env = os.environ.get("VITVIZ_WEIGHTS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "weights"
 
 
 def select_device(preference: str | torch.device | None = "auto") -> torch.device:

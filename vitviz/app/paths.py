@@ -24,16 +24,7 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
-DEFAULT_MODEL = "vitviz-mini"  # same as vitviz.engine.DEFAULT_MODEL (that module imports torch)
-
-
-def weights_dir() -> Path:
-    """Folder of the shipped checkpoints; mirrors :func:`vitviz.engine.weights_dir` (``$VITVIZ_WEIGHTS`` overrides).
-
-    Duplicated here so that the window can list models before torch is imported.
-    """
-    env = os.environ.get("VITVIZ_WEIGHTS")
-    return Path(env) if env else REPO_ROOT / "weights"
+from ..paths import DEFAULT_MODEL, weights_dir  # noqa: E402  (torch-free, shared with the engine)
 
 
 @dataclass(frozen=True)
