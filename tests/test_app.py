@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -383,3 +384,34 @@ def test_display_problems_are_explained_before_qt_aborts(monkeypatch):
     assert display_problem(env, "linux") is None and env["QT_QPA_PLATFORM"] == "wayland"
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libxcb-cursor.so.0")
     assert display_problem({"DISPLAY": ":0"}, "linux") is None
+
+
+def test_pretrained_download_shows_progress_in_status_bar(qtbot, bare_window, tiny_checkpoint, monkeypatch):
+    """A model fetched from the Hub reports its download progress in the window while the worker loads it."""
+    from vitviz import zoo
+    from vitviz.checkpoint import load_checkpoint
+
+    seen: list[str] = []
+
+    def fake_load(spec, progress=None, cache=None):
+        for done in (0, 40 * 2**20, 80 * 2**20):
+            progress(done, 80 * 2**20)
+            time.sleep(0.05)
+        return load_checkpoint(tiny_checkpoint)
+
+    monkeypatch.setattr(zoo, "is_known", lambda spec: spec == "fake-hub-model")
+    monkeypatch.setattr(zoo, "load", fake_load)
+    original = bare_window._on_download_progress
+
+    def spy(req, done, total):
+        original(req, done, total)
+        seen.append(bare_window.busy_label.text())
+
+    bare_window._worker.download_progress.disconnect()
+    bare_window._worker.download_progress.connect(spy)
+    with qtbot.waitSignal(bare_window.model_ready, timeout=TIMEOUT):
+        bare_window.load_model("fake-hub-model", "cpu")
+    assert seen[-1] == "Downloading model… 80 of 80 MB"
+    assert "40 of 80 MB" in seen[1]
+    qtbot.waitUntil(lambda: not bare_window.is_busy, timeout=TIMEOUT)
+    assert bare_window.busy_bar.maximum() == 0  # indeterminate again for the next job

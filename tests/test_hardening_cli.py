@@ -156,7 +156,7 @@ def test_cli_unexpected_engine_error_is_one_line_per_image(tiny_checkpoint, phot
 def test_cli_unexpected_error_while_loading_the_model_exits_2(tiny_checkpoint, photo, tmp_path, capsys, monkeypatch):
     import vitviz.engine
 
-    def broken(spec):
+    def broken(spec, progress=None):
         raise RuntimeError("CUDA driver initialization failed")
 
     monkeypatch.setattr(vitviz.engine, "resolve_model", broken)

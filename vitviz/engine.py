@@ -56,8 +56,13 @@ def select_device(preference: str | torch.device | None = "auto") -> torch.devic
     return dev
 
 
-def resolve_model(spec: str | os.PathLike[str] | None) -> tuple[VisionTransformer, ModelInfo]:
-    """Load a model by shipped name, pretrained-zoo name or checkpoint path."""
+def resolve_model(
+    spec: str | os.PathLike[str] | None, progress: Callable[[int, int], None] | None = None
+) -> tuple[VisionTransformer, ModelInfo]:
+    """Load a model by shipped name, pretrained-zoo name or checkpoint path.
+
+    ``progress(bytes_done, bytes_total)`` follows a download when a pretrained model is not cached yet.
+    """
     from . import zoo
 
     spec = spec or DEFAULT_MODEL
@@ -69,7 +74,7 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> tuple[VisionTransforme
     if shipped.is_file():
         return load_checkpoint(shipped)
     if zoo.is_known(str(spec)):
-        return zoo.load(str(spec))
+        return zoo.load(str(spec), progress=progress)
     raise CheckpointError(f"{spec}: no such model (not a checkpoint path, shipped model or known pretrained model)")
 
 
@@ -206,15 +211,16 @@ class Engine:
         half: bool = False,
         depth_model: str | os.PathLike[str] | None = None,
         loaded: tuple[VisionTransformer, ModelInfo] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         t0 = time.perf_counter()
         self.device = select_device(device)
         self.half = bool(half) and self.device.type == "cuda"
-        self.model, self.info = loaded if loaded is not None else resolve_model(model)
+        self.model, self.info = loaded if loaded is not None else resolve_model(model, progress)
         self.depth_model: VisionTransformer | None = None
         self.depth_info: ModelInfo | None = None
         if depth_model:
-            self.depth_model, self.depth_info = resolve_model(depth_model)
+            self.depth_model, self.depth_info = resolve_model(depth_model, progress)
             if self.depth_model.depth_head is None:
                 raise CheckpointError(f"{depth_model}: this model has no depth head")
         self._lock = threading.Lock()

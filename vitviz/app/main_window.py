@@ -450,6 +450,7 @@ class MainWindow(QMainWindow):
         self._worker.export_ready.connect(self._on_export_ready)
         self._worker.failed.connect(self._on_failed)
         self._worker.finished.connect(self._on_request_finished)
+        self._worker.download_progress.connect(self._on_download_progress)
         self._thread.start()
         self._req_warm_up.emit()
 
@@ -736,6 +737,8 @@ class MainWindow(QMainWindow):
             self.busy_label.setText(text)
         self.busy_label.setVisible(busy)
         self.busy_bar.setVisible(busy)
+        if not busy:
+            self.busy_bar.setRange(0, 0)  # back to the indeterminate bar after a download
         if busy != self._busy:
             self._busy = busy
             self.busy_changed.emit(busy)
@@ -818,6 +821,20 @@ class MainWindow(QMainWindow):
         self._on_request_finished(req)  # answered: not busy with it any more
         self.show_message(f"Exported {len(files)} files to {folder}", "info", transient=True)
         self.export_finished.emit(folder, files)
+
+    def _on_download_progress(self, req: int, done: int, total: int) -> None:
+        """A pretrained model is being downloaded: a determinate bar and the size in the status bar."""
+        if req != self._latest_model_req:
+            return
+        mb = 1024 * 1024
+        if total > 0:
+            self.busy_bar.setRange(0, 1000)
+            self.busy_bar.setValue(int(1000 * min(done, total) / total))
+            self.busy_label.setText(f"Downloading model… {done / mb:.0f} of {total / mb:.0f} MB")
+        else:
+            self.busy_label.setText(f"Downloading model… {done / mb:.0f} MB")
+        self.busy_label.setVisible(True)
+        self.busy_bar.setVisible(True)
 
     def _on_failed(self, req: int, kind: str, message: str) -> None:
         self._on_request_finished(req)  # answered: not busy with it any more

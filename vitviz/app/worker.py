@@ -114,6 +114,7 @@ class AnalysisWorker(QObject):
     export_ready = Signal(int, str, list)  # request id, folder, [file paths]
     failed = Signal(int, str, str)  # request id, kind ("model", "image", "export", "startup"), message
     finished = Signal(int)  # request id: answered, failed or skipped
+    download_progress = Signal(int, object, object)  # request id, bytes done, bytes total (pretrained downloads)
 
     def __init__(self, tracker: RequestTracker, topk: int = 5) -> None:
         super().__init__()
@@ -161,7 +162,12 @@ class AnalysisWorker(QObject):
             from ..engine import Engine
 
             t0 = time.perf_counter()
-            engine = Engine(spec, device=device or "auto", depth_model=str(depth_model) if depth_model else None)
+            engine = Engine(
+                spec,
+                device=device or "auto",
+                depth_model=str(depth_model) if depth_model else None,
+                progress=lambda done, total: self.download_progress.emit(request_id, int(done), int(total or 0)),
+            )
             load_ms = (time.perf_counter() - t0) * 1000.0
             cfg = engine.info.config
             self.engine, self.spec = engine, spec  # the previous model stays if loading failed
