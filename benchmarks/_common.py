@@ -133,9 +133,10 @@ def stats(samples_ms: list[float]) -> dict[str, float]:
 
 
 def time_round_robin(fns: dict[str, Callable[[], Any]], warmup: int, runs: int,
-                     sync: Callable[[], None] | None = None) -> dict[str, dict[str, float]]:
+                     sync: Callable[[], None] | None = None,
+                     raw: dict[str, list[float]] | None = None) -> dict[str, dict[str, float]]:
     """Time several callables interleaved (one call of each per round, rotating order) so that a drift in the
-    machine's speed hits all of them alike; returns :func:`stats` per name."""
+    machine's speed hits all of them alike; returns :func:`stats` per name (and fills ``raw`` with the samples)."""
     names = list(fns)
     sync = sync or (lambda: None)
     for _ in range(warmup):
@@ -151,7 +152,20 @@ def time_round_robin(fns: dict[str, Callable[[], Any]], warmup: int, runs: int,
             fns[n]()
             sync()
             samples[n].append((time.perf_counter() - t0) * 1000.0)
+    if raw is not None:
+        raw.update(samples)
     return {n: stats(v) for n, v in samples.items()}
+
+
+def paired_ratio(a: list[float], b: list[float]) -> dict[str, float]:
+    """Per-round ratios a/b of two interleaved series: median and the 10th-90th percentile range."""
+    r = sorted(x / y for x, y in zip(a, b))
+    n = len(r)
+
+    def q(p: float) -> float:
+        return r[min(n - 1, max(0, int(round(p * n + 0.5)) - 1))]
+
+    return {"median": round(statistics.median(r), 3), "p10": round(q(0.1), 3), "p90": round(q(0.9), 3), "rounds": n}
 
 
 # ------------------------------------------------------------------------------------------------ results

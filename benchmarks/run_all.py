@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_inference:
         data["inference"] = bench_inference.run(args)
     data["duration_s"] = round(time.time() - t0, 1)
+    try:
+        data["loadavg_at_end"] = [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        pass
     print()
     if "inference" in data:
         print(bench_inference.report(data["inference"]))
