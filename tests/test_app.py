@@ -415,3 +415,18 @@ def test_pretrained_download_shows_progress_in_status_bar(qtbot, bare_window, ti
     assert "40 of 80 MB" in seen[1]
     qtbot.waitUntil(lambda: not bare_window.is_busy, timeout=TIMEOUT)
     assert bare_window.busy_bar.maximum() == 0  # indeterminate again for the next job
+
+
+def test_many_qt_calls_do_not_exhaust_none_refcount():
+    """PySide6 6.12 on Python 3.11 leaks a reference to None per void call; the app must survive long sessions."""
+    code = (
+        "import os; os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+        "from vitviz.app import create_app\n"
+        "from PySide6.QtWidgets import QLabel\n"
+        "app = create_app(); label = QLabel()\n"
+        "for _ in range(30000): label.setText('x'); label.isVisible()\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.strip() == "ok"
