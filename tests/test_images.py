@@ -7,6 +7,8 @@ from PIL import Image
 from vitviz.errors import ImageLoadError
 from vitviz.images import MAX_WORKING_SIDE, load_image
 
+from .hardening_cases import exif_rotated
+
 
 def _gradient(w=60, h=40):
     y, x = np.mgrid[0:h, 0:w]
@@ -122,15 +124,7 @@ def test_alpha_is_composited_on_white(tmp_path, mode, value):
 
 def test_exif_rotated_jpeg_is_upright(tmp_path):
     # Stored landscape 40x20: left half red, right half blue; orientation 6 = the camera was turned 90 degrees.
-    arr = np.zeros((20, 40, 3), np.uint8)
-    arr[:, :20] = (255, 0, 0)
-    arr[:, 20:] = (0, 0, 255)
-    img = Image.fromarray(arr)
-    exif = img.getexif()
-    exif[0x0112] = 6
-    p = tmp_path / "rotated.jpg"
-    img.save(p, exif=exif, quality=95)
-    loaded = load_image(p)
+    loaded = load_image(exif_rotated(tmp_path))
     assert loaded.image.size == (20, 40)  # shown upright: portrait
     assert loaded.original_size == (20, 40)
     top, bottom = loaded.image.getpixel((10, 5)), loaded.image.getpixel((10, 35))
