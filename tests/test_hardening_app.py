@@ -4,6 +4,7 @@ and closing during inference stops the worker promptly."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -226,6 +227,7 @@ def test_cuda_out_of_memory_falls_back_to_the_cpu_and_says_so(qtbot, window, pho
     monkeypatch.setattr(engine, "_analyze", oom_on_cuda)
     monkeypatch.setattr(engine, "device", torch.device("cuda"))  # pretend the model is on a GPU
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    window._model = dataclasses.replace(window._model, device="cuda")  # noqa: SLF001 - as if loaded on the GPU
     errors = []
     window.error_shown.connect(errors.append)
     result = open_and_wait(qtbot, window, photo)
@@ -234,6 +236,9 @@ def test_cuda_out_of_memory_falls_back_to_the_cpu_and_says_so(qtbot, window, pho
     assert any("out of memory" in n for n in result.notices)
     assert window.notices_label.isVisible() and "out of memory" in window.notices_label.text()
     assert "cpu" in window.timing_label.text()
+    # the Details panel follows the model to the CPU instead of still naming the GPU
+    details = window.info_label.text()
+    assert ">Device</td><td>cpu<" in details and "cuda" not in details
     assert window.bar_labels() == [p.label for p in result.predictions]
 
 

@@ -7,6 +7,7 @@ one is ever shown.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -789,6 +790,9 @@ class MainWindow(QMainWindow):
         self._preview = None
         self._current_source = self._requested_source
         result = shown.result
+        if self._model is not None and result.model_name == self._model.name and result.device != self._model.device:
+            # the engine moved the model (a GPU out-of-memory fallback to the CPU): the details follow it
+            self._model = dataclasses.replace(self._model, device=result.device)
         if previous is None or previous.grid.num_patches != result.grid.num_patches:
             self._query = None
         if previous is None or previous.num_layers != result.num_layers:
