@@ -328,6 +328,41 @@ def test_closing_during_inference_stops_the_worker_promptly(qtbot, window, photo
     assert threading.active_count() <= python_threads
 
 
+def test_closing_during_a_model_download_stops_the_download(qtbot, window, tiny_checkpoint, monkeypatch):
+    """A pretrained model that would download for 20 s: closing the window stops it at the next chunk instead of
+    leaving a thread that Qt would destroy while it still runs."""
+    from vitviz import zoo
+    from vitviz.checkpoint import load_checkpoint
+    from vitviz.errors import LoadCancelled
+
+    started = threading.Event()
+    chunks, cancelled = [], []
+
+    def slow_download(spec, progress=None, cache=None):
+        try:
+            for i in range(400):
+                progress(i, 400)
+                chunks.append(i)
+                started.set()
+                time.sleep(0.05)
+        except LoadCancelled:
+            cancelled.append(len(chunks))
+            raise
+        return load_checkpoint(tiny_checkpoint)
+
+    monkeypatch.setattr(zoo, "is_known", lambda spec: spec == "fake-hub-model")
+    monkeypatch.setattr(zoo, "load", slow_download)
+    errors = []
+    window.error_shown.connect(errors.append)
+    window.load_model("fake-hub-model", "cpu")
+    qtbot.waitUntil(started.is_set, timeout=TIMEOUT)
+    window.close()
+    assert not window._thread.isRunning() and window._thread.isFinished()  # noqa: SLF001
+    assert cancelled and cancelled[0] < 400  # stopped part-way, not after the whole download
+    qtbot.wait(100)
+    assert errors == []  # a cancelled download is not an error to show
+
+
 def test_run_app_returns_0_when_the_window_is_closed(qtbot, tmp_path, tiny_checkpoint, photo, monkeypatch):
     """The real entry point: window shown, model loaded, image analysed, window closed -> exit status 0."""
     from vitviz.app import run_app

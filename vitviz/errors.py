@@ -15,3 +15,7 @@ class CheckpointError(VitvizError):
 
 class ModelDownloadError(VitvizError):
     """A pretrained model could not be downloaded."""
+
+
+class LoadCancelled(VitvizError):
+    """Loading a model (typically a download) was stopped on request, e.g. because the window is closing."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
-from .errors import ModelDownloadError
+from .errors import LoadCancelled, ModelDownloadError
 
 __all__ = ["ProgressHook", "hub_available", "is_offline", "download", "cache_dir"]
 
@@ -120,6 +120,8 @@ def _hook_bar(progress: ProgressHook) -> type:
         def _report(self) -> None:
             try:
                 progress(int(self.n), int(self.total or 0))
+            except LoadCancelled:  # the hook's way to stop the download (huggingface_hub keeps the partial file)
+                raise
             except Exception:  # a broken hook must not break the download
                 pass
 
@@ -144,6 +146,7 @@ def download(
     Each entry of ``files`` is a file name or a sequence of alternatives, the first one the repository has is used
     (e.g. ``("model.safetensors", "pytorch_model.bin")``). ``optional`` files are fetched when present. ``progress``
     receives (bytes done, bytes total) while a file downloads; without it huggingface_hub draws its tqdm bar.
+    ``progress`` may raise :class:`~vitviz.errors.LoadCancelled` to stop the download; it propagates unchanged.
     """
     hub = _import_hub()
     import inspect

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
+from ..errors import LoadCancelled
+
 __all__ = ["RequestTracker", "AnalysisWorker", "ModelSummary", "Shown", "cumulative_rollout", "describe_error"]
 
 
@@ -161,12 +163,17 @@ class AnalysisWorker(QObject):
         try:
             from ..engine import Engine
 
+            def report(done: int, total: int) -> None:
+                if self.tracker.closing:  # the window is closing: stop the download at its next chunk
+                    raise LoadCancelled("the window closed while the model was downloading")
+                self.download_progress.emit(request_id, int(done), int(total or 0))
+
             t0 = time.perf_counter()
             engine = Engine(
                 spec,
                 device=device or "auto",
                 depth_model=str(depth_model) if depth_model else None,
-                progress=lambda done, total: self.download_progress.emit(request_id, int(done), int(total or 0)),
+                progress=report,
             )
             load_ms = (time.perf_counter() - t0) * 1000.0
             cfg = engine.info.config
@@ -193,7 +200,8 @@ class AnalysisWorker(QObject):
         except BaseException as exc:  # noqa: BLE001 - reported in the window, the app keeps running
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            self.failed.emit(request_id, "model", describe_error(exc, f"loading the model {Path(spec).name}"))
+            if not isinstance(exc, LoadCancelled):
+                self.failed.emit(request_id, "model", describe_error(exc, f"loading the model {Path(spec).name}"))
         finally:
             self.finished.emit(request_id)
 
