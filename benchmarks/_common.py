@@ -7,8 +7,6 @@ Nothing here is a test: the scripts print tables and write JSON under ``benchmar
 from __future__ import annotations
 
 import datetime as _dt
-import enum
-import importlib.machinery
 import json
 import os
 import platform
@@ -16,7 +14,6 @@ import re
 import statistics
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any, Callable
 
@@ -208,89 +205,18 @@ def fmt(v: float | None, digits: int = 1) -> str:
 # ------------------------------------------------------------------------------------------------ references
 
 
-class _InterpolationMode(enum.Enum):
-    NEAREST = "nearest"
-    NEAREST_EXACT = "nearest-exact"
-    BILINEAR = "bilinear"
-    BICUBIC = "bicubic"
-    BOX = "box"
-    HAMMING = "hamming"
-    LANCZOS = "lanczos"
-
-
 def import_timm():
-    """timm's ViT, imported even where torchvision is missing or broken: a stub stands in while timm is imported
-    (its VisionTransformer needs none of torchvision; the same trick as ``tests/test_zoo.py``). None when timm is
-    not installed."""
-    try:
-        import timm.models.vision_transformer  # noqa: F401
+    """timm with its ViT importable (see :mod:`vitviz.reference`), or None with the reason on stderr."""
+    from vitviz.reference import import_timm as _import
 
-        return sys.modules["timm"]
-    except ModuleNotFoundError as exc:
-        if not str(exc.name or "").startswith("torchvision"):
-            return None
-    except Exception:  # noqa: BLE001 - a torchvision build that does not match torch fails on import
-        pass
-    for name in [n for n in sys.modules if n == "timm" or n.startswith("timm.")]:
-        del sys.modules[name]
-
-    class _AnyType(type):
-        def __getattr__(cls, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return cls
-
-    class _Stub(metaclass=_AnyType):
-        def __init__(self, *args, **kwargs):
-            raise RuntimeError("torchvision is not available (benchmark stub)")
-
-    class _StubModule(types.ModuleType):
-        def __getattr__(self, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return _InterpolationMode if name == "InterpolationMode" else _Stub
-
-    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-        del sys.modules[name]
-    names = ["torchvision", "torchvision.ops", "torchvision.ops.misc", "torchvision.transforms",
-             "torchvision.transforms.functional", "torchvision.datasets", "torchvision.utils", "torchvision.models",
-             "torchvision.models.feature_extraction"]
-    saved = {n: sys.modules.get(n) for n in names}
-    try:
-        for n in names:
-            mod = _StubModule(n)
-            mod.__path__ = []
-            mod.__spec__ = importlib.machinery.ModuleSpec(n, None)
-            sys.modules[n] = mod
-        import timm.models.vision_transformer  # noqa: F401
-    except Exception as exc:  # noqa: BLE001
-        print(f"timm cannot be imported ({exc}); the timm reference is skipped", file=sys.stderr)
-        return None
-    finally:
-        for n, mod in saved.items():
-            if mod is None:
-                sys.modules.pop(n, None)
-            else:
-                sys.modules[n] = mod
-    return sys.modules["timm"]
+    timm, reason = _import()
+    if timm is None:
+        print(f"{reason}; the timm reference is skipped", file=sys.stderr)
+    return timm
 
 
 def randomize(model, seed: int = 0):
-    """Random weights of unit-ish gain (as ``tests/test_zoo.py``), so attention is far from uniform and the
-    agreement checks mean something."""
-    import torch
+    """Random weights of unit-ish gain (see :func:`vitviz.reference.randomize`)."""
+    from vitviz.reference import randomize as _randomize
 
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if any(t in name for t in ("token", "position", "pos_embed")):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-            elif "lambda" in name or "gamma" in name:
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            elif p.ndim > 1:
-                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-    return model.eval()
+    return _randomize(model, seed)

@@ -8,12 +8,9 @@ installed (``pip install -e ".[test,reference,hub]"``). No test touches the netw
 
 from __future__ import annotations
 
-import enum
-import importlib.machinery
 import json
 import shutil
 import sys
-import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,29 +20,12 @@ import torch
 from vitviz import zoo
 from vitviz.convert import is_foreign_checkpoint, load_foreign
 from vitviz.errors import CheckpointError, ModelDownloadError
+from vitviz.reference import import_timm, randomize
 
 TOL = 1e-4
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
-
-
-def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Weights of unit-ish gain, so activations stay O(1) and the comparisons are meaningful."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if any(t in name for t in ("token", "position", "pos_embed")):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-            elif "lambda" in name or "gamma" in name:
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            elif p.ndim > 1:
-                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-    return model.eval()
 
 
 def _assert_close(name: str, ref: torch.Tensor, got: torch.Tensor) -> None:
@@ -77,7 +57,7 @@ def test_hf_vit_parity(tmp_path, classifier):
         hidden_size=24, num_hidden_layers=3, num_attention_heads=3, intermediate_size=72, image_size=32, patch_size=8,
         num_labels=5, attn_implementation="eager",
     )
-    ref = _randomize(tf.ViTForImageClassification(cfg) if classifier else tf.ViTModel(cfg), seed=1)
+    ref = randomize(tf.ViTForImageClassification(cfg) if classifier else tf.ViTModel(cfg), seed=1)
     ref.save_pretrained(tmp_path / "hf")
     model, info = zoo.load(tmp_path / "hf")
     assert info.config.embed_dim == 24 and info.config.num_heads == 3 and info.config.norm_eps == 1e-12
@@ -103,7 +83,7 @@ def test_hf_dinov2_classifier_parity(tmp_path):
         hidden_size=24, num_hidden_layers=3, num_attention_heads=3, image_size=56, patch_size=14, num_labels=7,
         layerscale_value=0.7, attn_implementation="eager",
     )
-    ref = _randomize(tf.Dinov2ForImageClassification(cfg), seed=2)
+    ref = randomize(tf.Dinov2ForImageClassification(cfg), seed=2)
     ref.save_pretrained(tmp_path / "hf")
     model, info = zoo.load(tmp_path / "hf")
     c = info.config
@@ -123,7 +103,7 @@ def test_hf_dinov2_input_size_from_preprocessor(tmp_path):
     tf = _transformers()
     cfg = tf.Dinov2Config(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, image_size=70, patch_size=14,
                           num_labels=3, attn_implementation="eager")
-    ref = _randomize(tf.Dinov2ForImageClassification(cfg), seed=3)
+    ref = randomize(tf.Dinov2ForImageClassification(cfg), seed=3)
     ref.save_pretrained(tmp_path / "hf")
     pre = {"do_center_crop": True, "crop_size": {"height": 42, "width": 42}, "size": {"shortest_edge": 48},
            "image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.25, 0.3]}
@@ -148,7 +128,7 @@ def _tiny_depth_anything(tf, image_size: int = 70, seed: int = 4):
         backbone_config=backbone, reassemble_hidden_size=24, neck_hidden_sizes=[8, 16, 24, 32], fusion_hidden_size=16,
         head_hidden_size=8, patch_size=14, attn_implementation="eager",
     )
-    ref = _randomize(tf.DepthAnythingForDepthEstimation(cfg), seed=seed)
+    ref = randomize(tf.DepthAnythingForDepthEstimation(cfg), seed=seed)
     with torch.no_grad():
         ref.head.conv3.weight.mul_(0.2)  # most of the map above the final ReLU
         ref.head.conv3.bias.fill_(1.0)
@@ -176,68 +156,11 @@ def test_hf_depth_anything_parity(tmp_path):
 # ------------------------------------------------------------------------------------------------------- timm
 
 
-class _InterpolationMode(enum.Enum):
-    NEAREST = "nearest"
-    NEAREST_EXACT = "nearest-exact"
-    BILINEAR = "bilinear"
-    BICUBIC = "bicubic"
-    BOX = "box"
-    HAMMING = "hamming"
-    LANCZOS = "lanczos"
-
-
 def _import_timm():
-    """timm, imported even when torchvision cannot be (its ViT needs none of it: a stub stands in during import)."""
-    try:
-        import timm.models.vision_transformer  # noqa: F401
-
-        return sys.modules["timm"]
-    except ModuleNotFoundError as exc:
-        if not str(exc.name or "").startswith("torchvision"):
-            pytest.skip(f"timm not installed ({exc})")
-    except Exception:  # a torchvision build that does not match torch fails on import: stub it as if absent
-        pass
-    for name in [n for n in sys.modules if n == "timm" or n.startswith("timm.")]:
-        del sys.modules[name]
-
-    class _AnyType(type):
-        def __getattr__(cls, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return cls
-
-    class _Stub(metaclass=_AnyType):
-        def __init__(self, *args, **kwargs):
-            raise RuntimeError("torchvision is not available (test stub)")
-
-    class _StubModule(types.ModuleType):
-        def __getattr__(self, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return _InterpolationMode if name == "InterpolationMode" else _Stub
-
-    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-        del sys.modules[name]
-    names = ["torchvision", "torchvision.ops", "torchvision.ops.misc", "torchvision.transforms",
-             "torchvision.transforms.functional", "torchvision.datasets", "torchvision.utils", "torchvision.models",
-             "torchvision.models.feature_extraction"]
-    saved = {n: sys.modules.get(n) for n in names}
-    try:
-        for n in names:
-            mod = _StubModule(n)
-            mod.__path__ = []
-            mod.__spec__ = importlib.machinery.ModuleSpec(n, None)
-            sys.modules[n] = mod
-        import timm.models.vision_transformer  # noqa: F401
-    except Exception as exc:  # pragma: no cover - depends on the timm version
-        pytest.skip(f"timm cannot be imported without torchvision ({exc})")
-    finally:
-        for n, mod in saved.items():
-            if mod is None:
-                sys.modules.pop(n, None)
-            else:
-                sys.modules[n] = mod
-    return sys.modules["timm"]
+    timm, reason = import_timm()
+    if timm is None:
+        pytest.skip(reason)
+    return timm
 
 
 def _timm_attentions(model) -> tuple[list, list]:
@@ -266,7 +189,7 @@ def test_timm_parity(tmp_path, variant):
     patch, img, sizes = TIMM_VARIANTS[variant]
     ref = timm.create_model(variant, pretrained=False, img_size=img, patch_size=patch, embed_dim=24, depth=3,
                             num_heads=3, num_classes=5, dynamic_img_size=True)
-    _randomize(ref, seed=5)
+    randomize(ref, seed=5)
     save_for_hf(ref, str(tmp_path / "timm"), safe_serialization=True)
     assert is_foreign_checkpoint(tmp_path / "timm")
     model, info = zoo.load(tmp_path / "timm")
@@ -294,7 +217,7 @@ def test_timm_bare_safetensors_with_overrides(tmp_path):
 
     ref = timm.create_model("vit_small_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=24,
                             depth=2, num_heads=2, num_classes=4, dynamic_img_size=True)
-    _randomize(ref, seed=6)
+    randomize(ref, seed=6)
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(tmp_path / "vit.safetensors"))
     model, info = load_foreign(tmp_path / "vit.safetensors", overrides={"num_heads": 2})
     assert info.config.image_size == 32 and info.labels == ["class 0", "class 1", "class 2", "class 3"]
@@ -309,7 +232,7 @@ def test_timm_bare_safetensors_with_overrides(tmp_path):
 def _save_vit(tf, folder: Path, **overrides) -> None:
     cfg = tf.ViTConfig(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=48,
                        image_size=32, patch_size=8, num_labels=5, **overrides)
-    _randomize(tf.ViTForImageClassification(cfg)).save_pretrained(folder)
+    randomize(tf.ViTForImageClassification(cfg)).save_pretrained(folder)
 
 
 def _edit_weights(folder: Path, edit) -> None:
@@ -427,7 +350,7 @@ def tiny_zoo(tmp_path, monkeypatch):
     cache = tmp_path / "hf-cache"
     vit = tf.ViTConfig(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=48,
                        image_size=32, patch_size=16, num_labels=1000)
-    _randomize(tf.ViTForImageClassification(vit), seed=7).save_pretrained(tmp_path / "deit")
+    randomize(tf.ViTForImageClassification(vit), seed=7).save_pretrained(tmp_path / "deit")
     _tiny_depth_anything(tf, image_size=70).save_pretrained(tmp_path / "da")
     deit, da = zoo.REGISTRY["deit-small"], zoo.REGISTRY["depth-anything-v2-small"]
     _put_in_hf_cache(cache, deit.repo_id, tmp_path / "deit")
@@ -464,7 +387,7 @@ def test_hf_spec_from_cache_offline(tmp_path, monkeypatch):
     pytest.importorskip("huggingface_hub")
     cfg = tf.Dinov2Config(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, image_size=56, patch_size=14,
                           id2label={0: "cat", 1: "dog"}, label2id={"cat": 0, "dog": 1})
-    _randomize(tf.Dinov2ForImageClassification(cfg), seed=8).save_pretrained(tmp_path / "repo")
+    randomize(tf.Dinov2ForImageClassification(cfg), seed=8).save_pretrained(tmp_path / "repo")
     pre = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "size": {"shortest_edge": 28}}
     (tmp_path / "repo" / "preprocessor_config.json").write_text(json.dumps(pre))
     _put_in_hf_cache(tmp_path / "cache", "someone/tiny-dinov2", tmp_path / "repo")
