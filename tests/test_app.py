@@ -13,7 +13,7 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QSettings, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QMouseEvent  # noqa: E402
+from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QMouseEvent, QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from vitviz.app.main_window import MainWindow  # noqa: E402
@@ -199,6 +199,60 @@ def test_clicking_a_head_enlarges_it_and_follows_the_layer(qtbot, window, photo)
     window.set_layer(0)
     assert "Layer 0" in window.detail.title.text()
     np.testing.assert_array_equal(window.detail.canvas.rgb, window.head_view_image(1))
+
+
+def _wheel(widget, pos: QPointF, steps: int) -> None:
+    event = QWheelEvent(pos, QPointF(widget.mapToGlobal(pos)), QPoint(0, 0), QPoint(0, 120 * steps),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def _move(widget, pos: QPointF, held=Qt.MouseButton.NoButton) -> None:
+    event = QMouseEvent(QEvent.Type.MouseMove, pos, QPointF(widget.mapToGlobal(pos)), Qt.MouseButton.NoButton,
+                        held, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, event)
+
+
+def test_enlarged_map_zooms_about_the_mouse_pans_and_resets(qtbot, window, photo):
+    open_and_wait(qtbot, window, photo)
+    qtbot.mouseClick(window.tiles.tiles[0], Qt.MouseButton.LeftButton, pos=window.tiles.tiles[0].rect().center())
+    canvas = window.detail.canvas
+    qtbot.waitUntil(lambda: not canvas.fit_rect().isEmpty(), timeout=TIMEOUT)
+    fit = canvas.fit_rect()
+    at = QPointF(fit.left() + 0.3 * fit.width(), fit.top() + 0.6 * fit.height())
+    before = canvas.to_image(at)
+    _wheel(canvas, at, 3)  # zoom in about the mouse: the image point under it stays under it
+    assert canvas.zoom == pytest.approx(1.25**3)
+    assert canvas.image_rect().width() == pytest.approx(fit.width() * 1.25**3)
+    after = canvas.to_image(at)
+    assert after == pytest.approx(before, abs=0.05)
+    _move(canvas, at)
+    rows, cols = window.detail.values.shape
+    p = canvas.patch_size
+    r, c = int(after[1] // p), int(after[0] // p)
+    assert f"(row {r}, col {c})" in window.detail.readout.text()
+
+    # a drag pans the view (the point under the mouse moves with it); a drag is not a click
+    clicks = []
+    canvas.clicked.connect(clicks.append)
+    start = QPointF(fit.center())
+    grabbed = canvas.to_image(start)
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=start.toPoint())
+    end = QPointF(start.x() + 40, start.y() + 25)
+    _move(canvas, end, Qt.MouseButton.LeftButton)
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=end.toPoint())
+    assert canvas.to_image(end) == pytest.approx(grabbed, abs=0.2)
+    assert clicks == []
+    qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton, pos=start.toPoint())
+    assert len(clicks) == 1 and clicks[0] is not None
+
+    # the zoom stays while stepping through layers; a double-click shows the whole map again
+    window.set_layer(0)
+    assert canvas.zoom > 1
+    qtbot.mouseDClick(canvas, Qt.MouseButton.LeftButton, pos=start.toPoint())
+    assert canvas.zoom == 1.0 and canvas.image_rect() == canvas.fit_rect()
+    _wheel(canvas, at, -2)  # cannot zoom out past the whole image
+    assert canvas.zoom == 1.0
 
 
 def test_export_view_and_all_maps(qtbot, window, photo, tmp_path):

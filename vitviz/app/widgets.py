@@ -90,6 +90,8 @@ class ImageCanvas(QWidget):
     """Shows an RGB image scaled to fit (aspect kept), with an optional caption, patch grid and patch marks.
 
     ``hovered`` sends ``(x, y)`` in image pixels or ``None``; ``clicked`` sends ``(x, y)`` or ``None`` (outside).
+    With ``zoomable`` set, the wheel zooms about the mouse (up to ``max_zoom``), a left-drag pans, a double-click
+    shows the whole image again, and ``clicked`` fires on release of a press that did not drag.
     """
 
     hovered = Signal(object)
@@ -115,6 +117,12 @@ class ImageCanvas(QWidget):
         self.margin = 2
         self.min_grid_step = 5.0  # screen pixels per patch below which the grid is not drawn (it would hide the image)
         self._grid_layer: tuple[tuple, QImage] | None = None  # (geometry, the grid lines drawn once)
+        self.zoomable = False
+        self.max_zoom = 16.0
+        self.zoom = 1.0
+        self._view_center = (0.5, 0.5)  # image point (fractions of width, height) at the centre of the view
+        self._press: tuple[QPointF, tuple[float, float]] | None = None  # left press: position, view centre then
+        self._dragging = False
 
     # -- content ---------------------------------------------------------------------------------------------
 
@@ -128,12 +136,13 @@ class ImageCanvas(QWidget):
         old = None if self._qimage is None else self._qimage.size()
         self._qimage = None if rgb is None else to_qimage(self._rgb)
         if old != (None if self._qimage is None else self._qimage.size()):
-            self.geometry_changed.emit(self.image_rect())
+            self.zoom, self._view_center = 1.0, (0.5, 0.5)  # another image size: show all of it
+            self.geometry_changed.emit(self.visible_rect())
         self.update()
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
-        self.geometry_changed.emit(self.image_rect())
+        self.geometry_changed.emit(self.visible_rect())
 
     def set_caption(self, caption: str) -> None:
         if caption != self.caption:
@@ -177,8 +186,8 @@ class ImageCanvas(QWidget):
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.92))
         return font
 
-    def image_rect(self) -> QRectF:
-        """Where the image is drawn, in widget coordinates (aspect ratio kept, centred)."""
+    def fit_rect(self) -> QRectF:
+        """Where the whole image is drawn when not zoomed (aspect ratio kept, centred); also the zoomed view's frame."""
         if self._rgb is None:
             return QRectF()
         h, w = self._rgb.shape[:2]
@@ -189,9 +198,49 @@ class ImageCanvas(QWidget):
         dw, dh = w * scale, h * scale
         return QRectF(m + (aw - dw) / 2, top + m + (ah - dh) / 2, dw, dh)
 
+    def image_rect(self) -> QRectF:
+        """Where the image is drawn, in widget coordinates: :meth:`fit_rect` enlarged by ``zoom`` about the view
+        centre (only the part inside :meth:`fit_rect` is visible)."""
+        fit = self.fit_rect()
+        if self.zoom <= 1.0 or fit.isEmpty():
+            return fit
+        dw, dh = fit.width() * self.zoom, fit.height() * self.zoom
+        u, v = self._view_center
+        return QRectF(fit.center().x() - u * dw, fit.center().y() - v * dh, dw, dh)
+
+    def visible_rect(self) -> QRectF:
+        """The part of the widget that shows image pixels."""
+        return self.image_rect().intersected(self.fit_rect())
+
+    def set_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
+        """Zoom to ``zoom`` (1 = whole image), keeping the image point under ``anchor`` (widget coordinates) in place."""
+        fit = self.fit_rect()
+        zoom = min(max(float(zoom), 1.0), self.max_zoom)
+        if fit.isEmpty():
+            return
+        if anchor is not None and self.to_image(anchor) is not None:
+            r = self.image_rect()
+            fx, fy = (anchor.x() - r.left()) / r.width(), (anchor.y() - r.top()) / r.height()
+            u = fx + (fit.center().x() - anchor.x()) / (fit.width() * zoom)
+            v = fy + (fit.center().y() - anchor.y()) / (fit.height() * zoom)
+        else:
+            u, v = self._view_center
+        self.zoom = zoom
+        self._set_view_center(u, v)
+
+    def reset_zoom(self) -> None:
+        self.zoom = 1.0
+        self._set_view_center(0.5, 0.5)
+
+    def _set_view_center(self, u: float, v: float) -> None:
+        half = 0.5 / self.zoom  # keep the view inside the image
+        self._view_center = (min(max(u, half), 1.0 - half), min(max(v, half), 1.0 - half))
+        self.geometry_changed.emit(self.visible_rect())
+        self.update()
+
     def to_image(self, pos: QPointF) -> tuple[float, float] | None:
         r = self.image_rect()
-        if self._rgb is None or not r.contains(pos):
+        if self._rgb is None or not r.contains(pos) or not self.fit_rect().contains(pos):
             return None
         h, w = self._rgb.shape[:2]
         x = (pos.x() - r.left()) * w / r.width()
@@ -215,14 +264,53 @@ class ImageCanvas(QWidget):
     # -- events ----------------------------------------------------------------------------------------------
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self._press is not None and self.zoom > 1.0:
+            start, (u0, v0) = self._press
+            delta = event.position() - start
+            if self._dragging or abs(delta.x()) + abs(delta.y()) > 4:
+                self._dragging = True
+                self.setCursor(Qt.CursorShape.ClosedHandCursor)
+                r = self.image_rect()
+                self._set_view_center(u0 - delta.x() / r.width(), v0 - delta.y() / r.height())
         self.hovered.emit(self.to_image(event.position()))
         super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if self.zoomable and event.button() == Qt.MouseButton.LeftButton and self._press is not None:
+            dragged, self._press, self._dragging = self._dragging, None, False
+            self.set_clickable(self.clickable)  # restore the cursor
+            if not dragged:
+                self.clicked.emit(self.to_image(event.position()))
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        if self.zoomable and event.button() == Qt.MouseButton.LeftButton:
+            self.reset_zoom()
+            self.hovered.emit(self.to_image(event.position()))
+            event.accept()
+            return
+        super().mouseDoubleClickEvent(event)
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        steps = event.angleDelta().y() / 120.0
+        if not self.zoomable or self._rgb is None or steps == 0:
+            super().wheelEvent(event)
+            return
+        self.set_zoom(self.zoom * 1.25**steps, event.position())
+        self.hovered.emit(self.to_image(event.position()))
+        event.accept()
 
     def leaveEvent(self, event) -> None:  # noqa: N802
         self.hovered.emit(None)
         super().leaveEvent(event)
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton and self.zoomable:
+            self._press, self._dragging = (event.position(), self._view_center), False  # click or drag: on release
+            event.accept()
+            return
         if event.button() == Qt.MouseButton.LeftButton:
             self.clicked.emit(self.to_image(event.position()))
             event.accept()
@@ -246,6 +334,8 @@ class ImageCanvas(QWidget):
                            self.placeholder)
             return
         r = self.image_rect()
+        if self.zoom > 1.0:
+            p.setClipRect(self.fit_rect())
         p.drawImage(r, self._qimage)
         if self.grid_visible and self.patch_size > 0:
             self._draw_grid(p, r)
@@ -264,6 +354,20 @@ class ImageCanvas(QWidget):
         if self.selected:
             p.setPen(QPen(ACCENT, 3))
             p.drawRect(r.adjusted(-1, -1, 1, 1))
+        if self.zoom > 1.0:
+            p.setClipping(False)
+            self._draw_zoom_badge(p)
+
+    def _draw_zoom_badge(self, p: QPainter) -> None:
+        fit = self.fit_rect()
+        text = f"{self.zoom:.1f}×  · double-click: whole image"
+        fm = QFontMetrics(p.font())
+        box = QRectF(fit.left() + 6, fit.top() + 6, fm.horizontalAdvance(text) + 12, fm.height() + 6)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 150))
+        p.drawRoundedRect(box, 4, 4)
+        p.setPen(QColor(255, 255, 255))
+        p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
 
     def _draw_grid(self, p: QPainter, r: QRectF) -> None:
         h, w = self._rgb.shape[:2]
@@ -272,6 +376,17 @@ class ImageCanvas(QWidget):
             return
         xs = [r.left() + i * step for i in range(1, int(w // self.patch_size))]
         ys = [r.top() + i * step for i in range(1, int(h // self.patch_size))]
+        if self.zoom > 1.0:  # zoomed: the cached layer would be zoom^2 times larger; draw the visible lines directly
+            view = self.fit_rect()
+            xs = [x for x in xs if view.left() <= x <= view.right()]
+            ys = [y for y in ys if view.top() <= y <= view.bottom()]
+            top, bottom = max(r.top(), view.top()), min(r.bottom(), view.bottom())
+            left, right = max(r.left(), view.left()), min(r.right(), view.right())
+            for color, offset in ((QColor(0, 0, 0, 70), 1.0), (QColor(255, 255, 255, 150), 0.0)):
+                p.setPen(QPen(color, 1))
+                p.drawLines([QLineF(x + offset, top, x + offset, bottom) for x in xs]
+                            + [QLineF(left, y + offset, right, y + offset) for y in ys])
+            return
         lines = [
             (QPen(color, 1), [QLineF(x + offset, r.top(), x + offset, r.bottom()) for x in xs]
              + [QLineF(r.left(), y + offset, r.right(), y + offset) for y in ys])
@@ -684,6 +799,9 @@ class Panel(QFrame):
         self.header.addWidget(widget)
 
 
+ZOOM_HINT = "Scroll to zoom · drag to pan · double-click for the whole map"
+
+
 class MapDialog(QDialog):
     """One map enlarged (non-modal), with a colour bar in real units and the value under the mouse."""
 
@@ -703,10 +821,11 @@ class MapDialog(QDialog):
         row = QHBoxLayout()
         self.canvas = ImageCanvas(self)
         self.canvas.smooth = True
+        self.canvas.zoomable = True
         self.colorbar = ColorBar(Qt.Orientation.Vertical, self)
         row.addWidget(self.canvas, 1)
         row.addWidget(self.colorbar)
-        self.readout = QLabel(" ", self)
+        self.readout = QLabel(ZOOM_HINT, self)
         self.readout.setStyleSheet(f"color: {TEXT_MUTED.name()};")
         layout.addWidget(self.title)
         layout.addLayout(row, 1)
@@ -730,7 +849,7 @@ class MapDialog(QDialog):
 
     def _on_hover(self, pos) -> None:
         if pos is None or self.values is None or self.canvas.rgb is None or self.canvas.patch_size <= 0:
-            self.readout.setText(" ")
+            self.readout.setText(ZOOM_HINT)
             self.canvas.set_hover_patch(None)
             return
         p = self.canvas.patch_size
