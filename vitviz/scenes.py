@@ -20,8 +20,10 @@ identical scene (also after a JSON round trip).  Pure numpy; no torch needed.
 
 Conventions: world y is up, the ground is y = 0; ``Camera.fov_deg`` is the vertical field
 of view; rotations map local to world (``world = R @ local + position``).  Random scenes:
-main object covers ~9-34 % of the pixels (mean ~19 %), depths span ~0.3-12 m (typical
-per-image median ~2.3 m).
+main object covers ~12-37 % of the pixels (mean ~22 %), depths span ~0.5-7 m (typical
+per-image median ~1.9 m).  The world has a known scale (main object half-size 0.45-0.55 m,
+vertical field of view 45-55 degrees, fixed ground and wall texture periods), so absolute
+depth is recoverable from one image.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 __all__ = [
     "CLASSES",
     "NUM_CLASSES",
+    "GENERATOR_VERSION",
     "Scene",
     "Camera",
     "Shape",
@@ -59,6 +62,8 @@ CLASSES: tuple[str, ...] = (
     "star_prism",
 )
 NUM_CLASSES = len(CLASSES)
+# Bumped whenever random_spec's distribution changes, so cached datasets of older versions are not reused.
+GENERATOR_VERSION = 2
 
 _SHADOW_OFFSET = 1e-3  # metres; shadow rays start this far off the surface
 _TORUS_MAX_STEPS = 100
@@ -657,7 +662,14 @@ def render_spec(spec: dict, size: int | tuple[int, int] = 128) -> Scene:
 
 # -------------------------------------------------------------------- random scene specs
 
-_COVER_RANGE = (0.09, 0.34)  # target fraction of pixels covered by the main object (log-uniform)
+_COVER_RANGE = (0.12, 0.38)  # target fraction of pixels covered by the main object (log-uniform)
+# The world has a known scale, so absolute depth can be read from a single image (as it can for a camera of known
+# focal length looking at things of known size): the main object's half-size, the focal length and the texture
+# periods of ground and wall vary only a little.  With wide ranges, a scene scaled by 2 would look identical.
+_MAIN_SIZE_RANGE = (0.45, 0.55)  # metres, characteristic half-size of the main object
+_FOV_RANGE = (45.0, 55.0)  # degrees, vertical field of view (focal length within about +-10 %)
+_GROUND_TEXTURE_PERIOD = 0.5  # metres
+_WALL_TEXTURE_PERIOD = 0.4  # metres
 
 
 def _silhouette(shape: Shape, cam: Camera, n: int = 48):
@@ -838,12 +850,12 @@ def random_spec(seed: int) -> dict:
     avoid = [*ground_c, *wall_c]
 
     # camera direction first: the main object's orientation is chosen to be readable from it
-    fov = U(35.0, 65.0)
+    fov = U(*_FOV_RANGE)
     el = math.radians(U(10.0, 50.0))
     az = U(0.0, 2 * np.pi)
     view = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
 
-    s_main = U(0.35, 0.7)
+    s_main = U(*_MAIN_SIZE_RANGE)
     main = _make_object(kind, s_main, rng, (0.0, 0.0), avoid, view)
     mshape = make_shape(main)
     lo, hi = mshape.aabb()
@@ -895,8 +907,8 @@ def random_spec(seed: int) -> dict:
     wall_offset = min(offs) - U(0.3, 3.0)
     assert n_wall @ cam_pos > wall_offset
 
-    wall_tex = _random_texture(rng, U(0.2, 0.8))
-    ground_tex = _random_texture(rng, U(0.25, 1.0))
+    wall_tex = _random_texture(rng, _WALL_TEXTURE_PERIOD)
+    ground_tex = _random_texture(rng, _GROUND_TEXTURE_PERIOD)
     ground_tex["angle"] = float(U(0, 2 * np.pi))
 
     # light from the camera side of the wall

@@ -52,6 +52,9 @@ class TrainConfig:
     depth_weight: float = 1.0
     token_weight: float = 1.0  # token labelling: an auxiliary per-patch class loss that speeds up learning
     minutes: float = 50.0  # wall-clock training budget; the learning-rate schedule follows it
+    precision: str = "bf16"  # "bf16": bfloat16 autocast for the forward pass (faster on CPUs with AVX512-BF16), or "fp32"
+    low_res: int = 96  # progressive resizing: image size used for the first part of the budget (0: off)
+    low_res_fraction: float = 0.5  # fraction of the time budget trained at ``low_res`` before switching to full size
     max_epochs: int = 200
     workers: int = 2
     threads: int = 0  # torch threads (0: torch's default)
@@ -60,10 +63,10 @@ class TrainConfig:
 
 def load_or_make_dataset(n: int, seed: int, size: int, workers: int, cache_dir: Path) -> dict[str, np.ndarray]:
     """Generated scenes, cached as an .npz (images uint8, depths float16, masks bool, labels int64)."""
-    from .scenes import make_dataset
+    from .scenes import GENERATOR_VERSION, make_dataset
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"scenes-s{seed}-n{n}-{size}px.npz"
+    path = cache_dir / f"scenes-v{GENERATOR_VERSION}-s{seed}-n{n}-{size}px.npz"
     if path.is_file():
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
@@ -107,6 +110,24 @@ def patch_labels(masks: np.ndarray, labels: np.ndarray, patch: int, background: 
     return np.where(cover >= 0.5, labels[:, None, None], background).astype(np.int64)
 
 
+def patch_labels_resized(masks: np.ndarray, labels: np.ndarray, grid: int, background: int,
+                          chunk: int = 2000) -> np.ndarray:
+    """Token labels for a ``grid x grid`` patch grid of the image resized to another size (area coverage >= 0.5)."""
+    out = np.empty((len(labels), grid, grid), np.int64)
+    for i in range(0, len(labels), chunk):
+        m = torch.from_numpy(masks[i : i + chunk]).float().unsqueeze(1)
+        cover = F.adaptive_avg_pool2d(m, grid)[:, 0].numpy()
+        out[i : i + chunk] = np.where(cover >= 0.5, labels[i : i + chunk, None, None], background)
+    return out
+
+
+def resize_batch(x: torch.Tensor, depth: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Down-sample images (antialiased bilinear) and depth maps (area mean of log-depth) to ``size`` x ``size``."""
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    log_d = F.interpolate(depth.log().unsqueeze(1), size=(size, size), mode="area")
+    return x, log_d[:, 0].exp()
+
+
 def augment(
     x: torch.Tensor, depth: torch.Tensor, tokens: torch.Tensor, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -138,12 +159,17 @@ def losses(
     tokens: torch.Tensor,
     cfg: TrainConfig,
 ):
-    """Cross-entropy on CLS + L1 on log-depth + token labelling (per-patch class) on the patch tokens."""
-    out = model(x)
-    ce = F.cross_entropy(out.logits, labels, label_smoothing=cfg.label_smoothing)
-    log_err = torch.log(out.depth[:, 0]) - torch.log(depth)
+    """Cross-entropy on CLS + L1 on log-depth + token labelling (per-patch class) on the patch tokens.
+
+    The forward pass runs under bfloat16 autocast when ``cfg.precision == "bf16"``; the losses are computed in fp32.
+    """
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        out = model(x)
+        patch_logits = token_head(out.tokens[:, model.num_prefix_tokens :])
+    ce = F.cross_entropy(out.logits.float(), labels, label_smoothing=cfg.label_smoothing)
+    log_err = torch.log(out.depth[:, 0].float()) - torch.log(depth)
     depth_loss = log_err.abs().mean()
-    patch_logits = token_head(out.tokens[:, model.num_prefix_tokens :])
+    patch_logits = patch_logits.float()
     token_loss = F.cross_entropy(patch_logits.reshape(-1, patch_logits.shape[-1]), tokens.reshape(-1))
     total = ce + cfg.depth_weight * depth_loss + cfg.token_weight * token_loss
     return total, ce, depth_loss, out
@@ -178,7 +204,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     t_data = time.time()
     data = load_or_make_dataset(cfg.train_size, cfg.train_seed, cfg.image_size, cfg.workers, cache)
     val = load_or_make_dataset(cfg.val_size, cfg.val_seed, cfg.image_size, cfg.workers, cache)
-    print(f"data ready in {time.time() - t_data:.0f} s: {len(data['labels'])} train, {len(val['labels'])} val", flush=True)
+    data_minutes = (time.time() - t_data) / 60
+    print(f"data ready in {60 * data_minutes:.0f} s: {len(data['labels'])} train, {len(val['labels'])} val", flush=True)
 
     torch.manual_seed(cfg.seed)
     model = VisionTransformer(model_config(cfg, len(CLASSES)))
@@ -212,6 +239,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     depths = torch.from_numpy(data["depths"])
     labels = torch.from_numpy(data["labels"])
     token_labels = torch.from_numpy(patch_labels(data["masks"], data["labels"], cfg.patch_size, len(CLASSES)))
+    if cfg.low_res and cfg.low_res_fraction > 0:
+        if cfg.low_res % cfg.patch_size:
+            raise ValueError(f"--low-res {cfg.low_res} is not a multiple of the patch size {cfg.patch_size}")
+        low_grid = cfg.low_res // cfg.patch_size
+        token_labels_low = torch.from_numpy(patch_labels_resized(data["masks"], data["labels"], low_grid, len(CLASSES)))
     budget = cfg.minutes * 60.0
     # The learning-rate schedule follows wall-clock progress through the budget, so a machine that is busier or
     # faster than expected still gets a complete warm-up + cosine schedule that ends when the time is up.
@@ -228,7 +260,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 done = True
                 break
             idx = order[it * cfg.batch_size : (it + 1) * cfg.batch_size]
-            x, d, tok = augment(to_input(images[idx]), depths[idx].float(), token_labels[idx], gen)
+            low = bool(cfg.low_res) and elapsed < cfg.low_res_fraction * budget
+            tok = token_labels_low[idx] if low else token_labels[idx]
+            x, d, tok = augment(to_input(images[idx]), depths[idx].float(), tok, gen)
+            if low:
+                x, d = resize_batch(x, d, cfg.low_res)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, elapsed / budget, cfg)
             loss, ce, dl, _ = losses(model, token_head, x, labels[idx], d, tok, cfg)
@@ -275,13 +311,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         mean=MEAN,
         std=STD,
         depth_kind="metric",
-        description="vitviz's own 6-layer ViT-Tiny/16 at 128 px: 10 procedural 3D shapes + metric depth (synthetic only)",
+        description=(f"vitviz's own {cfg.depth}-layer ViT (dim {cfg.embed_dim}, patch {cfg.patch_size}) at "
+                     f"{cfg.image_size} px: 10 procedural 3D shapes + metric depth (synthetic only)"),
     )
     if not cfg.export:
         return state_path
     weights = save_checkpoint(model, info, cfg.export)
-    record = {"train_config": asdict(cfg), "history": history, "epochs": epoch, "train_minutes": elapsed / 60,
-              "torch": torch.__version__}
+    record = {"train_config": asdict(cfg), "history": history, "epochs": epoch, "steps": step,
+              "train_minutes": elapsed / 60, "data_minutes": data_minutes, "torch": torch.__version__}
     Path(cfg.export).with_suffix(".train.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"exported {weights}", flush=True)
     return weights

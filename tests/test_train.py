@@ -1,0 +1,63 @@
+"""The training script: a tiny run exports a loadable checkpoint, resumes, and its resizing helpers keep labels right."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from vitviz.checkpoint import load_checkpoint
+from vitviz.train import TrainConfig, patch_labels, patch_labels_resized, resize_batch, train
+
+
+def _tiny_config(tmp_path, **kw) -> TrainConfig:
+    base = dict(
+        out=str(tmp_path / "run"), export=str(tmp_path / "weights" / "tiny"), train_size=24, val_size=8,
+        image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, batch_size=8, warmup_steps=2,
+        minutes=0.05, max_epochs=2, workers=1, threads=1, low_res=16, low_res_fraction=0.5,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_training_run_exports_loadable_model_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the scene cache goes to ./data_cache
+    cfg = _tiny_config(tmp_path)
+    weights = train(cfg)
+    model, info = load_checkpoint(weights)
+    assert info.config.image_size == 32 and len(info.labels) == 10
+    out = model(torch.zeros(1, 3, 32, 32))
+    assert out.logits.shape == (1, 10) and out.depth.shape == (1, 1, 32, 32)
+    assert torch.isfinite(out.depth).all() and (out.depth > 0).all()
+    record = json.loads((tmp_path / "weights" / "tiny.train.json").read_text())
+    assert record["train_config"]["low_res"] == 16 and record["epochs"] == 2
+    assert len(record["history"]) == 2
+    assert list((tmp_path / "data_cache").glob("scenes-v*-s1-n24-32px.npz"))
+
+    # resuming a finished run trains one more epoch on top of the saved state instead of starting over
+    more = _tiny_config(tmp_path, max_epochs=3, minutes=0.1, precision="fp32")
+    train(more, resume=True)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[2]["steps"] > history[1]["steps"]
+
+
+def test_resized_token_labels_match_exact_labels_on_the_same_grid():
+    rng = np.random.default_rng(0)
+    masks = rng.random((5, 32, 32)) < 0.5
+    masks[:, :16, :16] = True
+    labels = np.arange(5)
+    exact = patch_labels(masks, labels, patch=8, background=10)
+    assert np.array_equal(patch_labels_resized(masks, labels, grid=4, background=10), exact)
+    assert (patch_labels_resized(masks, labels, grid=2, background=10)[:, 0, 0] == labels).all()
+
+
+def test_resize_batch_keeps_depth_within_the_original_range():
+    x = torch.rand(2, 3, 32, 32)
+    depth = torch.rand(2, 32, 32) * 5 + 0.5
+    xs, ds = resize_batch(x, depth, 16)
+    assert xs.shape == (2, 3, 16, 16) and ds.shape == (2, 16, 16)
+    assert float(ds.min()) >= float(depth.min()) - 1e-5 and float(ds.max()) <= float(depth.max()) + 1e-5
+    const = torch.full((1, 32, 32), 2.5)
+    assert torch.allclose(resize_batch(x[:1], const, 16)[1], torch.full((1, 16, 16), 2.5))
