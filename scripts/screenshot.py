@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query", type=int, default=None, help="show this patch's query attention instead of CLS")
     parser.add_argument("--hover", type=int, default=None, help="highlight this patch as if hovered")
     parser.add_argument("--detail", type=int, default=None, help="also open the enlarged view of this tile")
+    parser.add_argument("--zoom", type=float, default=None,
+                        help="with --detail: zoom the enlarged view by this factor about its centre")
     parser.add_argument("--platform", default="offscreen", help="Qt platform plugin (default: offscreen)")
     parser.add_argument("--cold", action="store_true", help="show the first run's timings (default: a second run)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the result")
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             window.hover_label.setText(window._patch_text(args.hover))  # noqa: SLF001
         if args.detail is not None:
             window.open_detail(args.detail)
+            if args.zoom:
+                window.detail.canvas.set_zoom(args.zoom)
         settle = QEventLoop()
         QTimer.singleShot(300, settle.quit)
         settle.exec()

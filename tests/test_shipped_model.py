@@ -30,16 +30,17 @@ def test_shipped_model_classifies_generated_scenes(tmp_path):
     from vitviz.engine import Engine
 
     engine = Engine("vitviz-mini", device="cpu")
-    seeds = range(900_000, 900_060)  # not among the training, validation or model-card scenes
+    seeds = range(900_000, 900_200)  # not among the training, validation or model-card scenes (~10 s)
     correct, depth_errors = 0, []
     for seed in seeds:
         scene = render_scene(seed, 128)
         result = engine.analyze(scene.image)
         correct += result.predictions[0].label == CLASSES[scene.label]
         depth_errors.append(np.median(np.abs(result.depth - scene.depth) / scene.depth))
-    # The card measures 80.6 % on 2,000 scenes; issue #4 asks for 85 % here, which this model does not reach yet.
-    assert correct / len(seeds) >= 0.72
-    assert np.mean(depth_errors) < 0.35  # metric depth in the right range (card: AbsRel 0.27)
+    # The card measures 88.4 % on 2,000 scenes; this set gives 82.0 %. Issue #4 asks for 85 % here, which the model
+    # does not reach yet: the bound guards against regressions.
+    assert correct / len(seeds) >= 0.78
+    assert np.mean(depth_errors) < 0.22  # metric depth in the right range (this set: 0.154; card AbsRel 0.168)
 
 
 def _card_figures() -> dict[str, float]:

@@ -8,8 +8,8 @@ Metrics (each scene rendered by :func:`vitviz.scenes.render_scene` from a seed d
 - ``abs_rel``: mean over scenes of the per-pixel mean of ``|pred - gt| / gt`` (metric depth, no rescaling).
 - ``delta1``: fraction of all pixels with ``max(pred / gt, gt / pred) < 1.25``.
 - ``abs_rel_median_scaled`` / ``delta1_median_scaled``: the same after scaling each prediction by
-  ``median(gt) / median(pred)`` (the usual scale-invariant protocol of monocular depth; the camera's focal length and
-  distance are random, so absolute scale is only loosely determined by one image).
+  ``median(gt) / median(pred)`` (the usual scale-invariant protocol of monocular depth): the gap to the plain figures
+  is the error in absolute scale.
 - ``attention_on_mask[l]``: for layer ``l``, the CLS row's attention to the patches (mean over heads,
   renormalised over patches) weighted by how much of each patch the main object's mask covers, averaged over
   scenes; ``mask_area`` is what uniform attention would score.
@@ -100,15 +100,19 @@ def evaluate_arrays(
     }
 
 
-def evaluate(model_path: str | Path, n: int = 2000, seed: int = 7, workers: int = 1) -> dict[str, object]:
-    """Render ``n`` held-out scenes and evaluate the checkpoint at ``model_path`` on them."""
+def evaluate(model_path: str | Path, n: int = 2000, seed: int = 7, workers: int = 1,
+             size: tuple[int, int] | None = None) -> dict[str, object]:
+    """Render ``n`` held-out scenes and evaluate the checkpoint at ``model_path`` on them.
+
+    ``size`` (height, width; multiples of the patch size) defaults to the model's square training size.
+    """
     from .scenes import make_dataset
 
     model, info = load_checkpoint(model_path)
-    size = model.config.image_size
+    size = size or (model.config.image_size, model.config.image_size)
     data = make_dataset(n, seed=seed, size=size, workers=workers, progress=sys.stderr.isatty())
     result = evaluate_arrays(model, data, info.mean, info.std)
-    result.update({"model": info.name, "seed": seed})
+    result.update({"model": info.name, "seed": seed, "size": list(size)})
     return result
 
 

@@ -360,7 +360,7 @@ class ImageCanvas(QWidget):
 
     def _draw_zoom_badge(self, p: QPainter) -> None:
         fit = self.fit_rect()
-        text = f"{self.zoom:.1f}×  · double-click: whole image"
+        text = f"{self.zoom:.1f}× · double-click: whole map"
         fm = QFontMetrics(p.font())
         box = QRectF(fit.left() + 6, fit.top() + 6, fm.horizontalAdvance(text) + 12, fm.height() + 6)
         p.setPen(Qt.PenStyle.NoPen)

@@ -1,0 +1,200 @@
+"""Write weights/README.md (the shipped model's card) from its checkpoint config, training record and evaluation.
+
+    python -m vitviz.train --export weights/vitviz-mini ...       # writes vitviz-mini.{safetensors,json,train.json}
+    python benchmarks/eval_shipped_model.py --write                 # writes vitviz-mini.eval.json
+    python scripts/model_card.py [--generation-minutes 8.1]         # writes weights/README.md
+
+Every figure in the card comes from those files; ``--generation-minutes`` states how long generating the training
+scenes took when the run found them already cached (the training record then only holds the loading time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vitviz.scenes import (  # noqa: E402
+    _COVER_RANGE,
+    _FOV_RANGE,
+    _GROUND_TEXTURE_PERIOD,
+    _MAIN_SIZE_RANGE,
+    _WALL_TEXTURE_PERIOD,
+    CLASSES,
+    GENERATOR_VERSION,
+)
+
+GOALS = {"top1": 0.90, "abs_rel": 0.10, "delta1": 0.90, "attention": 0.50}
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f} %"
+
+
+def _goal(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def card(weights: Path, generation_minutes: float | None) -> str:
+    """The model card's Markdown for the checkpoint whose config is ``weights`` (``.../name.json``)."""
+    cfg = json.loads(weights.read_text())
+    train = json.loads(weights.with_suffix(".train.json").read_text())
+    ev = json.loads(weights.with_suffix(".eval.json").read_text())
+    arch, tc, hist = cfg["architecture"], train["train_config"], train["history"]
+    name = cfg["name"]
+    size_mb = weights.with_suffix(".safetensors").stat().st_size / 2**20
+    grid = arch["image_size"] // arch["patch_size"]
+    steps = train.get("steps", hist[-1]["steps"] if hist else 0)
+    data_minutes = max(float(train.get("data_minutes", 0.0)), float(generation_minutes or 0.0))
+    total = train["train_minutes"] + data_minutes
+    att = ev["attention_on_mask"]
+    conf = ev["confusion"]
+    per_class = sorted(((row[i] / max(1, sum(row)), CLASSES[i]) for i, row in enumerate(conf)))
+    weakest = ", ".join(f"{c} {100 * a:.0f} %" for a, c in per_class[:3])
+    confusions = sorted(((conf[i][j], CLASSES[i], CLASSES[j]) for i in range(len(conf)) for j in range(len(conf))
+                         if i != j), reverse=True)[:3]
+    top_conf = "; ".join(f"{a} taken for {b} {n}×" for n, a, b in confusions)
+    low = tc.get("low_res", 0) if tc.get("low_res_fraction", 0) > 0 else 0
+    schedule = (f"the first {100 * tc['low_res_fraction']:.0f} % of the time budget at {low} px "
+                f"(progressive resizing: images down-sampled with antialiasing, log-depth area-averaged, the "
+                f"positional embedding interpolated to the {low // arch['patch_size']}×{low // arch['patch_size']} "
+                f"grid), the rest at {tc['image_size']} px" if low else f"all at {tc['image_size']} px")
+    precision = "bfloat16 autocast for the forward pass" if tc.get("precision") == "bf16" else "float32"
+    history_rows = "\n".join(f"| {h['epoch']} | {h['minutes']:.1f} | {_pct(h['top1'])} | {h['abs_rel']:.3f} |"
+                             for h in hist)
+    layer_head = " | ".join(str(i) for i in range(len(att)))
+    layer_sep = " | ".join("---" for _ in att)
+    layer_vals = " | ".join(_pct(v) for v in att)
+    over = "" if total <= 62 else " It is over the 60-minute target."
+    wide = ev.get("landscape")
+    landscape_row = "" if not wide else (
+        f"| top-1 / AbsRel on landscape scenes ({wide['size'][1]}×{wide['size'][0]} px, {wide['scenes']} scenes) | "
+        f"{_pct(wide['top1'])} / {wide['abs_rel']:.3f} | (trained on square images only) |\n")
+    return f"""# {name} — model card
+
+vitviz's own multi-task Vision Transformer, shipped so that the app works offline. **It was trained only on
+procedurally rendered 3D scenes** (`vitviz.scenes`, generator version {GENERATOR_VERSION}: one main object of 10 shape
+classes on a ground plane in front of a wall, with distractors, random camera pose, colours, textures and lighting).
+It is a teaching and demonstration model for looking at attention and depth; it is **not meant for real
+photographs**: on photos its class predictions are meaningless and its depth is a rough guess. Use a pretrained
+model (README, *Pretrained models*) for real images.
+
+## Files
+
+| file | what |
+| --- | --- |
+| `{name}.safetensors` | the weights ({size_mb:.1f} MB, float32) |
+| `{name}.json` | vitviz checkpoint config: architecture, preprocessing (mean = std = 0.5), labels, depth kind |
+| `{name}.train.json` | the training configuration and the per-epoch history of the run that made these weights |
+| `{name}.eval.json` | the figures below, as written by `benchmarks/eval_shipped_model.py --write` |
+
+This card is written by `scripts/model_card.py` from those files.
+
+## Architecture
+
+ViT with a `Conv2d` patch embedding ({arch['patch_size']}×{arch['patch_size']} patches), a learnable CLS token, a
+learnable positional embedding (bicubically interpolated for other grids), {arch['depth']} pre-norm encoder blocks of
+width {arch['embed_dim']} with {arch['num_heads']} heads, a classification head (LayerNorm + Linear on CLS,
+{arch['num_classes']} classes) and a dense depth head (patch tokens → `[B, {arch['embed_dim']}, H/{arch['patch_size']},
+W/{arch['patch_size']}]` → two transposed-conv ×2 stages → 1×1 conv → bilinear ×4 → log-depth, exponentiated to
+metres). Trained at {arch['image_size']}×{arch['image_size']} px ({grid}×{grid} patches); other aspect ratios work
+through the interpolated positional embedding. Classes: {", ".join(f"`{c}`" for c in CLASSES)}.
+
+## Figures on held-out scenes
+
+{ev['scenes']:,} generated scenes with seed {ev['seed']} (never seen in training, which used seed
+{tc['train_seed']}, or validation, seed {tc['val_seed']}); reproduce with `python benchmarks/eval_shipped_model.py`
+(about a minute on 2 CPU cores).
+
+| figure | value | goal |
+| --- | --- | --- |
+| top-1 accuracy | {_pct(ev['top1'])} | ≥ 90 %: {_goal(ev['top1'] >= GOALS['top1'])} |
+| depth AbsRel | {ev['abs_rel']:.3f} | ≤ 0.10: {_goal(ev['abs_rel'] <= GOALS['abs_rel'])} |
+| depth δ < 1.25 | {_pct(ev['delta1'])} | ≥ 90 %: {_goal(ev['delta1'] >= GOALS['delta1'])} |
+| depth AbsRel, median-scaled | {ev['abs_rel_median_scaled']:.3f} | (scale-invariant protocol) |
+| depth δ < 1.25, median-scaled | {_pct(ev['delta1_median_scaled'])} | (scale-invariant protocol) |
+| CLS attention on the object, last layer | {_pct(att[-1])} | ≥ 50 %: {_goal(att[-1] >= GOALS['attention'])} |
+| object area (what uniform attention scores) | {_pct(ev['mask_area'])} | |
+{landscape_row}
+Depth figures are on metric depth (metres, z along the optical axis) against the renderer's exact depth. The
+generated world has a known scale, so absolute depth can be read from one image: the main object's half-size is
+{_MAIN_SIZE_RANGE[0]}–{_MAIN_SIZE_RANGE[1]} m, the vertical field of view {_FOV_RANGE[0]:g}–{_FOV_RANGE[1]:g}°
+(focal length within about ±10 %), and the ground and wall textures repeat every {_GROUND_TEXTURE_PERIOD} m and
+{_WALL_TEXTURE_PERIOD} m; the camera's direction, height and distance are random (the main object covers
+{100 * _COVER_RANGE[0]:.0f}–{100 * _COVER_RANGE[1]:.0f} % of the image). The median-scaled rows rescale each
+prediction by `median(gt) / median(pred)`, the usual protocol of monocular depth: the gap between the two kinds of
+rows is the error in absolute scale, the rest is error in the *shape* of the depth map.
+
+CLS attention on the object, per layer (mean over heads; the attention of the CLS row to the patches, weighted by
+how much of each patch the object's mask covers):
+
+| layer | {layer_head} |
+| --- | {layer_sep} |
+| on object | {layer_vals} |
+
+Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_conf}. The full confusion matrix is in
+`{name}.eval.json`.
+
+## Training
+
+- Data: {tc['train_size']:,} generated scenes (seed {tc['train_seed']}) at {tc['image_size']} px, cached by the
+  script; {tc['val_size']} validation scenes (seed {tc['val_seed']}).
+- Losses: cross-entropy on CLS (label smoothing {tc['label_smoothing']}) + L1 on log-depth (weight
+  {tc['depth_weight']}) + token labelling (weight {tc['token_weight']}): a training-only linear head classifies every
+  patch token as the main object's class where its mask covers the patch, else background. It is not shipped; it
+  speeds up learning of shape features (without it the CLS classifier stayed at chance for the first 1,000 steps in
+  trial runs).
+- AdamW (lr {tc['lr']}, weight decay {tc['weight_decay']}), batch {tc['batch_size']}, {tc['warmup_steps']} warm-up
+  steps, cosine decay over a wall-clock budget, gradient clipping at 1.0, horizontal flips and brightness/contrast
+  jitter; {precision}; {schedule}.
+- Time: {train['train_minutes']:.0f} minutes of training ({train['epochs']} epochs, {steps:,} steps) plus
+  {data_minutes:.0f} minutes to generate the data: {total:.0f} minutes in all on a 2-core CPU ({train['torch']},
+  {tc['threads']} torch threads).{over}
+- Reproduce (the schedule follows wall-clock time, so a rerun gives a similar, not bit-identical, model):
+
+  ```bash
+  python -m vitviz.train --out runs/{name} --export weights/{name} --train-size {tc['train_size']} \\
+      --minutes {tc['minutes']:g} --precision {tc.get('precision', 'fp32')} --low-res {low} \\
+      --low-res-fraction {tc.get('low_res_fraction', 0)}
+  python benchmarks/eval_shipped_model.py --write
+  python scripts/model_card.py
+  ```
+
+Validation history ({tc['val_size']} scenes, at {tc['image_size']} px):
+
+| epoch | minutes | top-1 | AbsRel |
+| --- | --- | --- | --- |
+{history_rows}
+
+## Limitations
+
+- Synthetic domain only: 10 clean geometric shapes, one main object per image, a single light. Photographs,
+  several main objects, or shapes outside the 10 classes get confident but meaningless labels.
+- Trained on square images: on wider scenes (the app keeps an image's aspect ratio) its accuracy is lower, see
+  the landscape row above.
+- {grid}×{grid} patch grid at {arch['image_size']} px: attention maps are coarse by design (fast on a CPU).
+- Metric depth relies on the generated world's fixed scale (object size, focal length, texture periods): an image
+  of a differently scaled world, or taken with a very different lens, gets depth off by a constant factor.
+
+Licence: same as vitviz. Data: generated by vitviz itself; no external images were used.
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "weights" / "vitviz-mini.json")
+    parser.add_argument("--generation-minutes", type=float, default=None,
+                        help="minutes it took to generate the training scenes, when the run found them cached")
+    parser.add_argument("--out", type=Path, default=ROOT / "weights" / "README.md")
+    args = parser.parse_args()
+    args.out.write_text(card(args.model, args.generation_minutes), "utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
