@@ -106,9 +106,12 @@ def evaluate(model_path: str | Path, n: int = 2000, seed: int = 7, workers: int 
 
     ``size`` (height, width; multiples of the patch size) defaults to the model's square training size.
     """
-    from .scenes import make_dataset
+    from .scenes import CLASSES, make_dataset
 
     model, info = load_checkpoint(model_path)
+    if model.config.num_classes != len(CLASSES):
+        raise ValueError(f"{info.name} has {model.config.num_classes} classes; the generated scenes have "
+                         f"{len(CLASSES)} ({', '.join(CLASSES)})")
     size = size or (model.config.image_size, model.config.image_size)
     data = make_dataset(n, seed=seed, size=size, workers=workers, progress=sys.stderr.isatty())
     result = evaluate_arrays(model, data, info.mean, info.std)
