@@ -2,7 +2,7 @@
 
     python -m vitviz.train --export weights/vitviz-mini ...       # writes vitviz-mini.{safetensors,json,train.json}
     python benchmarks/eval_shipped_model.py --write                 # writes vitviz-mini.eval.json
-    python scripts/model_card.py [--generation-minutes 8.1]         # writes weights/README.md
+    python scripts/model_card.py [--generation-minutes 8.1] [--note "..."]   # writes weights/README.md
 
 Every figure in the card comes from those files; ``--generation-minutes`` states how long generating the training
 scenes took when the run found them already cached (the training record then only holds the loading time).
@@ -39,7 +39,7 @@ def _goal(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
-def card(weights: Path, generation_minutes: float | None) -> str:
+def card(weights: Path, generation_minutes: float | None, note: str = "") -> str:
     """The model card's Markdown for the checkpoint whose config is ``weights`` (``.../name.json``)."""
     cfg = json.loads(weights.read_text())
     train = json.loads(weights.with_suffix(".train.json").read_text())
@@ -70,6 +70,7 @@ def card(weights: Path, generation_minutes: float | None) -> str:
     layer_sep = " | ".join("---" for _ in att)
     layer_vals = " | ".join(_pct(v) for v in att)
     over = "" if total <= 62 else " It is over the 60-minute target."
+    note = f"\n- {note}" if note else ""
     wide = ev.get("landscape")
     landscape_row = "" if not wide else (
         f"| top-1 / AbsRel on landscape scenes ({wide['size'][1]}×{wide['size'][0]} px, {wide['scenes']} scenes) | "
@@ -153,13 +154,13 @@ Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_con
   jitter; {precision}; {schedule}.
 - Time: {train['train_minutes']:.0f} minutes of training ({train['epochs']} epochs, {steps:,} steps) plus
   {data_minutes:.0f} minutes to generate the data: {total:.0f} minutes in all on a 2-core CPU ({train['torch']},
-  {tc['threads']} torch threads).{over}
+  {tc['threads']} torch threads).{over}{note}
 - Reproduce (the schedule follows wall-clock time, so a rerun gives a similar, not bit-identical, model):
 
   ```bash
   python -m vitviz.train --out runs/{name} --export weights/{name} --train-size {tc['train_size']} \\
       --minutes {tc['minutes']:g} --precision {tc.get('precision', 'fp32')} --low-res {low} \\
-      --low-res-fraction {tc.get('low_res_fraction', 0)}
+      --low-res-fraction {tc.get('low_res_fraction', 0)} --depth-weight {tc['depth_weight']:g}
   python benchmarks/eval_shipped_model.py --write
   python scripts/model_card.py
   ```
@@ -190,8 +191,9 @@ def main() -> int:
     parser.add_argument("--generation-minutes", type=float, default=None,
                         help="minutes it took to generate the training scenes, when the run found them cached")
     parser.add_argument("--out", type=Path, default=ROOT / "weights" / "README.md")
+    parser.add_argument("--note", default="", help="one more line for the Training section (e.g. about other runs)")
     args = parser.parse_args()
-    args.out.write_text(card(args.model, args.generation_minutes), "utf-8")
+    args.out.write_text(card(args.model, args.generation_minutes, args.note), "utf-8")
     print(f"wrote {args.out}")
     return 0
 

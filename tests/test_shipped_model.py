@@ -37,10 +37,10 @@ def test_shipped_model_classifies_generated_scenes(tmp_path):
         result = engine.analyze(scene.image)
         correct += result.predictions[0].label == CLASSES[scene.label]
         depth_errors.append(np.median(np.abs(result.depth - scene.depth) / scene.depth))
-    # The card measures 88.4 % on 2,000 scenes; this set gives 82.0 %. Issue #4 asks for 85 % here, which the model
-    # does not reach yet: the bound guards against regressions.
-    assert correct / len(seeds) >= 0.78
-    assert np.mean(depth_errors) < 0.22  # metric depth in the right range (this set: 0.154; card AbsRel 0.168)
+    # Issue #4: at least 85 % on a fixed set. The shipped model gets 170 of these 200 (85.0 %; 89.2 % on the card's
+    # 2,000 scenes); its closest call has a 0.001 probability margin, far above CPU-to-CPU rounding differences.
+    assert correct / len(seeds) >= 0.85
+    assert np.mean(depth_errors) < 0.22  # metric depth in the right range (this set: 0.146; card AbsRel 0.161)
 
 
 def _card_figures() -> dict[str, float]:

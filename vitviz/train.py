@@ -35,7 +35,7 @@ STD = (0.5, 0.5, 0.5)
 class TrainConfig:
     out: str = "runs/vitviz-mini"
     export: str | None = "weights/vitviz-mini"
-    train_size: int = 24000
+    train_size: int = 40000
     train_seed: int = 1
     val_size: int = 500
     val_seed: int = 2
@@ -49,12 +49,12 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 300
     label_smoothing: float = 0.1
-    depth_weight: float = 1.0
+    depth_weight: float = 2.0
     token_weight: float = 1.0  # token labelling: an auxiliary per-patch class loss that speeds up learning
     minutes: float = 50.0  # wall-clock training budget; the learning-rate schedule follows it
     precision: str = "bf16"  # "bf16": bfloat16 autocast for the forward pass (faster on CPUs with AVX512-BF16), or "fp32"
     low_res: int = 96  # progressive resizing: image size used for the first part of the budget (0: off)
-    low_res_fraction: float = 0.5  # fraction of the time budget trained at ``low_res`` before switching to full size
+    low_res_fraction: float = 0.6  # fraction of the time budget trained at ``low_res`` before switching to full size
     max_epochs: int = 200
     workers: int = 2
     threads: int = 0  # torch threads (0: torch's default)
