@@ -38,6 +38,13 @@ def patch_coverage(masks: np.ndarray, patch: int) -> np.ndarray:
     return cov.reshape(n, -1)
 
 
+def _depth_errors(pred: torch.Tensor, gt: torch.Tensor) -> tuple[float, int]:
+    """Sum over images of the per-image AbsRel, and the number of pixels with ``max(pred/gt, gt/pred) < 1.25``."""
+    abs_rel = float(((pred - gt).abs() / gt).mean(dim=(1, 2)).sum())
+    hits = int((torch.maximum(pred / gt, gt / pred) < 1.25).sum())
+    return abs_rel, hits
+
+
 @torch.no_grad()
 def evaluate_arrays(
     model: VisionTransformer,
@@ -73,13 +80,11 @@ def evaluate_arrays(
         np.add.at(confusion, (labels.numpy(), pred.numpy()), 1)
         gt = torch.from_numpy(data["depths"][sl].astype(np.float32))
         d = out.depth[:, 0]
-        abs_rel_sum += float(((d - gt).abs() / gt).mean(dim=(1, 2)).sum())
-        ratio = torch.maximum(d / gt, gt / d)
-        delta_hits += int((ratio < 1.25).sum())
+        a, h = _depth_errors(d, gt)
+        abs_rel_sum, delta_hits = abs_rel_sum + a, delta_hits + h
         scale = gt.flatten(1).median(dim=1).values / d.flatten(1).median(dim=1).values
-        ds = d * scale.view(-1, 1, 1)
-        abs_rel_ms_sum += float(((ds - gt).abs() / gt).mean(dim=(1, 2)).sum())
-        delta_ms_hits += int((torch.maximum(ds / gt, gt / ds) < 1.25).sum())
+        a, h = _depth_errors(d * scale.view(-1, 1, 1), gt)
+        abs_rel_ms_sum, delta_ms_hits = abs_rel_ms_sum + a, delta_ms_hits + h
         pixels += gt.numel()
         cov = torch.from_numpy(coverage[sl])
         p0 = out.num_prefix_tokens

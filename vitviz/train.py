@@ -103,22 +103,23 @@ def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def patch_labels(masks: np.ndarray, labels: np.ndarray, patch: int, background: int) -> np.ndarray:
-    """Token labels: each patch gets the main object's class where the mask covers most of it, else ``background``."""
-    n, h, w = masks.shape
-    cover = masks.reshape(n, h // patch, patch, w // patch, patch).mean(axis=(2, 4), dtype=np.float32)
-    return np.where(cover >= 0.5, labels[:, None, None], background).astype(np.int64)
-
-
-def patch_labels_resized(masks: np.ndarray, labels: np.ndarray, grid: int, background: int,
+def patch_labels_resized(masks: np.ndarray, labels: np.ndarray, grid: int | tuple[int, int], background: int,
                           chunk: int = 2000) -> np.ndarray:
-    """Token labels for a ``grid x grid`` patch grid of the image resized to another size (area coverage >= 0.5)."""
-    out = np.empty((len(labels), grid, grid), np.int64)
+    """Token labels for a ``grid`` (rows, cols) of patches over images of any size: each patch gets the main
+    object's class where the mask covers at least half of its area, else ``background``."""
+    rows, cols = (grid, grid) if isinstance(grid, int) else grid
+    out = np.empty((len(labels), rows, cols), np.int64)
     for i in range(0, len(labels), chunk):
         m = torch.from_numpy(masks[i : i + chunk]).float().unsqueeze(1)
-        cover = F.adaptive_avg_pool2d(m, grid)[:, 0].numpy()
+        cover = F.adaptive_avg_pool2d(m, (rows, cols))[:, 0].numpy()
         out[i : i + chunk] = np.where(cover >= 0.5, labels[i : i + chunk, None, None], background)
     return out
+
+
+def patch_labels(masks: np.ndarray, labels: np.ndarray, patch: int, background: int) -> np.ndarray:
+    """Token labels for the model's own patch grid (``patch`` x ``patch`` pixel patches)."""
+    _, h, w = masks.shape
+    return patch_labels_resized(masks, labels, (h // patch, w // patch), background)
 
 
 def resize_batch(x: torch.Tensor, depth: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,12 +240,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     depths = torch.from_numpy(data["depths"])
     labels = torch.from_numpy(data["labels"])
     token_labels = torch.from_numpy(patch_labels(data["masks"], data["labels"], cfg.patch_size, len(CLASSES)))
-    if cfg.low_res and cfg.low_res_fraction > 0:
+    budget = cfg.minutes * 60.0
+    low_res_until = cfg.low_res_fraction * budget if cfg.low_res else 0.0  # seconds trained at ``low_res``
+    if low_res_until > 0:
         if cfg.low_res % cfg.patch_size:
             raise ValueError(f"--low-res {cfg.low_res} is not a multiple of the patch size {cfg.patch_size}")
         low_grid = cfg.low_res // cfg.patch_size
         token_labels_low = torch.from_numpy(patch_labels_resized(data["masks"], data["labels"], low_grid, len(CLASSES)))
-    budget = cfg.minutes * 60.0
     # The learning-rate schedule follows wall-clock progress through the budget, so a machine that is busier or
     # faster than expected still gets a complete warm-up + cosine schedule that ends when the time is up.
     segment_start, segment_base = time.time(), elapsed
@@ -260,7 +262,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 done = True
                 break
             idx = order[it * cfg.batch_size : (it + 1) * cfg.batch_size]
-            low = bool(cfg.low_res) and elapsed < cfg.low_res_fraction * budget
+            low = elapsed < low_res_until
             tok = token_labels_low[idx] if low else token_labels[idx]
             x, d, tok = augment(to_input(images[idx]), depths[idx].float(), tok, gen)
             if low:
