@@ -75,6 +75,23 @@ def test_fused_and_observable_paths_agree(cfg):
     assert torch.allclose(fused.depth, observed.depth, rtol=1e-5, atol=1e-5)
 
 
+def test_explicit_attention_trains_like_the_fused_kernel():
+    """Turning the fused kernel off (what training on a CPU does) changes speed, not the outputs or gradients."""
+    torch.manual_seed(3)
+    m = build_model(tiny_config())
+    x = torch.randn(2, 3, 32, 40)
+    grads = []
+    for fused in (True, False):
+        m.set_fused_attention(fused)
+        m.zero_grad()
+        out = m(x)
+        assert out.attentions is None
+        (out.logits.square().sum() + out.depth.log().sum()).backward()
+        grads.append([p.grad.clone() for p in m.parameters()])
+    for g_fused, g_explicit in zip(*grads):
+        assert torch.allclose(g_fused, g_explicit, rtol=1e-4, atol=1e-6)
+
+
 def test_register_tokens_extend_the_prefix():
     m = build_model(tiny_config(num_register_tokens=4)).eval()
     out = m(torch.randn(1, 3, 32, 32), return_attention=True)

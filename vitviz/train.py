@@ -210,6 +210,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = VisionTransformer(model_config(cfg, len(CLASSES)))
+    model.set_fused_attention(False)  # faster CPU training at these short sequences (benchmarks/train_step.py)
     # Training-only head: classifies every patch token as the main object's class or background (not exported).
     token_head = torch.nn.Linear(cfg.embed_dim, len(CLASSES) + 1)
     torch.nn.init.constant_(model.depth_head.out.bias, math.log(float(np.median(data["depths"][:200]))))
