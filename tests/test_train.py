@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
 
 from vitviz.checkpoint import load_checkpoint
+from vitviz.scenes import mask_coverage
 from vitviz.train import TrainConfig, patch_labels, patch_labels_resized, resize_batch, train
 
 
@@ -43,14 +46,24 @@ def test_tiny_training_run_exports_loadable_model_and_resumes(tmp_path, monkeypa
     assert history[2]["steps"] > history[1]["steps"]
 
 
-def test_resized_token_labels_match_exact_labels_on_the_same_grid():
+def test_token_labels_follow_the_mask_coverage_of_each_patch():
     rng = np.random.default_rng(0)
     masks = rng.random((5, 32, 32)) < 0.5
     masks[:, :16, :16] = True
+    masks[:, 16:, 16:] = False
     labels = np.arange(5)
-    exact = patch_labels(masks, labels, patch=8, background=10)
-    assert np.array_equal(patch_labels_resized(masks, labels, grid=4, background=10), exact)
+    tokens = patch_labels(masks, labels, patch=8, background=10)
+    block_cover = masks.reshape(5, 4, 8, 4, 8).mean(axis=(2, 4))
+    assert np.array_equal(tokens, np.where(block_cover >= 0.5, labels[:, None, None], 10))
+    assert (tokens[:, :2, :2] == labels[:, None, None]).all() and (tokens[:, 2:, 2:] == 10).all()
     assert (patch_labels_resized(masks, labels, grid=2, background=10)[:, 0, 0] == labels).all()
+
+
+@pytest.mark.parametrize("grid", [(4, 4), (6, 6), (3, 5), (7, 2)])
+def test_mask_coverage_pools_like_adaptive_average_pooling(grid):
+    masks = np.random.default_rng(1).random((3, 32, 24)) < 0.3
+    expected = F.adaptive_avg_pool2d(torch.from_numpy(masks).float().unsqueeze(1), grid)[:, 0].numpy()
+    np.testing.assert_allclose(mask_coverage(masks, grid, chunk=2), expected, atol=1e-6)
 
 
 def test_resize_batch_keeps_depth_within_the_original_range():

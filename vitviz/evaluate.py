@@ -27,15 +27,9 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .model import VisionTransformer
+from .scenes import mask_coverage
 
 __all__ = ["evaluate_arrays", "evaluate", "main"]
-
-
-def patch_coverage(masks: np.ndarray, patch: int) -> np.ndarray:
-    """Fraction of each patch covered by the mask: ``[N, H, W] -> [N, H/p * W/p]``."""
-    n, h, w = masks.shape
-    cov = masks.reshape(n, h // patch, patch, w // patch, patch).mean(axis=(2, 4))
-    return cov.reshape(n, -1)
 
 
 def _depth_errors(pred: torch.Tensor, gt: torch.Tensor) -> tuple[float, int]:
@@ -67,7 +61,8 @@ def evaluate_arrays(
     pixels = 0
     layers = model.config.depth
     att_on_mask = np.zeros(layers)
-    coverage = patch_coverage(data["masks"].astype(np.float32), patch)
+    h, w = data["masks"].shape[1:]
+    coverage = mask_coverage(data["masks"], (h // patch, w // patch)).reshape(n, -1)
     confusion = np.zeros((model.config.num_classes, model.config.num_classes), dtype=np.int64)
     for i in range(0, n, batch):
         sl = slice(i, min(n, i + batch))

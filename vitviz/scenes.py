@@ -47,6 +47,7 @@ __all__ = [
     "render_scene",
     "scene_seed",
     "make_dataset",
+    "mask_coverage",
 ]
 
 CLASSES: tuple[str, ...] = (
@@ -951,6 +952,30 @@ def scene_seed(seed: int, index: int) -> int:
 def _render_arrays(args: tuple[int, tuple[int, int]]):
     sc = render_scene(args[0], args[1])
     return sc.image, sc.depth, sc.mask, sc.label
+
+
+def mask_coverage(masks: np.ndarray, grid: tuple[int, int], chunk: int = 2000) -> np.ndarray:
+    """Fraction of each cell of a ``grid`` (rows, cols) over the masks ``[N, H, W]`` that the mask covers.
+
+    Cells split the image as adaptive average pooling does (``[floor(i H / rows), ceil((i + 1) H / rows))``), so
+    the grid need not divide the image: a model's patch grid, or the grid of a lower training resolution.
+    Returns float32 ``[N, rows, cols]``.
+    """
+    n, h, w = masks.shape
+    rows, cols = grid
+    r0 = np.arange(rows) * h // rows
+    r1 = -(-(np.arange(rows) + 1) * h // rows)
+    c0 = np.arange(cols) * w // cols
+    c1 = -(-(np.arange(cols) + 1) * w // cols)
+    area = ((r1 - r0)[:, None] * (c1 - c0)[None, :]).astype(np.float32)
+    out = np.empty((n, rows, cols), np.float32)
+    for i in range(0, n, chunk):
+        integral = np.zeros((min(chunk, n - i), h + 1, w + 1), np.int32)
+        integral[:, 1:, 1:] = masks[i : i + chunk].astype(np.int32).cumsum(1).cumsum(2)
+        total = (integral[:, r1][:, :, c1] - integral[:, r0][:, :, c1]
+                 - integral[:, r1][:, :, c0] + integral[:, r0][:, :, c0])
+        out[i : i + chunk] = total / area
+    return out
 
 
 def make_dataset(n: int, seed: int, size: int | tuple[int, int] = 128, workers: int = 1,

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .checkpoint import ModelInfo, save_checkpoint
 from .model import ViTConfig, VisionTransformer
+from .scenes import mask_coverage
 
 __all__ = ["TrainConfig", "load_or_make_dataset", "train", "main", "MEAN", "STD"]
 
@@ -103,17 +104,13 @@ def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def patch_labels_resized(masks: np.ndarray, labels: np.ndarray, grid: int | tuple[int, int], background: int,
-                          chunk: int = 2000) -> np.ndarray:
+def patch_labels_resized(masks: np.ndarray, labels: np.ndarray, grid: int | tuple[int, int],
+                          background: int) -> np.ndarray:
     """Token labels for a ``grid`` (rows, cols) of patches over images of any size: each patch gets the main
     object's class where the mask covers at least half of its area, else ``background``."""
     rows, cols = (grid, grid) if isinstance(grid, int) else grid
-    out = np.empty((len(labels), rows, cols), np.int64)
-    for i in range(0, len(labels), chunk):
-        m = torch.from_numpy(masks[i : i + chunk]).float().unsqueeze(1)
-        cover = F.adaptive_avg_pool2d(m, (rows, cols))[:, 0].numpy()
-        out[i : i + chunk] = np.where(cover >= 0.5, labels[i : i + chunk, None, None], background)
-    return out
+    cover = mask_coverage(masks, (rows, cols))
+    return np.where(cover >= 0.5, labels[:, None, None], background).astype(np.int64)
 
 
 def patch_labels(masks: np.ndarray, labels: np.ndarray, patch: int, background: int) -> np.ndarray:
