@@ -189,16 +189,29 @@ def test_hover_reports_the_patch_in_the_status_bar(qtbot, window, photo):
     assert window.input_canvas.hover_patch == patch and window.tiles.tiles[0].hover_patch == patch
 
 
+def _downsample(rgb: np.ndarray, k: int) -> np.ndarray:
+    h, w = rgb.shape[0] // k, rgb.shape[1] // k
+    return rgb.reshape(h, k, w, k, 3).astype(np.float32).mean(axis=(1, 3))
+
+
 def test_clicking_a_head_enlarges_it_and_follows_the_layer(qtbot, window, photo):
-    open_and_wait(qtbot, window, photo)
+    result = open_and_wait(qtbot, window, photo)
     center = window.tiles.tiles[1].rect().center()
     qtbot.mouseClick(window.tiles.tiles[1], Qt.MouseButton.LeftButton, pos=center)
     assert window.detail.isVisible()
     assert "head 1" in window.detail.title.text()
-    np.testing.assert_array_equal(window.detail.canvas.rgb, window.head_view_image(1))
+    # the enlarged map is drawn over a sharper copy of the photo (96x64 here: twice the model input), patch for patch
+    image, scale = result.detail_image()
+    assert scale == 2 and image.shape[:2] == (2 * result.image.shape[0], 2 * result.image.shape[1])
+    shown = window.detail.canvas.rgb
+    assert shown.shape == image.shape and window.detail.canvas.patch_size == 2 * result.grid.patch_size
+    np.testing.assert_allclose(window.detail.values, window._tile_values[1])  # noqa: SLF001
+    assert np.abs(_downsample(shown, 2) - window.head_view_image(1)).mean() < 6  # the same map as the tile
     window.set_layer(0)
     assert "Layer 0" in window.detail.title.text()
-    np.testing.assert_array_equal(window.detail.canvas.rgb, window.head_view_image(1))
+    np.testing.assert_allclose(window.detail.values, window._tile_values[1])  # noqa: SLF001
+    assert np.abs(_downsample(window.detail.canvas.rgb, 2) - window.head_view_image(1)).mean() < 6
+    assert not np.array_equal(window.detail.canvas.rgb, shown)
 
 
 def _wheel(widget, pos: QPointF, steps: int) -> None:

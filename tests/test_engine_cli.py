@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from vitviz.cli import main
-from vitviz.engine import Engine, PatchGrid, prepare_image, select_device
+from vitviz.engine import Engine, PatchGrid, display_copy, prepare_image, select_device
 from vitviz.errors import ImageLoadError, VitvizError
 
 from .conftest import TINY_LABELS
@@ -63,6 +63,28 @@ def test_prepare_image_keeps_aspect_and_patch_multiple(size, expected_hw):
     """Short side to the model size, long side capped at 4x, both snapped to whole patches."""
     out = prepare_image(Image.new("RGB", size), 32, 8)
     assert out.shape == (*expected_hw, 3)
+
+
+@pytest.mark.parametrize(
+    "size, expected_hw",
+    [((640, 480), (192, 240)), ((4000, 3000), (192, 240)), ((60, 40), None), ((96, 64), (64, 96))],
+)
+def test_display_copy_frames_the_model_input_sharper(size, expected_hw):
+    """The enlarged views' copy: k x the model input (k whole), within the size cap, never upsampled past the
+    original, framed exactly like the input; None when it would be no sharper."""
+    y, x = np.mgrid[0 : size[1], 0 : size[0]]
+    rgb = np.stack([255 * x / size[0], 255 * y / size[1], 128 + 100 * np.sin(x / size[0] * 6)], -1)
+    img = Image.fromarray(rgb.astype(np.uint8))
+    model_input = prepare_image(img, 32, 8)
+    copy = display_copy(img, model_input.shape[:2], max_side=256)
+    if expected_hw is None:
+        assert copy is None
+        return
+    assert copy.shape == (*expected_hw, 3)
+    k = copy.shape[0] // model_input.shape[0]
+    assert copy.shape[1] == k * model_input.shape[1] and k * model_input.shape[1] <= size[0]
+    shrunk = copy.reshape(model_input.shape[0], k, model_input.shape[1], k, 3).astype(np.float32).mean(axis=(1, 3))
+    assert np.abs(shrunk - model_input).mean() < 3
 
 
 def test_patch_grid_geometry():

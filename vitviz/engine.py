@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 MAX_ASPECT_TOKENS = 4  # the long side gets at most this many times the model's training resolution
+DISPLAY_MAX_SIDE = 1024  # long side (pixels) of the sharper copy of the image kept for enlarged views
 
 
 def select_device(preference: str | torch.device | None = "auto") -> torch.device:
@@ -132,6 +133,15 @@ class AnalysisResult:
     depth_model_name: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
     notices: list[str] = field(default_factory=list)
+    # The same framing as ``image`` at an integer multiple of its size (up to DISPLAY_MAX_SIDE, never above the
+    # original's resolution), for enlarged views: maps drawn over it keep the photo's detail.  None: use ``image``.
+    display_image: np.ndarray | None = None
+
+    def detail_image(self) -> tuple[np.ndarray, int]:
+        """The sharpest copy of the model's view and its scale relative to ``image`` (a whole number >= 1)."""
+        if self.display_image is None:
+            return self.image, 1
+        return self.display_image, self.display_image.shape[0] // self.image.shape[0]
 
     @property
     def num_layers(self) -> int:
@@ -195,6 +205,17 @@ def prepare_image(img: Image.Image, image_size: int, patch_size: int) -> np.ndar
     size = (snap(w), snap(h))
     resized = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0) if size != img.size else img
     return np.array(resized, dtype=np.uint8)
+
+
+def display_copy(img: Image.Image, input_hw: tuple[int, int], max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray | None:
+    """``img`` framed like the model input of size ``input_hw`` but ``k`` times larger (``k`` a whole number chosen
+    so the copy fits ``max_side`` and does not exceed the original's resolution); None when ``k`` would be 1."""
+    h, w = input_hw
+    k = min(img.size[0] // w, img.size[1] // h, max_side // max(h, w))
+    if k < 2:
+        return None
+    size = (k * w, k * h)
+    return np.array(img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0), dtype=np.uint8)
 
 
 class Engine:
@@ -330,6 +351,7 @@ class Engine:
             dinfo = self.info if out.depth is not None else self.depth_info
             result.depth_kind = dinfo.depth_kind if dinfo else None
             result.depth_model_name = dinfo.name if dinfo else None
+        result.display_image = display_copy(loaded.image, rgb.shape[:2])
         timings["postprocess"] = (time.perf_counter() - t) * 1000.0
         timings["total"] = (time.perf_counter() - t_start) * 1000.0
         result.timings = timings

@@ -1060,15 +1060,18 @@ class MainWindow(QMainWindow):
         what = f"head {tile}" if tile < n else ("mean of heads" if tile == n else f"rollout 0–{self._layer}")
         mode = "CLS → patches" if self._query is None else f"patch #{self._query} → patches"
         lo, hi = self._tile_ranges[tile]
+        # Drawn over the sharper copy of the image where there is one, so zooming in shows the photo's detail.
+        image, scale = self.current_result.detail_image()
+        v01 = np.clip((self._tile_values[tile] - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
         self.detail.set_content(
             tile,
             f"Layer {self._layer} · {what} · <span style='color:#1f6feb'>{mode}</span>",
-            self.tiles.tiles[tile].rgb,
+            overlay(image, v01, self._cmap, self._alpha, smooth=self._smooth),
             self._tile_values[tile],
             colormap_lut(self._cmap),
             lo,
             hi,
-            self.current_result.grid.patch_size,
+            self.current_result.grid.patch_size * scale,
             self._grid,
             self._query,
             "weight",
