@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from vitviz.model import ViTConfig, VisionTransformer
 
 
-def seconds_per_step(size: int, fused: bool, batch: int, steps: int) -> float:
+def seconds_per_step(size: int, fused: bool, batch: int, steps: int, compiled: bool = False) -> float:
     torch.manual_seed(0)
     model = VisionTransformer(ViTConfig(image_size=128, patch_size=16, embed_dim=192, depth=6, num_heads=6,
                                         num_classes=10, depth_head="simple"))
     model.set_fused_attention(fused)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    forward = torch.compile(model) if compiled else model
     x = torch.randn(batch, 3, size, size)
     labels = torch.randint(0, 10, (batch,))
     depth = torch.rand(batch, size, size) + 1.0
@@ -33,13 +34,13 @@ def seconds_per_step(size: int, fused: bool, batch: int, steps: int) -> float:
     for _ in range(steps):
         t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(x)
+            out = forward(x)
         loss = F.cross_entropy(out.logits.float(), labels) + (out.depth[:, 0].float().log() - depth.log()).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t0)
-    warm = times[2:] or times
+    warm = times[3:] or times  # the first steps include warm-up (and compilation)
     return sum(warm) / len(warm)
 
 
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd explicit attention")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -56,6 +58,10 @@ def main() -> None:
             s = seconds_per_step(size, fused, args.batch, args.steps)
             rows.append({"image_size": size, "fused_attention": fused, "seconds_per_step": round(s, 4)})
             print(f"{size} px  {'fused   ' if fused else 'explicit'} attention: {s:.3f} s/step", flush=True)
+        if args.compile:
+            s = seconds_per_step(size, False, args.batch, args.steps, compiled=True)
+            rows.append({"image_size": size, "fused_attention": False, "compiled": True, "seconds_per_step": round(s, 4)})
+            print(f"{size} px  explicit attention, torch.compile: {s:.3f} s/step", flush=True)
     result = {"threads": args.threads, "batch": args.batch, "torch": torch.__version__,
               "processor": platform.processor() or platform.machine(), "rows": rows}
     out = Path(__file__).parent / "results" / "train_step.json"
