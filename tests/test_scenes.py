@@ -315,6 +315,20 @@ def test_main_object_coverage_in_range():
     assert cov.min() >= 0.04 and cov.max() <= 0.5, (cov.min(), cov.max())
 
 
+def test_main_object_has_a_known_size_whatever_its_proportions():
+    """The world's scale must be readable from the image: every class's main object fits a bounding sphere of
+    0.49-0.59 m radius (its proportions still vary), and the focal length varies by less than +-8 %."""
+    radii, fovs = {c: [] for c in CLASSES}, []
+    for i in range(400):
+        spec = random_spec(scene_seed(3, i))
+        radii[spec["main_class"]].append(make_shape(spec["objects"][0]).bound_radius)
+        fovs.append(spec["camera"]["fov_deg"])
+    for kind, r in radii.items():
+        assert r and 0.48 <= min(r) and max(r) <= 0.60, (kind, min(r), max(r))
+    tan = np.tan(np.radians(fovs) / 2)
+    assert tan.max() / tan.min() < 1.16
+
+
 def test_make_dataset_matches_render_and_workers():
     a = make_dataset(6, seed=4, size=24)
     assert a["images"].shape == (6, 24, 24, 3) and a["images"].dtype == np.uint8

@@ -64,7 +64,7 @@ CLASSES: tuple[str, ...] = (
 )
 NUM_CLASSES = len(CLASSES)
 # Bumped whenever random_spec's distribution changes, so cached datasets of older versions are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 _SHADOW_OFFSET = 1e-3  # metres; shadow rays start this far off the surface
 _TORUS_MAX_STEPS = 100
@@ -668,7 +668,11 @@ _COVER_RANGE = (0.12, 0.38)  # target fraction of pixels covered by the main obj
 # focal length looking at things of known size): the main object's half-size, the focal length and the texture
 # periods of ground and wall vary only a little.  With wide ranges, a scene scaled by 2 would look identical.
 _MAIN_SIZE_RANGE = (0.45, 0.55)  # metres, characteristic half-size of the main object
-_FOV_RANGE = (45.0, 55.0)  # degrees, vertical field of view (focal length within about +-10 %)
+# The main object is then scaled so that its bounding sphere's radius is this many times its half-size: the
+# shapes' proportions vary within a class, and without it their overall size varied by about +-20 % (log std 0.18),
+# which made distance from apparent size ambiguous.
+_MAIN_RADIUS_PER_SIZE = 1.08
+_FOV_RANGE = (47.0, 53.0)  # degrees, vertical field of view (focal length within about +-7 %)
 _GROUND_TEXTURE_PERIOD = 0.5  # metres
 _WALL_TEXTURE_PERIOD = 0.4  # metres
 
@@ -816,8 +820,11 @@ def _random_colors(rng: np.random.Generator, muted: bool, avoid: list | None = N
 
 
 def _make_object(kind: str, s: float, rng: np.random.Generator, xz, avoid,
-                 view: np.ndarray | None = None) -> dict:
+                 view: np.ndarray | None = None, bound_radius: float | None = None) -> dict:
     params = _shape_params(kind, s, rng)
+    if bound_radius is not None:  # keep the proportions, fix the overall size (all parameters are lengths)
+        factor = bound_radius / float(_geometry(kind, params)["br"])
+        params = {k: v * factor for k, v in params.items()}
     for _ in range(50):
         R = _rot_y(rng.uniform(0, 2 * np.pi)) @ _orientation(kind, rng)
         if view is None or _view_ok(kind, R, view):
@@ -857,7 +864,7 @@ def random_spec(seed: int) -> dict:
     view = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
 
     s_main = U(*_MAIN_SIZE_RANGE)
-    main = _make_object(kind, s_main, rng, (0.0, 0.0), avoid, view)
+    main = _make_object(kind, s_main, rng, (0.0, 0.0), avoid, view, bound_radius=_MAIN_RADIUS_PER_SIZE * s_main)
     mshape = make_shape(main)
     lo, hi = mshape.aabb()
     cam_pos, target = _frame(mshape, 0.5 * (lo + hi), view, fov,
