@@ -966,6 +966,11 @@ class MainWindow(QMainWindow):
             roll = np.zeros((rows, cols), np.float32)
         return np.asarray(maps, np.float32), maps.mean(axis=0).astype(np.float32), roll.astype(np.float32)
 
+    def _overlay(self, image: np.ndarray, values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        """``values`` scaled from [lo, hi] to the colormap, drawn over ``image`` with the current view settings."""
+        v01 = np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        return overlay(image, v01, self._cmap, self._alpha, smooth=self._smooth)
+
     def _refresh_attention(self) -> None:
         shown = self._shown
         if shown is None or not self.tiles.tiles or shown.result.num_layers == 0:
@@ -984,8 +989,7 @@ class MainWindow(QMainWindow):
         values = [*heads, mean, roll]
         image = result.image
         for i, (tile, v, (lo, hi)) in enumerate(zip(self.tiles.tiles, values, ranges)):
-            v01 = np.clip((v - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-            tile.set_image(overlay(image, v01, self._cmap, self._alpha, smooth=self._smooth))
+            tile.set_image(self._overlay(image, v, lo, hi))
             tile.set_marked_patch(self._query)
         n = len(heads)
         for i in range(n):
@@ -1062,11 +1066,10 @@ class MainWindow(QMainWindow):
         lo, hi = self._tile_ranges[tile]
         # Drawn over the sharper copy of the image where there is one, so zooming in shows the photo's detail.
         image, scale = self.current_result.detail_image()
-        v01 = np.clip((self._tile_values[tile] - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
         self.detail.set_content(
             tile,
             f"Layer {self._layer} · {what} · <span style='color:#1f6feb'>{mode}</span>",
-            overlay(image, v01, self._cmap, self._alpha, smooth=self._smooth),
+            self._overlay(image, self._tile_values[tile], lo, hi),
             self._tile_values[tile],
             colormap_lut(self._cmap),
             lo,
