@@ -136,16 +136,13 @@ class Attention(nn.Module):
         b, t, c = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B, heads, T, head_dim]
-        if return_attention or not self.fused:
+        if self.fused and not return_attention:
+            attn, out = None, F.scaled_dot_product_attention(q, k, v)
+        else:
             attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
             out = attn @ v
-            if not return_attention:
-                attn = None
-        else:
-            attn = None
-            out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(1, 2).reshape(b, t, c)
-        return self.proj(out), attn
+        return self.proj(out), attn if return_attention else None
 
 
 class LayerScale(nn.Module):
