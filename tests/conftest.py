@@ -18,6 +18,12 @@ from vitviz.model import ViTConfig, build_model
 TINY_LABELS = ["alpha", "beta", "gamma", "delta", "epsilon"]
 
 
+def box_downsample(rgb: np.ndarray, k: int) -> np.ndarray:
+    """Mean over k x k pixel blocks of an [H, W, C] image (H, W multiples of k), as float32."""
+    h, w, c = rgb.shape[0] // k, rgb.shape[1] // k, rgb.shape[2]
+    return rgb.reshape(h, k, w, k, c).astype(np.float32).mean(axis=(1, 3))
+
+
 def tiny_config(**overrides) -> ViTConfig:
     base = dict(
         image_size=32, patch_size=8, embed_dim=24, depth=3, num_heads=3, num_classes=5, depth_head="simple",

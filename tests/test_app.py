@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from vitviz.app.main_window import MainWindow  # noqa: E402
 from vitviz.app.worker import cumulative_rollout  # noqa: E402
 
-from .conftest import TINY_LABELS  # noqa: E402
+from .conftest import TINY_LABELS, box_downsample  # noqa: E402
 
 TIMEOUT = 30_000  # ms; generous for two busy CPU cores
 
@@ -189,11 +189,6 @@ def test_hover_reports_the_patch_in_the_status_bar(qtbot, window, photo):
     assert window.input_canvas.hover_patch == patch and window.tiles.tiles[0].hover_patch == patch
 
 
-def _downsample(rgb: np.ndarray, k: int) -> np.ndarray:
-    h, w = rgb.shape[0] // k, rgb.shape[1] // k
-    return rgb.reshape(h, k, w, k, 3).astype(np.float32).mean(axis=(1, 3))
-
-
 def test_clicking_a_head_enlarges_it_and_follows_the_layer(qtbot, window, photo):
     result = open_and_wait(qtbot, window, photo)
     center = window.tiles.tiles[1].rect().center()
@@ -206,11 +201,11 @@ def test_clicking_a_head_enlarges_it_and_follows_the_layer(qtbot, window, photo)
     shown = window.detail.canvas.rgb
     assert shown.shape == image.shape and window.detail.canvas.patch_size == 2 * result.grid.patch_size
     np.testing.assert_allclose(window.detail.values, window._tile_values[1])  # noqa: SLF001
-    assert np.abs(_downsample(shown, 2) - window.head_view_image(1)).mean() < 6  # the same map as the tile
+    assert np.abs(box_downsample(shown, 2) - window.head_view_image(1)).mean() < 6  # the same map as the tile
     window.set_layer(0)
     assert "Layer 0" in window.detail.title.text()
     np.testing.assert_allclose(window.detail.values, window._tile_values[1])  # noqa: SLF001
-    assert np.abs(_downsample(window.detail.canvas.rgb, 2) - window.head_view_image(1)).mean() < 6
+    assert np.abs(box_downsample(window.detail.canvas.rgb, 2) - window.head_view_image(1)).mean() < 6
     assert not np.array_equal(window.detail.canvas.rgb, shown)
 
 

@@ -13,7 +13,7 @@ from vitviz.cli import main
 from vitviz.engine import Engine, PatchGrid, display_copy, prepare_image, select_device
 from vitviz.errors import ImageLoadError, VitvizError
 
-from .conftest import TINY_LABELS
+from .conftest import TINY_LABELS, box_downsample
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,9 @@ def test_result_object_holds_every_output(engine, photo):
     assert r.cls_attention.shape == (3, 3, 4, 6)
     np.testing.assert_allclose(r.cls_attention[1, 2].ravel(), r.attentions[1, 2, 0, 1:], rtol=1e-6)
     assert r.depth.shape == (32, 48) and (r.depth > 0).all()
+    assert r.display_image is None and r.detail_image()[1] == 1  # kept only when asked for (the app does)
+    kept = engine.analyze(photo, keep_display_image=True)
+    assert kept.detail_image()[1] == 2 and kept.display_image.shape == (64, 96, 3)
     assert r.device == "cpu"
     assert set(r.timings) >= {"preprocess", "forward", "postprocess", "total"}
     assert r.query_attention(0, 5).shape == (3, 4, 6)
@@ -83,8 +86,7 @@ def test_display_copy_frames_the_model_input_sharper(size, expected_hw):
     assert copy.shape == (*expected_hw, 3)
     k = copy.shape[0] // model_input.shape[0]
     assert copy.shape[1] == k * model_input.shape[1] and k * model_input.shape[1] <= size[0]
-    shrunk = copy.reshape(model_input.shape[0], k, model_input.shape[1], k, 3).astype(np.float32).mean(axis=(1, 3))
-    assert np.abs(shrunk - model_input).mean() < 3
+    assert np.abs(box_downsample(copy, k) - model_input).mean() < 3
 
 
 def test_patch_grid_geometry():

@@ -272,22 +272,29 @@ class Engine:
         image: str | os.PathLike[str] | Image.Image | np.ndarray | LoadedImage,
         topk: int = 5,
         cancelled: Callable[[], bool] | None = None,
+        keep_display_image: bool = False,
     ) -> AnalysisResult | None:
-        """Analyse one image; returns None if ``cancelled()`` turned true between stages."""
+        """Analyse one image; returns None if ``cancelled()`` turned true between stages.
+
+        ``keep_display_image``: also keep a sharper copy of the image for enlarged views
+        (``AnalysisResult.display_image``); the app asks for it, batch analysis does not need it.
+        """
+        cancelled = cancelled or (lambda: False)
         with self._lock:
             try:
-                return self._analyze(image, topk, cancelled or (lambda: False))
+                return self._analyze(image, topk, cancelled, keep_display_image)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
                 torch.cuda.empty_cache()
                 self._to_device(torch.device("cpu"))
-                result = self._analyze(image, topk, cancelled or (lambda: False))
+                result = self._analyze(image, topk, cancelled, keep_display_image)
                 if result is not None:
                     result.notices.append("the GPU ran out of memory; this and later images run on the CPU")
                 return result
 
-    def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool]) -> AnalysisResult | None:
+    def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool],
+                 keep_display_image: bool) -> AnalysisResult | None:
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
         loaded = _as_loaded(image)
@@ -351,7 +358,8 @@ class Engine:
             dinfo = self.info if out.depth is not None else self.depth_info
             result.depth_kind = dinfo.depth_kind if dinfo else None
             result.depth_model_name = dinfo.name if dinfo else None
-        result.display_image = display_copy(loaded.image, rgb.shape[:2])
+        if keep_display_image:
+            result.display_image = display_copy(loaded.image, rgb.shape[:2])
         timings["postprocess"] = (time.perf_counter() - t) * 1000.0
         timings["total"] = (time.perf_counter() - t_start) * 1000.0
         result.timings = timings

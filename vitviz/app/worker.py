@@ -217,7 +217,8 @@ class AnalysisWorker(QObject):
             if self.engine is None:
                 self._preview(request_id, source)
                 return
-            result = self.engine.analyze(self._as_input(source), topk=self.topk, cancelled=cancelled)
+            result = self.engine.analyze(self._as_input(source), topk=self.topk, cancelled=cancelled,
+                                         keep_display_image=True)
             if result is None or cancelled():
                 return
             rollouts = cumulative_rollout(result.attentions) if result.attentions is not None else None
