@@ -33,6 +33,20 @@ from vitviz.scenes import (  # noqa: E402
 GOALS = {"top1": 0.90, "abs_rel": 0.10, "delta1": 0.90, "attention": 0.50}
 
 
+def _depth_head_text(arch: dict) -> str:
+    """One-line description of the shipped depth head, from the checkpoint's architecture."""
+    d, p = arch["embed_dim"], arch["patch_size"]
+    if arch.get("depth_head") == "fusion":
+        layers = ", ".join(str(i) for i in arch["depth_head_layers"] or [arch["depth"]])
+        c = arch["depth_head_channels"][0]
+        return (f"the patch tokens of blocks {layers}, each layer-normalised, concatenated and mapped by one linear "
+                f"layer to a 4×4 block of {c}-channel features per token (`[B, {c}, 4H/{p}, 4W/{p}]`), joined by "
+                f"a {p // 4}×{p // 4}-stride image stem ({arch['depth_head_stem_channels']} channels) so edges can "
+                f"fall inside a patch → two 3×3 convs → 1×1 conv → bilinear ×{p // 4} → log-depth, exponentiated "
+                f"to metres")
+    return (f"patch tokens → `[B, {d}, H/{p}, W/{p}]` → two transposed-conv ×2 stages → 1×1 conv → bilinear ×4 → "
+            f"log-depth, exponentiated to metres")
+
 def _pct(v: float) -> str:
     return f"{100 * v:.1f} %"
 
@@ -110,9 +124,7 @@ This card is written by `scripts/model_card.py` from those files.
 ViT with a `Conv2d` patch embedding ({arch['patch_size']}×{arch['patch_size']} patches), a learnable CLS token, a
 learnable positional embedding (bicubically interpolated for other grids), {arch['depth']} pre-norm encoder blocks of
 width {arch['embed_dim']} with {arch['num_heads']} heads, a classification head (LayerNorm + Linear on CLS,
-{arch['num_classes']} classes) and a dense depth head (patch tokens → `[B, {arch['embed_dim']}, H/{arch['patch_size']},
-W/{arch['patch_size']}]` → two transposed-conv ×2 stages → 1×1 conv → bilinear ×4 → log-depth, exponentiated to
-metres). Trained at {arch['image_size']}×{arch['image_size']} px ({grid}×{grid} patches); other aspect ratios work
+{arch['num_classes']} classes) and a dense depth head ({_depth_head_text(arch)}). Trained at {arch['image_size']}×{arch['image_size']} px ({grid}×{grid} patches); other aspect ratios work
 through the interpolated positional embedding. Classes: {", ".join(f"`{c}`" for c in CLASSES)}.
 
 ## Figures on held-out scenes

@@ -26,8 +26,8 @@ def box_downsample(rgb: np.ndarray, k: int) -> np.ndarray:
 
 def tiny_config(**overrides) -> ViTConfig:
     base = dict(
-        image_size=32, patch_size=8, embed_dim=24, depth=3, num_heads=3, num_classes=5, depth_head="simple",
-        depth_head_channels=(16, 8),
+        image_size=32, patch_size=8, embed_dim=24, depth=3, num_heads=3, num_classes=5, depth_head="fusion",
+        depth_head_channels=(8,), depth_head_layers=(1, 3), depth_head_stem_channels=4,
     )
     base.update(overrides)
     return ViTConfig(**base)

@@ -9,11 +9,17 @@ from vitviz.model import ViTConfig, build_model, interpolate_pos_embed
 
 from .conftest import tiny_config
 
+# The two trainable depth heads (tiny_config's default is the shipped kind, "fusion").
+HEADS = {
+    "fusion": {},
+    "simple": {"depth_head": "simple", "depth_head_channels": (16, 8), "depth_head_layers": ()},
+}
 
-@pytest.fixture()
-def model():
+
+@pytest.fixture(params=["fusion", "simple"])
+def model(request):
     torch.manual_seed(1)
-    m = build_model(tiny_config())
+    m = build_model(tiny_config(**HEADS[request.param]))
     with torch.no_grad():
         m.pos_embed.normal_(0, 0.5)
     return m.eval()
@@ -121,6 +127,36 @@ def test_patch_size_must_divide_image(model):
 
 def test_config_round_trip():
     cfg = tiny_config(layer_scale_init=1e-5)
+    assert cfg.depth_head_layers == (1, 3)
     assert ViTConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown architecture option"):
         ViTConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_fusion_head_reads_every_chosen_block_and_the_image():
+    """The depth map depends on each selected block's tokens and, through the stem, on sub-patch image detail."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config()).eval()
+    x = torch.randn(1, 3, 32, 32, requires_grad=True)
+    hidden = {}
+    hooks = [model.blocks[i].register_forward_hook(lambda m, a, out, i=i: hidden.__setitem__(i, out[0]))
+             for i in range(3)]
+    out = model(x)
+    for h in hooks:
+        h.remove()
+    grads = torch.autograd.grad(out.depth.log().sum(), [hidden[0], hidden[1], hidden[2]], allow_unused=True)
+    # block 1 reaches the head directly and through blocks 2-3; block 2 only through block 3: all non-zero
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    # Changing one pixel changes the depth most near that pixel (stem at 1/4 of the 8-px patch: 2-px cells),
+    # not uniformly over its patch as a token-only head would.
+    with torch.no_grad():
+        base = model(x).depth[0, 0]
+        bumped = x.detach().clone()
+        bumped[0, :, 1, 1] += 3.0
+        delta = (model(bumped).depth[0, 0] - base).abs()
+    assert delta[:4, :4].mean() > 2 * delta[4:8, 4:8].mean()
+
+
+def test_fusion_head_rejects_blocks_the_model_does_not_have():
+    with pytest.raises(ValueError, match="depth_head_layers"):
+        build_model(tiny_config(depth_head_layers=(1, 4)))

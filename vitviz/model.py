@@ -29,6 +29,7 @@ __all__ = [
     "Attention",
     "Block",
     "SimpleDepthHead",
+    "FusionDepthHead",
     "VisionTransformer",
     "interpolate_pos_embed",
     "build_model",
@@ -52,8 +53,10 @@ class ViTConfig:
     norm_eps: float = 1e-6
     num_classes: int = 0  # 0: no classification head
     head_pool: str = "cls"  # "cls" or "cls+mean" (concatenate CLS and mean patch token, DINOv2 linear heads)
-    depth_head: str = "none"  # "none", "simple" (the shipped model) or "dpt" (Depth Anything style)
-    depth_head_channels: tuple[int, ...] = (128, 64)
+    depth_head: str = "none"  # "none", "fusion" (the shipped model), "simple" or "dpt" (Depth Anything style)
+    depth_head_channels: tuple[int, ...] = (128, 64)  # "simple": one x2 stage each; "fusion": (hidden channels,)
+    depth_head_layers: tuple[int, ...] = ()  # "fusion": 1-based blocks whose outputs feed the head (empty: last)
+    depth_head_stem_channels: int = 16  # "fusion": channels of the image stem at 1/4 of the patch size
     dpt: dict[str, Any] = field(default_factory=dict)  # options of the DPT head (see vitviz.dpt)
     pos_embed_antialias: bool = False  # antialiased bicubic resampling of positional embeddings
     pos_embed_offset: float = 0.0  # DINOv2's legacy +0.1 scale-factor offset when non-zero
@@ -72,6 +75,7 @@ class ViTConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["depth_head_channels"] = list(self.depth_head_channels)
+        d["depth_head_layers"] = list(self.depth_head_layers)
         return d
 
     @classmethod
@@ -81,8 +85,9 @@ class ViTConfig:
         if unknown:
             raise ValueError(f"unknown architecture option(s): {', '.join(unknown)}")
         values = dict(data)
-        if "depth_head_channels" in values:
-            values["depth_head_channels"] = tuple(int(c) for c in values["depth_head_channels"])
+        for key in ("depth_head_channels", "depth_head_layers"):
+            if key in values:
+                values[key] = tuple(int(c) for c in values[key])
         return cls(**values)
 
 
@@ -230,6 +235,46 @@ class SimpleDepthHead(nn.Module):
         return y  # log-depth
 
 
+class FusionDepthHead(nn.Module):
+    """Light dense head: patch tokens of several blocks, fused with a small image stem, at 1/4 of the patch size.
+
+    Each selected block's patch tokens are layer-normalised and concatenated; one linear layer maps every token to a
+    ``f x f`` block of ``channels``-dim features (``f = 4``, a pixel shuffle), which is concatenated with a strided
+    convolution of the image (kernel = stride = patch / f) so object edges can be placed finer than a patch; two 3x3
+    convolutions and a 1x1 output follow, and the map is resized bilinearly to the input size. About a third of the
+    cost of :class:`SimpleDepthHead` on vitviz-mini, so training takes more steps in the same time.
+
+    Predicts log-depth; the model exponentiates it so depth is always positive.
+    """
+
+    def __init__(
+        self, embed_dim: int, patch_size: int, num_layers: int, channels: int = 32, stem_channels: int = 16,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        self.factor = f = 4 if patch_size % 4 == 0 else 1
+        self.norms = nn.ModuleList(nn.LayerNorm(embed_dim) for _ in range(num_layers))
+        self.proj = nn.Linear(embed_dim * num_layers, channels * f * f)
+        self.stem = nn.Conv2d(in_chans, stem_channels, kernel_size=patch_size // f, stride=patch_size // f)
+        self.fuse = nn.Conv2d(channels + stem_channels, channels, kernel_size=3, padding=1)
+        self.refine = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.out = nn.Conv2d(channels, 1, kernel_size=1)
+
+    def forward(
+        self, layer_tokens: list[torch.Tensor], image: torch.Tensor, grid: tuple[int, int], out_size: tuple[int, int]
+    ) -> torch.Tensor:
+        """``layer_tokens``: one ``[B, N, D]`` patch-token tensor per selected block; ``image``: the model input."""
+        tokens = torch.cat([norm(t) for norm, t in zip(self.norms, layer_tokens)], dim=-1)
+        b, n, _ = tokens.shape
+        y = self.proj(tokens).transpose(1, 2).reshape(b, -1, grid[0], grid[1])
+        y = F.gelu(F.pixel_shuffle(y, self.factor))
+        y = F.gelu(self.fuse(torch.cat([y, F.gelu(self.stem(image))], dim=1)))
+        y = self.out(y + F.gelu(self.refine(y)))
+        if tuple(y.shape[-2:]) != tuple(out_size):
+            y = F.interpolate(y, size=out_size, mode="bilinear", align_corners=False)
+        return y  # log-depth
+
+
 def interpolate_pos_embed(
     pos_embed: torch.Tensor,
     old_grid: tuple[int, int],
@@ -281,6 +326,11 @@ class VisionTransformer(nn.Module):
         self.depth_head: nn.Module | None
         if c.depth_head == "simple":
             self.depth_head = SimpleDepthHead(c.embed_dim, c.patch_size, c.depth_head_channels)
+        elif c.depth_head == "fusion":
+            self.depth_head = FusionDepthHead(
+                c.embed_dim, c.patch_size, len(self.depth_head_layers), c.depth_head_channels[0],
+                c.depth_head_stem_channels, c.in_chans,
+            )
         elif c.depth_head == "dpt":
             from .dpt import DPTHead  # the pretrained depth family; imported only when used
 
@@ -290,6 +340,14 @@ class VisionTransformer(nn.Module):
         else:
             raise ValueError(f"unknown depth head {c.depth_head!r}")
         self._init_weights()
+
+    @property
+    def depth_head_layers(self) -> tuple[int, ...]:
+        """0-based indices of the blocks whose outputs feed a "fusion" depth head."""
+        layers = self.config.depth_head_layers or (self.config.depth,)
+        if any(not 1 <= i <= self.config.depth for i in layers):
+            raise ValueError(f"depth_head_layers {layers} outside 1..{self.config.depth}")
+        return tuple(i - 1 for i in layers)
 
     @property
     def num_prefix_tokens(self) -> int:
@@ -360,7 +418,7 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False) -> ViTOutput:
         """Full pass: tokens, logits, depth (when the model has those heads) and optionally attentions."""
-        need_hidden = self.config.depth_head == "dpt"
+        need_hidden = self.config.depth_head in ("dpt", "fusion")
         out = self.forward_features(x, return_attention, return_hidden=need_hidden)
         out.logits = self.classify(out.tokens)
         if self.depth_head is not None:
@@ -368,6 +426,10 @@ class VisionTransformer(nn.Module):
             if self.config.depth_head == "simple":
                 patches = out.tokens[:, self.num_prefix_tokens :]
                 out.depth = torch.exp(self.depth_head(patches, out.grid, size))
+            elif self.config.depth_head == "fusion":
+                p = self.num_prefix_tokens
+                layers = [out.hidden_states[i][:, p:] for i in self.depth_head_layers]
+                out.depth = torch.exp(self.depth_head(layers, x, out.grid, size))
             else:
                 out.depth = self.depth_head(out.hidden_states, out.grid, size, self.norm, self.num_prefix_tokens)
         return out

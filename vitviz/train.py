@@ -45,6 +45,9 @@ class TrainConfig:
     embed_dim: int = 192
     depth: int = 6
     num_heads: int = 6
+    depth_head: str = "fusion"  # "fusion" (FusionDepthHead) or "simple" (SimpleDepthHead, runs 1-4)
+    depth_head_layers: str = ""  # "fusion": comma-separated 1-based blocks feeding the depth head ("": thirds)
+    depth_head_channels: int = 32  # "fusion": hidden channels
     batch_size: int = 64
     lr: float = 5e-4
     weight_decay: float = 0.05
@@ -92,8 +95,20 @@ def model_config(cfg: TrainConfig, num_classes: int) -> ViTConfig:
         depth=cfg.depth,
         num_heads=cfg.num_heads,
         num_classes=num_classes,
-        depth_head="simple",
+        depth_head=cfg.depth_head,
+        **(
+            {"depth_head_layers": depth_head_layers(cfg), "depth_head_channels": (cfg.depth_head_channels,)}
+            if cfg.depth_head == "fusion" else {}
+        ),
     )
+
+
+def depth_head_layers(cfg: TrainConfig) -> tuple[int, ...]:
+    """The blocks feeding a "fusion" depth head: ``cfg.depth_head_layers``, or the blocks ending each third of
+    the encoder (2, 4, 6 for 6 blocks)."""
+    if cfg.depth_head_layers.strip():
+        return tuple(int(i) for i in cfg.depth_head_layers.split(","))
+    return tuple(sorted({max(1, round(cfg.depth * k / 3)) for k in (1, 2, 3)}))
 
 
 def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
