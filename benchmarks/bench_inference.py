@@ -84,6 +84,10 @@ def _num_classes(arch: str) -> int:
 def _vitviz_config(arch: str):
     from vitviz.model import ViTConfig
 
+    if arch == "vitviz-mini":  # the training recipe's architecture (fusion depth head)
+        from vitviz.train import TrainConfig, model_config
+
+        return model_config(TrainConfig(), _num_classes(arch))
     size, patch, dim, layers, heads, _ = ARCHS[arch]
     return ViTConfig(image_size=size, patch_size=patch, embed_dim=dim, depth=layers, num_heads=heads,
                      num_classes=_num_classes(arch), depth_head="simple")

@@ -1,4 +1,5 @@
-"""Seconds per training step of vitviz-mini on this machine: fused vs explicit attention, at 96 and 128 px.
+"""Seconds per training step of vitviz-mini on this machine: fused vs explicit attention, at 96 and 128 px, with
+the fusion depth head that training uses and the older simple one.
 
     python benchmarks/train_step.py [--threads 2] [--batch 64] [--steps 8]
 
@@ -17,13 +18,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vitviz.model import ViTConfig, VisionTransformer
+from vitviz.model import VisionTransformer
+from vitviz.train import TrainConfig, model_config
 
 
-def seconds_per_step(size: int, fused: bool, batch: int, steps: int, compiled: bool = False) -> float:
+def seconds_per_step(size: int, fused: bool, batch: int, steps: int, compiled: bool = False,
+                     depth_head: str = "fusion") -> float:
     torch.manual_seed(0)
-    model = VisionTransformer(ViTConfig(image_size=128, patch_size=16, embed_dim=192, depth=6, num_heads=6,
-                                        num_classes=10, depth_head="simple"))
+    model = VisionTransformer(model_config(TrainConfig(depth_head=depth_head), num_classes=10))
     model.set_fused_attention(fused)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     forward = torch.compile(model) if compiled else model
@@ -54,13 +56,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = []
     for size in (96, 128):
-        for fused in (True, False):
-            s = seconds_per_step(size, fused, args.batch, args.steps)
-            rows.append({"image_size": size, "fused_attention": fused, "seconds_per_step": round(s, 4)})
-            print(f"{size} px  {'fused   ' if fused else 'explicit'} attention: {s:.3f} s/step", flush=True)
+        for head in ("fusion", "simple"):
+            for fused in (True, False):
+                s = seconds_per_step(size, fused, args.batch, args.steps, depth_head=head)
+                rows.append({"image_size": size, "depth_head": head, "fused_attention": fused,
+                             "seconds_per_step": round(s, 4)})
+                print(f"{size} px  {head:6s} depth head, {'fused   ' if fused else 'explicit'} attention: "
+                      f"{s:.3f} s/step", flush=True)
         if args.compile:
             s = seconds_per_step(size, False, args.batch, args.steps, compiled=True)
-            rows.append({"image_size": size, "fused_attention": False, "compiled": True, "seconds_per_step": round(s, 4)})
+            rows.append({"image_size": size, "depth_head": "fusion", "fused_attention": False, "compiled": True,
+                         "seconds_per_step": round(s, 4)})
             print(f"{size} px  explicit attention, torch.compile: {s:.3f} s/step", flush=True)
     result = {"threads": args.threads, "batch": args.batch, "torch": torch.__version__,
               "processor": platform.processor() or platform.machine(), "rows": rows}

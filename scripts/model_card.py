@@ -183,7 +183,8 @@ Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_con
   ```bash
   python -m vitviz.train --out runs/{name} --export weights/{name} --train-size {tc['train_size']} \\
       --minutes {tc['minutes']:g} --precision {tc.get('precision', 'fp32')} --low-res {low} \\
-      --low-res-fraction {tc.get('low_res_fraction', 0)} --depth-weight {tc['depth_weight']:g}
+      --low-res-fraction {tc.get('low_res_fraction', 0)} --depth-weight {tc['depth_weight']:g} \\
+      --depth-head {tc.get('depth_head', 'simple')}
   python benchmarks/eval_shipped_model.py --write
   python scripts/model_card.py
   ```
