@@ -47,6 +47,7 @@ def _depth_head_text(arch: dict) -> str:
     return (f"patch tokens → `[B, {d}, H/{p}, W/{p}]` → two transposed-conv ×2 stages → 1×1 conv → bilinear ×4 → "
             f"log-depth, exponentiated to metres")
 
+
 def _pct(v: float) -> str:
     return f"{100 * v:.1f} %"
 
