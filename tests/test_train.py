@@ -74,3 +74,30 @@ def test_resize_batch_keeps_depth_within_the_original_range():
     assert float(ds.min()) >= float(depth.min()) - 1e-5 and float(ds.max()) <= float(depth.max()) + 1e-5
     const = torch.full((1, 32, 32), 2.5)
     assert torch.allclose(resize_batch(x[:1], const, 16)[1], torch.full((1, 16, 16), 2.5))
+
+
+def test_gradient_matching_ignores_scale_and_penalises_misplaced_depth_edges():
+    from vitviz.train import gradient_matching_loss
+
+    gt = torch.ones(1, 32, 32)
+    gt[:, :, 16:] = 3.0  # a depth edge between columns 15 and 16
+    scaled = 1.3 * gt  # right shape, wrong overall distance
+    shifted = torch.ones(1, 32, 32)
+    shifted[:, :, 20:] = 3.0  # the same edge, four pixels off
+    err = lambda pred: pred.log() - gt.log()  # noqa: E731
+    assert float(gradient_matching_loss(err(scaled))) == pytest.approx(0.0, abs=1e-6)
+    assert float(gradient_matching_loss(err(shifted))) > 0.01
+    # a smooth error costs less than the same error magnitude concentrated at a wrong edge
+    ramp = torch.linspace(0, 1.0986, 32).view(1, 1, 32).expand(1, 32, 32)
+    assert float(gradient_matching_loss(ramp)) < float(gradient_matching_loss(err(shifted)))
+
+
+def test_boolean_options_parse_as_flags(monkeypatch):
+    from vitviz import train as train_module
+
+    seen = {}
+    monkeypatch.setattr(train_module, "train", lambda cfg, resume=False: seen.setdefault("cfg", cfg))
+    train_module.main(["--depth-head-global", "--gradient-weight", "0.5"])
+    assert seen.pop("cfg").depth_head_global is True
+    train_module.main(["--no-depth-head-global"])
+    assert seen["cfg"].depth_head_global is False and seen["cfg"].gradient_weight == 0.0
