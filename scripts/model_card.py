@@ -89,6 +89,12 @@ def card(weights: Path, generation_minutes: float | None, note: str = "") -> str
     precision = "bfloat16 autocast for the forward pass" if tc.get("precision") == "bf16" else "float32"
     precision += ("; attention computed explicitly rather than with PyTorch's fused kernel (the same function, "
                   "about 1.5x faster on a CPU at these short sequences: `benchmarks/train_step.py`)")
+    gw = tc.get("gradient_weight", 0.0)
+    gradient_text = (f" plus {gw:g} × a multi-scale gradient-matching term (the mean absolute horizontal and "
+                     f"vertical differences of the log-depth error at strides 1, 2, 4 and 8, which asks for depth "
+                     f"edges in the right place)" if gw else "")
+    together = " for the two together" if gw else ""
+    extra_flags = f" --gradient-weight {gw:g}"
     history_rows = "\n".join(f"| {h['epoch']} | {h['minutes']:.1f} | {_pct(h['top1'])} | {h['abs_rel']:.3f} |"
                              for h in hist)
     layer_head = " | ".join(str(i) for i in range(len(att)))
@@ -168,9 +174,9 @@ Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_con
 
 - Data: {tc['train_size']:,} generated scenes (seed {tc['train_seed']}) at {tc['image_size']} px, cached by the
   script; {tc['val_size']} validation scenes (seed {tc['val_seed']}).
-- Losses: cross-entropy on CLS (label smoothing {tc['label_smoothing']}) + L1 on log-depth (weight
-  {tc['depth_weight']}) + token labelling (weight {tc['token_weight']}): a training-only linear head classifies every
-  patch token as the main object's class where its mask covers the patch, else background. It is not shipped; it
+- Losses: cross-entropy on CLS (label smoothing {tc['label_smoothing']}) + L1 on log-depth{gradient_text} (weight
+  {tc['depth_weight']}{together}) + token labelling (weight {tc['token_weight']}): a training-only linear head
+  classifies every patch token as the main object's class where its mask covers the patch, else background. It is not shipped; it
   speeds up learning of shape features (without it the CLS classifier stayed at chance for the first 1,000 steps in
   trial runs).
 - AdamW (lr {tc['lr']}, weight decay {tc['weight_decay']}), batch {tc['batch_size']}, {tc['warmup_steps']} warm-up
@@ -185,7 +191,7 @@ Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_con
   python -m vitviz.train --out runs/{name} --export weights/{name} --train-size {tc['train_size']} \\
       --minutes {tc['minutes']:g} --precision {tc.get('precision', 'fp32')} --low-res {low} \\
       --low-res-fraction {tc.get('low_res_fraction', 0)} --depth-weight {tc['depth_weight']:g} \\
-      --depth-head {tc.get('depth_head', 'simple')}
+      --depth-head {tc.get('depth_head', 'simple')}{extra_flags}
   python benchmarks/eval_shipped_model.py --write
   python scripts/model_card.py
   ```

@@ -160,24 +160,3 @@ def test_fusion_head_reads_every_chosen_block_and_the_image():
 def test_fusion_head_rejects_blocks_the_model_does_not_have():
     with pytest.raises(ValueError, match="depth_head_layers"):
         build_model(tiny_config(depth_head_layers=(1, 4)))
-
-
-def test_fusion_head_global_offset_shifts_the_whole_log_depth_map_from_the_cls_token():
-    """With depth_head_global the CLS token sets one per-image log-depth offset: the map's shape is unchanged."""
-    torch.manual_seed(0)
-    model = build_model(tiny_config(depth_head_global=True)).eval()
-    assert ViTConfig.from_dict(model.config.to_dict()).depth_head_global
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        base = model(x).depth.log()
-        model.depth_head.offset.bias += 0.7
-        shifted = model(x).depth.log()
-    torch.testing.assert_close(shifted - base, torch.full_like(base, 0.7), atol=1e-5, rtol=0)
-    # the offset is a function of the CLS token: its gradient reaches the CLS output
-    out = model(x)
-    (g,) = torch.autograd.grad(out.depth.log().sum(), [out.tokens], retain_graph=False)
-    assert g[:, 0].abs().sum() > 0
-    # a model without the option has no such path (and old checkpoints, which lack the key, load without it)
-    plain = build_model(ViTConfig.from_dict({k: v for k, v in tiny_config().to_dict().items()
-                                              if k != "depth_head_global"}))
-    assert plain.depth_head.offset is None

@@ -91,13 +91,3 @@ def test_gradient_matching_ignores_scale_and_penalises_misplaced_depth_edges():
     ramp = torch.linspace(0, 1.0986, 32).view(1, 1, 32).expand(1, 32, 32)
     assert float(gradient_matching_loss(ramp)) < float(gradient_matching_loss(err(shifted)))
 
-
-def test_boolean_options_parse_as_flags(monkeypatch):
-    from vitviz import train as train_module
-
-    seen = {}
-    monkeypatch.setattr(train_module, "train", lambda cfg, resume=False: seen.setdefault("cfg", cfg))
-    train_module.main(["--depth-head-global", "--gradient-weight", "0.5"])
-    assert seen.pop("cfg").depth_head_global is True
-    train_module.main(["--no-depth-head-global"])
-    assert seen["cfg"].depth_head_global is False and seen["cfg"].gradient_weight == 0.0

@@ -57,7 +57,6 @@ class ViTConfig:
     depth_head_channels: tuple[int, ...] = (128, 64)  # "simple": one x2 stage each; "fusion": (hidden channels,)
     depth_head_layers: tuple[int, ...] = ()  # "fusion": 1-based blocks whose outputs feed the head (empty: last)
     depth_head_stem_channels: int = 16  # "fusion": channels of the image stem at 1/4 of the patch size
-    depth_head_global: bool = False  # "fusion": add a per-image log-depth offset predicted from the CLS token
     dpt: dict[str, Any] = field(default_factory=dict)  # options of the DPT head (see vitviz.dpt)
     pos_embed_antialias: bool = False  # antialiased bicubic resampling of positional embeddings
     pos_embed_offset: float = 0.0  # DINOv2's legacy +0.1 scale-factor offset when non-zero
@@ -245,16 +244,12 @@ class FusionDepthHead(nn.Module):
     convolutions and a 1x1 output follow, and the map is resized bilinearly to the input size. About half the
     multiply-adds of :class:`SimpleDepthHead` on vitviz-mini (training took 6-9 % more steps in the same time).
 
-    With ``global_offset`` a linear layer on the final CLS token adds one log-depth offset per image: the overall
-    distance (scale) of a scene is a global property, and this gives it a path that does not have to agree across
-    patch tokens.
-
     Predicts log-depth; the model exponentiates it so depth is always positive.
     """
 
     def __init__(
         self, embed_dim: int, patch_size: int, num_layers: int, channels: int = 32, stem_channels: int = 16,
-        in_chans: int = 3, global_offset: bool = False,
+        in_chans: int = 3,
     ) -> None:
         super().__init__()
         self.factor = f = 4 if patch_size % 4 == 0 else 1
@@ -264,26 +259,17 @@ class FusionDepthHead(nn.Module):
         self.fuse = nn.Conv2d(channels + stem_channels, channels, kernel_size=3, padding=1)
         self.refine = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
         self.out = nn.Conv2d(channels, 1, kernel_size=1)
-        self.offset: nn.Linear | None = None
-        if global_offset:
-            self.offset = nn.Linear(embed_dim, 1)
 
     def forward(
-        self, layer_tokens: list[torch.Tensor], image: torch.Tensor, grid: tuple[int, int], out_size: tuple[int, int],
-        cls_token: torch.Tensor | None = None,
+        self, layer_tokens: list[torch.Tensor], image: torch.Tensor, grid: tuple[int, int], out_size: tuple[int, int]
     ) -> torch.Tensor:
-        """``layer_tokens``: one ``[B, N, D]`` patch-token tensor per selected block; ``image``: the model input;
-        ``cls_token``: the final normalised ``[B, D]`` CLS token (needed with ``global_offset``)."""
+        """``layer_tokens``: one ``[B, N, D]`` patch-token tensor per selected block; ``image``: the model input."""
         tokens = torch.cat([norm(t) for norm, t in zip(self.norms, layer_tokens)], dim=-1)
         b, n, _ = tokens.shape
         y = self.proj(tokens).transpose(1, 2).reshape(b, -1, grid[0], grid[1])
         y = F.gelu(F.pixel_shuffle(y, self.factor))
         y = F.gelu(self.fuse(torch.cat([y, F.gelu(self.stem(image))], dim=1)))
         y = self.out(y + F.gelu(self.refine(y)))
-        if self.offset is not None:
-            if cls_token is None:
-                raise ValueError("this depth head needs the CLS token")
-            y = y + self.offset(cls_token).view(-1, 1, 1, 1)
         if tuple(y.shape[-2:]) != tuple(out_size):
             y = F.interpolate(y, size=out_size, mode="bilinear", align_corners=False)
         return y  # log-depth
@@ -343,7 +329,7 @@ class VisionTransformer(nn.Module):
         elif c.depth_head == "fusion":
             self.depth_head = FusionDepthHead(
                 c.embed_dim, c.patch_size, len(self.depth_head_layers), c.depth_head_channels[0],
-                c.depth_head_stem_channels, c.in_chans, c.depth_head_global,
+                c.depth_head_stem_channels, c.in_chans,
             )
         elif c.depth_head == "dpt":
             from .dpt import DPTHead  # the pretrained depth family; imported only when used
@@ -443,7 +429,7 @@ class VisionTransformer(nn.Module):
             elif self.config.depth_head == "fusion":
                 p = self.num_prefix_tokens
                 layers = [out.hidden_states[i][:, p:] for i in self.depth_head_layers]
-                out.depth = torch.exp(self.depth_head(layers, x, out.grid, size, out.tokens[:, 0]))
+                out.depth = torch.exp(self.depth_head(layers, x, out.grid, size))
             else:
                 out.depth = self.depth_head(out.hidden_states, out.grid, size, self.norm, self.num_prefix_tokens)
         return out

@@ -48,14 +48,13 @@ class TrainConfig:
     depth_head: str = "fusion"  # "fusion" (FusionDepthHead) or "simple" (SimpleDepthHead, runs 1-4)
     depth_head_layers: str = ""  # "fusion": comma-separated 1-based blocks feeding the depth head ("": thirds)
     depth_head_channels: int = 32  # "fusion": hidden channels
-    depth_head_global: bool = False  # "fusion": per-image log-depth offset from the CLS token
     batch_size: int = 64
     lr: float = 5e-4
     weight_decay: float = 0.05
     warmup_steps: int = 300
     label_smoothing: float = 0.1
-    depth_weight: float = 2.0
-    gradient_weight: float = 0.0  # multi-scale gradient matching on log-depth (sharper depth edges)
+    depth_weight: float = 3.0  # runs 1-6: 2.0
+    gradient_weight: float = 0.5  # multi-scale gradient matching on log-depth, within the depth term (runs 1-5: 0)
     token_weight: float = 1.0  # token labelling: an auxiliary per-patch class loss that speeds up learning
     minutes: float = 50.0  # wall-clock training budget; the learning-rate schedule follows it
     precision: str = "bf16"  # "bf16": bfloat16 autocast for the forward pass (faster on CPUs with AVX512-BF16), or "fp32"
@@ -99,8 +98,7 @@ def model_config(cfg: TrainConfig, num_classes: int) -> ViTConfig:
         num_classes=num_classes,
         depth_head=cfg.depth_head,
         **(
-            {"depth_head_layers": depth_head_layers(cfg), "depth_head_channels": (cfg.depth_head_channels,),
-             "depth_head_global": cfg.depth_head_global}
+            {"depth_head_layers": depth_head_layers(cfg), "depth_head_channels": (cfg.depth_head_channels,)}
             if cfg.depth_head == "fusion" else {}
         ),
     )
@@ -364,9 +362,6 @@ def main(argv: list[str] | None = None) -> int:
     defaults = TrainConfig()
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"(default: {value})")
-            continue
         kind = type(value) if value is not None else str
         parser.add_argument(flag, type=kind, default=value, help=f"(default: {value})")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's state.pt")
