@@ -176,9 +176,9 @@ Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_con
   script; {tc['val_size']} validation scenes (seed {tc['val_seed']}).
 - Losses: cross-entropy on CLS (label smoothing {tc['label_smoothing']}) + L1 on log-depth{gradient_text} (weight
   {tc['depth_weight']}{together}) + token labelling (weight {tc['token_weight']}): a training-only linear head
-  classifies every patch token as the main object's class where its mask covers the patch, else background. It is not shipped; it
-  speeds up learning of shape features (without it the CLS classifier stayed at chance for the first 1,000 steps in
-  trial runs).
+  classifies every patch token as the main object's class where its mask covers the patch, else background. It is
+  not shipped; it speeds up learning of shape features (without it the CLS classifier stayed at chance for the first
+  1,000 steps in trial runs).
 - AdamW (lr {tc['lr']}, weight decay {tc['weight_decay']}), batch {tc['batch_size']}, {tc['warmup_steps']} warm-up
   steps, cosine decay over a wall-clock budget, gradient clipping at 1.0, horizontal flips and brightness/contrast
   jitter; {precision}; {schedule}.

@@ -90,4 +90,3 @@ def test_gradient_matching_ignores_scale_and_penalises_misplaced_depth_edges():
     # a smooth error costs less than the same error magnitude concentrated at a wrong edge
     ramp = torch.linspace(0, 1.0986, 32).view(1, 1, 32).expand(1, 32, 32)
     assert float(gradient_matching_loss(ramp)) < float(gradient_matching_loss(err(shifted)))
-
