@@ -94,7 +94,6 @@ def card(weights: Path, generation_minutes: float | None, note: str = "") -> str
                      f"vertical differences of the log-depth error at strides 1, 2, 4 and 8, which asks for depth "
                      f"edges in the right place)" if gw else "")
     together = " for the two together" if gw else ""
-    extra_flags = f" --gradient-weight {gw:g}"
     history_rows = "\n".join(f"| {h['epoch']} | {h['minutes']:.1f} | {_pct(h['top1'])} | {h['abs_rel']:.3f} |"
                              for h in hist)
     layer_head = " | ".join(str(i) for i in range(len(att)))
@@ -191,7 +190,7 @@ Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_con
   python -m vitviz.train --out runs/{name} --export weights/{name} --train-size {tc['train_size']} \\
       --minutes {tc['minutes']:g} --precision {tc.get('precision', 'fp32')} --low-res {low} \\
       --low-res-fraction {tc.get('low_res_fraction', 0)} --depth-weight {tc['depth_weight']:g} \\
-      --depth-head {tc.get('depth_head', 'simple')}{extra_flags}
+      --depth-head {tc.get('depth_head', 'simple')} --gradient-weight {gw:g}
   python benchmarks/eval_shipped_model.py --write
   python scripts/model_card.py
   ```
