@@ -970,6 +970,13 @@ def mask_coverage(masks: np.ndarray, grid: tuple[int, int], chunk: int = 2000) -
     """
     n, h, w = masks.shape
     rows, cols = grid
+    if h % rows == 0 and w % cols == 0:  # equal cells (a model's own patch grid): a reshape is ~10x faster
+        ph, pw = h // rows, w // cols
+        out = np.empty((n, rows, cols), np.float32)
+        for i in range(0, n, chunk):
+            cells = masks[i : i + chunk].reshape(-1, rows, ph, cols, pw)
+            out[i : i + chunk] = np.count_nonzero(cells, axis=(2, 4)) / np.float32(ph * pw)
+        return out
     r0 = np.arange(rows) * h // rows
     r1 = -(-(np.arange(rows) + 1) * h // rows)
     c0 = np.arange(cols) * w // cols
