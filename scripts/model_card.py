@@ -29,6 +29,7 @@ from vitviz.scenes import (  # noqa: E402
     CLASSES,
     GENERATOR_VERSION,
 )
+from vitviz.train import TrainConfig  # noqa: E402
 
 GOALS = {"top1": 0.90, "abs_rel": 0.10, "delta1": 0.90, "attention": 0.50}
 
@@ -46,6 +47,20 @@ def _depth_head_text(arch: dict) -> str:
                 f"to metres")
     return (f"patch tokens → `[B, {d}, H/{p}, W/{p}]` → two transposed-conv ×2 stages → 1×1 conv → bilinear ×4 → "
             f"log-depth, exponentiated to metres")
+
+
+def _reproduce_flags(tc: dict) -> str:
+    """The ``python -m vitviz.train`` flags that differ from today's defaults, wrapped as shell continuation lines."""
+    defaults = TrainConfig().__dict__
+    flags = [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+             for k, v in tc.items() if k in defaults and k not in ("out", "export", "threads") and v != defaults[k]]
+    lines = [" ".join(flags[i : i + 4]) for i in range(0, len(flags), 4)]
+    return "".join(f" \\\n      {line}" for line in lines)
+
+
+def _minutes(m: float) -> str:
+    """Minutes to one decimal below 10 (a GPU run's few minutes), else whole."""
+    return f"{m:.1f}" if m < 10 else f"{m:.0f}"
 
 
 def _pct(v: float) -> str:
@@ -86,16 +101,24 @@ def card(weights: Path, generation_minutes: float | None, note: str = "") -> str
                 f"(progressive resizing: images down-sampled with antialiasing, log-depth area-averaged, the "
                 f"positional embedding interpolated to the {low // arch['patch_size']}×{low // arch['patch_size']} "
                 f"grid), the rest at {tc['image_size']} px" if low else f"all at {tc['image_size']} px")
+    device = train.get("device", "CPU")
+    on_cpu = device.startswith("CPU")
     precision = "bfloat16 autocast for the forward pass" if tc.get("precision") == "bf16" else "float32"
-    precision += ("; attention computed explicitly rather than with PyTorch's fused kernel (the same function, "
-                  "about 1.5x faster on a CPU at these short sequences: `benchmarks/train_step.py`)")
+    if on_cpu:
+        precision += ("; attention computed explicitly rather than with PyTorch's fused kernel (the same function, "
+                      "about 1.5x faster on a CPU at these short sequences: `benchmarks/train_step.py`)")
+    hardware = (f"on a 2-core CPU ({train['torch']}, {tc['threads']} torch threads)" if on_cpu else
+                f"on one {device} GPU ({train['torch']}; the scenes rendered by {tc['workers']} CPU processes)")
     gw = tc.get("gradient_weight", 0.0)
     gradient_text = (f" plus {gw:g} × a multi-scale gradient-matching term (the mean absolute horizontal and "
                      f"vertical differences of the log-depth error at strides 1, 2, 4 and 8, which asks for depth "
                      f"edges in the right place)" if gw else "")
     together = " for the two together" if gw else ""
+    every = max(1, math.ceil(len(hist) / 20))  # at most ~20 rows; the last epoch always shown
+    shown = [h for i, h in enumerate(hist) if (i + 1) % every == 0 or i == len(hist) - 1]
     history_rows = "\n".join(f"| {h['epoch']} | {h['minutes']:.1f} | {_pct(h['top1'])} | {h['abs_rel']:.3f} |"
-                             for h in hist)
+                             for h in shown)
+    history_which = "" if every == 1 else f", every {every}th epoch; all in `{name}.train.json`"
     layer_head = " | ".join(str(i) for i in range(len(att)))
     layer_sep = " | ".join("---" for _ in att)
     layer_vals = " | ".join(_pct(v) for v in att)
@@ -181,21 +204,17 @@ Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_con
 - AdamW (lr {tc['lr']}, weight decay {tc['weight_decay']}), batch {tc['batch_size']}, {tc['warmup_steps']} warm-up
   steps, cosine decay over a wall-clock budget, gradient clipping at 1.0, horizontal flips and brightness/contrast
   jitter; {precision}; {schedule}.
-- Time: {train['train_minutes']:.0f} minutes of training ({train['epochs']} epochs, {steps:,} steps) plus
-  {data_minutes:.0f} minutes to generate the data: {total:.0f} minutes in all on a 2-core CPU ({train['torch']},
-  {tc['threads']} torch threads).{over}{note}
+- Time: {_minutes(train['train_minutes'])} minutes of training ({train['epochs']} epochs, {steps:,} steps) plus
+  {_minutes(data_minutes)} minutes to generate the data: {_minutes(total)} minutes in all {hardware}.{over}{note}
 - Reproduce (the schedule follows wall-clock time, so a rerun gives a similar, not bit-identical, model):
 
   ```bash
-  python -m vitviz.train --out runs/{name} --export weights/{name} --train-size {tc['train_size']} \\
-      --minutes {tc['minutes']:g} --precision {tc.get('precision', 'fp32')} --low-res {low} \\
-      --low-res-fraction {tc.get('low_res_fraction', 0)} --depth-weight {tc['depth_weight']:g} \\
-      --depth-head {tc.get('depth_head', 'simple')} --gradient-weight {gw:g}
+  python -m vitviz.train --out runs/{name} --export weights/{name}{_reproduce_flags(tc)}
   python benchmarks/eval_shipped_model.py --write
   python scripts/model_card.py
   ```
 
-Validation history ({tc['val_size']} scenes, at {tc['image_size']} px):
+Validation history ({tc['val_size']} scenes, at {tc['image_size']} px{history_which}):
 
 | epoch | minutes | top-1 | AbsRel |
 | --- | --- | --- | --- |
