@@ -70,3 +70,19 @@ def test_model_card_figures_are_reproduced():
     assert abs(100 * result["abs_rel"] - 100 * card["abs_rel"]) <= 1.0
     assert abs(100 * result["delta1"] - card["delta1"]) <= 1.0
     assert abs(100 * result["attention_on_mask"][-1] - card["attention_last"]) <= 1.0
+
+
+def test_model_card_reproduce_command_recreates_the_shipped_run_configuration():
+    """The card's ``python -m vitviz.train`` command, parsed by the training script, gives the recorded settings."""
+    import shlex
+
+    from vitviz.train import build_parser
+
+    text = (WEIGHTS / "README.md").read_text("utf-8")
+    match = re.search(r"python -m vitviz\.train (.*?)\n\s*python benchmarks", text, re.S)
+    assert match, "model card lacks the reproduce command"
+    args = vars(build_parser().parse_args(shlex.split(match.group(1).replace("\\\n", " "))))
+    recorded = json.loads(CONFIG.with_suffix(".train.json").read_text())["train_config"]
+    differing = {k: (args[k], v) for k, v in recorded.items() if k not in ("out", "export", "threads") and args[k] != v}
+    assert differing == {}
+

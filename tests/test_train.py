@@ -90,3 +90,13 @@ def test_gradient_matching_ignores_scale_and_penalises_misplaced_depth_edges():
     # a smooth error costs less than the same error magnitude concentrated at a wrong edge
     ramp = torch.linspace(0, 1.0986, 32).view(1, 1, 32).expand(1, 32, 32)
     assert float(gradient_matching_loss(ramp)) < float(gradient_matching_loss(err(shifted)))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_asking_for_a_gpu_without_one_fails_with_a_clear_message():
+    from vitviz.train import training_device
+
+    assert training_device("auto").type == "cpu"
+    with pytest.raises(SystemExit, match="sees no CUDA GPU"):
+        training_device("cuda")
+

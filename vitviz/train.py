@@ -26,7 +26,7 @@ from .checkpoint import ModelInfo, save_checkpoint
 from .model import ViTConfig, VisionTransformer
 from .scenes import mask_coverage
 
-__all__ = ["TrainConfig", "load_or_make_dataset", "train", "main", "MEAN", "STD"]
+__all__ = ["TrainConfig", "build_parser", "load_or_make_dataset", "train", "main", "MEAN", "STD"]
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -393,7 +393,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     return weights
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line flags: one per :class:`TrainConfig` field (``--train-size`` for ``train_size``) and ``--resume``."""
     parser = argparse.ArgumentParser(prog="python -m vitviz.train", description=__doc__.split("\n\n")[0])
     defaults = TrainConfig()
     for name, value in asdict(defaults).items():
@@ -401,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         kind = type(value) if value is not None else str
         parser.add_argument(flag, type=kind, default=value, help=f"(default: {value})")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's state.pt")
-    args = vars(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
     resume = args.pop("resume")
     train(TrainConfig(**args), resume=resume)
     return 0
