@@ -50,7 +50,8 @@ def prepared_shown(name: str, seed: int = 0):
     import numpy as np
     from PIL import Image
 
-    from vitviz.app.worker import Shown, cumulative_rollout
+    from vitviz.app.worker import Shown
+    from vitviz.render import cumulative_rollout
     from vitviz.engine import AnalysisResult, PatchGrid, Prediction
     from vitviz.render import cls_maps
 

@@ -17,7 +17,7 @@ from PySide6.QtGui import QDropEvent, QGuiApplication, QImage, QMouseEvent, QWhe
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from vitviz.app.main_window import MainWindow  # noqa: E402
-from vitviz.app.worker import cumulative_rollout  # noqa: E402
+from vitviz.render import cumulative_rollout  # noqa: E402
 
 from .conftest import TINY_LABELS, box_downsample  # noqa: E402
 

@@ -17,6 +17,7 @@ __all__ = [
     "overlay",
     "draw_patch_grid",
     "attention_rollout",
+    "cumulative_rollout",
     "cls_maps",
     "tile_images",
 ]
@@ -155,6 +156,24 @@ def attention_rollout(
         step /= step.sum(axis=-1, keepdims=True)
         joint = step @ joint
     return joint
+
+
+def cumulative_rollout(attentions: np.ndarray) -> np.ndarray:
+    """Attention rollout (mean head fusion, no discarding) after every layer, in one pass: ``[L, T, T]``.
+
+    Same recurrence as :func:`attention_rollout`, but it keeps each intermediate product.
+    """
+    a = np.asarray(attentions, dtype=np.float64)
+    layers, t = a.shape[0], a.shape[-1]
+    eye = np.eye(t)
+    joint = eye
+    out = np.empty((layers, t, t), np.float32)
+    for layer in range(layers):
+        step = 0.5 * a[layer].mean(axis=0) + 0.5 * eye
+        step /= step.sum(axis=-1, keepdims=True)
+        joint = step @ joint
+        out[layer] = joint
+    return out
 
 
 def tile_images(

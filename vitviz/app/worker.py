@@ -19,8 +19,9 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
 from ..errors import LoadCancelled
+from ..render import cumulative_rollout
 
-__all__ = ["RequestTracker", "AnalysisWorker", "ModelSummary", "Shown", "cumulative_rollout", "describe_error"]
+__all__ = ["RequestTracker", "AnalysisWorker", "ModelSummary", "Shown", "describe_error"]
 
 
 class RequestTracker:
@@ -72,24 +73,6 @@ class Preview:
     image: np.ndarray
     source: str
     notices: list[str]
-
-
-def cumulative_rollout(attentions: np.ndarray) -> np.ndarray:
-    """Attention rollout (mean head fusion, no discarding) after every layer, in one pass: ``[L, T, T]``.
-
-    Same recurrence as :func:`vitviz.render.attention_rollout`, but it keeps each intermediate product.
-    """
-    a = np.asarray(attentions, dtype=np.float64)
-    layers, t = a.shape[0], a.shape[-1]
-    eye = np.eye(t)
-    joint = eye
-    out = np.empty((layers, t, t), np.float32)
-    for layer in range(layers):
-        step = 0.5 * a[layer].mean(axis=0) + 0.5 * eye
-        step /= step.sum(axis=-1, keepdims=True)
-        joint = step @ joint
-        out[layer] = joint
-    return out
 
 
 def describe_error(exc: BaseException, doing: str) -> str:
