@@ -319,9 +319,11 @@ def bench_forward(arch: str, refs: dict[str, Any], device, runs: int, warmup: in
 def bench_end_to_end(arch: str, model, info, device, runs: int, warmup: int, image: Path) -> dict:
     import torch
 
-    from vitviz.app.worker import cumulative_rollout
     from vitviz.engine import Engine
+    from vitviz.render import cumulative_rollout
 
+    if device.type == "cuda":  # the peak of this engine's analyses, not of earlier measurements in this process
+        torch.cuda.reset_peak_memory_stats(device)
     engine = Engine(loaded=(model, info), device=str(device))
     totals: list[float] = []
     rollouts: list[float] = []
@@ -435,13 +437,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"{arch} [{device}]: forward passes ...", flush=True)
                 entry.setdefault("forward", {})[device.type] = bench_forward(
                     arch, refs, device, args.runs, args.warmup, depth_model=model)
+                # The references leave the device first, so a GPU's peak memory below is the engine's alone.
+                for key in ("timm", "timm_attn", "vitviz_timm", "hf", "hf_sdpa", "vitviz_hf"):
+                    if key in refs:
+                        refs[key].to("cpu")
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
                 print(f"{arch} [{device}]: end-to-end ...", flush=True)
                 entry.setdefault("end_to_end", {})[device.type] = bench_end_to_end(
                     arch, model, info, device, args.runs, args.warmup, BENCH_IMAGE)
                 model.to("cpu")
-                for key in ("timm", "timm_attn", "vitviz_timm", "hf", "hf_sdpa", "vitviz_hf"):
-                    if key in refs:
-                        refs[key].to("cpu")
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
             del refs
