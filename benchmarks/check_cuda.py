@@ -35,4 +35,4 @@ print("cpu vs cuda, 20 scenes, worst differences:", worst, "ran on", b.device, "
 t = time.perf_counter()
 for _ in range(50):
     gpu.analyze(img)
-print(f"cuda end-to-end (array input): {(time.perf_counter() - t) / 50 * 1000:.1f} ms; timings {b.timings}", flush=True)
+print(f"{DEV} end-to-end (array input): {(time.perf_counter() - t) / 50 * 1000:.1f} ms; timings {b.timings}", flush=True)
