@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detail", type=int, default=None, help="also open the enlarged view of this tile")
     parser.add_argument("--zoom", type=float, default=None,
                         help="with --detail: zoom the enlarged view by this factor about its centre")
+    parser.add_argument("--depth-detail", action="store_true",
+                        help="also open the enlarged depth map and save it as <out>-depth.png")
     parser.add_argument("--platform", default="offscreen", help="Qt platform plugin (default: offscreen)")
     parser.add_argument("--cold", action="store_true", help="show the first run's timings (default: a second run)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the result")
@@ -89,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             window.open_detail(args.detail)
             if args.zoom:
                 window.detail.canvas.set_zoom(args.zoom)
+        if args.depth_detail:
+            window.open_depth_detail()
         settle = QEventLoop()
         QTimer.singleShot(300, settle.quit)
         settle.exec()
@@ -96,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         ok = window.grab().save(str(args.out))
         if args.detail is not None:
             window.detail.grab().save(str(args.out.with_name(args.out.stem + "-detail.png")))
+        if args.depth_detail:
+            window.depth_detail.grab().save(str(args.out.with_name(args.out.stem + "-depth.png")))
         window.close()
     print(f"screenshot: {'wrote' if ok else 'FAILED to write'} {args.out}")
     return 0 if ok else 1

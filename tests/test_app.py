@@ -209,6 +209,28 @@ def test_clicking_a_head_enlarges_it_and_follows_the_layer(qtbot, window, photo)
     assert not np.array_equal(window.detail.canvas.rgb, shown)
 
 
+def test_clicking_the_depth_map_enlarges_it_with_per_pixel_values_and_follows_new_images(qtbot, window, photo):
+    result = open_and_wait(qtbot, window, photo)
+    qtbot.mouseClick(window.depth_canvas, Qt.MouseButton.LeftButton, pos=window.depth_canvas.rect().center())
+    dialog = window.depth_detail
+    assert dialog.isVisible() and "Depth" in dialog.title.text()
+    np.testing.assert_array_equal(dialog.canvas.rgb, window.depth_canvas.rgb)  # coloured as in the panel
+    assert dialog.colorbar.lo == pytest.approx(float(result.depth.min()))
+    assert dialog.colorbar.hi == pytest.approx(float(result.depth.max()))
+    canvas = dialog.canvas
+    qtbot.waitUntil(lambda: not canvas.fit_rect().isEmpty(), timeout=TIMEOUT)
+    fit = canvas.fit_rect()
+    at = QPointF(fit.left() + 0.7 * fit.width(), fit.top() + 0.2 * fit.height())
+    _move(canvas, at)
+    x, y = (int(v) for v in canvas.to_image(at))
+    assert dialog.readout.text() == f"pixel ({x}, {y}): {float(result.depth[y, x]):.3g} m"
+
+    # a new image replaces the enlarged map while the window stays open
+    second = open_and_wait(qtbot, window, np.full((40, 56, 3), 90, np.uint8))
+    assert dialog.isVisible() and dialog.values is second.depth
+    np.testing.assert_array_equal(dialog.canvas.rgb, window.depth_canvas.rgb)
+
+
 def _wheel(widget, pos: QPointF, steps: int) -> None:
     event = QWheelEvent(pos, QPointF(widget.mapToGlobal(pos)), QPoint(0, 0), QPoint(0, 120 * steps),
                         Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)

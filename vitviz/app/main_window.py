@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
         self._build_statusbar()
         self.detail = MapDialog(self)
         self.detail.finished.connect(lambda _r: self._set_detail_tile(None))
+        self.depth_detail = MapDialog(self)  # the depth map enlarged, with the value of the pixel under the mouse
         self._start_worker()
         self._apply_empty_state()
         geometry = s.value("window/geometry")
@@ -371,8 +372,9 @@ class MainWindow(QMainWindow):
         self.depth_panel.add_header_widget(self.depth_cmap_combo)
         depth_row = QHBoxLayout()
         self.depth_canvas = ImageCanvas(placeholder="The predicted depth map appears here.")
-        self.depth_canvas.setCursor(Qt.CursorShape.CrossCursor)
+        self.depth_canvas.set_clickable(True)
         self.depth_canvas.hovered.connect(lambda pos: self._on_hover_pixel(pos, "depth"))
+        self.depth_canvas.clicked.connect(lambda _pos: self.open_depth_detail())
         self.depth_bar = ColorBar(Qt.Orientation.Vertical)
         depth_row.addWidget(self.depth_canvas, 1)
         depth_row.addWidget(self.depth_bar)
@@ -640,6 +642,15 @@ class MainWindow(QMainWindow):
         self._update_detail()
         self.detail.show()
         self.detail.raise_()
+
+    def open_depth_detail(self) -> None:
+        """Enlarge the depth map in a non-modal window (colour bar, value under the mouse) that follows the view."""
+        result = self.current_result
+        if result is None or result.depth is None:
+            return
+        self._update_depth_detail()
+        self.depth_detail.show()
+        self.depth_detail.raise_()
 
     def export_view(self, path: str | os.PathLike[str]) -> bool:
         """Save a picture of the panels as shown (PNG)."""
@@ -1036,6 +1047,7 @@ class MainWindow(QMainWindow):
             self.depth_bar.set_scale(None, None, None)
             self.depth_panel.set_title("Depth")
             self.depth_info.setText("")
+            self.depth_detail.close()
             return
         d = result.depth
         lo, hi = float(np.nanmin(d)), float(np.nanmax(d))
@@ -1053,8 +1065,26 @@ class MainWindow(QMainWindow):
         self.depth_panel.set_title(f"Depth <span style='font-weight:400;color:#5b6470'>· {unit}</span>")
         self.depth_info.setText(f"{detail + ' · ' if detail else ''}"
                                 + (f"nearest {lo:.3g} m, farthest {hi:.3g} m" if metric else f"range {lo:.3g} – {hi:.3g}")
-                                + " · hover for values")
+                                + " · hover for values · click to enlarge")
         self.depth_canvas.set_marked_patch(self._query)
+        if self.depth_detail.isVisible():
+            self._update_depth_detail()
+
+    def _update_depth_detail(self) -> None:
+        """Show the current depth map in the enlarged window, coloured as in the panel."""
+        result = self.current_result
+        metric = result.depth_kind == "metric"
+        self.depth_detail.set_pixel_content(
+            f"{self.depth_panel.title.text()} <span style='font-weight:400;color:#5b6470'>· "
+            f"{_html(result.depth_model_name or result.model_name)} · {_html(Path(result.source).name)}</span>",
+            self.depth_canvas.rgb,
+            result.depth,
+            self.depth_bar.lut,
+            float(np.nanmin(result.depth)),
+            float(np.nanmax(result.depth)),
+            " m" if metric else "",
+            "m" if metric else "",
+        )
 
     def _update_detail(self) -> None:
         tile = self._detail_tile
@@ -1172,6 +1202,8 @@ class MainWindow(QMainWindow):
             text += f"  ·  depth {d:.3g}{unit}" if where == "depth" or result.depth_kind else ""
         if where == "input" and result.attentions is not None:
             text += "  ·  click: show this patch's query attention"
+        elif where == "depth":
+            text += "  ·  click to enlarge"
         self.hover_label.setText(text)
 
     def _on_tile_hover(self, tile: int, pos) -> None:
@@ -1225,6 +1257,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.sync()
         self.detail.close()
+        self.depth_detail.close()
         self.shutdown()
         super().closeEvent(event)
 

@@ -839,6 +839,7 @@ class MapDialog(QDialog):
                     scale_title: str) -> None:
         self.tile_index = tile_index
         self.values = values
+        self.unit = ""
         self.title.setText(title)
         self.setWindowTitle(f"vitviz — {_strip_tags(title)}")
         self.canvas.set_image(rgb)
@@ -847,7 +848,27 @@ class MapDialog(QDialog):
         self.canvas.set_marked_patch(marked)
         self.colorbar.set_scale(lut, lo, hi, scale_title)
 
+    def set_pixel_content(self, title: str, rgb: np.ndarray, values: np.ndarray, lut: np.ndarray, lo: float,
+                          hi: float, unit: str, scale_title: str) -> None:
+        """Show a per-pixel map (``values`` ``[H, W]`` at ``rgb``'s resolution, e.g. depth); the readout gives the
+        value of the pixel under the mouse, followed by ``unit``."""
+        self.tile_index = None
+        self.values = values
+        self.unit = unit
+        self.title.setText(title)
+        self.setWindowTitle(f"vitviz — {_strip_tags(title)}")
+        self.canvas.set_image(rgb)
+        self.canvas.set_patch_size(0)
+        self.canvas.set_grid_visible(False)
+        self.canvas.set_marked_patch(None)
+        self.colorbar.set_scale(lut, lo, hi, scale_title)
+
     def _on_hover(self, pos) -> None:
+        if pos is not None and self.values is not None and self.canvas.patch_size <= 0:
+            h, w = self.values.shape
+            x, y = min(int(pos[0]), w - 1), min(int(pos[1]), h - 1)
+            self.readout.setText(f"pixel ({x}, {y}): {float(self.values[y, x]):.3g}{self.unit}")
+            return
         if pos is None or self.values is None or self.canvas.rgb is None or self.canvas.patch_size <= 0:
             self.readout.setText(ZOOM_HINT)
             self.canvas.set_hover_patch(None)
