@@ -31,8 +31,10 @@ for seed in range(900_000, 900_020):
     worst["depth_rel"] = max(worst["depth_rel"], float((np.abs(a.depth - b.depth) / a.depth).max()))
     assert a.predictions[0].label == b.predictions[0].label, seed
     same_half += half.analyze(img).predictions[0].label == a.predictions[0].label
-print("cpu vs cuda, 20 scenes, worst differences:", worst, "ran on", b.device, "; half precision: same top-1 on", same_half, "of 20", flush=True)
+print(f"cpu vs {DEV}, 20 scenes, worst differences: {worst} (ran on {b.device}); half precision: same top-1 on "
+      f"{same_half} of 20", flush=True)
 t = time.perf_counter()
 for _ in range(50):
     gpu.analyze(img)
-print(f"{DEV} end-to-end (array input): {(time.perf_counter() - t) / 50 * 1000:.1f} ms; timings {b.timings}", flush=True)
+mean_ms = (time.perf_counter() - t) / 50 * 1000
+print(f"{DEV} end-to-end (array input): {mean_ms:.1f} ms; timings {b.timings}", flush=True)

@@ -3,9 +3,10 @@
     python -m vitviz.train --out runs/vitviz-mini --minutes 50 --export weights/vitviz-mini
 
 Scenes come from :mod:`vitviz.scenes` (deterministic from a seed) and are cached under ``data_cache/``. Training is
-joint: cross-entropy on the CLS head plus an L1 loss on log-depth from the dense head. A state file is written after
-every epoch so an interrupted run resumes with ``--resume``; the finished model is exported as a vitviz checkpoint
-(safetensors + JSON) with the training configuration recorded beside it.
+joint: cross-entropy on the CLS head plus an L1 loss on log-depth from the dense head, on a CUDA GPU when there is
+one (``--device``), else on the CPU. A state file is written after every epoch so an interrupted run resumes with
+``--resume``; the finished model is exported as a vitviz checkpoint (safetensors + JSON) with the training
+configuration recorded beside it.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def augment(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Horizontal flips (image, depth and token labels together) and brightness/contrast jitter (image only).
 
-    The random numbers come from ``gen`` (a CPU generator, so a run is reproducible on any device).
+    The random numbers come from ``gen``, a CPU generator, so a seed draws the same flips and jitter on any device.
     """
     b = x.shape[0]
     flip = (torch.rand(b, generator=gen) < 0.5).to(x.device, non_blocking=True)

@@ -1072,18 +1072,17 @@ class MainWindow(QMainWindow):
 
     def _update_depth_detail(self) -> None:
         """Show the current depth map in the enlarged window, coloured as in the panel."""
-        result = self.current_result
-        metric = result.depth_kind == "metric"
+        result, bar = self.current_result, self.depth_bar
         self.depth_detail.set_pixel_content(
             f"{self.depth_panel.title.text()} <span style='font-weight:400;color:#5b6470'>· "
             f"{_html(result.depth_model_name or result.model_name)} · {_html(Path(result.source).name)}</span>",
             self.depth_canvas.rgb,
             result.depth,
-            self.depth_bar.lut,
-            float(np.nanmin(result.depth)),
-            float(np.nanmax(result.depth)),
-            " m" if metric else "",
-            "m" if metric else "",
+            bar.lut,
+            bar.lo,
+            bar.hi,
+            " m" if result.depth_kind == "metric" else "",
+            bar.title,
         )
 
     def _update_detail(self) -> None:

@@ -837,30 +837,26 @@ class MapDialog(QDialog):
     def set_content(self, tile_index: int, title: str, rgb: np.ndarray, values: np.ndarray, lut: np.ndarray,
                     lo: float, hi: float, patch_size: int, grid_visible: bool, marked: int | None,
                     scale_title: str) -> None:
-        self.tile_index = tile_index
-        self.values = values
-        self.unit = ""
-        self.title.setText(title)
-        self.setWindowTitle(f"vitviz — {_strip_tags(title)}")
-        self.canvas.set_image(rgb)
+        self._show(tile_index, title, rgb, values, "", lut, lo, hi, scale_title)
         self.canvas.set_patch_size(patch_size)
         self.canvas.set_grid_visible(grid_visible)
         self.canvas.set_marked_patch(marked)
-        self.colorbar.set_scale(lut, lo, hi, scale_title)
 
     def set_pixel_content(self, title: str, rgb: np.ndarray, values: np.ndarray, lut: np.ndarray, lo: float,
                           hi: float, unit: str, scale_title: str) -> None:
         """Show a per-pixel map (``values`` ``[H, W]`` at ``rgb``'s resolution, e.g. depth); the readout gives the
         value of the pixel under the mouse, followed by ``unit``."""
-        self.tile_index = None
-        self.values = values
-        self.unit = unit
-        self.title.setText(title)
-        self.setWindowTitle(f"vitviz — {_strip_tags(title)}")
-        self.canvas.set_image(rgb)
+        self._show(None, title, rgb, values, unit, lut, lo, hi, scale_title)
         self.canvas.set_patch_size(0)
         self.canvas.set_grid_visible(False)
         self.canvas.set_marked_patch(None)
+
+    def _show(self, tile_index: int | None, title: str, rgb: np.ndarray, values: np.ndarray, unit: str,
+              lut: np.ndarray, lo: float, hi: float, scale_title: str) -> None:
+        self.tile_index, self.values, self.unit = tile_index, values, unit
+        self.title.setText(title)
+        self.setWindowTitle(f"vitviz — {_strip_tags(title)}")
+        self.canvas.set_image(rgb)
         self.colorbar.set_scale(lut, lo, hi, scale_title)
 
     def _on_hover(self, pos) -> None:
