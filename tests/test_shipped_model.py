@@ -85,4 +85,3 @@ def test_model_card_reproduce_command_recreates_the_shipped_run_configuration():
     recorded = json.loads(CONFIG.with_suffix(".train.json").read_text())["train_config"]
     differing = {k: (args[k], v) for k, v in recorded.items() if k not in ("out", "export", "threads") and args[k] != v}
     assert differing == {}
-

@@ -99,4 +99,3 @@ def test_asking_for_a_gpu_without_one_fails_with_a_clear_message():
     assert training_device("auto").type == "cpu"
     with pytest.raises(SystemExit, match="sees no CUDA GPU"):
         training_device("cuda")
-

@@ -256,13 +256,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path("data_cache")
+    device = training_device(cfg.device)  # before the data: a missing GPU fails at once, not after rendering
     t_data = time.time()
     data = load_or_make_dataset(cfg.train_size, cfg.train_seed, cfg.image_size, cfg.workers, cache)
     val = load_or_make_dataset(cfg.val_size, cfg.val_seed, cfg.image_size, cfg.workers, cache)
     data_minutes = (time.time() - t_data) / 60
     print(f"data ready in {60 * data_minutes:.0f} s: {len(data['labels'])} train, {len(val['labels'])} val", flush=True)
 
-    device = training_device(cfg.device)
     print(f"training on {device_description(device)}", flush=True)
     torch.manual_seed(cfg.seed)
     model = VisionTransformer(model_config(cfg, len(CLASSES)))
