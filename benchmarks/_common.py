@@ -206,8 +206,8 @@ def fmt(v: float | None, digits: int = 1) -> str:
 
 
 def import_timm():
-    """timm with its ViT importable (see :mod:`vitviz.reference`), or None with the reason on stderr."""
-    from vitviz.reference import import_timm as _import
+    """timm with its ViT importable (see :mod:`vitviz.models.reference`), or None with the reason on stderr."""
+    from vitviz.models.reference import import_timm as _import
 
     timm, reason = _import()
     if timm is None:
@@ -216,7 +216,7 @@ def import_timm():
 
 
 def randomize(model, seed: int = 0):
-    """Random weights of unit-ish gain (see :func:`vitviz.reference.randomize`)."""
-    from vitviz.reference import randomize as _randomize
+    """Random weights of unit-ish gain (see :func:`vitviz.models.reference.randomize`)."""
+    from vitviz.models.reference import randomize as _randomize
 
     return _randomize(model, seed)

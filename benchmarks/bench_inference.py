@@ -14,8 +14,8 @@ What is measured, per device (the CPU with torch's threads; CUDA when available)
   through ``Engine.analyze(path)``; median and p90 of ``--runs`` runs after ``--warmup`` runs, plus the engine's own
   per-stage timings.
 * **forward pass against the references**: a timm ``VisionTransformer`` and a transformers ``ViTModel`` are built
-  with random weights, saved in their own formats and loaded into vitviz through ``vitviz.convert`` /
-  ``vitviz.zoo`` (so the weights are identical; outputs and attentions are checked to agree), then all forwards are
+  with random weights, saved in their own formats and loaded into vitviz through ``vitviz.models.convert`` /
+  ``vitviz.models.zoo`` (so the weights are identical; outputs and attentions are checked to agree), then all forwards are
   timed interleaved: vitviz fused (no attentions), vitviz with attentions, timm fused, timm with attentions captured
   (its non-fused path + hooks), transformers SDPA (no attentions), transformers eager with ``output_attentions``.
 * **GFLOP/s**: FLOPs of one forward counted with ``torch.utils.flop_counter.FlopCounterMode``, divided by the median
@@ -76,16 +76,16 @@ def _num_classes(arch: str) -> int:
         return classes
     if SHIPPED_JSON.is_file():
         return int(json.loads(SHIPPED_JSON.read_text())["architecture"]["num_classes"])
-    from vitviz.scenes import NUM_CLASSES
+    from vitviz.synthetic.scenes import NUM_CLASSES
 
     return NUM_CLASSES
 
 
 def _vitviz_config(arch: str):
-    from vitviz.model import ViTConfig
+    from vitviz.models.vit import ViTConfig
 
     if arch == "vitviz-mini":  # the training recipe's architecture (fusion depth head)
-        from vitviz.train import TrainConfig, model_config
+        from vitviz.synthetic.train import TrainConfig, model_config
 
         return model_config(TrainConfig(), _num_classes(arch))
     size, patch, dim, layers, heads, _ = ARCHS[arch]
@@ -95,7 +95,7 @@ def _vitviz_config(arch: str):
 
 def _labels(n: int) -> list[str]:
     if n == 1000:
-        from vitviz.zoo import imagenet_labels
+        from vitviz.models.zoo import imagenet_labels
 
         return imagenet_labels()
     return [f"class {i}" for i in range(n)]
@@ -104,8 +104,8 @@ def _labels(n: int) -> list[str]:
 def engine_model(arch: str, backbone=None):
     """The model the engine runs: the shipped checkpoint, or the architecture with a depth head (random weights;
     ``backbone`` weights copied in when given). Returns ``(model, info, weights description)``."""
-    from vitviz.checkpoint import ModelInfo, load_checkpoint
-    from vitviz.model import VisionTransformer
+    from vitviz.models.checkpoint import ModelInfo, load_checkpoint
+    from vitviz.models.vit import VisionTransformer
 
     if arch == "vitviz-mini" and SHIPPED_JSON.is_file():
         model, info = load_checkpoint(SHIPPED_JSON)
@@ -131,8 +131,8 @@ def build_references(arch: str, tmp: Path, seed: int = 0) -> dict[str, Any]:
     """timm and transformers references with random weights, and the same weights loaded into vitviz."""
     import torch
 
-    from vitviz.convert import load_foreign
-    from vitviz import zoo
+    from vitviz.models.convert import load_foreign
+    from vitviz.models import zoo
 
     size, patch, dim, layers, heads, _ = ARCHS[arch]
     classes = _num_classes(arch)

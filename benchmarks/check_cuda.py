@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vitviz.engine import Engine  # noqa: E402
-from vitviz.scenes import render_scene  # noqa: E402
+from vitviz.synthetic.scenes import render_scene  # noqa: E402
 
 DEV = os.environ.get("DEV", "cuda")
 print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0), flush=True)

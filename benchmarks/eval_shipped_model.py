@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vitviz.evaluate import evaluate, format_table  # noqa: E402
+from vitviz.synthetic.evaluate import evaluate, format_table  # noqa: E402
 
 CARD_SEED = 7
 CARD_SCENES = 2000

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vitviz.model import VisionTransformer
-from vitviz.train import TrainConfig, model_config
+from vitviz.models.vit import VisionTransformer
+from vitviz.synthetic.train import TrainConfig, model_config
 
 
 def seconds_per_step(size: int, fused: bool, batch: int, steps: int, compiled: bool = False,

@@ -15,7 +15,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vitviz.scenes import CLASSES, random_spec, render_scene  # noqa: E402
+from vitviz.synthetic.scenes import CLASSES, random_spec, render_scene  # noqa: E402
 
 FIRST_SEED = 5000
 # class -> (height, width): square, like the shipped model's training images (on 4:3 scenes its top-1 accuracy

@@ -1,6 +1,6 @@
 """Write weights/README.md (the shipped model's card) from its checkpoint config, training record and evaluation.
 
-    python -m vitviz.train --export weights/vitviz-mini ...       # writes vitviz-mini.{safetensors,json,train.json}
+    python -m vitviz.synthetic.train --export weights/vitviz-mini ...       # writes vitviz-mini.{safetensors,json,train.json}
     python benchmarks/eval_shipped_model.py --write                 # writes vitviz-mini.eval.json
     python scripts/model_card.py [--generation-minutes 8.1] [--note "..."]   # writes weights/README.md
 
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vitviz.scenes import (  # noqa: E402
+from vitviz.synthetic.scenes import (  # noqa: E402
     _COVER_RANGE,
     _FOV_RANGE,
     _GROUND_TEXTURE_PERIOD,
@@ -29,7 +29,7 @@ from vitviz.scenes import (  # noqa: E402
     CLASSES,
     GENERATOR_VERSION,
 )
-from vitviz.train import TrainConfig  # noqa: E402
+from vitviz.synthetic.train import TrainConfig  # noqa: E402
 
 GOALS = {"top1": 0.90, "abs_rel": 0.10, "delta1": 0.90, "attention": 0.50}
 
@@ -50,7 +50,7 @@ def _depth_head_text(arch: dict) -> str:
 
 
 def _reproduce_flags(tc: dict) -> str:
-    """The ``python -m vitviz.train`` flags that differ from today's defaults, wrapped as shell continuation lines."""
+    """The ``python -m vitviz.synthetic.train`` flags that differ from today's defaults, wrapped as shell continuation lines."""
     defaults = TrainConfig().__dict__
     flags = [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
              for k, v in tc.items() if k in defaults and k not in ("out", "export", "threads") and v != defaults[k]]
@@ -131,7 +131,7 @@ def card(weights: Path, generation_minutes: float | None, note: str = "") -> str
     return f"""# {name} — model card
 
 vitviz's own multi-task Vision Transformer, shipped so that the app works offline. **It was trained only on
-procedurally rendered 3D scenes** (`vitviz.scenes`, generator version {GENERATOR_VERSION}: one main object of 10 shape
+procedurally rendered 3D scenes** (`vitviz.synthetic.scenes`, generator version {GENERATOR_VERSION}: one main object of 10 shape
 classes on a ground plane in front of a wall, with distractors, random camera pose, colours, textures and lighting).
 It is a teaching and demonstration model for looking at attention and depth; it is **not meant for real
 photographs**: on photos its class predictions are meaningless and its depth is a rough guess. Use a pretrained
@@ -209,7 +209,7 @@ Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_con
 - Reproduce (the schedule follows wall-clock time, so a rerun gives a similar, not bit-identical, model):
 
   ```bash
-  python -m vitviz.train --out runs/{name} --export weights/{name}{_reproduce_flags(tc)}
+  python -m vitviz.synthetic.train --out runs/{name} --export weights/{name}{_reproduce_flags(tc)}
   python benchmarks/eval_shipped_model.py --write
   python scripts/model_card.py
   ```

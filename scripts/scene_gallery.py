@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from vitviz.scenes import CLASSES, render_scene, scene_seed  # noqa: E402
+from vitviz.synthetic.scenes import CLASSES, render_scene, scene_seed  # noqa: E402
 
 
 def _depth_rgb(depth: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vitviz.checkpoint import ModelInfo, save_checkpoint
-from vitviz.model import ViTConfig, build_model
+from vitviz.models.checkpoint import ModelInfo, save_checkpoint
+from vitviz.models.vit import ViTConfig, build_model
 
 TINY_LABELS = ["alpha", "beta", "gamma", "delta", "epsilon"]
 

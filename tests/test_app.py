@@ -377,8 +377,8 @@ def test_window_module_does_not_import_torch():
 def test_switching_model_reanalyses_the_image_with_the_new_one(qtbot, window, photo, tmp_path, tiny_checkpoint):
     import torch
 
-    from vitviz.checkpoint import ModelInfo, save_checkpoint
-    from vitviz.model import build_model
+    from vitviz.models.checkpoint import ModelInfo, save_checkpoint
+    from vitviz.models.vit import build_model
 
     from .conftest import tiny_config
 
@@ -472,8 +472,8 @@ def test_display_problems_are_explained_before_qt_aborts(monkeypatch):
 
 def test_pretrained_download_shows_progress_in_status_bar(qtbot, bare_window, tiny_checkpoint, monkeypatch):
     """A model fetched from the Hub reports its download progress in the window while the worker loads it."""
-    from vitviz import zoo
-    from vitviz.checkpoint import load_checkpoint
+    from vitviz.models import zoo
+    from vitviz.models.checkpoint import load_checkpoint
 
     seen: list[str] = []
 

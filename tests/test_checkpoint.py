@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from vitviz.checkpoint import load_checkpoint, read_state_dict
+from vitviz.models.checkpoint import load_checkpoint, read_state_dict
 from vitviz.errors import CheckpointError
 
 

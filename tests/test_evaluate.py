@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from vitviz.checkpoint import ModelInfo, save_checkpoint
-from vitviz.evaluate import evaluate, evaluate_arrays
-from vitviz.model import ViTOutput, build_model
-from vitviz.scenes import CLASSES
+from vitviz.models.checkpoint import ModelInfo, save_checkpoint
+from vitviz.synthetic.evaluate import evaluate, evaluate_arrays
+from vitviz.models.vit import ViTOutput, build_model
+from vitviz.synthetic.scenes import CLASSES
 
 from .conftest import tiny_config
 

@@ -331,8 +331,8 @@ def test_closing_during_inference_stops_the_worker_promptly(qtbot, window, photo
 def test_closing_during_a_model_download_stops_the_download(qtbot, window, tiny_checkpoint, monkeypatch):
     """A pretrained model that would download for 20 s: closing the window stops it at the next chunk instead of
     leaving a thread that Qt would destroy while it still runs."""
-    from vitviz import zoo
-    from vitviz.checkpoint import load_checkpoint
+    from vitviz.models import zoo
+    from vitviz.models.checkpoint import load_checkpoint
     from vitviz.errors import LoadCancelled
 
     started = threading.Event()

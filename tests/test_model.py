@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from vitviz.model import ViTConfig, build_model, interpolate_pos_embed
+from vitviz.models.vit import ViTConfig, build_model, interpolate_pos_embed
 
 from .conftest import tiny_config
 

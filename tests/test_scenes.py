@@ -1,4 +1,4 @@
-"""Tests for the procedural scene generator (vitviz.scenes)."""
+"""Tests for the procedural scene generator (vitviz.synthetic.scenes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from vitviz.scenes import (
+from vitviz.synthetic.scenes import (
     CLASSES,
     Camera,
     make_dataset,

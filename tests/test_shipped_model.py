@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vitviz.checkpoint import load_checkpoint
-from vitviz.evaluate import evaluate
-from vitviz.scenes import CLASSES, render_scene
+from vitviz.models.checkpoint import load_checkpoint
+from vitviz.synthetic.evaluate import evaluate
+from vitviz.synthetic.scenes import CLASSES, render_scene
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "weights"
@@ -73,13 +73,13 @@ def test_model_card_figures_are_reproduced():
 
 
 def test_model_card_reproduce_command_recreates_the_shipped_run_configuration():
-    """The card's ``python -m vitviz.train`` command, parsed by the training script, gives the recorded settings."""
+    """The card's ``python -m vitviz.synthetic.train`` command, parsed by the training script, gives the recorded settings."""
     import shlex
 
-    from vitviz.train import build_parser
+    from vitviz.synthetic.train import build_parser
 
     text = (WEIGHTS / "README.md").read_text("utf-8")
-    match = re.search(r"python -m vitviz\.train (.*?)\n\s*python benchmarks", text, re.S)
+    match = re.search(r"python -m vitviz\.synthetic\.train (.*?)\n\s*python benchmarks", text, re.S)
     assert match, "model card lacks the reproduce command"
     args = vars(build_parser().parse_args(shlex.split(match.group(1).replace("\\\n", " "))))
     recorded = json.loads(CONFIG.with_suffix(".train.json").read_text())["train_config"]

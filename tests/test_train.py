@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitviz.checkpoint import load_checkpoint
-from vitviz.scenes import mask_coverage
-from vitviz.train import TrainConfig, patch_labels, patch_labels_resized, resize_batch, train
+from vitviz.models.checkpoint import load_checkpoint
+from vitviz.synthetic.scenes import mask_coverage
+from vitviz.synthetic.train import TrainConfig, patch_labels, patch_labels_resized, resize_batch, train
 
 
 def _tiny_config(tmp_path, **kw) -> TrainConfig:
@@ -77,7 +77,7 @@ def test_resize_batch_keeps_depth_within_the_original_range():
 
 
 def test_gradient_matching_ignores_scale_and_penalises_misplaced_depth_edges():
-    from vitviz.train import gradient_matching_loss
+    from vitviz.synthetic.train import gradient_matching_loss
 
     gt = torch.ones(1, 32, 32)
     gt[:, :, 16:] = 3.0  # a depth edge between columns 15 and 16
@@ -94,7 +94,7 @@ def test_gradient_matching_ignores_scale_and_penalises_misplaced_depth_edges():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 def test_asking_for_a_gpu_without_one_fails_with_a_clear_message():
-    from vitviz.train import training_device
+    from vitviz.synthetic.train import training_device
 
     assert training_device("auto").type == "cpu"
     with pytest.raises(SystemExit, match="sees no CUDA GPU"):

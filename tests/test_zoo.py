@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitviz import zoo
-from vitviz.convert import is_foreign_checkpoint, load_foreign
+from vitviz.models import zoo
+from vitviz.models.convert import is_foreign_checkpoint, load_foreign
 from vitviz.errors import CheckpointError, ModelDownloadError
-from vitviz.reference import import_timm, randomize
+from vitviz.models.reference import import_timm, randomize
 
 TOL = 1e-4
 
@@ -495,7 +495,7 @@ def test_missing_huggingface_hub(monkeypatch):
 
 def test_progress_hook_bar():
     pytest.importorskip("tqdm")
-    from vitviz.hub import _hook_bar
+    from vitviz.models.hub import _hook_bar
 
     seen = []
     bar_cls = _hook_bar(lambda done, total: seen.append((done, total)))
@@ -513,7 +513,7 @@ def test_cancelling_progress_hook_stops_a_download(tmp_path, monkeypatch):
     from huggingface_hub.utils import LocalEntryNotFoundError
 
     from vitviz.errors import LoadCancelled
-    from vitviz.hub import download
+    from vitviz.models.hub import download
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # skip the TCP probe
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -551,7 +551,7 @@ def test_partial_cache_downloads_one_consistent_snapshot(tmp_path, monkeypatch):
     hub = pytest.importorskip("huggingface_hub")
     from huggingface_hub.utils import LocalEntryNotFoundError
 
-    from vitviz.hub import download
+    from vitviz.models.hub import download
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # skip the TCP probe
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

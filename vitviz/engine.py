@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import ModelInfo, load_checkpoint
+from .models.checkpoint import ModelInfo, load_checkpoint
 from .errors import CheckpointError, ImageLoadError, VitvizError
 from .images import LoadedImage, load_image, to_rgb
-from .model import VisionTransformer
+from .models.vit import VisionTransformer
 from .paths import DEFAULT_MODEL, weights_dir
 from .render import attention_rollout, cls_maps
 
@@ -64,7 +64,7 @@ def resolve_model(
 
     ``progress(bytes_done, bytes_total)`` follows a download when a pretrained model is not cached yet.
     """
-    from . import zoo
+    from .models import zoo
 
     spec = spec or DEFAULT_MODEL
     path = Path(spec)

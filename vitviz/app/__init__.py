@@ -18,25 +18,8 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def guard_singleton_refcounts() -> None:
-    """Work around PySide6 builds that drop a reference to None/True/False on every void or bool Qt call.
-
-    On Python < 3.12 those objects are not immortal, so after enough calls (about 175 displayed results here, with
-    PySide6 6.12.0 on Python 3.11) the interpreter aborts with "none_dealloc". Adding a large count once keeps them
-    alive for the life of the process; Python 3.12+ makes them immortal and needs nothing.
-    """
-    if sys.version_info >= (3, 12) or getattr(guard_singleton_refcounts, "done", False):
-        return
-    import ctypes
-
-    for obj in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
-    guard_singleton_refcounts.done = True  # type: ignore[attr-defined]
-
-
 def create_app(argv: Sequence[str] | None = None):
     """The QApplication (created once), with the app's name, icon and style set."""
-    guard_singleton_refcounts()
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 

@@ -129,7 +129,7 @@ class AnalysisWorker(QObject):
         except Exception as exc:  # noqa: BLE001 - a broken torch install must not kill the window
             self.failed.emit(0, "startup", describe_error(exc, "starting PyTorch"))
         try:
-            zoo = importlib.import_module("vitviz.zoo")
+            zoo = importlib.import_module("vitviz.models.zoo")
             registry = getattr(zoo, "REGISTRY", {}) or {}
             info["zoo"] = [(str(name), str(getattr(entry, "summary", "") or ""), str(getattr(entry, "task", "") or ""))
                            for name, entry in registry.items()]
@@ -239,7 +239,7 @@ class AnalysisWorker(QObject):
     @Slot(int, object, str, dict)
     def export(self, request_id: int, result: object, folder: str, options: dict) -> None:
         try:
-            from ..cli import write_outputs
+            from ..export import write_outputs
 
             files = write_outputs(result, Path(folder), **options)
             self.export_ready.emit(request_id, folder, [str(f) for f in files])

@@ -42,7 +42,7 @@ class _AnyType(type):
 
 class _Stub(metaclass=_AnyType):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("torchvision is not available (vitviz.reference stub)")
+        raise RuntimeError("torchvision is not available (vitviz.models.reference stub)")
 
 
 class _StubModule(types.ModuleType):

@@ -1,8 +1,8 @@
 """Evaluate a model on held-out generated scenes: accuracy, depth error and where the CLS token attends.
 
-    python -m vitviz.evaluate --model weights/vitviz-mini.json --n 2000 --seed 7 --json figures.json
+    python -m vitviz.synthetic.evaluate --model weights/vitviz-mini.json --n 2000 --seed 7 --json figures.json
 
-Metrics (each scene rendered by :func:`vitviz.scenes.render_scene` from a seed derived from ``--seed``):
+Metrics (each scene rendered by :func:`vitviz.synthetic.scenes.render_scene` from a seed derived from ``--seed``):
 
 - ``top1``: fraction of scenes whose main object's class is predicted first.
 - ``abs_rel``: mean over scenes of the per-pixel mean of ``|pred - gt| / gt`` (metric depth, no rescaling).
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
-from .model import VisionTransformer
+from ..models.checkpoint import load_checkpoint
+from ..models.vit import VisionTransformer
 from .scenes import mask_coverage
 
 __all__ = ["evaluate_arrays", "evaluate", "main"]
@@ -135,7 +135,7 @@ def format_table(result: dict[str, object]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vitviz.evaluate", description="Evaluate on held-out scenes.")
+    parser = argparse.ArgumentParser(prog="python -m vitviz.synthetic.evaluate", description="Evaluate on held-out scenes.")
     parser.add_argument("--model", default="weights/vitviz-mini.json")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)

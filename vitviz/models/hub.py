@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
-from .errors import LoadCancelled, ModelDownloadError
+from ..errors import LoadCancelled, ModelDownloadError
 
 __all__ = ["ProgressHook", "hub_available", "is_offline", "download", "cache_dir"]
 

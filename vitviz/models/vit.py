@@ -57,7 +57,7 @@ class ViTConfig:
     depth_head_channels: tuple[int, ...] = (128, 64)  # "simple": one x2 stage each; "fusion": (hidden channels,)
     depth_head_layers: tuple[int, ...] = ()  # "fusion": 1-based blocks whose outputs feed the head (empty: last)
     depth_head_stem_channels: int = 16  # "fusion": channels of the image stem at 1/4 of the patch size
-    dpt: dict[str, Any] = field(default_factory=dict)  # options of the DPT head (see vitviz.dpt)
+    dpt: dict[str, Any] = field(default_factory=dict)  # options of the DPT head (see vitviz.models.dpt)
     pos_embed_antialias: bool = False  # antialiased bicubic resampling of positional embeddings
     pos_embed_offset: float = 0.0  # DINOv2's legacy +0.1 scale-factor offset when non-zero
     pos_embed_grid: int = 0  # patches per side of the stored positional embedding when not grid_size (DINOv2: 37)

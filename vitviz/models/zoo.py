@@ -2,7 +2,7 @@
 
 ``vitviz models`` lists :data:`REGISTRY`; ``--model NAME`` / ``--depth-model NAME`` and :func:`load` accept a registry
 name, ``hf:<owner>/<repo>`` for any supported Hub repository (HF ViT, DINOv2, Depth Anything; see
-:mod:`vitviz.convert`), or a local folder / weights file in HF or timm layout (offline).
+:mod:`vitviz.models.convert`), or a local folder / weights file in HF or timm layout (offline).
 
 Every entry records where its files come from (repository, file names), the architecture it must have, its
 preprocessing (mean/std, input size, patch size), labels, licence and approximate download size. The architecture is
@@ -29,9 +29,9 @@ from typing import Any
 
 from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
 from .convert import is_foreign_checkpoint, load_foreign
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .hub import ProgressHook, download
-from .model import VisionTransformer
+from .vit import VisionTransformer
 
 __all__ = ["ZooEntry", "REGISTRY", "imagenet_labels", "is_known", "fetch", "load", "HF_PREFIX"]
 
@@ -65,7 +65,7 @@ class ZooEntry:
 
     name: str
     repo_id: str  # Hugging Face Hub repository
-    layout: str  # "hf-vit", "hf-dinov2" or "hf-depth-anything" (see vitviz.convert)
+    layout: str  # "hf-vit", "hf-dinov2" or "hf-depth-anything" (see vitviz.models.convert)
     task: str  # "classification", "features" (attention only) or "depth"
     architecture: dict[str, Any]  # the vitviz architecture (ViTConfig fields) the weights must have
     image_size: int  # input short side in pixels (the engine snaps both sides to multiples of the patch)

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
-from .model import ViTConfig, VisionTransformer
+from ..errors import CheckpointError
+from .vit import ViTConfig, VisionTransformer
 
 __all__ = [
     "ModelInfo",

@@ -18,7 +18,7 @@ The head turns the token sequences of a few intermediate encoder layers into a d
 Residual conv units are pre-activation: ``x + conv2(relu(conv1(relu(x))))``.
 
 Numerics follow Hugging Face ``DepthAnythingForDepthEstimation`` (checked by ``tests/test_zoo.py``); the module layout
-is vitviz's own, see :mod:`vitviz.convert` for the key mapping. ``fusion[0]`` is the block that starts from the coarsest
+is vitviz's own, see :mod:`vitviz.models.convert` for the key mapping. ``fusion[0]`` is the block that starts from the coarsest
 level (the last selected layer).
 """
 
@@ -121,7 +121,7 @@ class FusionBlock(nn.Module):
 
 
 class DPTHead(nn.Module):
-    """DPT depth head over a :class:`~vitviz.model.VisionTransformer`'s intermediate layers (see the module docs)."""
+    """DPT depth head over a :class:`~vitviz.models.vit.VisionTransformer`'s intermediate layers (see the module docs)."""
 
     def __init__(self, config: Any) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ Supported, offline, from a local folder or weights file:
   concatenated CLS and mean patch token, ``head_pool="cls+mean"``); ``layer_scale1/2.lambda1`` become
   ``ls1/2.gamma``, the pre-training ``mask_token`` is dropped.
 * **HF Depth Anything** (``model_type: depth_anything``, DINOv2 backbone): the backbone as above plus the DPT
-  neck and head, mapped onto :class:`vitviz.dpt.DPTHead`.
+  neck and head, mapped onto :class:`vitviz.models.dpt.DPTHead`.
 * **timm** ``VisionTransformer`` state dicts (class token, optional registers, layer scale), whose names are vitviz's
   own; the architecture comes from the shapes, timm's ``config.json`` (``model_args``, ``pretrained_cfg``) and the
   architecture name.
@@ -36,8 +36,8 @@ from typing import Any
 import torch
 
 from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, check_state_dict, read_state_dict
-from .errors import CheckpointError
-from .model import ViTConfig, VisionTransformer
+from ..errors import CheckpointError
+from .vit import ViTConfig, VisionTransformer
 
 __all__ = [
     "ForeignCheckpoint",

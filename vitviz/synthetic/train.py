@@ -1,8 +1,8 @@
 """Train the shipped multi-task ViT (shape class + metric depth) on procedurally generated 3D scenes.
 
-    python -m vitviz.train --out runs/vitviz-mini --minutes 50 --export weights/vitviz-mini
+    python -m vitviz.synthetic.train --out runs/vitviz-mini --minutes 50 --export weights/vitviz-mini
 
-Scenes come from :mod:`vitviz.scenes` (deterministic from a seed) and are cached under ``data_cache/``. Training is
+Scenes come from :mod:`vitviz.synthetic.scenes` (deterministic from a seed) and are cached under ``data_cache/``. Training is
 joint: cross-entropy on the CLS head plus an L1 loss on log-depth from the dense head, on a CUDA GPU when there is
 one (``--device``), else on the CPU. A state file is written after every epoch so an interrupted run resumes with
 ``--resume``; the finished model is exported as a vitviz checkpoint (safetensors + JSON) with the training
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import ModelInfo, save_checkpoint
-from .model import ViTConfig, VisionTransformer
+from ..models.checkpoint import ModelInfo, save_checkpoint
+from ..models.vit import ViTConfig, VisionTransformer
 from .scenes import mask_coverage
 
 __all__ = ["TrainConfig", "build_parser", "load_or_make_dataset", "train", "main", "MEAN", "STD"]
@@ -396,7 +396,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags: one per :class:`TrainConfig` field (``--train-size`` for ``train_size``) and ``--resume``."""
-    parser = argparse.ArgumentParser(prog="python -m vitviz.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m vitviz.synthetic.train", description=__doc__.split("\n\n")[0])
     defaults = TrainConfig()
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
