@@ -8,11 +8,11 @@ Measured, in this process, with a prepared :class:`vitviz.engine.AnalysisResult`
 attentions, smooth depth, top-5 of 1000 / of the shipped model's classes) for a ViT-S/16-sized result (12 layers x 6
 heads, 14x14 patches, 224x224) and a shipped-model-sized one (6 x 6, 8x8, 128x128):
 
-* **result display** (goal <= 30 ms): ``MainWindow._on_analysis_ready`` -- the slot the worker's ``analysis_ready``
-  signal calls -- updates the input, every head map, the mean, the rollout, the depth map and the bar chart; timed
+* **result display** (goal <= 30 ms): ``ViewState.show`` -- what the session calls with the worker's answer -- makes
+  every panel update: the input, every head map, the mean, the rollout, the depth map and the bar chart; timed
   alone ("handler") and together with the repaint it causes (``QApplication.processEvents()``, "with paint"). Two
   different results alternate, so nothing is reused between arrivals.
-* **layer switch** (goal <= 15 ms): ``MainWindow.set_layer`` to the next layer (cycling), handler and with paint.
+* **layer switch** (goal <= 15 ms): ``ViewState.set_layer`` to the next layer (cycling), handler and with paint.
 * **launch** (goal <= 2.5 s): a fresh ``python`` process runs the real entry point (``vitviz.cli.main([])``, as the
   ``vitviz`` command does); the time from starting the process to the first paint of the main window, and to the first
   analysed image when the shipped model is installed. The worker's rollout precomputation is timed separately (it runs
@@ -84,22 +84,6 @@ def prepared_shown(name: str, seed: int = 0):
     return Shown(result, rollouts), stats(times)["median_ms"]
 
 
-def keep_none_alive() -> bool:
-    """Work around a PySide6 binding bug seen with PySide6 6.12.0 on CPython 3.11: every call of a Qt method that
-    returns ``void`` (``update()``, ``setText()``, ``QPainter.drawLine()`` ...) drops one reference to ``None``
-    without taking it (and calls returning ``bool`` do the same to ``True``/``False``), so after ~60,000 such calls CPython aborts with "Fatal Python error: none_dealloc". CPython
-    >= 3.12 makes ``None`` immortal, which hides the bug. A benchmark makes far more calls than a test, so on older
-    Pythons give ``None`` a huge reference count first (CPython layout: ``ob_refcnt`` is the first field).
-    Returns whether the workaround was applied."""
-    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
-        return False
-    import ctypes
-
-    for obj in (None, True, False):  # bool-returning calls show the same bug
-        ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
-    return True
-
-
 def none_refs_lost_per_call() -> int:
     """How many references to None one void Qt call drops (0 when the bindings are correct)."""
     from PySide6.QtCore import QPointF
@@ -123,7 +107,7 @@ def _window(tmp: Path):
     settings = QSettings(str(tmp / "vitviz.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings, samples=tmp / "samples")
     ready = []
-    window._worker.environment_ready.connect(lambda _info: ready.append(True))
+    window.session.worker.environment_ready.connect(lambda _info: ready.append(True))
     window.resize(*WINDOW_SIZE)
     window.show()
     deadline = time.monotonic() + 60
@@ -139,9 +123,7 @@ def bench_views(name: str, runs: int, warmup: int, app, window) -> dict[str, Any
     (a, roll_ms), (b, _) = prepared_shown(name, 1), prepared_shown(name, 2)
 
     def deliver(shown) -> None:
-        req = window._next_request()
-        window._latest_image_req = req
-        window._on_analysis_ready(req, shown)
+        window.state.show(shown)  # what the session does with the worker's answer
 
     handler: list[float] = []
     painted: list[float] = []
@@ -162,16 +144,16 @@ def bench_views(name: str, runs: int, warmup: int, app, window) -> dict[str, Any
 
     lh: list[float] = []
     lp: list[float] = []
-    layer = window.layer
+    layer = window.state.layer
     for i in range(warmup + runs * 2):
         layer = (layer + 1) % layers
         app.processEvents()
         t0 = time.perf_counter()
-        window.set_layer(layer)
+        window.state.set_layer(layer)
         t1 = time.perf_counter()
         app.processEvents()
         t2 = time.perf_counter()
-        assert window.layer == layer
+        assert window.state.layer == layer
         if i >= warmup:
             lh.append((t1 - t0) * 1000.0)
             lp.append((t2 - t0) * 1000.0)
@@ -266,7 +248,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": "ui", "window": list(WINDOW_SIZE), "settings": {"runs": args.runs,
                                                                                     "warmup": args.warmup}}
     out["none_refs_lost_per_void_qt_call"] = none_refs_lost_per_call()
-    out["none_refcount_workaround"] = keep_none_alive()
+    if out["none_refs_lost_per_void_qt_call"]:
+        raise SystemExit("this PySide6 build leaks references to None (6.12.0 on Python < 3.12); install another "
+                         "release: pip install 'PySide6-Essentials!=6.12.0'")
     print("UI: launch (fresh processes) ...", flush=True)
     out["launch"] = bench_launch(args.launches)
     with tempfile.TemporaryDirectory(prefix="vitviz-ui-") as tmp:

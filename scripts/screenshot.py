@@ -81,27 +81,29 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
             return 1
         if args.layer is not None:
-            window.set_layer(args.layer)
+            window.state.set_layer(args.layer)
         if args.query is not None:
-            window.select_patch(args.query)
+            window.state.set_query(args.query)
         if args.hover is not None:
-            window._set_hover(args.hover)  # noqa: SLF001 - staged for the picture
-            window.hover_label.setText(window._patch_text(args.hover))  # noqa: SLF001
+            from vitviz.app.panels.common import describe_patch
+
+            window.state.set_hover(args.hover)  # staged for the picture
+            window.state.status.emit(describe_patch(window.current_result.grid, args.hover))
         if args.detail is not None:
-            window.open_detail(args.detail)
+            window.attention_panel.open_detail(args.detail)
             if args.zoom:
-                window.detail.canvas.set_zoom(args.zoom)
+                window.attention_panel.detail.canvas.set_zoom(args.zoom)
         if args.depth_detail:
-            window.open_depth_detail()
+            window.depth_panel.open_detail()
         settle = QEventLoop()
         QTimer.singleShot(300, settle.quit)
         settle.exec()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         ok = window.grab().save(str(args.out))
         if args.detail is not None:
-            window.detail.grab().save(str(args.out.with_name(args.out.stem + "-detail.png")))
+            window.attention_panel.detail.grab().save(str(args.out.with_name(args.out.stem + "-detail.png")))
         if args.depth_detail:
-            window.depth_detail.grab().save(str(args.out.with_name(args.out.stem + "-depth.png")))
+            window.depth_panel.detail.grab().save(str(args.out.with_name(args.out.stem + "-depth.png")))
         window.close()
     print(f"screenshot: {'wrote' if ok else 'FAILED to write'} {args.out}")
     return 0 if ok else 1

@@ -75,23 +75,23 @@ def test_open_image_shows_predictions_heads_and_depth(qtbot, window, photo):
     # predictions: the bar chart holds the predicted labels, best first
     assert window.bar_labels() == [p.label for p in result.predictions]
     assert set(window.bar_labels()) <= set(TINY_LABELS) and len(window.bar_labels()) == 5
-    assert window.chart.probabilities() == pytest.approx([p.probability for p in result.predictions])
+    assert window.predictions_panel.chart.probabilities() == pytest.approx([p.probability for p in result.predictions])
     # one map per head, plus the mean and the rollout
     assert result.num_heads == 3
     assert window.head_view_count() == result.num_heads + 2
-    captions = [window.head_view_caption(i) for i in range(window.head_view_count())]
+    captions = [window.attention_panel.tiles.tiles[i].caption for i in range(window.head_view_count())]
     assert captions[:3] == ["head 0", "head 1", "head 2"]
     assert captions[3] == "mean of heads" and captions[4].startswith("rollout")
     for i in range(window.head_view_count()):
         assert window.head_view_image(i).shape == result.image.shape
     # the input with its patch grid, the depth map with its colour bar, starting on the last layer
     np.testing.assert_array_equal(window.shown_image(), result.image)
-    assert window.input_canvas.patch_size == result.grid.patch_size and window.input_canvas.grid_visible
-    assert window.depth_canvas.rgb is not None and window.depth_canvas.rgb.shape == result.image.shape
-    assert window.depth_bar.lo == pytest.approx(float(result.depth.min()))
+    assert window.input_panel.canvas.patch_size == result.grid.patch_size and window.input_panel.canvas.grid_visible
+    assert window.depth_panel.canvas.rgb is not None and window.depth_panel.canvas.rgb.shape == result.image.shape
+    assert window.depth_panel.bar.lo == pytest.approx(float(result.depth.min()))
     assert "metres" in window.depth_panel.title.text()
-    assert window.layer == result.num_layers - 1
-    assert window.attention_mode() == "cls"
+    assert window.state.layer == result.num_layers - 1
+    assert window.state.query is None
     assert "cpu" in window.timing_label.text() and "ms" in window.timing_label.text()
     assert "photo.jpg" in window.windowTitle()
     assert not window.is_busy and not window.busy_bar.isVisible()
@@ -100,24 +100,24 @@ def test_open_image_shows_predictions_heads_and_depth(qtbot, window, photo):
 def test_layer_slider_and_arrow_keys_change_maps_without_rerunning(qtbot, window, photo):
     result = open_and_wait(qtbot, window, photo)
     last = window.head_view_image(0).copy()
-    window.set_layer(0)
-    assert window.layer == 0 and window.layer_slider.value() == 0
+    window.state.set_layer(0)
+    assert window.state.layer == 0 and window.attention_panel.layer_slider.value() == 0
     first = window.head_view_image(0).copy()
     assert not np.array_equal(first, last)
     assert window.current_result is result  # the model did not run again
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_Right)
-    assert window.layer == 1
+    assert window.state.layer == 1
     assert not np.array_equal(window.head_view_image(0), first)
-    window.layer_slider.setValue(2)
-    assert window.layer == 2
-    assert window.head_view_caption(4) == "rollout 0–2"
+    window.attention_panel.layer_slider.setValue(2)
+    assert window.state.layer == 2
+    assert window.attention_panel.tiles.tiles[4].caption == "rollout 0–2"
     # per-layer normalisation changes what the heads look like, not what the layer is
     before = window.head_view_image(1).copy()
-    window.set_normalisation("layer")
+    window.state.set_normalisation("layer")
     assert not np.array_equal(window.head_view_image(1), before)
-    assert window.att_legend.lo is not None
-    window.set_opacity(0.0)
+    assert window.attention_panel.legend.lo is not None
+    window.state.set_opacity(0.0)
     np.testing.assert_array_equal(window.head_view_image(0), result.image)
 
 
@@ -159,62 +159,61 @@ def test_clicking_a_patch_shows_its_query_attention_and_escape_returns_to_cls(qt
     result = open_and_wait(qtbot, window, photo)
     cls_tile = window.head_view_image(0).copy()
     patch = 7
-    center = window.input_canvas.patch_rect(patch).center()
-    qtbot.mouseClick(window.input_canvas, Qt.MouseButton.LeftButton, pos=QPoint(int(center.x()), int(center.y())))
-    assert window.query_patch == patch
-    assert window.attention_mode() == f"query:{patch}"
-    assert f"#{patch}" in window.mode_text() and f"#{patch}" in window.att_panel.title.text()
-    assert window.cls_button.isVisible()
+    center = window.input_panel.canvas.patch_rect(patch).center()
+    qtbot.mouseClick(window.input_panel.canvas, Qt.MouseButton.LeftButton, pos=QPoint(int(center.x()), int(center.y())))
+    assert window.state.query == patch
+    assert f"#{patch}" in window.attention_panel.mode_chip.text() and f"#{patch}" in window.attention_panel.title.text()
+    assert window.attention_panel.cls_button.isVisible()
     assert not np.array_equal(window.head_view_image(0), cls_tile)
-    expected = result.query_attention(window.layer, patch)
-    np.testing.assert_allclose(window._tile_values[0], expected[0])  # noqa: SLF001
-    assert window.input_canvas.marked_patch == patch
+    expected = result.query_attention(window.state.layer, patch)
+    np.testing.assert_allclose(window.attention_panel.values[0], expected[0])
+    assert window.input_panel.canvas.marked_patch == patch
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_Escape)
-    assert window.query_patch is None and window.attention_mode() == "cls"
-    assert window.mode_text() == "CLS" and not window.cls_button.isVisible()
+    assert window.state.query is None
+    assert window.attention_panel.mode_chip.text() == "CLS" and not window.attention_panel.cls_button.isVisible()
     np.testing.assert_array_equal(window.head_view_image(0), cls_tile)
 
 
 def test_hover_reports_the_patch_in_the_status_bar(qtbot, window, photo):
     result = open_and_wait(qtbot, window, photo)
     patch = result.grid.cols + 2  # row 1, col 2
-    center = window.input_canvas.patch_rect(patch).center()
-    move = QMouseEvent(QEvent.Type.MouseMove, center, window.input_canvas.mapToGlobal(center),
+    center = window.input_panel.canvas.patch_rect(patch).center()
+    move = QMouseEvent(QEvent.Type.MouseMove, center, window.input_panel.canvas.mapToGlobal(center),
                        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(window.input_canvas, move)
+    QApplication.sendEvent(window.input_panel.canvas, move)
     x0, y0, x1, y1 = result.grid.patch_box(patch)
     text = window.hover_label.text()
     assert "row 1, col 2" in text and f"x {x0}–{x1}, y {y0}–{y1}" in text
-    assert window.input_canvas.hover_patch == patch and window.tiles.tiles[0].hover_patch == patch
+    assert window.input_panel.canvas.hover_patch == patch and window.attention_panel.tiles.tiles[0].hover_patch == patch
 
 
 def test_clicking_a_head_enlarges_it_and_follows_the_layer(qtbot, window, photo):
     result = open_and_wait(qtbot, window, photo)
-    center = window.tiles.tiles[1].rect().center()
-    qtbot.mouseClick(window.tiles.tiles[1], Qt.MouseButton.LeftButton, pos=center)
-    assert window.detail.isVisible()
-    assert "head 1" in window.detail.title.text()
+    center = window.attention_panel.tiles.tiles[1].rect().center()
+    qtbot.mouseClick(window.attention_panel.tiles.tiles[1], Qt.MouseButton.LeftButton, pos=center)
+    assert window.attention_panel.detail.isVisible()
+    assert "head 1" in window.attention_panel.detail.title.text()
     # the enlarged map is drawn over a sharper copy of the photo (96x64 here: twice the model input), patch for patch
     image, scale = result.detail_image()
     assert scale == 2 and image.shape[:2] == (2 * result.image.shape[0], 2 * result.image.shape[1])
-    shown = window.detail.canvas.rgb
-    assert shown.shape == image.shape and window.detail.canvas.patch_size == 2 * result.grid.patch_size
-    np.testing.assert_allclose(window.detail.values, window._tile_values[1])  # noqa: SLF001
+    shown = window.attention_panel.detail.canvas.rgb
+    assert shown.shape == image.shape and window.attention_panel.detail.canvas.patch_size == 2 * result.grid.patch_size
+    np.testing.assert_allclose(window.attention_panel.detail.values, window.attention_panel.values[1])
     assert np.abs(box_downsample(shown, 2) - window.head_view_image(1)).mean() < 6  # the same map as the tile
-    window.set_layer(0)
-    assert "Layer 0" in window.detail.title.text()
-    np.testing.assert_allclose(window.detail.values, window._tile_values[1])  # noqa: SLF001
-    assert np.abs(box_downsample(window.detail.canvas.rgb, 2) - window.head_view_image(1)).mean() < 6
-    assert not np.array_equal(window.detail.canvas.rgb, shown)
+    window.state.set_layer(0)
+    assert "Layer 0" in window.attention_panel.detail.title.text()
+    np.testing.assert_allclose(window.attention_panel.detail.values, window.attention_panel.values[1])
+    assert np.abs(box_downsample(window.attention_panel.detail.canvas.rgb, 2) - window.head_view_image(1)).mean() < 6
+    assert not np.array_equal(window.attention_panel.detail.canvas.rgb, shown)
 
 
 def test_clicking_the_depth_map_enlarges_it_with_per_pixel_values_and_follows_new_images(qtbot, window, photo):
     result = open_and_wait(qtbot, window, photo)
-    qtbot.mouseClick(window.depth_canvas, Qt.MouseButton.LeftButton, pos=window.depth_canvas.rect().center())
-    dialog = window.depth_detail
+    qtbot.mouseClick(window.depth_panel.canvas, Qt.MouseButton.LeftButton, pos=window.depth_panel.canvas.rect().center())
+    dialog = window.depth_panel.detail
     assert dialog.isVisible() and "Depth" in dialog.title.text()
-    np.testing.assert_array_equal(dialog.canvas.rgb, window.depth_canvas.rgb)  # coloured as in the panel
+    np.testing.assert_array_equal(dialog.canvas.rgb, window.depth_panel.canvas.rgb)  # coloured as in the panel
     assert dialog.colorbar.lo == pytest.approx(float(result.depth.min()))
     assert dialog.colorbar.hi == pytest.approx(float(result.depth.max()))
     canvas = dialog.canvas
@@ -228,7 +227,7 @@ def test_clicking_the_depth_map_enlarges_it_with_per_pixel_values_and_follows_ne
     # a new image replaces the enlarged map while the window stays open
     second = open_and_wait(qtbot, window, np.full((40, 56, 3), 90, np.uint8))
     assert dialog.isVisible() and dialog.values is second.depth
-    np.testing.assert_array_equal(dialog.canvas.rgb, window.depth_canvas.rgb)
+    np.testing.assert_array_equal(dialog.canvas.rgb, window.depth_panel.canvas.rgb)
 
 
 def _wheel(widget, pos: QPointF, steps: int) -> None:
@@ -245,8 +244,8 @@ def _move(widget, pos: QPointF, held=Qt.MouseButton.NoButton) -> None:
 
 def test_enlarged_map_zooms_about_the_mouse_pans_and_resets(qtbot, window, photo):
     open_and_wait(qtbot, window, photo)
-    qtbot.mouseClick(window.tiles.tiles[0], Qt.MouseButton.LeftButton, pos=window.tiles.tiles[0].rect().center())
-    canvas = window.detail.canvas
+    qtbot.mouseClick(window.attention_panel.tiles.tiles[0], Qt.MouseButton.LeftButton, pos=window.attention_panel.tiles.tiles[0].rect().center())
+    canvas = window.attention_panel.detail.canvas
     qtbot.waitUntil(lambda: not canvas.fit_rect().isEmpty(), timeout=TIMEOUT)
     fit = canvas.fit_rect()
     at = QPointF(fit.left() + 0.3 * fit.width(), fit.top() + 0.6 * fit.height())
@@ -257,10 +256,10 @@ def test_enlarged_map_zooms_about_the_mouse_pans_and_resets(qtbot, window, photo
     after = canvas.to_image(at)
     assert after == pytest.approx(before, abs=0.05)
     _move(canvas, at)
-    rows, cols = window.detail.values.shape
+    rows, cols = window.attention_panel.detail.values.shape
     p = canvas.patch_size
     r, c = int(after[1] // p), int(after[0] // p)
-    assert f"(row {r}, col {c})" in window.detail.readout.text()
+    assert f"(row {r}, col {c})" in window.attention_panel.detail.readout.text()
 
     # a drag pans the view (the point under the mouse moves with it); a drag is not a click
     clicks = []
@@ -277,7 +276,7 @@ def test_enlarged_map_zooms_about_the_mouse_pans_and_resets(qtbot, window, photo
     assert len(clicks) == 1 and clicks[0] is not None
 
     # the zoom stays while stepping through layers; a double-click shows the whole map again
-    window.set_layer(0)
+    window.state.set_layer(0)
     assert canvas.zoom > 1
     qtbot.mouseDClick(canvas, Qt.MouseButton.LeftButton, pos=start.toPoint())
     assert canvas.zoom == 1.0 and canvas.image_rect() == canvas.fit_rect()
@@ -292,7 +291,7 @@ def test_export_view_and_all_maps(qtbot, window, photo, tmp_path):
     with Image.open(view) as im:
         assert im.size[0] > 300 and im.size[1] > 200
     folder = tmp_path / "maps"
-    window.set_layer(1)
+    window.state.set_layer(1)
     with qtbot.waitSignal(window.export_finished, timeout=TIMEOUT) as blocker:
         window.export_maps(folder)
     names = {Path(f).name for f in blocker.args[1]}
@@ -387,22 +386,22 @@ def test_switching_model_reanalyses_the_image_with_the_new_one(qtbot, window, ph
     info = ModelInfo(name="other", config=model.config, labels=["x", "y", "z"])
     save_checkpoint(model, info, tmp_path / "other")
     open_and_wait(qtbot, window, photo)
-    window.set_layer(0)
+    window.state.set_layer(0)
     with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as blocker:
         window.load_model(str(tmp_path / "other.json"))
     result = blocker.args[0]
     assert result.model_name == "other" and result.source == str(photo)
     assert window.head_view_count() == 2 + 2
-    assert window.layer == 1  # a model with another depth starts on its last layer
+    assert window.state.layer == 1  # a model with another depth starts on its last layer
     assert set(window.bar_labels()) == {"x", "y", "z"}
-    assert window.depth_canvas.rgb is None  # this model predicts no depth
-    assert "other" in window.info_label.text() and window.model_combo.currentText() == "other"
+    assert window.depth_panel.canvas.rgb is None  # this model predicts no depth
+    assert "other" in window.details_panel.label.text() and window.model_combo.currentText() == "other"
 
     # a separate depth model completes a classifier without a depth head
     with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as blocker:
         window.set_depth_model(str(tiny_checkpoint))
     assert blocker.args[0].depth is not None and blocker.args[0].depth_model_name == "tiny"
-    assert window.depth_canvas.rgb is not None and "from tiny" in window.info_label.text()
+    assert window.depth_panel.canvas.rgb is not None and "from tiny" in window.details_panel.label.text()
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
@@ -420,7 +419,7 @@ def test_out_of_memory_is_reported_and_the_results_stay(qtbot, window, photo, im
     def no_memory(*args, **kwargs):
         raise MemoryError
 
-    window._worker.engine.analyze = no_memory  # noqa: SLF001 - the worker is idle between requests
+    window.session.worker.engine.analyze = no_memory  # noqa: SLF001 - the worker is idle between requests
     with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as blocker:
         window.open_image(images[0])
     assert blocker.args[0].startswith("Out of memory while analysing img0.png")
@@ -446,8 +445,8 @@ def test_notices_are_shown_and_recent_files_listed(qtbot, window, tmp_path):
     frames[0].save(gif, save_all=True, append_images=frames[1:])
     result = open_and_wait(qtbot, window, gif)
     assert any("frames" in n for n in result.notices)
-    assert window.notices_label.isVisible() and "frames" in window.notices_label.text()
-    window._fill_recent_menu()  # noqa: SLF001 - what opening the menu does
+    assert window.input_panel.notices.isVisible() and "frames" in window.input_panel.notices.text()
+    window.recent_menu.aboutToShow.emit()  # what opening the menu does
     entries = [a.text() for a in window.recent_menu.actions() if a.isEnabled()]
     assert "two.gif" in entries
 
@@ -485,14 +484,8 @@ def test_pretrained_download_shows_progress_in_status_bar(qtbot, bare_window, ti
 
     monkeypatch.setattr(zoo, "is_known", lambda spec: spec == "fake-hub-model")
     monkeypatch.setattr(zoo, "load", fake_load)
-    original = bare_window._on_download_progress
-
-    def spy(req, done, total):
-        original(req, done, total)
-        seen.append(bare_window.busy_label.text())
-
-    bare_window._worker.download_progress.disconnect()
-    bare_window._worker.download_progress.connect(spy)
+    # connected after the status bar, so it reads the label the status bar just wrote
+    bare_window.session.download_progress.connect(lambda *_: seen.append(bare_window.busy_label.text()))
     with qtbot.waitSignal(bare_window.model_ready, timeout=TIMEOUT):
         bare_window.load_model("fake-hub-model", "cpu")
     assert seen[-1] == "Downloading model… 80 of 80 MB"

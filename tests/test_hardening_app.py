@@ -60,7 +60,7 @@ def snapshot(window):
         "image": window.shown_image().copy(),
         "tiles": [window.head_view_image(i).copy() for i in range(window.head_view_count())],
         "labels": window.bar_labels(),
-        "depth": window.depth_canvas.rgb.copy(),
+        "depth": window.depth_panel.canvas.rgb.copy(),
         "title": window.windowTitle(),
         "model": window.current_model,
     }
@@ -73,7 +73,7 @@ def assert_unchanged(window, before):
     for i, tile in enumerate(before["tiles"]):
         np.testing.assert_array_equal(window.head_view_image(i), tile)
     assert window.bar_labels() == before["labels"]
-    np.testing.assert_array_equal(window.depth_canvas.rgb, before["depth"])
+    np.testing.assert_array_equal(window.depth_panel.canvas.rgb, before["depth"])
     assert window.windowTitle() == before["title"]
     assert window.current_model is before["model"]
 
@@ -118,7 +118,7 @@ def test_odd_images_open_with_their_notices(qtbot, window, tmp_path):
         assert result.grid.num_patches >= 1, kind
         np.testing.assert_array_equal(window.shown_image(), result.image)
         if notice:
-            assert window.notices_label.isVisible() and notice in window.notices_label.text(), kind
+            assert window.input_panel.notices.isVisible() and notice in window.input_panel.notices.text(), kind
 
 
 def test_exif_rotated_image_is_shown_upright(qtbot, window, tmp_path):
@@ -129,8 +129,8 @@ def test_exif_rotated_image_is_shown_upright(qtbot, window, tmp_path):
     assert shown[2, w // 2, 0] > 200 and shown[2, w // 2, 2] < 60  # red on top
     assert shown[-3, w // 2, 2] > 200 and shown[-3, w // 2, 0] < 60  # blue at the bottom
     assert result.grid.original_size == (20, 40)
-    assert "EXIF" in window.notices_label.text() and window.notices_label.isVisible()
-    assert window.depth_canvas.rgb.shape[:2] == (h, w)
+    assert "EXIF" in window.input_panel.notices.text() and window.input_panel.notices.isVisible()
+    assert window.depth_panel.canvas.rgb.shape[:2] == (h, w)
 
 
 def test_bad_image_without_a_model_keeps_the_previous_preview(qtbot, settings, tmp_path, photo, monkeypatch):
@@ -195,7 +195,7 @@ def images(tmp_path_factory):
 def test_unexpected_engine_error_is_a_message_and_the_results_stay(qtbot, window, photo, images, monkeypatch):
     open_and_wait(qtbot, window, photo)
     before = snapshot(window)
-    engine = window._worker.engine  # noqa: SLF001 - the worker is idle between requests
+    engine = window.session.worker.engine  # noqa: SLF001 - the worker is idle between requests
     real = engine._analyze  # noqa: SLF001
 
     def weird(image, *args, **kwargs):
@@ -214,7 +214,7 @@ def test_unexpected_engine_error_is_a_message_and_the_results_stay(qtbot, window
 
 
 def test_cuda_out_of_memory_falls_back_to_the_cpu_and_says_so(qtbot, window, photo, monkeypatch):
-    engine = window._worker.engine  # noqa: SLF001 - the worker is idle between requests
+    engine = window.session.worker.engine  # noqa: SLF001 - the worker is idle between requests
     real = engine._analyze  # noqa: SLF001
     devices = []
 
@@ -227,17 +227,17 @@ def test_cuda_out_of_memory_falls_back_to_the_cpu_and_says_so(qtbot, window, pho
     monkeypatch.setattr(engine, "_analyze", oom_on_cuda)
     monkeypatch.setattr(engine, "device", torch.device("cuda"))  # pretend the model is on a GPU
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    window._model = dataclasses.replace(window._model, device="cuda")  # noqa: SLF001 - as if loaded on the GPU
+    window.state.model = dataclasses.replace(window.state.model, device="cuda")  # noqa: SLF001 - as if loaded on the GPU
     errors = []
     window.error_shown.connect(errors.append)
     result = open_and_wait(qtbot, window, photo)
     assert devices == ["cuda", "cpu"] and not errors
     assert result.device == "cpu" and engine.device.type == "cpu"
     assert any("out of memory" in n for n in result.notices)
-    assert window.notices_label.isVisible() and "out of memory" in window.notices_label.text()
+    assert window.input_panel.notices.isVisible() and "out of memory" in window.input_panel.notices.text()
     assert "cpu" in window.timing_label.text()
     # the Details panel follows the model to the CPU instead of still naming the GPU
-    details = window.info_label.text()
+    details = window.details_panel.label.text()
     assert ">Device</td><td>cpu<" in details and "cuda" not in details
     assert window.bar_labels() == [p.label for p in result.predictions]
 
@@ -256,7 +256,7 @@ def test_decoding_and_inference_never_run_on_the_ui_thread(qtbot, window, photo,
 
     monkeypatch.setattr(vitviz.engine, "load_image", load)
     monkeypatch.setattr(vitviz.images, "load_image", load)
-    model = window._worker.engine.model  # noqa: SLF001
+    model = window.session.worker.engine.model  # noqa: SLF001
     real_forward = model.forward
 
     def forward(*args, **kwargs):
@@ -297,7 +297,7 @@ def test_closing_during_inference_stops_the_worker_promptly(qtbot, window, photo
     """Every block of the model sleeps 1 s: closing after the first block began stops the worker once that block
     ends (cancellation is checked between blocks), not after the whole forward pass."""
     python_threads = threading.active_count()
-    blocks = window._worker.engine.model.blocks  # noqa: SLF001
+    blocks = window.session.worker.engine.model.blocks  # noqa: SLF001
     started = threading.Event()
     ran = []
 
@@ -321,7 +321,7 @@ def test_closing_during_inference_stops_the_worker_promptly(qtbot, window, photo
     window.close()
     elapsed = time.perf_counter() - t0
     assert elapsed < 1.9  # the whole forward pass would have needed 2 s more
-    assert not window._thread.isRunning() and window._thread.isFinished()  # noqa: SLF001
+    assert not window.session.thread.isRunning() and window.session.thread.isFinished()  # noqa: SLF001
     assert len(ran) == 1
     qtbot.wait(100)
     assert shown == []  # nothing is drawn into a closed window
@@ -357,7 +357,7 @@ def test_closing_during_a_model_download_stops_the_download(qtbot, window, tiny_
     window.load_model("fake-hub-model", "cpu")
     qtbot.waitUntil(started.is_set, timeout=TIMEOUT)
     window.close()
-    assert not window._thread.isRunning() and window._thread.isFinished()  # noqa: SLF001
+    assert not window.session.thread.isRunning() and window.session.thread.isFinished()  # noqa: SLF001
     assert cancelled and cancelled[0] < 400  # stopped part-way, not after the whole download
     qtbot.wait(100)
     assert errors == []  # a cancelled download is not an error to show
@@ -396,5 +396,5 @@ def test_run_app_returns_0_when_the_window_is_closed(qtbot, tmp_path, tiny_check
     assert code == 0
     [w] = opened
     assert w.current_result is not None and w.current_result.source == str(photo)
-    assert not w._thread.isRunning()  # noqa: SLF001
+    assert not w.session.thread.isRunning()  # noqa: SLF001
     assert (tmp_path / "app.ini").is_file()  # the geometry went to our settings, not the user's

@@ -7,7 +7,7 @@ import math
 from typing import Sequence
 
 import numpy as np
-from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QLinearGradient, QPainter, QPen, QTransform
 from PySide6.QtWidgets import (
     QDialog,
@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 __all__ = [
+    "STYLE",
     "ACCENT",
     "HOVER",
     "to_qimage",
@@ -40,6 +41,13 @@ ACCENT = QColor("#1f6feb")  # selection, top prediction
 QUERY = QColor("#00d8ff")  # the query patch
 HOVER = QColor("#ffcc33")  # the hovered patch
 TEXT_MUTED = QColor("#5b6470")
+STYLE = """
+QFrame#Panel { background: palette(base); border: 1px solid #d5dbe3; border-radius: 8px; }
+QLabel#PanelTitle { font-weight: 600; }
+QLabel#Muted { color: #5b6470; }
+QLabel#ModeChip { border-radius: 9px; padding: 1px 9px; font-weight: 600; }
+QToolBar { spacing: 6px; }
+"""  # the window's style sheet: panels, titles, muted text, the attention mode chip
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
@@ -732,6 +740,10 @@ class MessageBar(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.kind = "info"
+        self.topic = "info"  # what the message is about, so that a later success can clear it
+        self._timer = QTimer(self)  # a child of the bar: never fires after the window is gone
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.dismiss)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 6, 6, 6)
         self.icon = QLabel(self)
@@ -749,9 +761,14 @@ class MessageBar(QFrame):
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
 
-    def show_message(self, text: str, kind: str = "error") -> None:
+    def show_message(self, text: str, kind: str = "error", topic: str | None = None, transient: bool = False) -> None:
+        """Show ``text``; ``topic`` (default: ``kind``) names what it is about, for :meth:`dismiss_topics`; a
+        transient message goes away by itself after six seconds."""
         bg, fg, border, icon = self.STYLES.get(kind, self.STYLES["info"])
-        self.kind = kind
+        self.kind, self.topic = kind, topic or kind
+        self._timer.stop()
+        if transient:
+            self._timer.start(6000)
         self.setStyleSheet(
             f"MessageBar {{ background: {bg}; border: 1px solid {border}; border-radius: 6px; }}"
             f"QLabel {{ color: {fg}; background: transparent; }}"
@@ -766,6 +783,11 @@ class MessageBar(QFrame):
     def dismiss(self) -> None:
         self.hide()
         self.closed.emit()
+
+    def dismiss_topics(self, *topics: str) -> None:
+        """Hide the message if it is about one of ``topics`` (the problem was solved)."""
+        if self.isVisible() and self.topic in topics:
+            self.dismiss()
 
 
 class Panel(QFrame):

@@ -1,0 +1,83 @@
+"""The window's file dialogs and the clipboard / drag-and-drop readers, each remembering its folder in the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QMimeData, QSettings
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+from . import paths
+
+__all__ = ["ask_image", "ask_checkpoint", "ask_png", "ask_folder", "mime_source", "qimage_to_array"]
+
+IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in paths.IMAGE_SUFFIXES) + ");;All files (*)"
+CHECKPOINT_FILTER = "vitviz checkpoints (*.json *.safetensors *.pt *.pth *.bin);;All files (*)"
+
+
+def _last_dir(settings: QSettings) -> str:
+    return str(settings.value("paths/last_dir", str(Path.home())))
+
+
+def ask_image(parent: QWidget, settings: QSettings) -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, "Open image", _last_dir(settings), IMAGE_FILTER)
+    if path:
+        settings.setValue("paths/last_dir", str(Path(path).parent))
+    return path or None
+
+
+def ask_checkpoint(parent: QWidget, settings: QSettings) -> str | None:
+    start = str(settings.value("paths/checkpoint_dir", str(paths.weights_dir())))
+    path, _ = QFileDialog.getOpenFileName(parent, "Open checkpoint", start, CHECKPOINT_FILTER)
+    if path:
+        settings.setValue("paths/checkpoint_dir", str(Path(path).parent))
+    return path or None
+
+
+def ask_png(parent: QWidget, settings: QSettings, title: str, file_name: str) -> str | None:
+    """A PNG file name to save to (".png" added when missing)."""
+    path, _ = QFileDialog.getSaveFileName(parent, title, str(Path(_last_dir(settings)) / file_name),
+                                          "PNG images (*.png)")
+    if not path:
+        return None
+    path += "" if path.lower().endswith(".png") else ".png"
+    settings.setValue("paths/last_dir", str(Path(path).parent))
+    return path
+
+
+def ask_folder(parent: QWidget, settings: QSettings, title: str) -> str | None:
+    folder = QFileDialog.getExistingDirectory(parent, title, _last_dir(settings))
+    if folder:
+        settings.setValue("paths/last_dir", folder)
+    return folder or None
+
+
+def mime_source(mime: QMimeData | None, image: QImage | None = None, name: str = "dropped image") -> Any:
+    """What a drop or the clipboard holds: a local file path, an ``(array, name)`` image, or None.
+
+    A file wins over image data; a text that names an existing file counts as that file.
+    """
+    if mime is None:
+        return None
+    files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
+    if files:
+        return files[0]
+    if mime.hasImage():
+        image = image if image is not None else mime.imageData()
+        if isinstance(image, QImage) and not image.isNull():
+            return qimage_to_array(image), name
+    text = mime.text().strip() if mime.hasText() else ""
+    if text and len(text) < 4096 and Path(text).expanduser().is_file():
+        return str(Path(text).expanduser())
+    return None
+
+
+def qimage_to_array(image: QImage) -> np.ndarray:
+    """A QImage as an ``[H, W, 3]`` uint8 RGB array."""
+    img = image.convertToFormat(QImage.Format.Format_RGB888)
+    w, h, bpl = img.width(), img.height(), img.bytesPerLine()
+    buf = np.frombuffer(img.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)
+    return buf[:, : w * 3].reshape(h, w, 3).copy()

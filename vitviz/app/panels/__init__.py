@@ -1,0 +1,10 @@
+"""The window's panels, one class per file. Each takes the :class:`~vitviz.app.state.ViewState`, draws from it and
+changes the view only through it; panels never call each other."""
+
+from .attention import AttentionPanel
+from .depth import DepthPanel
+from .details import DetailsPanel
+from .input import InputPanel
+from .predictions import PredictionsPanel
+
+__all__ = ["InputPanel", "PredictionsPanel", "AttentionPanel", "DepthPanel", "DetailsPanel"]

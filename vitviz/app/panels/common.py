@@ -1,0 +1,70 @@
+"""Small text and widget helpers shared by the panels and the window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from PySide6.QtWidgets import QComboBox
+
+MUTED = "#5b6470"
+
+
+def html(text: Any) -> str:
+    """``text`` escaped for a Qt rich-text label."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def muted(text: str) -> str:
+    """A title suffix in the muted, regular-weight style."""
+    return f"<span style='font-weight:400;color:{MUTED}'>{text}</span>"
+
+
+def source_name(source: Any) -> str:
+    """The file name of an image source (a path, or ``(array, name)``)."""
+    if source is None:
+        return ""
+    if isinstance(source, tuple):
+        return str(source[1])
+    s = str(source)
+    return Path(s).name or s
+
+
+def describe_patch(grid: Any, patch: int) -> str:
+    """Where a patch is: index, row/column, pixel box in the model input (and in the original when resized)."""
+    r, c = divmod(patch, grid.cols)
+    x0, y0, x1, y1 = grid.patch_box(patch)
+    ow, oh = grid.original_size
+    h, w = grid.input_size
+    sx, sy = ow / w, oh / h
+    text = f"patch #{patch}  (row {r}, col {c})  ·  pixels x {x0}–{x1}, y {y0}–{y1} of the {w}×{h} input"
+    if (ow, oh) != (w, h):
+        text += f"  (≈ x {x0 * sx:.0f}–{x1 * sx:.0f}, y {y0 * sy:.0f}–{y1 * sy:.0f} in the {ow}×{oh} original)"
+    return text
+
+
+def depth_text(result: Any, pos: tuple[float, float]) -> str:
+    """The status-bar readout of the depth at input pixel ``pos`` ("" when the result has no depth)."""
+    if result.depth is None or not result.depth_kind:
+        return ""
+    d = result.depth
+    value = float(d[min(int(pos[1]), d.shape[0] - 1), min(int(pos[0]), d.shape[1] - 1)])
+    return f"  ·  depth {value:.3g}{' m' if result.depth_kind == 'metric' else ''}"
+
+
+def combo(items: Iterable[str], current: str, tip: str) -> QComboBox:
+    """A combo box of ``items`` showing ``current``."""
+    box = QComboBox()
+    box.addItems(list(items))
+    set_combo_text(box, current)
+    box.setToolTip(tip)
+    return box
+
+
+def set_combo_text(box: QComboBox, text: str) -> None:
+    """Select ``text`` without emitting the box's signals."""
+    i = box.findText(text)
+    if i >= 0 and i != box.currentIndex():
+        box.blockSignals(True)
+        box.setCurrentIndex(i)
+        box.blockSignals(False)

@@ -1,0 +1,116 @@
+"""The Depth panel: the predicted depth map with a colour bar; a click enlarges it in its own window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QLabel
+
+from ...render import COLORMAPS, apply_colormap, colormap_lut, normalize
+from ..state import ViewState
+from ..widgets import ColorBar, ImageCanvas, MapDialog, Panel
+from .common import combo, depth_text, describe_patch, html, muted, set_combo_text
+
+__all__ = ["DepthPanel"]
+
+UNITS = {"metric": "metres", "relative_inverse": "relative inverse depth"}
+
+
+class DepthPanel(Panel):
+    def __init__(self, state: ViewState) -> None:
+        super().__init__("Depth")
+        self.state = state
+        self.cmap_combo = combo(COLORMAPS, state.depth_cmap, "Colormap of the depth map")
+        self.cmap_combo.currentTextChanged.connect(state.set_depth_colormap)
+        self.add_header_widget(self.cmap_combo)
+        row = QHBoxLayout()
+        self.canvas = ImageCanvas(placeholder="The predicted depth map appears here.")
+        self.canvas.set_clickable(True)
+        self.canvas.hovered.connect(self._on_hover)
+        self.canvas.clicked.connect(lambda _pos: self.open_detail())
+        self.bar = ColorBar(Qt.Orientation.Vertical)
+        row.addWidget(self.canvas, 1)
+        row.addWidget(self.bar)
+        self.canvas.geometry_changed.connect(
+            lambda r: self.bar.set_span(r.top(), r.bottom()) if r.height() else self.bar.set_span(None))
+        self.body.addLayout(row, 1)
+        self.info = QLabel("")
+        self.info.setObjectName("Muted")
+        self.info.setWordWrap(True)
+        self.body.addWidget(self.info)
+        self.detail = MapDialog(self)  # the depth map enlarged, with the value of the pixel under the mouse
+
+        state.result_changed.connect(self._on_result)
+        state.depth_style_changed.connect(self.refresh)
+        state.query_changed.connect(self.canvas.set_marked_patch)
+        state.hover_changed.connect(self.canvas.set_hover_patch)
+        state.grid_changed.connect(lambda v: self.canvas.set_grid_visible(v and state.shown is not None))
+
+    def _on_result(self, shown) -> None:
+        if shown is not None:
+            self.canvas.set_patch_size(shown.result.grid.patch_size)
+            self.canvas.set_grid_visible(self.state.grid)
+            self.canvas.set_hover_patch(None)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Redraw the map, colour bar and texts from the state."""
+        set_combo_text(self.cmap_combo, self.state.depth_cmap)
+        result = self.state.result
+        if result is None or result.depth is None:
+            self.canvas.set_image(None)
+            if result is None:
+                self.canvas.set_patch_size(0)
+            self.canvas.placeholder = ("The predicted depth map appears here." if result is None
+                                       else "This model predicts no depth.")
+            self.bar.set_scale(None, None, None)
+            self.set_title("Depth")
+            self.info.setText("")
+            self.detail.close()
+            return
+        d = result.depth
+        lo, hi = float(np.nanmin(d)), float(np.nanmax(d))
+        metric = result.depth_kind == "metric"
+        values, lut = normalize(d), colormap_lut(self.state.depth_cmap)
+        if metric:
+            values, lut = 1.0 - values, lut[::-1]  # near = bright
+        self.canvas.set_image(apply_colormap(values, self.state.depth_cmap))
+        self.bar.set_scale(lut, lo, hi, "m" if metric else "")
+        self.set_title(f"Depth {muted('· ' + UNITS.get(result.depth_kind or '', 'model units'))}")
+        detail = "larger = nearer · " if result.depth_kind == "relative_inverse" else ""
+        span = f"nearest {lo:.3g} m, farthest {hi:.3g} m" if metric else f"range {lo:.3g} – {hi:.3g}"
+        self.info.setText(f"{detail}{span} · hover for values · click to enlarge")
+        self.canvas.set_marked_patch(self.state.query)
+        if self.detail.isVisible():
+            self._update_detail()
+
+    def open_detail(self) -> None:
+        """Enlarge the depth map in a non-modal window (colour bar, value under the mouse) that follows the view."""
+        result = self.state.result
+        if result is None or result.depth is None:
+            return
+        self._update_detail()
+        self.detail.show()
+        self.detail.raise_()
+
+    def _update_detail(self) -> None:
+        result, bar = self.state.result, self.bar
+        about = f"· {html(result.depth_model_name or result.model_name)} · {html(Path(result.source).name)}"
+        self.detail.set_pixel_content(
+            f"{self.title.text()} {muted(about)}",
+            self.canvas.rgb, result.depth, bar.lut, bar.lo, bar.hi,
+            " m" if result.depth_kind == "metric" else "", bar.title,
+        )
+
+    def _on_hover(self, pos) -> None:
+        state = self.state
+        patch = state.patch_at(pos)
+        state.set_hover(patch)
+        if patch is None:
+            state.status.emit("")
+            return
+        result = state.result
+        text = describe_patch(result.grid, patch) + depth_text(result, pos)
+        state.status.emit(text + "  ·  click to enlarge")

@@ -1,0 +1,186 @@
+"""The window's side of the worker thread: numbered requests (load a model, analyse an image, export), which one
+is newest, what is still pending, and which model, device and depth model are loaded.
+
+Only the answer to the newest request of each kind is passed on, so a slow old analysis can never replace a newer
+one on screen. Nothing here draws.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+from .panels.common import source_name
+from .worker import AnalysisWorker, ModelSummary, Preview, RequestTracker, Shown
+
+__all__ = ["Session"]
+
+
+class Session(QObject):
+    """Owns the worker thread. Signals carry only answers to the newest request:
+
+    ``environment_ready(info)``, ``model_ready(summary)``, ``analysis_ready(shown)``, ``preview_ready(preview)``,
+    ``export_ready(folder, files)``, ``failed(kind, message)`` (kind: "model", "image", "export", "startup"),
+    ``busy_changed(busy)``, ``activity(text)`` (what it is busy with), ``download_progress(done, total)``.
+    """
+
+    environment_ready = Signal(dict)
+    model_ready = Signal(object)
+    analysis_ready = Signal(object)
+    preview_ready = Signal(object)
+    export_ready = Signal(str, list)
+    failed = Signal(str, str)
+    busy_changed = Signal(bool)
+    activity = Signal(str)
+    download_progress = Signal(object, object)
+
+    # requests to the worker (queued across threads)
+    _req_warm_up = Signal()
+    _req_model = Signal(int, str, str, object)
+    _req_analyze = Signal(int, object)
+    _req_export = Signal(int, object, str, dict)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._seq = 0
+        self.tracker = RequestTracker()
+        self.pending: set[int] = set()
+        self.latest_model_req = 0
+        self.latest_image_req = 0
+        self.model_spec: str | None = None  # of the loaded model
+        self.device = "auto"  # asked for (the loaded model's, unless a load is pending)
+        self.depth_model: str | None = None
+        self.loaded_options: tuple[str, str | None] = ("auto", None)  # (device, depth model) of the loaded model
+        self._model_requests: dict[int, tuple[str, str | None]] = {}  # request id -> (device, depth model)
+        self.current_source: Any = None  # source of the displayed result
+        self.requested_source: Any = None  # source of the newest analysis request
+        self._busy = False
+
+        self.thread = QThread(self)
+        self.thread.setObjectName("vitviz-worker")
+        self.worker = AnalysisWorker(self.tracker)
+        self.worker.moveToThread(self.thread)
+        self.thread.finished.connect(self.worker.deleteLater)
+        self._req_warm_up.connect(self.worker.warm_up)
+        self._req_model.connect(self.worker.load_model)
+        self._req_analyze.connect(self.worker.analyze)
+        self._req_export.connect(self.worker.export)
+        self.worker.environment_ready.connect(self.environment_ready)
+        self.worker.model_ready.connect(self._on_model_ready)
+        self.worker.analysis_ready.connect(self._on_analysis_ready)
+        self.worker.preview_ready.connect(self._on_preview_ready)
+        self.worker.export_ready.connect(self._on_export_ready)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.finished.connect(self._finish)
+        self.worker.download_progress.connect(self._on_download_progress)
+        self.thread.start()
+        self._req_warm_up.emit()
+
+    @property
+    def is_busy(self) -> bool:
+        return bool(self.pending)
+
+    def _next(self) -> int:
+        self._seq += 1
+        self.pending.add(self._seq)
+        return self._seq
+
+    # ---------------------------------------------------------------------------------------------- requests
+
+    def load_model(self, spec: str, device: str | None = None, depth_model: str | None = None) -> int:
+        """Load ``spec`` on the worker; ``depth_model`` "" removes the extra depth model, None keeps it."""
+        if device:
+            self.device = device
+        if depth_model is not None:
+            self.depth_model = depth_model or None
+        req = self.latest_model_req = self._next()
+        self._model_requests[req] = (self.device, self.depth_model)
+        self._update_busy()
+        self._req_model.emit(req, spec, self.device, self.depth_model)
+        return req
+
+    def analyze(self, source: Any) -> int:
+        """Analyse ``source`` (a path or ``(array, name)``); older analyses are cancelled between stages."""
+        req = self.latest_image_req = self._next()
+        self.tracker.latest_analysis = req
+        self.requested_source = source
+        self._update_busy()
+        self._req_analyze.emit(req, source)
+        return req
+
+    def export(self, result: Any, folder: str, options: dict) -> int:
+        req = self._next()
+        self._update_busy()
+        self._req_export.emit(req, result, folder, options)
+        return req
+
+    def shutdown(self) -> None:
+        """Stop the worker thread (waits for a running forward pass to reach its next stage)."""
+        self.tracker.closing = True
+        if self.thread.isRunning():
+            self.thread.quit()
+            self.thread.wait(30000)
+
+    # ---------------------------------------------------------------------------------------------- answers
+
+    def _finish(self, req: int) -> None:
+        self.pending.discard(req)
+        self._update_busy()
+
+    def _update_busy(self) -> None:
+        busy = bool(self.pending)
+        if busy:
+            if self.latest_model_req in self.pending:
+                self.activity.emit("Loading model…")
+            elif self.latest_image_req in self.pending:
+                self.activity.emit(f"Analysing {source_name(self.requested_source)}…")
+            else:
+                self.activity.emit("Exporting…")
+        if busy != self._busy:
+            self._busy = busy
+            self.busy_changed.emit(busy)
+
+    def _on_model_ready(self, req: int, summary: ModelSummary) -> None:
+        self._finish(req)
+        if req != self.latest_model_req:
+            return
+        self.model_spec = summary.spec
+        self.loaded_options = self._model_requests.pop(req, self.loaded_options)
+        self.model_ready.emit(summary)
+        source = self.requested_source if self.requested_source is not None else self.current_source
+        if source is not None and self.latest_image_req < req:
+            self.analyze(source)  # show the image through the new model
+
+    def _on_analysis_ready(self, req: int, shown: Shown) -> None:
+        self._finish(req)
+        if req == self.latest_image_req:  # never show a superseded result
+            self.current_source = self.requested_source
+            self.analysis_ready.emit(shown)
+
+    def _on_preview_ready(self, req: int, preview: Preview) -> None:
+        self._finish(req)
+        if req == self.latest_image_req:
+            self.current_source = self.requested_source
+            self.preview_ready.emit(preview)
+
+    def _on_export_ready(self, req: int, folder: str, files: list) -> None:
+        self._finish(req)
+        self.export_ready.emit(folder, files)
+
+    def _on_download_progress(self, req: int, done: int, total: int) -> None:
+        if req == self.latest_model_req:
+            self.download_progress.emit(done, total)
+
+    def _on_failed(self, req: int, kind: str, message: str) -> None:
+        self._finish(req)
+        if kind == "image":
+            if req != self.latest_image_req:
+                return  # an older request failed after a newer one was made: nothing to tell
+            self.requested_source = self.current_source  # keep what is shown
+        elif kind == "model":
+            if req != self.latest_model_req:
+                return
+            self._model_requests.pop(req, None)
+            self.device, self.depth_model = self.loaded_options  # back to what is still loaded
+        self.failed.emit(kind, message)

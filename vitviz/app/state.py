@@ -1,0 +1,224 @@
+"""What the user is looking at, as one evented model: the panels read it and redraw when it signals a change.
+
+A panel changes the view only by calling a ``set_*`` method here; it never calls another panel. Every setter emits
+its signal only when the value really changed, so panels can listen freely without loops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QSettings, Signal
+
+from ..render import COLORMAPS
+from .worker import ModelSummary, Preview, Shown
+
+__all__ = ["ViewState", "NORMALISATIONS"]
+
+NORMALISATIONS = ("head", "layer")
+# the view settings that persist between sessions: attribute -> (QSettings key, default)
+SAVED = {"cmap": ("view/cmap", "inferno"), "depth_cmap": ("view/depth_cmap", "turbo"), "opacity": ("view/opacity", 0.6),
+         "normalisation": ("view/normalise", "head"), "grid": ("view/grid", True), "smooth": ("view/smooth", True)}
+
+
+class ViewState(QObject):
+    """The displayed result and every view setting; signals tell the panels what changed.
+
+    Signals:
+        result_changed(shown): a new :class:`~vitviz.app.worker.Shown` (or None: nothing analysed).
+        preview_changed(preview): an image shown without analysis (no model loaded), or None.
+        model_changed(summary): the loaded model's :class:`~vitviz.app.worker.ModelSummary`.
+        layer_changed(layer), query_changed(patch or None), hover_changed(patch or None).
+        attention_style_changed(): colormap, opacity, normalisation or smoothing of the attention maps.
+        depth_style_changed(): the depth colormap.
+        grid_changed(visible): the patch grid overlay.
+        status(text): a one-line description for the status bar (hover readouts).
+    """
+
+    result_changed = Signal(object)
+    preview_changed = Signal(object)
+    model_changed = Signal(object)
+    layer_changed = Signal(int)
+    query_changed = Signal(object)
+    hover_changed = Signal(object)
+    attention_style_changed = Signal()
+    depth_style_changed = Signal()
+    grid_changed = Signal(bool)
+    status = Signal(str)
+
+    def __init__(self, parent: QObject | None = None, *, cmap: str = "inferno", depth_cmap: str = "turbo",
+                 opacity: float = 0.6, normalisation: str = "head", grid: bool = True, smooth: bool = True) -> None:
+        super().__init__(parent)
+        self.shown: Shown | None = None
+        self.preview: Preview | None = None
+        self.model: ModelSummary | None = None
+        self.layer = 0
+        self.query: int | None = None
+        self.hover: int | None = None
+        self.cmap = cmap if cmap in COLORMAPS else "inferno"
+        self.depth_cmap = depth_cmap if depth_cmap in COLORMAPS else "turbo"
+        self.opacity = float(min(1.0, max(0.0, opacity)))
+        self.normalisation = normalisation if normalisation in NORMALISATIONS else "head"
+        self.grid = bool(grid)
+        self.smooth = bool(smooth)
+
+    @classmethod
+    def from_settings(cls, settings: QSettings, parent: QObject | None = None) -> "ViewState":
+        """A state with the view settings saved in ``settings`` (unreadable values fall back to the defaults);
+        later changes are saved there as they happen."""
+        state = cls(parent, **{name: _read(settings, key, default) for name, (key, default) in SAVED.items()})
+
+        def save(*_args) -> None:
+            for name, (key, _default) in SAVED.items():
+                settings.setValue(key, getattr(state, name))
+
+        for signal in (state.attention_style_changed, state.depth_style_changed, state.grid_changed):
+            signal.connect(save)
+        return state
+
+    # ------------------------------------------------------------------------------------------------ reading
+
+    @property
+    def result(self) -> Any:
+        """The displayed :class:`vitviz.engine.AnalysisResult`, or None."""
+        return self.shown.result if self.shown is not None else None
+
+    @property
+    def num_layers(self) -> int:
+        result = self.result
+        return result.num_layers if result is not None else 0
+
+    def attention_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(heads ``[H, rows, cols]``, their mean, the rollout up to the layer) for the current layer and query."""
+        shown = self.shown
+        assert shown is not None
+        result = shown.result
+        layer, q = self.layer, self.query
+        prefix = result.num_prefix_tokens
+        rows, cols = result.grid.rows, result.grid.cols
+        if q is None:
+            maps, token = result.cls_attention[layer], 0
+        else:
+            maps, token = result.query_attention(layer, q), prefix + q
+        if shown.rollouts is not None:
+            roll = shown.rollouts[layer][token, prefix:].reshape(rows, cols)
+        else:
+            roll = np.zeros((rows, cols), np.float32)
+        maps = np.asarray(maps, np.float32)
+        return maps, maps.mean(axis=0), roll.astype(np.float32)
+
+    # ------------------------------------------------------------------------------------------------ results
+
+    def show(self, shown: Shown) -> None:
+        """Display a finished analysis; keeps the layer and query where they still make sense."""
+        previous = self.result
+        result = shown.result
+        self.shown, self.preview = shown, None
+        model = self.model
+        if model is not None and result.model_name == model.name and result.device != model.device:
+            # the engine moved the model (a GPU out-of-memory fallback to the CPU): the details follow it
+            self.model = dataclasses.replace(model, device=result.device)
+            self.model_changed.emit(self.model)
+        if previous is None or previous.grid.num_patches != result.grid.num_patches:
+            self.query = None
+        if previous is None or previous.num_layers != result.num_layers:
+            self.layer = result.num_layers - 1  # start on the last layer
+        self.layer = min(self.layer, max(0, result.num_layers - 1))
+        self.hover = None
+        self.result_changed.emit(shown)
+
+    def show_preview(self, preview: Preview) -> None:
+        """Show an image that could not be analysed because no model is loaded."""
+        self.shown, self.preview, self.query, self.hover = None, preview, None, None
+        self.result_changed.emit(None)
+        self.preview_changed.emit(preview)
+
+    def set_model(self, summary: ModelSummary | None) -> None:
+        self.model = summary
+        self.model_changed.emit(summary)
+
+    # ------------------------------------------------------------------------------------------------ navigation
+
+    def set_layer(self, layer: int) -> None:
+        """Show ``layer`` (negative counts from the end), clamped to the result's layers."""
+        n = self.num_layers
+        if n == 0:
+            return
+        layer = int(layer) + (n if layer < 0 else 0)
+        layer = max(0, min(n - 1, layer))
+        if layer != self.layer:
+            self.layer = layer
+            self.layer_changed.emit(layer)
+
+    def step_layer(self, delta: int) -> None:
+        self.set_layer(self.layer + delta)
+
+    def set_query(self, patch: int | None) -> None:
+        """Show what ``patch``'s query attends to (all heads); None returns to the CLS token."""
+        result = self.result
+        if patch is not None and (result is None or result.attentions is None
+                                  or not 0 <= patch < result.grid.num_patches):
+            return
+        if patch != self.query:
+            self.query = patch
+            self.query_changed.emit(patch)
+
+    def toggle_query(self, patch: int | None) -> None:
+        """A click on a patch: select it, or return to CLS when it is already selected."""
+        if patch is not None:
+            self.set_query(None if patch == self.query else patch)
+
+    def set_hover(self, patch: int | None) -> None:
+        if patch != self.hover:
+            self.hover = patch
+            self.hover_changed.emit(patch)
+
+    def patch_at(self, pos: tuple[float, float] | None) -> int | None:
+        """The patch under input-image pixel ``pos`` of the displayed result, or None."""
+        result = self.result
+        return None if pos is None or result is None else result.grid.patch_at(*pos)
+
+    # ------------------------------------------------------------------------------------------------ style
+
+    def set_colormap(self, name: str) -> None:
+        if name in COLORMAPS and name != self.cmap:
+            self.cmap = name
+            self.attention_style_changed.emit()
+
+    def set_opacity(self, alpha: float) -> None:
+        alpha = float(min(1.0, max(0.0, alpha)))
+        if alpha != self.opacity:
+            self.opacity = alpha
+            self.attention_style_changed.emit()
+
+    def set_normalisation(self, mode: str) -> None:
+        if mode in NORMALISATIONS and mode != self.normalisation:
+            self.normalisation = mode
+            self.attention_style_changed.emit()
+
+    def set_smooth(self, smooth: bool) -> None:
+        if bool(smooth) != self.smooth:
+            self.smooth = bool(smooth)
+            self.attention_style_changed.emit()
+
+    def set_depth_colormap(self, name: str) -> None:
+        if name in COLORMAPS and name != self.depth_cmap:
+            self.depth_cmap = name
+            self.depth_style_changed.emit()
+
+    def set_grid(self, visible: bool) -> None:
+        if bool(visible) != self.grid:
+            self.grid = bool(visible)
+            self.grid_changed.emit(self.grid)
+
+
+def _read(settings: QSettings, key: str, default: Any) -> Any:
+    value, kind = settings.value(key, default), type(default)
+    try:
+        if kind is bool:
+            return value.lower() in ("1", "true", "yes") if isinstance(value, str) else bool(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        return default
