@@ -8,14 +8,24 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QMimeData, QSettings
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
+from .. import __version__
 from . import paths
 
-__all__ = ["ask_image", "ask_checkpoint", "ask_png", "ask_folder", "mime_source", "qimage_to_array"]
+__all__ = ["show_about", "ask_image", "ask_checkpoint", "ask_png", "ask_folder", "mime_source", "qimage_to_array"]
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in paths.IMAGE_SUFFIXES) + ");;All files (*)"
 CHECKPOINT_FILTER = "vitviz checkpoints (*.json *.safetensors *.pt *.pth *.bin);;All files (*)"
+
+
+def show_about(parent: QWidget) -> None:
+    QMessageBox.about(
+        parent, "About vitviz",
+        f"<h3>vitviz {__version__}</h3><p>Look inside Vision Transformers: class predictions, the attention of "
+        "every head and the predicted depth, side by side.</p>"
+        "<p><b>Keys</b>: ← → layer · Home/End first/last layer · Esc back to CLS attention · G patch grid · "
+        "Ctrl+O open · Ctrl+V paste · Ctrl+E export view</p>")
 
 
 def _last_dir(settings: QSettings) -> str:

@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QIcon, QImage, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QAction, QGuiApplication, QIcon, QImage, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QToolButton, QVBoxLayout, QWidget
 
-from .. import __version__
 from . import dialogs, paths
 from .file_menus import RecentFiles, fill_samples_menu
 from .model_picker import ModelPicker
@@ -26,7 +25,7 @@ from .session import Session
 from .state import ViewState
 from .status_bar import StatusBar
 from .view_menu import ViewMenu, make_action
-from .widgets import STYLE, MessageBar
+from .widgets import STYLE, MessageBar, splitter
 
 __all__ = ["MainWindow"]
 
@@ -89,18 +88,18 @@ class MainWindow(QMainWindow):
         self.act_export_maps = act("Export all &maps…", self._export_maps_dialog, "Ctrl+Shift+E",
                                    "Write the input, attention maps, rollout and depth as PNG and NPY files")
         self.act_quit = act("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.act_about = act("&About vitviz", self._about)
+        self.act_about = act("&About vitviz", lambda: dialogs.show_about(self))
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.addAction(self.act_open)
         self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.recent_menu.aboutToShow.connect(lambda: self.recent.fill(self.recent_menu, self.open_image))
         for item in (self.act_paste, None, self.act_checkpoint, None, self.act_export_view, self.act_export_maps,
                      None, self.act_quit):
             file_menu.addAction(item) if item else file_menu.addSeparator()
-        self._fill_recent_menu()  # filled at once too, for keyboard users and tests
+        self.recent_menu.aboutToShow.emit()  # filled at once too, for keyboard users and tests
         self.samples_menu = bar.addMenu("&Samples")
         self.samples_menu.aboutToShow.connect(self._fill_samples_menu)
         self._fill_samples_menu()
@@ -139,9 +138,9 @@ class MainWindow(QMainWindow):
         outer.setSpacing(6)
         self.banner = MessageBar(central)
         outer.addWidget(self.banner)
-        left = _splitter(Qt.Orientation.Vertical, [self.input_panel, self.predictions_panel], [560, 340])
-        right = _splitter(Qt.Orientation.Vertical, [self.depth_panel, self.details_panel], [520, 380])
-        self.splitter = _splitter(Qt.Orientation.Horizontal, [left, self.attention_panel, right], [430, 700, 400])
+        left = splitter(Qt.Orientation.Vertical, [self.input_panel, self.predictions_panel], [560, 340])
+        right = splitter(Qt.Orientation.Vertical, [self.depth_panel, self.details_panel], [520, 380])
+        self.splitter = splitter(Qt.Orientation.Horizontal, [left, self.attention_panel, right], [430, 700, 400])
         for i, stretch in enumerate((3, 5, 3)):
             self.splitter.setStretchFactor(i, stretch)
         outer.addWidget(self.splitter, 1)
@@ -367,9 +366,6 @@ class MainWindow(QMainWindow):
     def recent_files(self) -> list[str]:
         return self.recent.files()
 
-    def _fill_recent_menu(self) -> None:
-        self.recent.fill(self.recent_menu, self.open_image)
-
     def _fill_samples_menu(self, menu: QMenu | None = None) -> None:
         fill_samples_menu(menu if isinstance(menu, QMenu) else self.samples_menu, self.samples_folder, self.open_image)
 
@@ -395,24 +391,3 @@ class MainWindow(QMainWindow):
             self.show_error("Nothing to export yet: open an image first.")
         elif folder := dialogs.ask_folder(self, self.settings, "Export all maps into folder"):
             self.export_maps(str(Path(folder) / f"{Path(self.state.result.source).stem or 'image'}-vitviz"))
-
-    def _about(self) -> None:
-        QMessageBox.about(
-            self, "About vitviz",
-            f"<h3>vitviz {__version__}</h3><p>Look inside Vision Transformers: class predictions, the attention of "
-            "every head and the predicted depth, side by side.</p>"
-            "<p><b>Keys</b>: ← → layer · Home/End first/last layer · Esc back to CLS attention · G patch grid · "
-            "Ctrl+O open · Ctrl+V paste · Ctrl+E export view</p>")
-
-
-# ---------------------------------------------------------------------------------------------------- helpers
-
-
-def _splitter(orientation: Qt.Orientation, widgets: list[QWidget], sizes: list[int]) -> QSplitter:
-    splitter = QSplitter(orientation)
-    for w in widgets:
-        splitter.addWidget(w)
-    splitter.setSizes(sizes)
-    splitter.setChildrenCollapsible(False)
-    splitter.setHandleWidth(8)
-    return splitter

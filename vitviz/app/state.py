@@ -153,7 +153,8 @@ class ViewState(QObject):
             self.layer_changed.emit(layer)
 
     def step_layer(self, delta: int) -> None:
-        self.set_layer(self.layer + delta)
+        """The next (``delta`` > 0) or previous layer; stays at the first or last one."""
+        self.set_layer(max(0, self.layer + delta))
 
     def set_query(self, patch: int | None) -> None:
         """Show what ``patch``'s query attends to (all heads); None returns to the CLS token."""

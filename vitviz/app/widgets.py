@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSizePolicy,
+    QSplitter,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -35,6 +36,7 @@ __all__ = [
     "MessageBar",
     "Panel",
     "MapDialog",
+    "splitter",
 ]
 
 ACCENT = QColor("#1f6feb")  # selection, top prediction
@@ -897,6 +899,17 @@ class MapDialog(QDialog):
         index = r * cols + c
         self.canvas.set_hover_patch(index)
         self.readout.setText(f"patch #{index} (row {r}, col {c}): {self.values[r, c]:.4g}")
+
+
+def splitter(orientation: Qt.Orientation, widgets: Sequence[QWidget], sizes: Sequence[int]) -> QSplitter:
+    """A splitter holding ``widgets`` at ``sizes``, whose panes cannot be collapsed to nothing."""
+    split = QSplitter(orientation)
+    for w in widgets:
+        split.addWidget(w)
+    split.setSizes(list(sizes))
+    split.setChildrenCollapsible(False)
+    split.setHandleWidth(8)
+    return split
 
 
 def _strip_tags(html: str) -> str:
