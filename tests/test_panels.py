@@ -191,3 +191,16 @@ def test_details_panel_names_the_device_the_model_really_ran_on(qtbot, state):
     text = panel.label.text()
     assert ">Device</td><td>cpu<" in text and "cuda" not in text
     assert state.model == dataclasses.replace(summary, device="cpu")
+
+
+def test_clicking_a_prediction_bar_reports_its_row(qtbot, state):
+    panel = PredictionsPanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(400, 300)
+    panel.show()
+    state.show(make_shown())
+    qtbot.waitExposed(panel)
+    chart = panel.chart
+    with qtbot.waitSignal(chart.bar_clicked, timeout=2000) as blocker:
+        qtbot.mouseClick(chart.plot.viewport(), Qt.MouseButton.LeftButton, pos=chart.bar_center(1).toPoint())
+    assert blocker.args == [1]

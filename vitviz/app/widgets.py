@@ -617,9 +617,14 @@ class ColorBar(QWidget):
 
 
 class PredictionChart(QWidget):
-    """Top-k class probabilities as a horizontal bar chart (pyqtgraph), best at the top, labels never clipped."""
+    """Top-k class probabilities as a horizontal bar chart (pyqtgraph), best at the top, labels never clipped.
+
+    A click on a bar (or its label) emits ``bar_clicked(row)``, row 0 being the top bar; ``set_selected(row)``
+    outlines one bar.
+    """
 
     MAX_LABEL_CHARS = 36
+    bar_clicked = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -628,6 +633,7 @@ class PredictionChart(QWidget):
         self._pg = pg
         self._labels: list[str] = []
         self._probs: list[float] = []
+        self.selected: int | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.plot = pg.PlotWidget(background=self.palette().base().color())
@@ -654,6 +660,33 @@ class PredictionChart(QWidget):
         layout.addWidget(self.placeholder)
         self.placeholder.hide()
         self._items: list[object] = []
+        self.plot.scene().sigMouseClicked.connect(self._on_click)
+
+    def row_at(self, scene_pos) -> int | None:
+        """The bar (0 = top) at a scene position of the plot, or None between or beyond the bars."""
+        n = len(self._labels)
+        y = self.plot.getPlotItem().getViewBox().mapSceneToView(scene_pos).y()
+        row = n - 1 - int(round(y))
+        return row if n and abs(y - round(y)) <= 0.4 and 0 <= row < n else None
+
+    def bar_center(self, row: int) -> QPointF:
+        """Where bar ``row`` is drawn, in the coordinates of ``self.plot.viewport()`` (for clicks in tests)."""
+        view = QPointF(min(0.5, max(self._probs[row], 0.02) / 2), float(len(self._labels) - 1 - row))
+        scene = self.plot.getPlotItem().getViewBox().mapViewToScene(view)
+        return QPointF(self.plot.mapFromScene(scene))
+
+    def _on_click(self, event) -> None:
+        row = self.row_at(event.scenePos())
+        if row is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.bar_clicked.emit(row)
+
+    def set_selected(self, row: int | None) -> None:
+        """Outline bar ``row`` (e.g. the class whose evidence is shown); None outlines none."""
+        self.selected = row
+        if len(self._items) > 1:
+            pg = self._pg
+            self._items[1].setOpts(pens=[pg.mkPen("#0b2a66", width=2) if i == row else pg.mkPen(None)
+                                         for i in range(len(self._labels))])
 
     def labels(self) -> list[str]:
         return list(self._labels)
@@ -704,6 +737,7 @@ class PredictionChart(QWidget):
                                    pens=[pg.mkPen(None)] * n)
             item.addItem(bars)
             self._items.append(bars)
+            self.set_selected(self.selected if self.selected is not None and self.selected < n else None)
             for y, p in zip(ys, probs):
                 text = pg.TextItem(format_percent(float(p)), color=text_color, anchor=(0, 0.5))
                 text.setPos(1.02, float(y))
