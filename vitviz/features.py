@@ -66,6 +66,15 @@ def _distances(rows: int, cols: int, patch_size: float) -> np.ndarray:
     return d
 
 
+@lru_cache(maxsize=16)
+def _distances_and_ones(rows: int, cols: int, patch_size: float) -> np.ndarray:
+    """``[N, N, 2]``: the distances beside a column of ones, for :func:`mean_attention_distance`."""
+    d = _distances(rows, cols, patch_size)
+    both = np.stack([d, np.ones_like(d)], axis=-1)
+    both.flags.writeable = False
+    return both
+
+
 def patch_distances(grid: Any, patch_size: float | None = None) -> np.ndarray:
     """``[N, N]`` Euclidean distances between patch centres in input pixels (cached per geometry, read-only)."""
     rows, cols, size = _grid_shape(grid, patch_size)
@@ -106,10 +115,14 @@ def mean_attention_distance(
     n = rows * cols
     a = _check_attentions(attentions, num_prefix_tokens, n)
     p = num_prefix_tokens
-    patches = a[..., p:, p:]
-    dist = _distances(rows, cols, size)
-    mass = patches.sum(axis=-1, dtype=np.float64)  # [..., N]
-    weighted = np.einsum("...qk,qk->...q", patches, dist.astype(patches.dtype, copy=False))
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float32)
+    lead = a.shape[:-2]
+    patches = a[..., p:, p:].reshape(-1, n, n).transpose(1, 0, 2)  # [q, heads..., k], a view
+    # One batched product per query gives both sum_k a_qk * d_qk and the patch mass sum_k a_qk.
+    both = np.matmul(patches, _distances_and_ones(rows, cols, size).astype(a.dtype, copy=False))  # [q, B, 2]
+    weighted = both[..., 0].T.reshape(*lead, n).astype(np.float64)
+    mass = both[..., 1].T.reshape(*lead, n).astype(np.float64)
     valid = mass > 0
     per_query = np.where(valid, weighted / np.where(valid, mass, 1.0), 0.0)
     count = valid.sum(axis=-1)
@@ -144,7 +157,9 @@ def token_norms(hidden_states: np.ndarray) -> np.ndarray:
     h = np.asarray(hidden_states)
     if h.ndim < 2:
         raise ValueError(f"expected hidden states [..., T, D], got shape {h.shape}")
-    return np.sqrt(np.einsum("...d,...d->...", h, h, dtype=np.float64)).astype(np.float32)
+    if h.dtype != np.float64:
+        h = h.astype(np.float32, copy=False)
+    return np.sqrt(np.einsum("...d,...d->...", h, h)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------ PCA
@@ -288,6 +303,7 @@ def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     return [float(v) for v in np.arange(start, hi + step * 1e-6, step)]
 
 
+@lru_cache(maxsize=4)
 def _font(size: int) -> Any:
     from PIL import ImageFont
 
