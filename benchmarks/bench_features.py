@@ -12,6 +12,7 @@ Per model, on ``assets/samples/photo-astronaut.jpg`` (ViT-S/16: 224x224, 14x14 p
 * each figure on that result, interleaved: mean attention distance and CLS attention entropy of every head of
   every layer, token norms of every layer, PCA-RGB of one layer (plain and foreground), PCA-RGB of every layer (what
   ``analyze --features`` writes), one patch-similarity map, the head-atlas image;
+* ``feature_set_compute``: ``FeatureSet.compute(..., pca_layers=(-1,))``, what the app's worker adds per image;
 * ``goal_ms``: PCA of one layer + all head statistics (distance, entropy) + token norms, the issue's
   "<= 20 ms beyond the forward pass" figure for ViT-S/16.
 
@@ -66,6 +67,7 @@ def figure_fns(result: Any) -> dict[str, Any]:
         "pca_rgb_one_layer_foreground": lambda: F.pca_rgb(h[-1], p, g, foreground=True),
         "pca_rgb_every_layer": lambda: [F.pca_rgb(x, p, g) for x in h],
         "patch_similarity": lambda: F.patch_similarity(h[-1], g.num_patches // 2, p, g),
+        "feature_set_compute": lambda: F.FeatureSet.compute(a, h, g, p, pca_layers=(-1,)),
         "head_atlas_image": lambda: F.head_atlas_image(mad, ent, F.uniform_attention_distance(g), g.num_patches),
     }
 
@@ -92,6 +94,9 @@ def time_figures(fns: dict[str, Any], warmup: int, runs: int) -> dict[str, dict[
 def measure(arch: str, runs: int, warmup: int) -> dict[str, Any]:
     from vitviz.engine import Engine
 
+    import torch
+
+    torch.manual_seed(0)  # the random ViT-S/16: the same weights on every run
     model, info, weights = engine_model(arch)
     engine = Engine(loaded=(model, info), device="cpu")
     raw: dict[str, list[float]] = {}
@@ -125,6 +130,9 @@ def trend(arch: str) -> dict[str, Any]:
     from vitviz import features as F
     from vitviz.engine import Engine
 
+    import torch
+
+    torch.manual_seed(0)  # the random ViT-S/16: the same weights on every run
     model, info, weights = engine_model(arch)
     engine = Engine(loaded=(model, info), device="cpu")
     images = sorted(p for p in SAMPLES.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))

@@ -223,6 +223,20 @@ def test_patch_similarity_matches_loops(result):
         F.patch_similarity(h, 24, p, result.grid)
 
 
+def test_feature_set_holds_the_same_figures_and_caches_pca(result):
+    fs = F.FeatureSet.from_result(result, pca_layers=(-1,))
+    p, g = result.num_prefix_tokens, result.grid
+    np.testing.assert_array_equal(fs.mean_distance, F.mean_attention_distance(result.attentions, g, p))
+    np.testing.assert_array_equal(fs.cls_entropy, F.cls_attention_entropy(result.attentions, p))
+    np.testing.assert_array_equal(fs.token_norms, F.token_norms(result.hidden_states))
+    assert fs.pca(2) is fs.pca(-1)  # computed once, the last layer by either index
+    np.testing.assert_array_equal(fs.pca(0, foreground=True), F.pca_rgb(result.hidden_states[0], p, g, True))
+    np.testing.assert_array_equal(fs.similarity(1, 3), F.patch_similarity(result.hidden_states[1], 3, p, g))
+    assert fs.atlas_image().ndim == 3
+    with pytest.raises(ValueError, match="features=True"):
+        F.FeatureSet.from_result(type(result)(**{**result.__dict__, "hidden_states": None}))
+
+
 def test_bad_shapes_give_clear_errors():
     with pytest.raises(ValueError, match="do not match"):
         F.mean_attention_distance(np.zeros((1, 1, 10, 10)), (3, 4, 16), 1)

@@ -10,12 +10,14 @@ Inputs are the arrays of an :class:`vitviz.engine.AnalysisResult`: ``attentions 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "FeatureSet",
     "patch_centers",
     "patch_distances",
     "mean_attention_distance",
@@ -281,6 +283,69 @@ def patch_similarity(hidden_layer: np.ndarray, patch_index: int, num_prefix_toke
     norms = np.linalg.norm(tokens, axis=1)
     unit = tokens / np.where(norms > 0, norms, 1.0)[:, None]
     return (unit @ unit[patch_index]).reshape(rows, cols).astype(np.float32)
+
+
+@dataclass
+class FeatureSet:
+    """The figures of one analysis result: head statistics and token norms of every layer computed at once, PCA
+    colours cached per (layer, foreground, scaling), similarity maps on demand. Build it off the UI thread."""
+
+    hidden_states: np.ndarray  # [layers, T, D]
+    grid: Any
+    num_prefix_tokens: int
+    mean_distance: np.ndarray  # [layers, heads], input pixels
+    cls_entropy: np.ndarray  # [layers, heads], nats
+    token_norms: np.ndarray  # [layers, T]
+    uniform_distance: float  # mean attention distance of uniform attention (reference level)
+    _pca: dict[tuple[int, bool, str], np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def compute(
+        cls, attentions: np.ndarray, hidden_states: np.ndarray, grid: Any, num_prefix_tokens: int,
+        pca_layers: tuple[int, ...] = (),
+    ) -> "FeatureSet":
+        """All head statistics and token norms, plus the plain min-max PCA of ``pca_layers`` (negative: from the end)."""
+        h = np.asarray(hidden_states)
+        fs = cls(
+            hidden_states=h,
+            grid=grid,
+            num_prefix_tokens=num_prefix_tokens,
+            mean_distance=mean_attention_distance(attentions, grid, num_prefix_tokens),
+            cls_entropy=cls_attention_entropy(attentions, num_prefix_tokens),
+            token_norms=token_norms(h),
+            uniform_distance=uniform_attention_distance(grid),
+        )
+        for layer in pca_layers:
+            fs.pca(layer)
+        return fs
+
+    @classmethod
+    def from_result(cls, result: Any, pca_layers: tuple[int, ...] = ()) -> "FeatureSet":
+        """From an :class:`vitviz.engine.AnalysisResult` analysed with ``features=True``."""
+        if result.attentions is None or result.hidden_states is None:
+            raise ValueError("this result holds no hidden states: analyse it with features=True")
+        return cls.compute(result.attentions, result.hidden_states, result.grid, result.num_prefix_tokens, pca_layers)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.hidden_states.shape[0])
+
+    def pca(self, layer: int, foreground: bool = False, scaling: str = "minmax") -> np.ndarray:
+        """:func:`pca_rgb` of one layer ``[rows, cols, 3]``, computed once per (layer, foreground, scaling)."""
+        layer = layer % self.num_layers
+        key = (layer, bool(foreground), scaling)
+        if key not in self._pca:
+            self._pca[key] = pca_rgb(self.hidden_states[layer], self.num_prefix_tokens, self.grid, foreground, scaling)
+        return self._pca[key]
+
+    def similarity(self, layer: int, patch_index: int) -> np.ndarray:
+        """:func:`patch_similarity` at one layer ``[rows, cols]`` (cheap: one matrix-vector product)."""
+        return patch_similarity(self.hidden_states[layer], patch_index, self.num_prefix_tokens, self.grid)
+
+    def atlas_image(self, title: str = "") -> np.ndarray:
+        """:func:`head_atlas_image` of these statistics."""
+        rows, cols, _ = _grid_shape(self.grid)
+        return head_atlas_image(self.mean_distance, self.cls_entropy, self.uniform_distance, rows * cols, title)
 
 
 # ------------------------------------------------------------------------------------------------ head atlas image
