@@ -101,7 +101,8 @@ def measure(arch: str, runs: int, warmup: int) -> dict[str, Any]:
     engine = Engine(loaded=(model, info), device="cpu")
     raw: dict[str, list[float]] = {}
     e2e = time_round_robin(
-        {"analyze": lambda: engine.analyze(BENCH_IMAGE), "analyze_features": lambda: engine.analyze(BENCH_IMAGE, features=True)},
+        {"analyze": lambda: engine.analyze(BENCH_IMAGE),
+         "analyze_features": lambda: engine.analyze(BENCH_IMAGE, features=True)},
         warmup, runs, raw=raw,
     )
     result = engine.analyze(BENCH_IMAGE, features=True)

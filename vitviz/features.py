@@ -93,7 +93,8 @@ def _check_attentions(attentions: np.ndarray, num_prefix_tokens: int, num_patche
         raise ValueError(f"{num_prefix_tokens} prefix tokens leave no patch among {a.shape[-1]} tokens")
     if num_patches is not None and a.shape[-1] != num_prefix_tokens + num_patches:
         raise ValueError(
-            f"attentions over {a.shape[-1]} tokens do not match {num_prefix_tokens} prefix tokens + {num_patches} patches"
+            f"attentions over {a.shape[-1]} tokens do not match "
+            f"{num_prefix_tokens} prefix tokens + {num_patches} patches"
         )
     return a
 
@@ -304,7 +305,8 @@ class FeatureSet:
         cls, attentions: np.ndarray, hidden_states: np.ndarray, grid: Any, num_prefix_tokens: int,
         pca_layers: tuple[int, ...] = (),
     ) -> "FeatureSet":
-        """All head statistics and token norms, plus the plain min-max PCA of ``pca_layers`` (negative: from the end)."""
+        """All head statistics and token norms, plus the plain min-max PCA of ``pca_layers`` (negative: from the
+        end)."""
         h = np.asarray(hidden_states)
         fs = cls(
             hidden_states=h,
