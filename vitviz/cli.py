@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import VitvizError
-from .export import write_outputs
+from .export import write_features, write_outputs
 
 __all__ = ["main"]
 
@@ -39,6 +39,9 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--cmap", default="inferno", help="colormap of attention maps (default: inferno)")
     an.add_argument("--depth-cmap", default="turbo", help="colormap of the depth map (default: turbo)")
     an.add_argument("--alpha", type=float, default=0.6, help="overlay opacity of attention maps (default: 0.6)")
+    an.add_argument("--features", action="store_true",
+                    help="also write features.npz (mean attention distance, CLS entropy, token norms, PCA colours), "
+                         "pca_layerL.png and head_atlas.png")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("models", help="list the shipped and pretrained models")
@@ -133,10 +136,12 @@ def analyze(args: argparse.Namespace) -> int:
     for image in bar:
         bar.set_postfix_str(Path(image).name[-30:])
         try:
-            result = engine.analyze(image, topk=args.topk)
+            result = engine.analyze(image, topk=args.topk, features=args.features)
             assert result is not None
             folder = args.out / _unique_stem(Path(image), used)
             write_outputs(result, folder, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap, alpha=args.alpha)
+            if args.features:
+                write_features(result, folder, layer=args.layer)
         except VitvizError as exc:
             failures += 1
             message = _one_line(exc)

@@ -136,6 +136,9 @@ class AnalysisResult:
     # The same framing as ``image`` at an integer multiple of its size (up to DISPLAY_MAX_SIDE, never above the
     # original's resolution), for enlarged views: maps drawn over it keep the photo's detail.  None: use ``image``.
     display_image: np.ndarray | None = None
+    # Every block's output tokens before the final norm, ``[layers, T, D]`` float32, from the same forward pass as
+    # ``attentions``; only when ``Engine.analyze(..., features=True)`` (see vitviz.features).  None otherwise.
+    hidden_states: np.ndarray | None = None
 
     def detail_image(self) -> tuple[np.ndarray, int]:
         """The sharpest copy of the model's view and its scale relative to ``image`` (a whole number >= 1)."""
@@ -273,28 +276,31 @@ class Engine:
         topk: int = 5,
         cancelled: Callable[[], bool] | None = None,
         keep_display_image: bool = False,
+        features: bool = False,
     ) -> AnalysisResult | None:
         """Analyse one image; returns None if ``cancelled()`` turned true between stages.
 
         ``keep_display_image``: also keep a sharper copy of the image for enlarged views
         (``AnalysisResult.display_image``); the app asks for it, batch analysis does not need it.
+        ``features``: also keep every block's output tokens (``AnalysisResult.hidden_states``) from the same forward
+        pass, for the PCA, similarity and token-norm views (vitviz.features).
         """
         cancelled = cancelled or (lambda: False)
         with self._lock:
             try:
-                return self._analyze(image, topk, cancelled, keep_display_image)
+                return self._analyze(image, topk, cancelled, keep_display_image, features)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
                 torch.cuda.empty_cache()
                 self._to_device(torch.device("cpu"))
-                result = self._analyze(image, topk, cancelled, keep_display_image)
+                result = self._analyze(image, topk, cancelled, keep_display_image, features)
                 if result is not None:
                     result.notices.append("the GPU ran out of memory; this and later images run on the CPU")
                 return result
 
     def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool],
-                 keep_display_image: bool) -> AnalysisResult | None:
+                 keep_display_image: bool, features: bool = False) -> AnalysisResult | None:
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
         loaded = _as_loaded(image)
@@ -310,7 +316,7 @@ class Engine:
         hooks = _cancel_hooks((self.model, self.depth_model), cancelled)
         try:
             with torch.inference_mode():
-                out = self.model(x, return_attention=True)
+                out = self.model(x, return_attention=True, return_hidden=features)
                 depth_out = None
                 if out.depth is None and self.depth_model is not None:
                     dinfo = self.depth_info
@@ -358,6 +364,8 @@ class Engine:
             dinfo = self.info if out.depth is not None else self.depth_info
             result.depth_kind = dinfo.depth_kind if dinfo else None
             result.depth_model_name = dinfo.name if dinfo else None
+        if features:
+            result.hidden_states = torch.stack(out.hidden_states, dim=0)[:, 0].float().cpu().numpy()  # [L, T, D]
         if keep_display_image:
             result.display_image = display_copy(loaded.image, rgb.shape[:2])
         timings["postprocess"] = (time.perf_counter() - t) * 1000.0

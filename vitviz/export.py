@@ -13,7 +13,7 @@ from .errors import VitvizError
 if TYPE_CHECKING:
     from .engine import AnalysisResult
 
-__all__ = ["write_outputs"]
+__all__ = ["write_outputs", "feature_arrays", "write_features"]
 
 
 def write_outputs(
@@ -71,3 +71,52 @@ def write_outputs(
         save_png("depth.png", apply_colormap(values, depth_cmap))
         save_npy("depth.npy", d.astype(np.float32))
     return written
+
+
+def feature_arrays(result: AnalysisResult, scaling: str = "minmax") -> dict[str, np.ndarray]:
+    """The arrays of ``features.npz`` (see vitviz.features for the definitions): ``mean_attention_distance`` and
+    ``cls_attention_entropy`` ``[layers, heads]``, ``token_norms`` ``[layers, T]``, ``pca_rgb``
+    ``[layers, rows, cols, 3]`` (0-1) and ``num_prefix_tokens``. Needs a result analysed with ``features=True``."""
+    from .features import cls_attention_entropy, mean_attention_distance, pca_rgb, token_norms
+
+    if result.attentions is None or result.hidden_states is None:
+        raise VitvizError("no hidden states in this result: analyse it with features=True (vitviz analyze --features)")
+    p, grid = result.num_prefix_tokens, result.grid
+    return {
+        "mean_attention_distance": mean_attention_distance(result.attentions, grid, p),
+        "cls_attention_entropy": cls_attention_entropy(result.attentions, p),
+        "token_norms": token_norms(result.hidden_states),
+        "pca_rgb": np.stack([pca_rgb(h, p, grid, scaling=scaling) for h in result.hidden_states]),
+        "num_prefix_tokens": np.int64(p),
+    }
+
+
+def write_features(result: AnalysisResult, folder: Path, layer: int = -1, scaling: str = "minmax") -> list[Path]:
+    """Write ``features.npz`` (:func:`feature_arrays`), ``pca_layer{layer}.png`` (the drawn layer's PCA colours at
+    the input resolution, one block per patch) and ``head_atlas.png`` into ``folder``; returns the files written."""
+    from PIL import Image
+
+    from .features import head_atlas_image, uniform_attention_distance
+    from .render import resize_map
+
+    arrays = feature_arrays(result, scaling)
+    layers = arrays["pca_rgb"].shape[0]
+    drawn = layer if layer >= 0 else layers + layer
+    if not 0 <= drawn < layers:
+        raise VitvizError(f"--layer {layer} is out of range: the model has {layers} layers (0..{layers - 1})")
+    folder.mkdir(parents=True, exist_ok=True)
+    npz = folder / "features.npz"
+    np.savez(npz, **arrays)
+    rgb = arrays["pca_rgb"][drawn]
+    h, w = result.image.shape[:2]
+    big = np.stack([resize_map(rgb[..., c], (h, w), smooth=False) for c in range(3)], axis=-1)
+    pca_png = folder / f"pca_layer{drawn}.png"
+    Image.fromarray((big * 255.0 + 0.5).astype(np.uint8)).save(pca_png)
+    atlas = head_atlas_image(
+        arrays["mean_attention_distance"], arrays["cls_attention_entropy"],
+        uniform_attention_distance(result.grid), result.grid.num_patches,
+        title=f"{result.model_name}: {result.grid.rows}x{result.grid.cols} patches of {result.grid.patch_size} px",
+    )
+    atlas_png = folder / "head_atlas.png"
+    Image.fromarray(atlas).save(atlas_png)
+    return [npz, pca_png, atlas_png]

@@ -416,9 +416,10 @@ class VisionTransformer(nn.Module):
             cls = torch.cat([cls, tokens[:, self.num_prefix_tokens :].mean(dim=1)], dim=-1)
         return self.head(cls)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False) -> ViTOutput:
-        """Full pass: tokens, logits, depth (when the model has those heads) and optionally attentions."""
-        need_hidden = self.config.depth_head in ("dpt", "fusion")
+    def forward(self, x: torch.Tensor, return_attention: bool = False, return_hidden: bool = False) -> ViTOutput:
+        """Full pass: tokens, logits, depth (when the model has those heads) and optionally attentions and every
+        block's output tokens (``hidden_states``, before the final norm; kept anyway for "dpt"/"fusion" heads)."""
+        need_hidden = return_hidden or self.config.depth_head in ("dpt", "fusion")
         out = self.forward_features(x, return_attention, return_hidden=need_hidden)
         out.logits = self.classify(out.tokens)
         if self.depth_head is not None:
