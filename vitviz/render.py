@@ -15,6 +15,7 @@ __all__ = [
     "apply_colormap",
     "resize_map",
     "overlay",
+    "overlay_rgb",
     "draw_patch_grid",
     "attention_rollout",
     "cumulative_rollout",
@@ -88,12 +89,23 @@ def overlay(
 ) -> np.ndarray:
     """Blend a colormapped map (any resolution, values in [0, 1]) over an RGB uint8 image."""
     img = np.asarray(image)
-    heat = apply_colormap(resize_map(values01, img.shape[:2], smooth), cmap).astype(np.float32)
+    return _blend(img, apply_colormap(resize_map(values01, img.shape[:2], smooth), cmap).astype(np.float32), alpha)
+
+
+def overlay_rgb(image: np.ndarray, rgb01: np.ndarray, alpha: float = 0.6, smooth: bool = False) -> np.ndarray:
+    """Blend a colour map ``[rows, cols, 3]`` (values in [0, 1], e.g. PCA colours) over an RGB uint8 image."""
+    img = np.asarray(image)
+    colors = np.stack([resize_map(rgb01[..., c], img.shape[:2], smooth) for c in range(3)], axis=-1)
+    return _blend(img, np.clip(colors, 0.0, 1.0) * 255.0, alpha)
+
+
+def _blend(img: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:
+    """``img * (1 - alpha) + colors * alpha``, rounded to uint8 (``colors`` float32, modified in place)."""
     a = float(np.clip(alpha, 0.0, 1.0))
-    out = img.astype(np.float32)  # img * (1 - a) + heat * a + 0.5, in place
+    out = img.astype(np.float32)
     out *= 1 - a
-    heat *= a
-    out += heat
+    colors *= a
+    out += colors
     out += 0.5
     return out.astype(np.uint8)
 

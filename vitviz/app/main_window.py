@@ -19,13 +19,15 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QToolButton, QVBoxLayo
 from . import dialogs, paths
 from .file_menus import RecentFiles, fill_samples_menu
 from .model_picker import ModelPicker
-from .panels import AttentionPanel, DepthPanel, DetailsPanel, InputPanel, PredictionsPanel
+from .panels import (
+    AttentionPanel, DepthPanel, DetailsPanel, FeaturesPanel, HeadAtlasPanel, InputPanel, PredictionsPanel,
+)
 from .panels.common import source_name
 from .session import Session
 from .state import ViewState
 from .status_bar import StatusBar
 from .view_menu import ViewMenu, make_action
-from .widgets import STYLE, MessageBar, splitter
+from .widgets import STYLE, MessageBar, add_view, splitter, view_tabs
 
 __all__ = ["MainWindow"]
 
@@ -58,10 +60,13 @@ class MainWindow(QMainWindow):
         self.session = Session(self)  # starts the worker thread; its answers arrive once the event loop runs
         self.recent = RecentFiles(self.settings)
 
+        self.center_views, self.side_views = view_tabs(), view_tabs()  # the views beside each other
         self.input_panel = InputPanel(self.state)
         self.predictions_panel = PredictionsPanel(self.state)
-        self.attention_panel = AttentionPanel(self.state)
-        self.depth_panel = DepthPanel(self.state)
+        self.attention_panel = add_view(self.center_views, AttentionPanel(self.state), "Attention heads")
+        self.features_panel = add_view(self.center_views, FeaturesPanel(self.state), "Features")
+        self.atlas_panel = add_view(self.center_views, HeadAtlasPanel(self.state), "Head atlas")
+        self.depth_panel = add_view(self.side_views, DepthPanel(self.state), "Depth")
         self.details_panel = DetailsPanel(self.state)
         self._build_actions()
         self._build_menus()
@@ -139,8 +144,8 @@ class MainWindow(QMainWindow):
         self.banner = MessageBar(central)
         outer.addWidget(self.banner)
         left = splitter(Qt.Orientation.Vertical, [self.input_panel, self.predictions_panel], [560, 340])
-        right = splitter(Qt.Orientation.Vertical, [self.depth_panel, self.details_panel], [520, 380])
-        self.splitter = splitter(Qt.Orientation.Horizontal, [left, self.attention_panel, right], [430, 700, 400])
+        right = splitter(Qt.Orientation.Vertical, [self.side_views, self.details_panel], [520, 380])
+        self.splitter = splitter(Qt.Orientation.Horizontal, [left, self.center_views, right], [430, 700, 400])
         for i, stretch in enumerate((3, 5, 3)):
             self.splitter.setStretchFactor(i, stretch)
         outer.addWidget(self.splitter, 1)

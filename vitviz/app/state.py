@@ -34,6 +34,7 @@ class ViewState(QObject):
         attention_style_changed(): colormap, opacity, normalisation or smoothing of the attention maps.
         depth_style_changed(): the depth colormap.
         grid_changed(visible): the patch grid overlay.
+        head_changed(head or None): the head picked for a closer look (e.g. in the head atlas).
         status(text): a one-line description for the status bar (hover readouts).
     """
 
@@ -46,6 +47,7 @@ class ViewState(QObject):
     attention_style_changed = Signal()
     depth_style_changed = Signal()
     grid_changed = Signal(bool)
+    head_changed = Signal(object)
     status = Signal(str)
 
     def __init__(self, parent: QObject | None = None, *, cmap: str = "inferno", depth_cmap: str = "turbo",
@@ -57,6 +59,7 @@ class ViewState(QObject):
         self.layer = 0
         self.query: int | None = None
         self.hover: int | None = None
+        self.head: int | None = None
         self.cmap = cmap if cmap in COLORMAPS else "inferno"
         self.depth_cmap = depth_cmap if depth_cmap in COLORMAPS else "turbo"
         self.opacity = float(min(1.0, max(0.0, opacity)))
@@ -125,6 +128,8 @@ class ViewState(QObject):
             self.query = None
         if previous is None or previous.num_layers != result.num_layers:
             self.layer = result.num_layers - 1  # start on the last layer
+        if previous is None or previous.num_heads != result.num_heads:
+            self.head = None
         self.layer = min(self.layer, max(0, result.num_layers - 1))
         self.hover = None
         self.result_changed.emit(shown)
@@ -170,6 +175,12 @@ class ViewState(QObject):
         """A click on a patch: select it, or return to CLS when it is already selected."""
         if patch is not None:
             self.set_query(None if patch == self.query else patch)
+
+    def set_head(self, head: int | None) -> None:
+        """Pick one head of the current layer for a closer look (None: no head picked)."""
+        if head != self.head:
+            self.head = head
+            self.head_changed.emit(head)
 
     def set_hover(self, patch: int | None) -> None:
         if patch != self.hover:

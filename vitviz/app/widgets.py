@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QSizePolicy,
     QSplitter,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -37,6 +38,8 @@ __all__ = [
     "Panel",
     "MapDialog",
     "splitter",
+    "view_tabs",
+    "add_view",
 ]
 
 ACCENT = QColor("#1f6feb")  # selection, top prediction
@@ -944,6 +947,20 @@ def splitter(orientation: Qt.Orientation, widgets: Sequence[QWidget], sizes: Seq
     split.setChildrenCollapsible(False)
     split.setHandleWidth(8)
     return split
+
+
+def view_tabs() -> QTabWidget:
+    """Tabs holding views that share one place in the window (the tab bar hides while there is only one)."""
+    tabs = QTabWidget()
+    tabs.setDocumentMode(True)
+    tabs.setTabBarAutoHide(True)
+    return tabs
+
+
+def add_view(tabs: QTabWidget, panel: QWidget, title: str) -> QWidget:
+    """Add ``panel`` as a tab of ``tabs``; returns it."""
+    tabs.addTab(panel, title)
+    return panel
 
 
 def _strip_tags(html: str) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
 from ..errors import LoadCancelled
+from ..features import FeatureSet
 from ..render import cumulative_rollout
 
 __all__ = ["RequestTracker", "AnalysisWorker", "ModelSummary", "Shown", "describe_error"]
@@ -64,6 +65,7 @@ class Shown:
     rollouts: np.ndarray | None  # [layers, T, T] cumulative attention rollout after each layer
     worker_ms: float = 0.0
     extra_notices: list[str] = field(default_factory=list)
+    features: Any = None  # vitviz.features.FeatureSet: head statistics, token norms, PCA (last layer precomputed)
 
 
 @dataclass
@@ -201,15 +203,19 @@ class AnalysisWorker(QObject):
                 self._preview(request_id, source)
                 return
             result = self.engine.analyze(self._as_input(source), topk=self.topk, cancelled=cancelled,
-                                         keep_display_image=True)
+                                         keep_display_image=True, features=True)
             if result is None or cancelled():
                 return
             rollouts = cumulative_rollout(result.attentions) if result.attentions is not None else None
+            features = None
+            if result.attentions is not None and result.hidden_states is not None:
+                features = FeatureSet.from_result(result, pca_layers=(result.num_layers - 1,))
             if cancelled():
                 return
             if isinstance(source, tuple):  # (array, display name) from the clipboard or a test
                 result.source = source[1]
-            self.analysis_ready.emit(request_id, Shown(result, rollouts, (time.perf_counter() - t0) * 1000.0))
+            shown = Shown(result, rollouts, (time.perf_counter() - t0) * 1000.0, features=features)
+            self.analysis_ready.emit(request_id, shown)
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -239,9 +245,11 @@ class AnalysisWorker(QObject):
     @Slot(int, object, str, dict)
     def export(self, request_id: int, result: object, folder: str, options: dict) -> None:
         try:
-            from ..export import write_outputs
+            from ..export import write_features, write_outputs
 
             files = write_outputs(result, Path(folder), **options)
+            if getattr(result, "hidden_states", None) is not None:
+                files += write_features(result, Path(folder), layer=options.get("layer", -1))
             self.export_ready.emit(request_id, folder, [str(f) for f in files])
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):

@@ -11,6 +11,7 @@ from ...render import COLORMAPS, colormap_lut, overlay
 from ..state import ViewState
 from ..widgets import ColorBar, MapDialog, Panel, TileGrid
 from .common import combo, set_combo_text
+from .layer_slider import LayerSlider
 
 __all__ = ["AttentionPanel"]
 
@@ -48,7 +49,7 @@ class AttentionPanel(Panel):
         self._clear()
 
         state.result_changed.connect(self._on_result)
-        state.layer_changed.connect(self._on_layer)
+        state.layer_changed.connect(self.refresh)
         state.query_changed.connect(lambda _q: self.refresh())
         state.attention_style_changed.connect(self.refresh)
         state.hover_changed.connect(self._on_hover)
@@ -58,19 +59,9 @@ class AttentionPanel(Panel):
         state = self.state
         controls = QHBoxLayout()
         controls.setSpacing(8)
-        controls.addWidget(QLabel("Layer"))
-        self.layer_slider = QSlider(Qt.Orientation.Horizontal)
-        self.layer_slider.setRange(0, 0)
-        self.layer_slider.setPageStep(1)
-        self.layer_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.layer_slider.setTickInterval(1)
-        self.layer_slider.setToolTip("Transformer block whose attention is shown (← → keys; 0 is the first)")
-        self.layer_slider.valueChanged.connect(state.set_layer)
-        self.layer_slider.setMinimumWidth(110)
-        controls.addWidget(self.layer_slider, 2)
-        self.layer_label = QLabel("–")
-        self.layer_label.setMinimumWidth(60)
-        controls.addWidget(self.layer_label)
+        self.layer_control = LayerSlider(state)
+        self.layer_slider = self.layer_control.slider
+        controls.addWidget(self.layer_control, 2)
         controls.addSpacing(10)
         controls.addWidget(QLabel("Opacity"))
         self.alpha_slider = QSlider(Qt.Orientation.Horizontal)
@@ -103,7 +94,6 @@ class AttentionPanel(Panel):
     def _clear(self) -> None:
         self.tiles.set_count(0)
         self.legend.set_scale(None, None, None)
-        self.layer_slider.setEnabled(False)
         self.mode_chip.hide()
         self.cls_button.hide()
         self.set_title("Attention")
@@ -114,12 +104,9 @@ class AttentionPanel(Panel):
             self._clear()
             return
         result = shown.result
-        layers = result.num_layers
-        self._sync_slider()
-        self.layer_slider.setEnabled(layers > 1)
         h, w = result.image.shape[:2]
         self.tiles.set_aspect(w / h)
-        self.tiles.set_count(result.num_heads + 2 if layers else 0)
+        self.tiles.set_count(result.num_heads + 2 if result.num_layers else 0)
         if self.detail_tile is not None and self.detail_tile >= len(self.tiles.tiles):
             self.detail.close()
         for canvas in (*self.tiles.tiles, self.detail.canvas):
@@ -128,22 +115,13 @@ class AttentionPanel(Panel):
             canvas.set_hover_patch(None)
         self.refresh()
 
-    def _sync_slider(self) -> None:
-        self.layer_slider.blockSignals(True)
-        self.layer_slider.setRange(0, max(0, self.state.num_layers - 1))
-        self.layer_slider.setValue(self.state.layer)
-        self.layer_slider.blockSignals(False)
-
-    def _on_layer(self, _layer: int) -> None:
-        self._sync_slider()
-        self.refresh()
 
     def _overlay(self, image: np.ndarray, values: np.ndarray, lo: float, hi: float) -> np.ndarray:
         """``values`` scaled from [lo, hi] to the colormap, drawn over ``image`` with the current view settings."""
         v01 = np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
         return overlay(image, v01, self.state.cmap, self.state.opacity, smooth=self.state.smooth)
 
-    def refresh(self) -> None:
+    def refresh(self, *_args) -> None:
         """Redraw every tile, the legend, the title and the enlarged map from the state."""
         state = self.state
         self._sync_style_controls()
@@ -151,7 +129,6 @@ class AttentionPanel(Panel):
         if shown is None or not self.tiles.tiles or shown.result.num_layers == 0:
             return
         result, layer, query = shown.result, state.layer, state.query
-        self.layer_label.setText(f"{layer}  of 0–{result.num_layers - 1}")
         heads, mean, roll = state.attention_maps()
         if state.normalisation == "layer":
             lo, hi = float(min(heads.min(), mean.min())), float(max(heads.max(), mean.max()))

@@ -1,0 +1,178 @@
+"""The Head atlas: every head of every layer as one point, layer across and mean attention distance (or CLS
+attention entropy) up, as in Fig. 7 of the ViT paper; a click picks that layer and head and shows its map enlarged.
+
+Definitions are those of :mod:`vitviz.features`: the mean attention distance of a head is the attention-weighted
+distance in input pixels between a patch and the patches it attends to, averaged over patch queries; the entropy is
+that of the CLS token's attention over the patches, in nats. Both are computed on the worker with the result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout
+
+from ...render import normalize, overlay
+from ..state import ViewState
+from ..widgets import ACCENT, ImageCanvas, Panel
+from .common import muted
+
+__all__ = ["HeadAtlasPanel", "MEASURES"]
+
+MEASURES = {"distance": ("Mean attention distance", "pixels"), "entropy": ("CLS attention entropy", "nats")}
+
+
+class HeadAtlasPanel(Panel):
+    def __init__(self, state: ViewState) -> None:
+        super().__init__("Head atlas")
+        import pyqtgraph as pg
+
+        self.pg = pg
+        self.state = state
+        self.measure = "distance"
+        self.measure_combo = QComboBox()
+        for key, (label, _unit) in MEASURES.items():
+            self.measure_combo.addItem(label, key)
+        self.measure_combo.setToolTip("Mean attention distance: how far each head looks (local → global). "
+                                      "Entropy: how spread out the class token's attention is.")
+        self.measure_combo.currentIndexChanged.connect(lambda i: self.set_measure(self.measure_combo.itemData(i)))
+        self.add_header_widget(self.measure_combo)
+        row = QHBoxLayout()
+        self.plot = pg.PlotWidget(background=self.palette().base().color())
+        self.plot.setAcceptDrops(False)
+        item = self.plot.getPlotItem()
+        item.hideButtons()
+        item.setMenuEnabled(False)
+        item.setMouseEnabled(x=False, y=False)
+        item.showGrid(x=False, y=True, alpha=0.25)
+        item.setLabel("bottom", "layer")
+        self.scatter = pg.ScatterPlotItem(hoverable=True, tip=None, size=11, pxMode=True,
+                                          hoverBrush=pg.mkBrush(ACCENT), hoverSize=14)
+        self.scatter.sigClicked.connect(self._on_clicked)
+        self.scatter.sigHovered.connect(self._on_hovered)
+        self.reference = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#8b949e", style=Qt.PenStyle.DashLine),
+                                         label="uniform attention", labelOpts={"position": 0.92, "color": "#5b6470"})
+        item.addItem(self.reference)
+        item.addItem(self.scatter)
+        row.addWidget(self.plot, 3)
+        side = QVBoxLayout()
+        self.head_canvas = ImageCanvas(placeholder="Click a point to see that head's map.")
+        self.head_caption = QLabel("")
+        self.head_caption.setObjectName("Muted")
+        self.head_caption.setWordWrap(True)
+        side.addWidget(self.head_canvas, 1)
+        side.addWidget(self.head_caption)
+        row.addLayout(side, 2)
+        self.body.addLayout(row, 1)
+        self.info = QLabel("Each point is one head (hover to name it). Low distance: the head looks at neighbouring "
+                           "patches; high: across the image. Click a point to pick its layer and head.")
+        self.info.setObjectName("Muted")
+        self.info.setWordWrap(True)
+        self.body.addWidget(self.info)
+        self.points: list[tuple[int, int]] = []  # (layer, head) of each scatter point
+        self._stale = True
+        state.result_changed.connect(self.refresh)
+        for signal in (state.layer_changed, state.head_changed, state.attention_style_changed):
+            signal.connect(self.refresh)
+
+    def set_measure(self, measure: str) -> None:
+        if measure in MEASURES:
+            self.measure = measure
+            self.measure_combo.setCurrentIndex(list(MEASURES).index(measure))
+            self.refresh()
+
+    def values(self) -> np.ndarray | None:
+        """The plotted measure, ``[layers, heads]``, or None without a result."""
+        shown = self.state.shown
+        fs = shown.features if shown is not None else None
+        if fs is None:
+            return None
+        return fs.mean_distance if self.measure == "distance" else fs.cls_entropy
+
+    @staticmethod
+    def x_of(layer: int, head: int, heads: int) -> float:
+        """Where a head's point sits: its layer, spread a little by head so that points of a layer do not overlap."""
+        return layer + (head - (heads - 1) / 2) * (0.5 / max(heads, 1))
+
+    def point_position(self, layer: int, head: int) -> QPointF:
+        """Where the point of (layer, head) is drawn, in ``self.plot.viewport()`` coordinates (for clicks in tests)."""
+        values = self.values()
+        view = QPointF(self.x_of(layer, head, values.shape[1]), float(values[layer, head]))
+        return QPointF(self.plot.mapFromScene(self.plot.getPlotItem().getViewBox().mapViewToScene(view)))
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
+    def refresh(self, *_args) -> None:
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
+        pg, state, values = self.pg, self.state, self.values()
+        if values is None:
+            self.scatter.clear()
+            self.points = []
+            self.reference.hide()
+            self.head_canvas.set_image(None)
+            self.head_caption.setText("")
+            self.set_title("Head atlas")
+            return
+        fs, (layers, heads) = state.shown.features, values.shape
+        label, unit = MEASURES[self.measure]
+        self.points = [(l, h) for l in range(layers) for h in range(heads)]
+        spots = []
+        for l, h in self.points:
+            current = l == state.layer
+            picked = current and h == state.head
+            spots.append({
+                "pos": (self.x_of(l, h, heads), float(values[l, h])), "data": (l, h),
+                "brush": pg.mkBrush(ACCENT if current else "#9fb3c8"),
+                "pen": pg.mkPen("#0b2a66", width=2.5) if picked else pg.mkPen(None),
+                "size": 14 if picked else 11,
+            })
+        self.scatter.setData(spots)
+        reference = fs.uniform_distance if self.measure == "distance" else float(np.log(state.result.grid.num_patches))
+        self.reference.setValue(reference)
+        self.reference.show()
+        item = self.plot.getPlotItem()
+        item.setLabel("left", f"{label} ({unit})")
+        item.getAxis("bottom").setTicks([[(float(l), str(l)) for l in range(layers)]])
+        item.setXRange(-0.6, layers - 0.4, padding=0)
+        top = max(float(values.max()), reference)
+        item.setYRange(0.0, top * 1.08 + 1e-6, padding=0)
+        slope = np.polyfit(np.repeat(np.arange(layers), heads), values.ravel(), 1)[0] if layers > 1 else 0.0
+        trend = "rises" if slope > 0 else "falls"
+        about = f"· {label.lower()} of {layers * heads} heads · on average it {trend} by {abs(slope):.2g} {unit} per layer"
+        self.set_title(f"Head atlas {muted(about)}")
+        self._draw_head()
+
+    def _draw_head(self) -> None:
+        state = self.state
+        if state.head is None or state.result is None or state.head >= state.result.num_heads:
+            self.head_canvas.set_image(None)
+            self.head_caption.setText("")
+            return
+        result, fs, layer, head = state.result, state.shown.features, state.layer, state.head
+        m = result.cls_attention[layer][head]
+        self.head_canvas.set_image(overlay(result.image, normalize(m), state.cmap, state.opacity, smooth=state.smooth))
+        self.head_canvas.set_patch_size(result.grid.patch_size)
+        self.head_canvas.set_grid_visible(state.grid)
+        self.head_caption.setText(f"Layer {layer}, head {head}: CLS attention · mean attention distance "
+                                  f"{fs.mean_distance[layer, head]:.1f} px · entropy {fs.cls_entropy[layer, head]:.2f} "
+                                  "nats")
+
+    def _on_clicked(self, _item, points, _event) -> None:
+        if len(points):
+            layer, head = points[0].data()
+            self.state.set_layer(layer)
+            self.state.set_head(head)
+
+    def _on_hovered(self, _item, points, _event) -> None:
+        if len(points):
+            layer, head = points[0].data()
+            label, unit = MEASURES[self.measure]
+            value = self.values()[layer, head]
+            self.state.status.emit(f"layer {layer}, head {head}: {label.lower()} {value:.3g} {unit} · click to "
+                                   "show it")
