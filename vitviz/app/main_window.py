@@ -39,6 +39,7 @@ from .. import __version__
 from ..render import COLORMAPS, apply_colormap, colormap_lut, normalize, overlay
 from . import paths
 from .widgets import ColorBar, ImageCanvas, MapDialog, MessageBar, Panel, PredictionChart, TileGrid, format_percent
+from .presentation import PresentationView  # presentation mode (issue 21)
 from .worker import AnalysisWorker, ModelSummary, Preview, RequestTracker, Shown
 
 __all__ = ["MainWindow"]
@@ -135,6 +136,7 @@ class MainWindow(QMainWindow):
         self.detail = MapDialog(self)
         self.detail.finished.connect(lambda _r: self._set_detail_tile(None))
         self.depth_detail = MapDialog(self)  # the depth map enlarged, with the value of the pixel under the mouse
+        self.presentation = PresentationView.for_window(self)  # presentation mode (issue 21)
         self._start_worker()
         self._apply_empty_state()
         geometry = s.value("window/geometry")
@@ -190,6 +192,8 @@ class MainWindow(QMainWindow):
             self.norm_group.addAction(a)
         (self.act_norm_head if self._norm == "head" else self.act_norm_layer).setChecked(True)
         self.act_about = action("&About vitviz", self._about)
+        self.act_present = action("&Present", lambda: self.present(), "F11",  # presentation mode (issue 21)
+                                  "Full-screen view for an audience: big pictures, plain words (Escape leaves)")
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -223,6 +227,8 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         view.addAction(self.act_norm_head)
         view.addAction(self.act_norm_layer)
+        view.addSeparator()
+        view.addAction(self.act_present)  # presentation mode (issue 21)
 
         self.model_menu = bar.addMenu("&Model")
         self.model_menu.aboutToShow.connect(self._fill_model_menu)
@@ -560,6 +566,13 @@ class MainWindow(QMainWindow):
         elif not isinstance(source, tuple):
             source = str(source)
         return self._analyze(source)
+
+    def present(self, target: str | os.PathLike[str] | None = None) -> None:
+        """Presentation mode (issue 21): full-screen; ``target`` an image or a folder to cycle through."""
+        self.presentation.enter(target)
+
+    def leave_presentation(self) -> None:
+        self.presentation.leave()
 
     def set_layer(self, layer: int) -> None:
         """Show layer ``layer`` (negative counts from the end); no re-run of the model."""
