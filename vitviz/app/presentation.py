@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QRectF, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QRect, QRectF, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -383,7 +383,7 @@ class PresentationView(QWidget):
         self._autoplay = False
         self._active = False
         self._host: QWidget | None = None
-        self._host_geometry: QByteArray | None = None
+        self._host_geometry: QRect | None = None
         self._host_state = Qt.WindowState.WindowNoState
         self._host_visible = False
         self._entry_source: str | None = None
@@ -571,7 +571,7 @@ class PresentationView(QWidget):
             current = getattr(host, "current_result", None) if host is not None else None
             self._entry_source = current.source if current is not None and isinstance(current.source, str) else None
             if host is not None:
-                self._host_geometry = host.saveGeometry()
+                self._host_geometry = host.geometry()
                 self._host_state = host.windowState()
                 self._host_visible = host.isVisible()
                 screen = host.screen()
@@ -625,9 +625,9 @@ class PresentationView(QWidget):
         self.hide()
         host = self._host
         if host is not None:
-            if self._host_geometry is not None:
-                host.restoreGeometry(self._host_geometry)
             host.setWindowState(self._host_state)
+            if self._host_geometry is not None and self._host_state == Qt.WindowState.WindowNoState:
+                host.setGeometry(self._host_geometry)
             if self._host_visible or not host.isVisible():
                 host.show()
             host.activateWindow()
