@@ -220,3 +220,45 @@ def test_cli_present_option_reaches_the_app(monkeypatch, folder):
     assert calls[-1]["present"] == str(folder) and calls[-1]["interval"] == 7
     assert cli.main(["--present"]) == 0 and calls[-1]["present"] == ""
     assert cli.main([str(folder / "0-scene-cube.png")]) == 0 and calls[-1]["present"] is None
+
+
+def test_vitviz_present_folder_starts_in_presentation_mode(qtbot, tmp_path, folder, monkeypatch):
+    """The real entry point with ``--present FOLDER``: the first picture of the folder, full-screen, autoplaying;
+    leaving shows the window."""
+    from PySide6.QtCore import QTimer
+
+    from vitviz.app import main_window, run_app
+
+    class TmpSettings(QSettings):
+        def __init__(self, *args):
+            super().__init__(str(tmp_path / "app.ini"), QSettings.Format.IniFormat)
+
+    seen = []
+
+    class LeavingWindow(MainWindow):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.result_ready.connect(self._check)
+
+        def _check(self, result):
+            view = self.presentation
+            seen.append((Path(result.source).name, view.active, view.autoplaying, view.interval_s,
+                         self.isVisible(), view.answer_text()))
+            view.leave()
+            QTimer.singleShot(0, self.close)
+            QTimer.singleShot(0, lambda: QApplication.exit(0))  # (this module's other window is still open)
+
+    monkeypatch.setattr(main_window, "QSettings", TmpSettings)
+    monkeypatch.setattr(main_window, "MainWindow", LeavingWindow)
+    watchdog = QTimer()
+    watchdog.setSingleShot(True)
+    watchdog.timeout.connect(lambda: QApplication.exit(3))
+    watchdog.start(TIMEOUT)
+    try:
+        code = run_app(model=str(SHIPPED.config), device="cpu", present=str(folder), interval=9)
+    finally:
+        watchdog.stop()
+    assert code == 0, seen
+    name, active, autoplaying, interval, window_visible, answer = seen[0]
+    assert name == "0-scene-cube.png" and active and autoplaying and interval == 9 and not window_visible
+    assert answer.startswith("I think this is a")

@@ -106,9 +106,12 @@ def run_app(
         if interval is not None:
             window.presentation.set_interval(interval)
         first = target if target is not None and os.path.isfile(target) else None
-        window.present(target)
-        QTimer.singleShot(0, lambda: window.startup(image=first, model=model, device=device or "auto",
-                                                    depth_model=depth_model))
+
+        def start() -> None:
+            window.startup(image=first, model=model, device=device or "auto", depth_model=depth_model)
+            window.present(target)  # its image request supersedes the window's own first one
+
+        QTimer.singleShot(0, start)
         return int(app.exec())
     window.show()
     # Start loading once the window is on screen: the worker imports torch meanwhile.

@@ -604,9 +604,11 @@ class PresentationView(QWidget):
             if autoplay:
                 self.start_autoplay()
         elif self._result is None and (getattr(host, "current_result", None) if host is not None else None) is None:
-            self.set_playlist(paths.sample_images(getattr(host, "samples_folder", None)))
+            folder = getattr(host, "samples_folder", None)
+            self.set_playlist(paths.sample_images(folder))
             if self._playlist:
-                self._index = -1
+                start = paths.default_sample(folder)  # a scene the shipped model knows comes first
+                self._index = self._playlist.index(start) - 1 if start in self._playlist else -1
                 self.next_image()
                 if autoplay is not False:
                     self.start_autoplay()
@@ -714,7 +716,8 @@ class PresentationView(QWidget):
         """Show a new analysis result (ignored while the presentation is not on screen)."""
         if not self._active:
             return
-        if self._awaiting is not None and getattr(result, "source", None) == self._awaiting:
+        if self._awaiting is not None:
+            # the window shows only the newest request's result: this is ours, or one that superseded it
             self._awaiting = None
             self._failures = 0
         self._changed_image = self._changed_image or getattr(result, "source", None) != self._entry_source
