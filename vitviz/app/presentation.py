@@ -385,7 +385,6 @@ class PresentationView(QWidget):
         self._host: QWidget | None = None
         self._host_geometry: QRect | None = None
         self._host_state = Qt.WindowState.WindowNoState
-        self._host_visible = False
         self._entry_source: str | None = None
         self._changed_image = False
         interval = DEFAULT_INTERVAL_S
@@ -404,7 +403,7 @@ class PresentationView(QWidget):
         self.caption_timer = QTimer(self)
         self.caption_timer.setSingleShot(True)
         self.caption_timer.timeout.connect(lambda: self._set_status(self._idle_status()))
-        self.set_interval(interval)
+        self.autoplay_timer.setInterval(int(max(2.0, interval) * 1000))
         self._build()
         self._apply_fonts()
 
@@ -573,7 +572,6 @@ class PresentationView(QWidget):
             if host is not None:
                 self._host_geometry = host.geometry()
                 self._host_state = host.windowState()
-                self._host_visible = host.isVisible()
                 screen = host.screen()
                 if screen is not None:
                     self.setGeometry(screen.geometry())
@@ -630,8 +628,7 @@ class PresentationView(QWidget):
             host.setWindowState(self._host_state)
             if self._host_geometry is not None and self._host_state == Qt.WindowState.WindowNoState:
                 host.setGeometry(self._host_geometry)
-            if self._host_visible or not host.isVisible():
-                host.show()
+            host.show()  # also when the app started in presentation mode and the window was never shown
             host.activateWindow()
             if self._changed_image and self._entry_source and Path(self._entry_source).is_file():
                 self._analyze(self._entry_source)  # the window shows again what it showed before
