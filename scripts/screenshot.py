@@ -3,6 +3,8 @@
 
     python scripts/screenshot.py                           # first sample, shipped model -> assets/screenshot.png
     python scripts/screenshot.py IMAGE --model PATH --out shot.png --layer 3 --query 20
+    xvfb-run -s "-screen 0 1920x1080x24" python scripts/screenshot.py --present --platform xcb \
+        --out assets/presentation.png                     # presentation mode, full-screen at 1920x1080
 
 Runs offscreen by default (no display needed); ``--platform xcb`` uses the real display (e.g. under xvfb-run).
 Settings are isolated in a temporary folder, so personal preferences never leak into the picture.
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model name or checkpoint path (default: the shipped model)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshot.png")
-    parser.add_argument("--size", default="1600x1000", help="window size WxH (default: 1600x1000)")
+    parser.add_argument("--size", default=None, help="window size WxH (default: 1600x1000)")
     parser.add_argument("--layer", type=int, default=None, help="layer to show (default: the last)")
     parser.add_argument("--query", type=int, default=None, help="show this patch's query attention instead of CLS")
     parser.add_argument("--hover", type=int, default=None, help="highlight this patch as if hovered")
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --detail: zoom the enlarged view by this factor about its centre")
     parser.add_argument("--depth-detail", action="store_true",
                         help="also open the enlarged depth map and save it as <out>-depth.png")
+    parser.add_argument("--present", action="store_true",
+                        help="picture presentation mode instead of the window (size 1920x1080 unless --size)")
+    parser.add_argument("--explain", action="store_true", help="with --present: show the plain-language captions")
     parser.add_argument("--platform", default="offscreen", help="Qt platform plugin (default: offscreen)")
     parser.add_argument("--cold", action="store_true", help="show the first run's timings (default: a second run)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the result")
@@ -50,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         settings = QSettings(str(Path(tmp) / "vitviz.ini"), QSettings.Format.IniFormat)
         window = MainWindow(settings=settings)
-        w, h = (int(v) for v in args.size.lower().split("x"))
+        size = args.size or ("1920x1080" if args.present else "1600x1000")
+        w, h = (int(v) for v in size.lower().split("x"))
         window.resize(w, h)
         window.show()
 
@@ -80,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"screenshot: no result ({outcome.get('error', 'timed out')})", file=sys.stderr)
             window.close()
             return 1
+        if args.present:
+            return _present(window, args, w, h)
         if args.layer is not None:
             window.state.set_layer(args.layer)
         if args.query is not None:
@@ -106,6 +114,32 @@ def main(argv: list[str] | None = None) -> int:
             window.depth_panel.detail.grab().save(str(args.out.with_name(args.out.stem + "-depth.png")))
         window.close()
     print(f"screenshot: {'wrote' if ok else 'FAILED to write'} {args.out}")
+    return 0 if ok else 1
+
+
+def _present(window, args: argparse.Namespace, w: int, h: int) -> int:
+    """Presentation mode, full-screen (or ``w`` x ``h`` offscreen), frozen on one layer of the attention map."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    window.present()
+    view = window.presentation
+    if (view.width(), view.height()) != (w, h):  # offscreen, or a screen of another size
+        view.showNormal()
+        view.resize(w, h)
+    view.layer_timer.stop()
+    view.set_layer(view.layer_count - 1 if args.layer is None else args.layer)
+    view.layer_timer.stop()
+    view.toggle_explanations(args.explain)
+    settle = QEventLoop()
+    QTimer.singleShot(500, settle.quit)
+    settle.exec()
+    view.layer_timer.stop()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    ok = view.grab().save(str(args.out))
+    size = view.size()
+    view.leave()
+    window.close()
+    print(f"screenshot: {'wrote' if ok else 'FAILED to write'} {args.out} ({size.width()}x{size.height()})")
     return 0 if ok else 1
 
 

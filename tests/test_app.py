@@ -112,6 +112,10 @@ def test_layer_slider_and_arrow_keys_change_maps_without_rerunning(qtbot, window
     window.attention_panel.layer_slider.setValue(2)
     assert window.state.layer == 2
     assert window.attention_panel.tiles.tiles[4].caption == "rollout 0–2"
+    qtbot.keyClick(window, Qt.Key.Key_Down)  # up/down (and page up/down) step through the layers too
+    assert window.state.layer == 1
+    qtbot.keyClick(window, Qt.Key.Key_Up)
+    assert window.state.layer == 2
     # per-layer normalisation changes what the heads look like, not what the layer is
     before = window.head_view_image(1).copy()
     window.state.set_normalisation("layer")
@@ -331,7 +335,7 @@ def test_paste_and_drop_open_images(qtbot, window, images):
     with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as blocker:
         window.dropEvent(event)
     assert blocker.args[0].source == str(images[1])
-    assert str(images[1].resolve()) in window.recent_files()
+    assert str(images[1].resolve()) in window.recent.files()
 
 
 def test_without_a_model_the_app_explains_and_still_opens_images(qtbot, bare_window, images, tmp_path, monkeypatch):

@@ -29,6 +29,10 @@ def _build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="open the desktop app (the default)")
     gui.add_argument("image", nargs="?", help="image to open first")
     _model_options(gui)
+    gui.add_argument("--present", nargs="?", const="", default=None, metavar="IMAGE|FOLDER",
+                     help="start in presentation mode: one image, or cycle through a folder (default: the samples)")
+    gui.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                     help="presentation mode: seconds per image when cycling through a folder")
 
     an = sub.add_parser("analyze", help="analyse images and write maps, arrays and JSON to a folder")
     an.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
@@ -58,7 +62,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vitviz`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or (args_list[0] not in COMMANDS and not args_list[0].startswith("-")):
+    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
         args_list = ["gui", *args_list]
     args = _build_parser().parse_args(args_list)
     try:
@@ -99,7 +103,8 @@ def launch_gui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"vitviz: error: the desktop app cannot start ({exc})", file=sys.stderr)
         return 2
-    return run_app(image=args.image, model=args.model, device=args.device, depth_model=args.depth_model)
+    return run_app(image=args.image, model=args.model, device=args.device, depth_model=args.depth_model,
+                   present=args.present, interval=args.interval)
 
 
 def list_models() -> int:

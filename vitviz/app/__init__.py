@@ -83,10 +83,13 @@ def run_app(
     model: str | None = None,
     device: str = "auto",
     depth_model: str | None = None,
+    present: str | os.PathLike[str] | None = None,
+    interval: float | None = None,
 ) -> int:
     """Open the window on ``image`` (default: the first sample) with ``model`` (default: the shipped model).
 
-    Returns the application's exit status.
+    ``present`` (an image, a folder, or ``""``: ``image``, else the samples) starts in presentation mode, cycling
+    through a folder every ``interval`` seconds. Returns the application's exit status.
     """
     problem = display_problem()
     if problem:
@@ -98,6 +101,18 @@ def run_app(
     from .main_window import MainWindow
 
     window = MainWindow()
+    if present is not None:  # presentation mode (issue 21)
+        target = str(present or image or "") or None
+        if interval is not None:
+            window.presentation.set_interval(interval)
+        first = target if target is not None and os.path.isfile(target) else None
+
+        def start() -> None:
+            window.startup(image=first, model=model, device=device or "auto", depth_model=depth_model)
+            window.present(target)  # its image request supersedes the window's own first one
+
+        QTimer.singleShot(0, start)
+        return int(app.exec())
     window.show()
     # Start loading once the window is on screen: the worker imports torch meanwhile.
     QTimer.singleShot(0, lambda: window.startup(image=image, model=model, device=device or "auto",

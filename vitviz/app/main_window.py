@@ -23,6 +23,7 @@ from .panels import (
     AttentionPanel, DepthPanel, DetailsPanel, FeaturesPanel, HeadAtlasPanel, InputPanel, PredictionsPanel,
 )
 from .panels.common import source_name
+from .presentation import PresentationView
 from .session import Session
 from .state import ViewState
 from .status_bar import StatusBar
@@ -68,6 +69,7 @@ class MainWindow(QMainWindow):
         self.atlas_panel = add_view(self.center_views, HeadAtlasPanel(self.state), "Head atlas")
         self.depth_panel = add_view(self.side_views, DepthPanel(self.state), "Depth")
         self.details_panel = DetailsPanel(self.state)
+        self.presentation = PresentationView.for_window(self)  # full screen, for an audience (F11)
         self._build_actions()
         self._build_menus()
         self._build_toolbar()
@@ -94,6 +96,8 @@ class MainWindow(QMainWindow):
                                    "Write the input, attention maps, rollout and depth as PNG and NPY files")
         self.act_quit = act("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_about = act("&About vitviz", lambda: dialogs.show_about(self))
+        self.act_present = act("&Present", lambda: self.present(), "F11",
+                               "Full-screen view for an audience: big pictures, plain words (Escape leaves)")
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -109,6 +113,8 @@ class MainWindow(QMainWindow):
         self.samples_menu.aboutToShow.connect(self._fill_samples_menu)
         self._fill_samples_menu()
         self.view_menu = ViewMenu(self.state, self)
+        self.view_menu.addSeparator()
+        self.view_menu.addAction(self.act_present)
         bar.addMenu(self.view_menu)
         self.picker = ModelPicker(self.session, self.act_checkpoint, self)
         bar.addMenu(self.picker.menu)
@@ -221,6 +227,10 @@ class MainWindow(QMainWindow):
         self.picker.refresh()
         return req
 
+    def present(self, target: str | os.PathLike[str] | None = None) -> None:
+        """Presentation mode: full screen, for ``target`` (an image or a folder to cycle through) or what is shown."""
+        self.presentation.enter(target)
+
     def set_depth_model(self, spec: str | None) -> None:
         """Use a separate depth model when the main model has no depth head; reloads the model."""
         self.session.depth_model = spec or None
@@ -312,13 +322,6 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------- events
 
-    def keyPressEvent(self, event) -> None:  # noqa: N802
-        step = {Qt.Key.Key_Up: 1, Qt.Key.Key_PageUp: 1, Qt.Key.Key_Down: -1, Qt.Key.Key_PageDown: -1}
-        if event.key() in step:
-            self.state.step_layer(step[event.key()])
-        else:
-            super().keyPressEvent(event)
-
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         mime = event.mimeData()
         if (mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())) or mime.hasImage():
@@ -367,9 +370,6 @@ class MainWindow(QMainWindow):
             self.picker.refresh()
             if self.session.model_spec:
                 self.load_model(self.session.model_spec, device)
-
-    def recent_files(self) -> list[str]:
-        return self.recent.files()
 
     def _fill_samples_menu(self, menu: QMenu | None = None) -> None:
         fill_samples_menu(menu if isinstance(menu, QMenu) else self.samples_menu, self.samples_folder, self.open_image)

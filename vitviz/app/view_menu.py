@@ -37,8 +37,10 @@ class ViewMenu(QMenu):
             return make_action(owner, *args, **kwargs)
 
         for a in (
-            act("&Previous layer", lambda: state.step_layer(-1), [QKeySequence("Left")], "Show the previous layer"),
-            act("&Next layer", lambda: state.step_layer(1), [QKeySequence("Right")], "Show the next layer"),
+            act("&Previous layer", lambda: state.step_layer(-1), [QKeySequence(k) for k in ("Left", "Down", "PgDown")],
+                "Show the previous layer"),
+            act("&Next layer", lambda: state.step_layer(1), [QKeySequence(k) for k in ("Right", "Up", "PgUp")],
+                "Show the next layer"),
             act("&First layer", lambda: state.set_layer(0), "Home"),
             act("&Last layer", lambda: state.set_layer(-1), "End"),
             None,

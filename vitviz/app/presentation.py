@@ -1,0 +1,888 @@
+"""Presentation mode: the story of one image in big pictures and plain words, full-screen, for audiences who do not
+program. It talks to the main window only through ``open_image``, ``result_ready``, ``error_shown`` and
+``current_result`` (see :meth:`PresentationView.for_window`)."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PySide6.QtCore import QRect, QRectF, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPen
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from ..render import apply_colormap, colormap_lut, cumulative_rollout, normalize, overlay
+from . import paths
+from .widgets import to_qimage
+
+__all__ = [
+    "PresentationView",
+    "REFERENCE_SIZE",
+    "FONT_PX",
+    "answer_lines",
+    "explanations",
+    "attention_frames",
+    "nearness",
+]
+
+REFERENCE_SIZE = (1920, 1080)  # font sizes below are pixels at this window size; they scale with the window
+FONT_PX = {"answer": 76, "runner": 36, "title": 34, "explain": 28, "scale": 26, "status": 28, "keys": 24}
+LAYER_MS = 1000  # the attention map rests this long on each layer
+LAST_LAYER_MS = 3000  # ... and longer on the last one before playing again
+CAPTION_MS = 8000  # an error or "skipped" caption stays this long
+DEFAULT_INTERVAL_S = 12.0  # autoplay: seconds per image
+
+# High contrast: white and light grey on near-black (contrast ratios 18:1 and 12:1), one warm accent.
+BACKGROUND = "#0b0e14"
+TEXT = "#ffffff"
+MUTED = "#c9d1d9"
+ACCENT = "#ffd43b"
+WARNING = "#ffa657"
+
+STYLE = f"""
+PresentationView {{ background: {BACKGROUND}; }}
+QLabel {{ color: {TEXT}; background: transparent; }}
+QLabel#Runner, QLabel#Scale, QLabel#Keys, QLabel#Source {{ color: {MUTED}; }}
+QLabel#Explain {{ color: {TEXT}; background: #1b2230; border-radius: 10px; padding: 10px 14px; }}
+QLabel#Status {{ color: {WARNING}; }}
+"""
+
+
+# ------------------------------------------------------------------------------------------- plain-language content
+
+
+def _percent(p: float) -> str:
+    v = 100.0 * float(p)
+    if v < 1.0:
+        return "less than 1 %"
+    return f"{min(v, 99.0) if v < 100.0 else 100.0:.0f} %"
+
+
+def _out_of_domain(result: Any) -> bool:
+    domain = getattr(result, "domain", None)
+    return isinstance(domain, dict) and domain.get("in_domain") is False
+
+
+def answer_lines(result: Any) -> tuple[str, str]:
+    """The answer line and the line below it (rich text) for a result: the top class with its probability and the
+    runner-ups; a model without classifier, or an image outside the model's domain, gets a sentence instead."""
+    if _out_of_domain(result):
+        return (
+            "I don't know this kind of picture",
+            "It looks too different from the pictures I learned from, so I won't guess a name.",
+        )
+    predictions = list(getattr(result, "predictions", None) or [])
+    if not predictions:
+        return ("This model has no class labels; it learned to see by itself", "")
+    top = predictions[0]
+    label = html.escape(top.label.replace("_", " "))
+    article = "an" if label[:1].lower() in "aeiou" else "a"
+    answer = f"I think this is {article} <b style='color:{ACCENT}'>{label}</b> — {_percent(top.probability)}"
+    others = [p for p in predictions[1:4] if p.probability >= 0.005]
+    if others:
+        runner = "Maybe also: " + " · ".join(
+            f"{html.escape(p.label.replace('_', ' '))} {_percent(p.probability)}" for p in others
+        )
+    else:
+        runner = "Nothing else came close."
+    return answer, runner
+
+
+def explanations(result: Any) -> dict[str, str]:
+    """Captions for a 12-year-old, one per part: ``patch``, ``attention``, ``depth`` and ``wrong``."""
+    grid = result.grid
+    layers = int(getattr(result, "num_layers", 0) or 0)
+    classes = len(getattr(result, "labels", None) or [])
+    texts = {
+        "patch": (
+            f"The computer cuts the picture into {grid.num_patches} little squares, like puzzle pieces, "
+            "and looks at all of them at the same time. The thin lines show the squares."
+        ),
+        "attention": (
+            f"It looks at the picture {layers} times, each time more carefully. Bright squares are the ones "
+            "it pays most attention to in that round, like where your eyes go first."
+            if layers
+            else "This model does not tell us where it looks."
+        ),
+        "depth": (
+            "From this one flat picture, it also guesses how far away every spot is, like you can with one eye "
+            "closed. Bright means near, dark means far."
+            if getattr(result, "depth", None) is not None
+            else "This model does not guess distances."
+        ),
+    }
+    if _out_of_domain(result):
+        texts["wrong"] = (
+            "It learned from examples, not rules. This picture is too different from its examples, so "
+            "instead of making up a wrong name it tells you it does not know."
+        )
+    elif classes:
+        texts["wrong"] = (
+            f"Why it can be wrong: it only knows the {classes} kinds of things it practised on, and it learned from "
+            "examples, not rules, so an unusual picture can fool it. The % shows how sure it is, not whether it is right."
+        )
+    else:
+        texts["wrong"] = (
+            "It was never told the names of things, so it cannot say what it sees. It learned by comparing "
+            "many pictures, and a very unusual picture can still confuse it."
+        )
+    return texts
+
+
+def attention_frames(result: Any, kind: str = "mean") -> np.ndarray:
+    """Where the CLS token looks after each layer, ``[layers, rows, cols]`` each scaled to [0, 1]: the mean over heads
+    of that layer (``kind="mean"``) or the attention rollout up to it (``kind="rollout"``)."""
+    rows, cols = result.grid.rows, result.grid.cols
+    if kind == "rollout" and getattr(result, "attentions", None) is not None:
+        joint = cumulative_rollout(result.attentions)
+        maps = joint[:, 0, result.num_prefix_tokens :].reshape(-1, rows, cols)
+    elif getattr(result, "cls_attention", None) is not None:
+        maps = np.asarray(result.cls_attention, dtype=np.float32).mean(axis=1)
+    else:
+        return np.zeros((0, rows, cols), np.float32)
+    return normalize(maps, axis=(1, 2))
+
+
+def nearness(result: Any) -> np.ndarray | None:
+    """The depth map as nearness in [0, 1] (1 = nearest), whatever the model's depth kind; None without depth."""
+    depth = getattr(result, "depth", None)
+    if depth is None:
+        return None
+    values = normalize(depth)
+    # metric depth grows with distance; relative inverse depth (Depth Anything) grows with nearness
+    return values if getattr(result, "depth_kind", None) == "relative_inverse" else 1.0 - values
+
+
+# ------------------------------------------------------------------------------------------------------ widgets
+
+
+class Picture(QWidget):
+    """An image fitted into the widget (aspect kept, centred), optionally with the patch grid drawn over it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._image: QImage | None = None
+        self._grid: tuple[int, int] | None = None
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(160, 160)
+
+    def set_image(self, rgb: np.ndarray | None, grid: tuple[int, int] | None = None) -> None:
+        self._image = None if rgb is None else to_qimage(rgb)
+        self._grid = grid
+        self.update()
+
+    def image(self) -> QImage | None:
+        return self._image
+
+    def target_rect(self) -> QRectF:
+        if self._image is None or self._image.isNull():
+            return QRectF()
+        w, h = self._image.width(), self._image.height()
+        scale = min(self.width() / w, self.height() / h)
+        tw, th = w * scale, h * scale
+        return QRectF((self.width() - tw) / 2, (self.height() - th) / 2, tw, th)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        if self._image is None:
+            return
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        rect = self.target_rect()
+        painter.drawImage(rect, self._image)
+        if self._grid:
+            rows, cols = self._grid
+            pen = QPen(QColor(255, 255, 255, 150))
+            pen.setWidthF(max(1.0, rect.width() / 600))
+            painter.setPen(pen)
+            for c in range(1, cols):
+                x = rect.left() + rect.width() * c / cols
+                painter.drawLine(x, rect.top(), x, rect.bottom())
+            for r in range(1, rows):
+                y = rect.top() + rect.height() * r / rows
+                painter.drawLine(rect.left(), y, rect.right(), y)
+        painter.end()
+
+
+class GradientBar(QWidget):
+    """A horizontal colour ramp (no text; the words at its ends are labels beside it)."""
+
+    def __init__(self, cmap: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.cmap = cmap
+        self.setFixedHeight(22)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_cmap(self, cmap: str) -> None:
+        self.cmap = cmap
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        lut = colormap_lut(self.cmap)
+        gradient = QLinearGradient(0, 0, self.width(), 0)
+        for i in range(0, 256, 15):
+            gradient.setColorAt(i / 255, QColor(*(int(v) for v in lut[i])))
+        gradient.setColorAt(1.0, QColor(*(int(v) for v in lut[255])))
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(gradient)
+        painter.drawRoundedRect(QRectF(self.rect()), 6, 6)
+        painter.end()
+
+
+class Part(QWidget):
+    """One part of the story, in one column: a title, a picture (or a note instead of it) right under it, an optional
+    colour scale with words at its ends right under the picture, and a plain-language explanation below. The picture
+    takes the largest size that leaves room for the rest; the titles of all parts share the top line."""
+
+    GAP = 12
+
+    def __init__(self, fonts: Callable[[QLabel, str], None], scale: tuple[str, str, str] | None = None) -> None:
+        super().__init__()
+        self.height_limit: int | None = None  # set by the view so that all pictures share one height budget
+        self.on_resize: Callable[[], None] | None = None
+        self.title = QLabel(self)
+        self.title.setObjectName("Title")
+        self.title.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+        self.title.setWordWrap(True)
+        fonts(self.title, "title")
+        self.picture = Picture(self)
+        self.note = QLabel(self)  # a message instead of the picture (e.g. "this model does not guess distances")
+        self.note.setObjectName("Runner")
+        self.note.setWordWrap(True)
+        self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        fonts(self.note, "runner")
+        self.note.hide()
+        self.bar: GradientBar | None = None
+        self.scale_row = QWidget(self)
+        if scale is not None:
+            low, high, cmap = scale
+            row = QHBoxLayout(self.scale_row)
+            row.setContentsMargins(0, 0, 0, 0)
+            row.setSpacing(14)
+            self.low, self.high = QLabel(low), QLabel(high)
+            for label in (self.low, self.high):
+                label.setObjectName("Scale")
+                fonts(label, "scale")
+            self.bar = GradientBar(cmap)
+            row.addWidget(self.low)
+            row.addWidget(self.bar, 1)
+            row.addWidget(self.high)
+        else:  # a caption under the picture (its file name), on the scales' line
+            row = QHBoxLayout(self.scale_row)
+            row.setContentsMargins(0, 0, 0, 0)
+            self.caption = QLabel()
+            self.caption.setObjectName("Scale")
+            self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            fonts(self.caption, "scale")
+            row.addWidget(self.caption)
+        self.explain = QLabel(self)
+        self.explain.setObjectName("Explain")
+        self.explain.setWordWrap(True)
+        self.explain.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        fonts(self.explain, "explain")
+        self.explain.hide()
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def set_missing(self, text: str | None) -> None:
+        """Show ``text`` instead of the picture (None: show the picture)."""
+        self.note.setText(text or "")
+        self.note.setVisible(bool(text))
+        self.picture.setVisible(not text)
+        self.scale_row.setVisible(not text)
+        self.relayout()
+
+    def minimumSizeHint(self):  # noqa: N802
+        return self.picture.minimumSize()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.on_resize is not None:
+            self.on_resize()
+        else:
+            self.relayout()
+
+    def _heights(self) -> tuple[int, int, int]:
+        w = self.width()
+        title_h = max(0, self.title.heightForWidth(w)) if self.title.text() else 0
+        scale_h = self.scale_row.sizeHint().height() if not self.scale_row.isHidden() else 0
+        explain_h = max(0, self.explain.heightForWidth(w)) if not self.explain.isHidden() else 0
+        return title_h, scale_h, explain_h
+
+    def room(self) -> int:
+        """The height left for the picture."""
+        title_h, scale_h, explain_h = self._heights()
+        return self.height() - sum(v + self.GAP for v in (title_h, scale_h, explain_h) if v)
+
+    def relayout(self) -> None:
+        """Place the children: title on top, the picture as large as fits, its scale and explanation below."""
+        w, gap = self.width(), self.GAP
+        title_h, scale_h, explain_h = self._heights()
+        self.title.setGeometry(0, 0, w, title_h)
+        y = title_h + gap if title_h else 0
+        room = self.room() if self.height_limit is None else min(self.room(), self.height_limit)
+        image = self.picture.image()
+        aspect = image.width() / image.height() if image is not None and image.height() else 1.0
+        pw = max(1, int(min(w, max(1, room) * aspect)))
+        ph = max(1, int(pw / aspect))
+        x = (w - pw) // 2
+        self.picture.setGeometry(x, y, pw, ph)
+        self.note.setGeometry(0, y, w, ph)
+        y += ph + gap
+        if scale_h:
+            self.scale_row.setGeometry(x, y, pw, scale_h)
+            y += scale_h + gap
+        if explain_h:
+            self.explain.setGeometry(0, y, w, explain_h)
+
+
+class PresentationView(QWidget):
+    """The full-screen presentation. Feed it results with :meth:`show_result` and errors with :meth:`show_error`;
+    it asks for images through ``analyze(path)``. Keys: ``?`` explanations, Space play/pause, ←/→ images,
+    Escape (or F11) leaves. While autoplaying, any click or key pauses."""
+
+    entered = Signal()
+    left = Signal()
+    layer_changed = Signal(int)
+    image_requested = Signal(str)
+
+    def __init__(
+        self,
+        analyze: Callable[[str], Any],
+        parent: QWidget | None = None,
+        settings: QSettings | None = None,
+        attention: str = "mean",
+        cmap: str = "viridis",
+        depth_cmap: str = "cividis",
+    ) -> None:
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setObjectName("PresentationView")
+        self.setWindowTitle("vitviz — presentation")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.setStyleSheet(STYLE)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._analyze = analyze
+        self.settings = settings
+        self.attention_kind = attention if attention in ("mean", "rollout") else "mean"
+        self.cmap = cmap
+        self.depth_cmap = depth_cmap
+        self._scale = 1.0
+        self._explain = False  # plain-language captions on ("?")
+        self._font_roles: list[tuple[QLabel, str]] = []
+        self._result: Any = None
+        self._frames: list[np.ndarray] = []
+        self._layer = 0
+        self._playlist: list[Path] = []
+        self._index = -1
+        self._awaiting: str | None = None
+        self._failures = 0
+        self._autoplay = False
+        self._active = False
+        self._host: QWidget | None = None
+        self._host_geometry: QRect | None = None
+        self._host_state = Qt.WindowState.WindowNoState
+        self._entry_source: str | None = None
+        self._changed_image = False
+        interval = DEFAULT_INTERVAL_S
+        if settings is not None:
+            try:
+                interval = float(settings.value("presentation/seconds_per_image", DEFAULT_INTERVAL_S))
+            except (TypeError, ValueError):
+                interval = DEFAULT_INTERVAL_S
+
+        self.layer_timer = QTimer(self)  # plays the attention map through the layers
+        self.layer_timer.setSingleShot(True)
+        self.layer_timer.timeout.connect(self.advance_layer)
+        self.autoplay_timer = QTimer(self)  # moves to the next image
+        self.autoplay_timer.setSingleShot(True)
+        self.autoplay_timer.timeout.connect(self.next_image)
+        self.caption_timer = QTimer(self)
+        self.caption_timer.setSingleShot(True)
+        self.caption_timer.timeout.connect(lambda: self._set_status(self._idle_status()))
+        self.autoplay_timer.setInterval(int(max(2.0, interval) * 1000))
+        self._build()
+        self._apply_fonts()
+
+    # ------------------------------------------------------------------------------------------------ building
+
+    def _font(self, label: QLabel, role: str) -> None:
+        self._font_roles.append((label, role))
+
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(56, 36, 56, 24)
+        outer.setSpacing(14)
+        self.answer_label = QLabel()
+        self.answer_label.setObjectName("Answer")
+        self.answer_label.setWordWrap(True)
+        self._font(self.answer_label, "answer")
+        self.runner_label = QLabel()
+        self.runner_label.setObjectName("Runner")
+        self.runner_label.setWordWrap(True)
+        self._font(self.runner_label, "runner")
+        self.wrong_label = QLabel()
+        self.wrong_label.setObjectName("Explain")
+        self.wrong_label.setWordWrap(True)
+        self._font(self.wrong_label, "explain")
+        self.wrong_label.hide()
+        outer.addWidget(self.answer_label)
+        outer.addWidget(self.runner_label)
+        outer.addWidget(self.wrong_label)
+        outer.addSpacing(10)
+
+        parts = QGridLayout()
+        parts.setHorizontalSpacing(48)
+        self.image_part = Part(self._font)
+        self.attention_part = Part(self._font, ("a little", "a lot", self.cmap))
+        self.depth_part = Part(self._font, ("far", "near", self.depth_cmap))
+        for col, part in enumerate(self.parts):
+            part.on_resize = self._relayout_parts
+            parts.addWidget(part, 0, col)
+            parts.setColumnStretch(col, 7 if part is self.attention_part else 5)  # the attention map is the largest
+        outer.addLayout(parts, 1)
+
+        footer = QHBoxLayout()
+        footer.setSpacing(24)
+        self.status_label = QLabel()
+        self.status_label.setObjectName("Status")
+        self._font(self.status_label, "status")
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.keys_label = QLabel()
+        self.keys_label.setObjectName("Keys")
+        self._font(self.keys_label, "keys")
+        footer.addWidget(self.status_label, 1)
+        footer.addWidget(self.keys_label)
+        outer.addLayout(footer)
+        self._show_empty()
+        self._update_keys()
+
+    def _apply_fonts(self) -> None:
+        for label, role in self._font_roles:
+            font = QFont(label.font())
+            font.setPixelSize(max(1, round(FONT_PX[role] * self._scale)))
+            font.setWeight(QFont.Weight.Bold if role in ("answer", "title") else QFont.Weight.Normal)
+            label.setFont(font)
+
+    def _relayout_parts(self) -> None:
+        """Lay the parts out with one height budget, so that their pictures and explanations line up."""
+        limit = min(part.room() for part in self.parts)
+        for part in self.parts:
+            part.height_limit = limit
+            part.relayout()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        scale = min(self.width() / REFERENCE_SIZE[0], self.height() / REFERENCE_SIZE[1])
+        scale = min(3.0, max(0.5, scale))
+        if abs(scale - self._scale) > 1e-3:
+            self._scale = scale
+            self._apply_fonts()
+        super().resizeEvent(event)
+
+    def text_pixel_sizes(self) -> dict[str, int]:
+        """Pixel size of every visible text on screen, by label (this view paints no text itself)."""
+        sizes: dict[str, int] = {}
+        for i, label in enumerate(self.findChildren(QLabel)):
+            if label.isVisibleTo(self) and label.text():
+                sizes[f"{label.objectName() or 'label'}#{i}: {label.text()[:40]}"] = label.font().pixelSize()
+        return sizes
+
+    # ------------------------------------------------------------------------------------------- public API
+
+    @classmethod
+    def for_window(cls, window: Any, **options: Any) -> "PresentationView":
+        """A presentation bound to the main window: it analyses images with ``window.open_image``, shows each
+        ``window.result_ready`` result and each ``window.error_shown`` message, and hides/restores the window."""
+        view = cls(window.open_image, parent=window, settings=getattr(window, "settings", None), **options)
+        window.result_ready.connect(view.show_result)
+        window.error_shown.connect(view.show_error)
+        view._host = window
+        return view
+
+    @property
+    def parts(self) -> tuple[Part, Part, Part]:
+        """The image, attention and depth parts, left to right."""
+        return (self.image_part, self.attention_part, self.depth_part)
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @property
+    def result(self) -> Any:
+        return self._result
+
+    @property
+    def layer(self) -> int:
+        return self._layer
+
+    @property
+    def layer_count(self) -> int:
+        return len(self._frames)
+
+    @property
+    def autoplaying(self) -> bool:
+        return self._autoplay
+
+    @property
+    def explanations_visible(self) -> bool:
+        return self._explain
+
+    @property
+    def interval_s(self) -> float:
+        return self.autoplay_timer.interval() / 1000.0
+
+    @property
+    def playlist(self) -> list[Path]:
+        return list(self._playlist)
+
+    def answer_text(self) -> str:
+        """The answer line as plain text."""
+        return _plain(self.answer_label.text())
+
+    def runner_text(self) -> str:
+        return _plain(self.runner_label.text())
+
+    def caption_text(self) -> str:
+        """The attention map's caption, e.g. ``Layer 3 of 6: where the model looks``."""
+        return self.attention_part.title.text()
+
+    def status_text(self) -> str:
+        return self.status_label.text()
+
+    def set_interval(self, seconds: float) -> None:
+        """Autoplay: seconds per image (at least 2); stored in the settings."""
+        seconds = max(2.0, float(seconds))
+        self.autoplay_timer.setInterval(int(seconds * 1000))
+        if self.settings is not None:
+            self.settings.setValue("presentation/seconds_per_image", seconds)
+
+    def enter(self, target: str | os.PathLike[str] | None = None, autoplay: bool | None = None) -> None:
+        """Go full-screen. ``target``: an image to show, or a folder to cycle through (autoplay); None shows the
+        window's current result, or cycles through the sample images when there is none."""
+        host = self._host
+        if not self._active:
+            self._active = True
+            self._changed_image = False
+            current = getattr(host, "current_result", None) if host is not None else None
+            self._entry_source = current.source if current is not None and isinstance(current.source, str) else None
+            if host is not None:
+                self._host_geometry = host.geometry()
+                self._host_state = host.windowState()
+                screen = host.screen()
+                if screen is not None:
+                    self.setGeometry(screen.geometry())
+                host.hide()
+            self.showFullScreen()
+            self.raise_()
+            self.activateWindow()
+            self.setFocus()
+            if current is not None:
+                self._display(current)
+                self._set_status(self._idle_status())
+            else:
+                self._show_empty()
+            self.entered.emit()
+        path = Path(target) if target not in (None, "") else None
+        if path is not None and path.is_dir():
+            self.set_playlist(paths.sample_images(path))
+            if not self._playlist:
+                self._set_status(f"No pictures in {path.name or path}", caption=True)
+                return
+            self._index = -1
+            self.next_image()
+            if autoplay is not False:
+                self.start_autoplay()
+        elif path is not None:
+            self._playlist = []
+            self._request(str(path))
+            if autoplay:
+                self.start_autoplay()
+        elif self._result is None and (getattr(host, "current_result", None) if host is not None else None) is None:
+            folder = getattr(host, "samples_folder", None)
+            self.set_playlist(paths.sample_images(folder))
+            if self._playlist:
+                start = paths.default_sample(folder)  # a scene the shipped model knows comes first
+                self._index = self._playlist.index(start) - 1 if start in self._playlist else -1
+                self.next_image()
+                if autoplay is not False:
+                    self.start_autoplay()
+        elif autoplay:
+            self.start_autoplay()
+
+    def leave(self) -> None:
+        """Back to the normal window, as it was (its geometry, state and, when it changed, its image)."""
+        if not self._active:
+            return
+        self._active = False
+        self.pause_autoplay(status=False)
+        self.layer_timer.stop()
+        self.caption_timer.stop()
+        self._awaiting = None
+        self.hide()
+        host = self._host
+        if host is not None:
+            host.setWindowState(self._host_state)
+            if self._host_geometry is not None and self._host_state == Qt.WindowState.WindowNoState:
+                host.setGeometry(self._host_geometry)
+            host.show()  # also when the app started in presentation mode and the window was never shown
+            host.activateWindow()
+            if self._changed_image and self._entry_source and Path(self._entry_source).is_file():
+                self._analyze(self._entry_source)  # the window shows again what it showed before
+        self.left.emit()
+
+    def set_playlist(self, images: Sequence[str | os.PathLike[str]]) -> None:
+        """The images autoplay cycles through (and ←/→ step through)."""
+        self._playlist = [Path(p) for p in images]
+        self._index = -1
+        self._failures = 0
+
+    def start_autoplay(self) -> None:
+        """Cycle through the playlist (the samples when it is empty), one image every :attr:`interval_s`."""
+        self._ensure_playlist()
+        if not self._playlist:
+            self._set_status("No pictures to play", caption=True)
+            return
+        self._autoplay = True
+        self._failures = 0
+        if self._awaiting is None:
+            self.autoplay_timer.start()
+        self._set_status(self._idle_status())
+        self._update_keys()
+
+    def _ensure_playlist(self) -> None:
+        """Without a playlist: the current image's folder (when it holds other images), else the samples."""
+        if self._playlist:
+            return
+        source = getattr(self._result, "source", None)
+        folder = Path(source).parent if isinstance(source, str) and Path(source).is_file() else None
+        images = paths.sample_images(folder) if folder is not None else []
+        if len(images) < 2:
+            images = paths.sample_images(getattr(self._host, "samples_folder", None))
+        self.set_playlist(images)
+        if isinstance(source, str) and Path(source) in self._playlist:
+            self._index = self._playlist.index(Path(source))
+
+    def pause_autoplay(self, status: bool = True) -> None:
+        was = self._autoplay
+        self._autoplay = False
+        self.autoplay_timer.stop()
+        if was and status:
+            self._set_status(self._idle_status())
+        self._update_keys()
+
+    def next_image(self, step: int = 1) -> None:
+        """Show the next (``step=-1``: previous) image of the playlist, looping."""
+        if not self._playlist:
+            return
+        self._index = (self._index + step) % len(self._playlist)
+        self._request(str(self._playlist[self._index]))
+
+    def toggle_explanations(self, visible: bool | None = None) -> None:
+        """Show or hide the plain-language captions on every part."""
+        self._explain = not self._explain if visible is None else bool(visible)
+        show = self._explain and self._result is not None
+        self.wrong_label.setVisible(show)
+        for part in self.parts:
+            part.explain.setVisible(show and bool(part.explain.text()))
+        self._relayout_parts()
+        self._update_keys()
+
+    def set_layer(self, layer: int) -> None:
+        """Show the attention after ``layer`` (0-based)."""
+        if not self._frames:
+            return
+        self._layer = max(0, min(len(self._frames) - 1, int(layer)))
+        self.attention_part.picture.set_image(self._frames[self._layer])
+        self.attention_part.title.setText(f"Layer {self._layer + 1} of {len(self._frames)}: where the model looks")
+        self.layer_changed.emit(self._layer)
+
+    def advance_layer(self) -> None:
+        """The next layer (after the last: the first again), then wait before the next step."""
+        if not self._frames:
+            return
+        self.set_layer((self._layer + 1) % len(self._frames))
+        self._schedule_layer()
+
+    # ------------------------------------------------------------------------------------------- results
+
+    def show_result(self, result: Any) -> None:
+        """Show a new analysis result (ignored while the presentation is not on screen)."""
+        if not self._active:
+            return
+        if self._awaiting is not None:
+            # the window shows only the newest request's result: this is ours, or one that superseded it
+            self._awaiting = None
+            self._failures = 0
+        self._changed_image = self._changed_image or getattr(result, "source", None) != self._entry_source
+        self._display(result)
+        self._set_status(self._idle_status(), keep_caption=True)
+        if self._autoplay and self._awaiting is None:
+            self.autoplay_timer.start()
+
+    def show_error(self, message: str) -> None:
+        """An error becomes a one-line caption; the previous image stays. Autoplay skips the image."""
+        if not self._active:
+            return
+        line = " ".join(str(message).split())
+        failed = self._awaiting
+        self._awaiting = None
+        if failed is not None:
+            self._failures += 1
+            self._set_status(f"Skipped {Path(failed).name}: {_short_reason(line, failed)}", caption=True)
+            if self._autoplay:
+                if self._failures >= len(self._playlist):
+                    self.pause_autoplay(status=False)
+                    self._set_status("None of these pictures could be shown", caption=True)
+                else:
+                    QTimer.singleShot(0, self.next_image)
+        else:
+            self._set_status(line, caption=True)
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _request(self, path: str) -> None:
+        self._awaiting = path
+        self.autoplay_timer.stop()
+        self._set_status(f"Looking at {Path(path).name}…", keep_caption=True)
+        self.image_requested.emit(path)
+        self._analyze(path)
+
+    def _show_empty(self) -> None:
+        self._result = None
+        self._frames = []
+        self.layer_timer.stop()
+        self.answer_label.setText("Pick a picture to begin")
+        self.runner_label.setText("")
+        for part in self.parts:
+            part.picture.set_image(None)
+            part.explain.setText("")
+        self.image_part.caption.setText("")
+        self.image_part.title.setText("The picture")
+        self.attention_part.title.setText("Where the model looks")
+        self.depth_part.title.setText("How far away things are")
+        self.toggle_explanations(self._explain)
+
+    def _display(self, result: Any) -> None:
+        self._result = result
+        answer, runner = answer_lines(result)
+        self.answer_label.setText(answer)
+        self.runner_label.setText(runner)
+        self.runner_label.setVisible(bool(runner))
+        texts = explanations(result)
+        self.wrong_label.setText(texts["wrong"])
+        image, _scale = result.detail_image() if hasattr(result, "detail_image") else (result.image, 1)
+        grid = result.grid
+        self.image_part.title.setText(f"The picture in {grid.num_patches} patches")
+        self.image_part.picture.set_image(image, (grid.rows, grid.cols))
+        self.image_part.caption.setText(_source_name(result.source))
+        self.image_part.explain.setText(texts["patch"])
+
+        frames = attention_frames(result, self.attention_kind)
+        # over a grey copy of the image, so that the colours read as attention and nothing else
+        grey = np.repeat(np.asarray(image, np.float32).mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+        self._frames = [overlay(grey, f, self.cmap, alpha=0.7) for f in frames]
+        self.attention_part.explain.setText(texts["attention"])
+        self.attention_part.set_missing(None if self._frames else "This model does not show where it looks.")
+        self.layer_timer.stop()
+        if self._frames:
+            self.set_layer(0)
+            self._schedule_layer()
+        else:
+            self.attention_part.title.setText("Where the model looks")
+
+        near = nearness(result)
+        self.depth_part.title.setText("How far away things are")
+        self.depth_part.explain.setText(texts["depth"])
+        if near is None:
+            self.depth_part.picture.set_image(None)
+            self.depth_part.set_missing("This model does not guess distances.")
+        else:
+            self.depth_part.picture.set_image(apply_colormap(near, self.depth_cmap))
+            self.depth_part.set_missing(None)
+        self.toggle_explanations(self.explanations_visible)
+
+    def _schedule_layer(self) -> None:
+        last = self._layer == len(self._frames) - 1
+        self.layer_timer.start(LAST_LAYER_MS if last else LAYER_MS)
+
+    def _idle_status(self) -> str:
+        if self._autoplay and self._playlist:
+            return f"Playing {len(self._playlist)} pictures, {self.interval_s:.0f} s each · click to pause"
+        return ""
+
+    def _set_status(self, text: str, caption: bool = False, keep_caption: bool = False) -> None:
+        """Set the footer line; a ``caption`` (error, skipped image) stays for a while unless replaced by another."""
+        if keep_caption and self.caption_timer.isActive():
+            return
+        if caption:
+            self.caption_timer.start(CAPTION_MS)
+        else:
+            self.caption_timer.stop()
+        self.status_label.setObjectName("Status" if caption else "Source")
+        self.status_label.style().unpolish(self.status_label)
+        self.status_label.style().polish(self.status_label)
+        self.status_label.setText(text)
+
+    def _update_keys(self) -> None:
+        play = "pause" if self._autoplay else "play"
+        self.keys_label.setText(f"?  explain    Space  {play}    ← →  pictures    Esc  back")
+
+    # ------------------------------------------------------------------------------------------- events
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        key = event.key()
+        playing = self._autoplay
+        if playing and key != Qt.Key.Key_Space:
+            self.pause_autoplay()  # any key pauses the kiosk (and still does what it does)
+        if key in (Qt.Key.Key_Escape, Qt.Key.Key_F11):
+            self.leave()
+        elif key == Qt.Key.Key_Question or event.text() == "?" or key == Qt.Key.Key_F1:
+            self.toggle_explanations()
+        elif key == Qt.Key.Key_Space:
+            if playing:
+                self.pause_autoplay()
+            else:
+                self.start_autoplay()
+        elif key in (Qt.Key.Key_Right, Qt.Key.Key_PageDown):
+            self._step_image(1)
+        elif key in (Qt.Key.Key_Left, Qt.Key.Key_PageUp):
+            self._step_image(-1)
+        elif not playing:
+            super().keyPressEvent(event)
+
+    def _step_image(self, step: int) -> None:
+        self._ensure_playlist()
+        self.next_image(step)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if self._autoplay:
+            self.pause_autoplay()
+        super().mousePressEvent(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.leave()  # closing the presentation returns to the window rather than leaving the app without it
+        super().closeEvent(event)
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, tuple) and len(source) > 1:
+        return str(source[1])
+    return Path(str(source)).name if source else ""
+
+
+def _plain(rich: str) -> str:
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", rich))
+
+
+def _short_reason(message: str, path: str) -> str:
+    """The error message without the file's path (the caption names the file already)."""
+    for prefix in (f"{path}: ", f"{Path(path).name}: "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message.replace(path, Path(path).name)
