@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --detail: zoom the enlarged view by this factor about its centre")
     parser.add_argument("--depth-detail", action="store_true",
                         help="also open the enlarged depth map and save it as <out>-depth.png")
+    parser.add_argument("--view", default=None, help="show this view of the middle or side tabs (e.g. 'Features', "
+                        "'Head atlas') instead of the first")
+    parser.add_argument("--features", default=None, choices=("pca", "similarity", "norms"),
+                        help="with --view Features: what the Features view shows")
+    parser.add_argument("--head", type=int, default=None, help="pick this head (as a click in the head atlas does)")
     parser.add_argument("--present", action="store_true",
                         help="picture presentation mode instead of the window (size 1920x1080 unless --size)")
     parser.add_argument("--explain", action="store_true", help="with --present: show the plain-language captions")
@@ -92,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
             window.state.set_layer(args.layer)
         if args.query is not None:
             window.state.set_query(args.query)
+        if args.head is not None:
+            window.state.set_head(args.head)
+        if args.features:
+            window.features_panel.set_mode(args.features)
+        if args.view:
+            for tabs in (window.center_views, window.side_views):
+                titles = [tabs.tabText(i) for i in range(tabs.count())]
+                if args.view in titles:
+                    tabs.setCurrentIndex(titles.index(args.view))
         if args.hover is not None:
             from vitviz.app.panels.common import describe_patch
 

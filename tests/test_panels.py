@@ -15,6 +15,7 @@ from vitviz.app.panels import AttentionPanel, DepthPanel, DetailsPanel, InputPan
 from vitviz.app.state import ViewState  # noqa: E402
 from vitviz.app.worker import ModelSummary, Shown  # noqa: E402
 from vitviz.engine import AnalysisResult, PatchGrid, Prediction  # noqa: E402
+from vitviz.features import FeatureSet, patch_similarity  # noqa: E402
 from vitviz.render import cls_maps, cumulative_rollout  # noqa: E402
 
 LAYERS, HEADS, ROWS, COLS, PATCH = 3, 2, 3, 4, 8
@@ -41,7 +42,8 @@ def make_shown(seed: int = 0, depth: bool = True, classes: bool = True, device: 
         depth_kind="metric" if depth else None, depth_model_name="tiny" if depth else None,
         timings={"preprocess": 1.0, "forward": 5.0, "postprocess": 1.0, "total": 7.0},
     )
-    return Shown(result, cumulative_rollout(att))
+    result.hidden_states = rng.standard_normal((LAYERS, t, 16)).astype(np.float32)
+    return Shown(result, cumulative_rollout(att), features=FeatureSet.from_result(result, pca_layers=(LAYERS - 1,)))
 
 
 @pytest.fixture
@@ -204,3 +206,68 @@ def test_clicking_a_prediction_bar_reports_its_row(qtbot, state):
     with qtbot.waitSignal(chart.bar_clicked, timeout=2000) as blocker:
         qtbot.mouseClick(chart.plot.viewport(), Qt.MouseButton.LeftButton, pos=chart.bar_center(1).toPoint())
     assert blocker.args == [1]
+
+
+def test_features_panel_pca_similarity_and_norms(qtbot, state):
+    from vitviz.app.panels import FeaturesPanel
+
+    panel = FeaturesPanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(500, 450)
+    panel.show()
+    shown = make_shown()
+    state.show(shown)
+    fs = shown.features
+    np.testing.assert_allclose(panel.values, fs.pca(LAYERS - 1))
+    assert panel.canvas.rgb.shape == shown.result.image.shape
+    state.set_layer(0)
+    np.testing.assert_allclose(panel.values, fs.pca(0))
+    panel.set_mode("similarity")
+    assert panel.values is None and "Click a patch" in panel.info.text()
+    center = panel.canvas.patch_rect(5).center()
+    qtbot.mouseClick(panel.canvas, Qt.MouseButton.LeftButton, pos=QPoint(int(center.x()), int(center.y())))
+    assert state.query == 5
+    expected = patch_similarity(shown.result.hidden_states[0], 5, 1, shown.result.grid)
+    np.testing.assert_allclose(panel.values, expected, rtol=1e-5)
+    assert panel.values[1, 1] == pytest.approx(1.0)  # patch 5 is row 1, col 1: itself
+    center = panel.canvas.patch_rect(9).center()
+    qtbot.mouseClick(panel.canvas, Qt.MouseButton.LeftButton, pos=QPoint(int(center.x()), int(center.y())))
+    np.testing.assert_allclose(panel.values, patch_similarity(shown.result.hidden_states[0], 9, 1,
+                                                              shown.result.grid), rtol=1e-5)
+    panel.set_mode("norms")
+    norms = np.linalg.norm(shown.result.hidden_states[0], axis=-1)
+    np.testing.assert_allclose(panel.values, norms[1:].reshape(ROWS, COLS), rtol=1e-5)
+    assert f"CLS {norms[0]:.1f}" in panel.info.text()
+
+
+def test_hidden_features_panel_waits_until_shown(qtbot, state):
+    from vitviz.app.panels import FeaturesPanel
+
+    panel = FeaturesPanel(state)
+    qtbot.addWidget(panel)
+    state.show(make_shown())
+    assert panel.values is None  # hidden: nothing computed or drawn
+    panel.show()
+    assert panel.values is not None
+
+
+def test_clicking_a_point_of_the_head_atlas_picks_its_layer_and_head(qtbot, state):
+    from vitviz.app.panels import HeadAtlasPanel
+
+    panel = HeadAtlasPanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(700, 450)
+    panel.show()
+    shown = make_shown()
+    state.show(shown)
+    qtbot.waitExposed(panel)
+    assert len(panel.points) == LAYERS * HEADS
+    pos = panel.point_position(0, 1).toPoint()
+    qtbot.mouseClick(panel.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert (state.layer, state.head) == (0, 1)
+    assert panel.head_canvas.rgb is not None and "Layer 0, head 1" in panel.head_caption.text()
+    assert f"{shown.features.mean_distance[0, 1]:.1f} px" in panel.head_caption.text()
+    panel.set_measure("entropy")
+    pos = panel.point_position(2, 0).toPoint()
+    qtbot.mouseClick(panel.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert (state.layer, state.head) == (2, 0)

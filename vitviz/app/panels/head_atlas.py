@@ -51,10 +51,10 @@ class HeadAtlasPanel(Panel):
         self.scatter.sigClicked.connect(self._on_clicked)
         self.scatter.sigHovered.connect(self._on_hovered)
         self.reference = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#8b949e", style=Qt.PenStyle.DashLine),
-                                         label="uniform attention", labelOpts={"position": 0.92, "color": "#5b6470"})
+                                         label="uniform attention", labelOpts={"position": 0.15, "color": "#5b6470"})
         item.addItem(self.reference)
         item.addItem(self.scatter)
-        row.addWidget(self.plot, 3)
+        row.addWidget(self.plot, 2)
         side = QVBoxLayout()
         self.head_canvas = ImageCanvas(placeholder="Click a point to see that head's map.")
         self.head_caption = QLabel("")
@@ -62,7 +62,7 @@ class HeadAtlasPanel(Panel):
         self.head_caption.setWordWrap(True)
         side.addWidget(self.head_canvas, 1)
         side.addWidget(self.head_caption)
-        row.addLayout(side, 2)
+        row.addLayout(side, 1)
         self.body.addLayout(row, 1)
         self.info = QLabel("Each point is one head (hover to name it). Low distance: the head looks at neighbouring "
                            "patches; high: across the image. Click a point to pick its layer and head.")
