@@ -297,7 +297,7 @@ def test_cancelling_a_slow_download_stops_at_once_and_keeps_nothing(hub, tmp_pat
     assert not [n for n in _cache_files(tmp_path) if n.endswith(".incomplete") or len(n) == 64]
 
 
-# ------------------------------------------------------------------------------------------------------- before downloading
+# ------------------------------------------------------------------------------------------------ before downloading
 
 
 def test_download_info_gives_size_and_licence_before_downloading(hub, repos, tiny_registry, monkeypatch):

@@ -225,7 +225,8 @@ def _checksum_problem(path: Path) -> str | None:
             p.unlink()
         except OSError:
             pass
-    return f"the downloaded file is damaged (its {kind} differs from the Hub's); it was removed from the cache, try again"
+    return (f"the downloaded file is damaged (its {kind} differs from the Hub's); it was removed from the cache, "
+            "try again")
 
 
 def _is_network_error(exc: BaseException) -> bool:
@@ -263,7 +264,8 @@ class _Session:
         self.offline_err = _error_class(hub, "OfflineModeIsEnabled")
         self.http_err = _error_class(hub, "HfHubHTTPError")
         self.endpoint = _endpoint()
-        self.where = f"the Hugging Face Hub ({self.endpoint})" if self.endpoint != DEFAULT_ENDPOINT else "the Hugging Face Hub"
+        custom = self.endpoint != DEFAULT_ENDPOINT
+        self.where = f"the Hugging Face Hub ({self.endpoint})" if custom else "the Hugging Face Hub"
         self.cache = cache_dir(cache)
         self.kwargs: dict[str, Any] = {"revision": revision, "cache_dir": str(self.cache)}
         if self.endpoint != DEFAULT_ENDPOINT:

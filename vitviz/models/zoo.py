@@ -236,7 +236,8 @@ def download_info(
 
     A cached model costs 0 bytes (no network access). Otherwise, with ``network``, HEAD requests ask the Hub for the
     exact size (``timeout`` seconds each); when they cannot (offline, unreachable, slow) a registry entry falls back
-    to its approximate size, an ``hf:`` spec to None. Blocks up to a few times ``timeout`` seconds: call it off the GUI thread.
+    to its approximate size, an ``hf:`` spec to None. Blocks up to a few times ``timeout`` seconds: call it off the
+    GUI thread, or pass ``network=False`` for an instant answer from the cache and the registry.
     """
     repo, files, optional, revision = _files(spec)
     entry = REGISTRY.get(spec)
