@@ -12,7 +12,7 @@ It speaks what ``hf_hub_download`` uses, the way huggingface.co does:
   ``404 RevisionNotFound``.
 
 Faults a test can switch on: a connection cut after N bytes (once), the whole server stopping after N bytes,
-altered bytes behind correct headers, and a slow transfer. Every request is logged in :attr:`HubServer.requests`.
+altered bytes behind correct headers, a slow transfer, and answers without the Hub's headers. Every request is logged in :attr:`HubServer.requests`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ TOKEN = "hf_localtesttoken"
 def git_sha1(data: bytes) -> str:
     """The git blob id of ``data`` (what the Hub sends as the ETag of a file stored in git)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _altered(data: bytes) -> bytes:
+    """The same number of bytes, the first half scrambled."""
+    return bytes(b ^ 0x5A for b in data[: len(data) // 2]) + data[len(data) // 2:]
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Faults:
     die_after: dict[str, int] = field(default_factory=dict)  # stop the whole server after N body bytes, once
     corrupt: set[str] = field(default_factory=set)  # serve altered bytes (same length) behind the true headers
     bytes_per_s: float | None = None  # slow down every CDN transfer to this rate
+    not_a_hub: bool = False  # answer without the Hub's X-Repo-Commit header, like an ordinary web server
 
 
 class _Server(ThreadingHTTPServer):
@@ -156,6 +162,13 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None:
             self._error(404, "EntryNotFound", "Entry not found", commit=repo.commit)
             return
+        if hub.faults.not_a_hub:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+            return
         if filename.endswith(LFS_SUFFIXES):
             sha = hashlib.sha256(data).hexdigest()
             self.send_response(302)
@@ -174,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if body:
-            self.wfile.write(data)
+            self.wfile.write(_altered(data) if filename in hub.faults.corrupt else data)
 
     # -- the CDN ---------------------------------------------------------------------------------------------
 
@@ -206,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         faults = hub.faults
         if filename in faults.corrupt:
-            data = bytes(b ^ 0x5A for b in data[: len(data) // 2]) + data[len(data) // 2:]
+            data = _altered(data)
         cut = faults.cut_after.pop(filename, None)
         die = faults.die_after.pop(filename, None)
         stop_at = min(x for x in (cut, die, len(data)) if x is not None)

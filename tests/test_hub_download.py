@@ -200,16 +200,20 @@ def test_registry_models_download_through_the_engine(hub, tiny_registry, photo):
 
 
 def test_a_dropped_connection_resumes_with_a_range_request(hub, tmp_path):
-    """huggingface_hub writes in 10 MB chunks: a cut after 11 MB resumes at 10 MB and the file is whole."""
+    """huggingface_hub writes whole chunks (10 MB): a cut after 11 MB resumes at 10 MB and the file is whole."""
+    from huggingface_hub import constants
+
     from vitviz.models.hub import download
 
     big = torch.randn(3 * 1024 * 1024, generator=torch.Generator().manual_seed(0)).numpy().tobytes()  # 12 MiB
     hub.add_repo("tiny/big", {"config.json": b"{}", "model.safetensors": big})
-    hub.faults.cut_after["model.safetensors"] = 11 * 2**20
+    cut = 11 * 2**20
+    hub.faults.cut_after["model.safetensors"] = cut
     folder = download("tiny/big", ["config.json", "model.safetensors"], progress=lambda done, total: None)
     assert (folder / "model.safetensors").read_bytes() == big
     ranges = [r.range for r in hub.requests if r.method == "GET" and r.file == "model.safetensors"]
-    assert ranges == [None, f"bytes={10 * 2**20}-"]
+    resume_at = cut // constants.DOWNLOAD_CHUNK_SIZE * constants.DOWNLOAD_CHUNK_SIZE
+    assert resume_at > 0 and ranges == [None, f"bytes={resume_at}-"]
 
 
 def test_a_server_that_dies_mid_file_leaves_nothing_partial_and_the_next_attempt_restarts(hub, repos, tmp_path):
@@ -250,6 +254,13 @@ def test_missing_and_private_repositories_give_one_line_reasons(hub, repos, monk
     assert model.config.num_classes == 5
 
 
+def test_a_server_that_is_not_a_hub_is_named(hub):
+    hub.faults.not_a_hub = True
+    with pytest.raises(ModelDownloadError, match=r"tiny/vit-bin/config\.json from .*: the server does not answer like "
+                                                 r"the Hugging Face Hub \(.*X-Repo-Commit.*\); check HF_ENDPOINT"):
+        zoo.load("hf:tiny/vit-bin")
+
+
 def test_damaged_bytes_are_refused_by_name_and_removed(hub, repos, tmp_path):
     weights = "model.safetensors"
     hub.faults.corrupt.add(weights)
@@ -259,6 +270,9 @@ def test_damaged_bytes_are_refused_by_name_and_removed(hub, repos, tmp_path):
     assert "tiny/vit-safetensors/model.safetensors" in message and "damaged" in message and "sha256" in message
     sha = __import__("hashlib").sha256(repos["vit"]["safetensors"][weights]).hexdigest()
     assert sha not in _cache_files(tmp_path) and weights not in _cache_files(tmp_path)
+    hub.faults.corrupt = {"config.json"}  # a small file, checked against its git id
+    with pytest.raises(ModelDownloadError, match=r"tiny/vit-bin/config\.json .*damaged \(its git checksum differs"):
+        zoo.load("hf:tiny/vit-bin")
     hub.faults.corrupt.clear()
     model, _ = zoo.load("hf:tiny/vit-safetensors")  # the next attempt downloads it again, whole
     assert model.config.num_classes == 5

@@ -263,6 +263,7 @@ class _Session:
         self.rev_missing = _error_class(hub, "RevisionNotFoundError")
         self.offline_err = _error_class(hub, "OfflineModeIsEnabled")
         self.http_err = _error_class(hub, "HfHubHTTPError")
+        self.metadata_err = _error_class(hub, "FileMetadataError")
         self.endpoint = _endpoint()
         custom = self.endpoint != DEFAULT_ENDPOINT
         self.where = f"the Hugging Face Hub ({self.endpoint})" if custom else "the Hugging Face Hub"
@@ -301,7 +302,13 @@ class _Session:
             return f"no revision {self.revision!r} in the repository"
         if isinstance(exc, self.offline_err):
             return "offline mode is on (HF_HUB_OFFLINE=1) and the file is not in the local cache"
-        if isinstance(exc, self.local_missing):  # raised by huggingface_hub when the connection fails
+        if isinstance(exc, self.local_missing):  # huggingface_hub's answer when the HEAD request failed
+            cause = exc.__cause__
+            if isinstance(cause, self.metadata_err):  # an answer, but not the Hub's
+                return (f"the server does not answer like the Hugging Face Hub ({_first_line(cause)[:120]}); "
+                        "check HF_ENDPOINT and any proxy settings")
+            if isinstance(cause, self.http_err) and (_http_status(cause)[0] or 0) >= 500:
+                return f"the Hub is unavailable (HTTP {_http_status(cause)[0]}); try again later"
             return (f"no network connection; connect to the internet once ({self.cache_hint}), "
                     "or pass a local model folder")
         if isinstance(exc, self.entry_missing):
