@@ -494,56 +494,21 @@ def test_missing_huggingface_hub(monkeypatch):
 
 
 def test_progress_hook_bar():
+    """The bar huggingface_hub draws records progress for the calling thread, and stops a cancelled transfer
+    (cancelling against a real server: tests/test_hub_download.py)."""
     pytest.importorskip("tqdm")
-    from vitviz.models.hub import _hook_bar
-
-    seen = []
-    bar_cls = _hook_bar(lambda done, total: seen.append((done, total)))
-    with bar_cls(total=300, unit="B", name="huggingface_hub.http_get", disable=True) as bar:
-        bar.update(100)
-        bar.update(200)
-    assert seen[0] == (0, 300) and seen[-1] == (300, 300)
-
-
-def test_cancelling_progress_hook_stops_a_download(tmp_path, monkeypatch):
-    """A progress hook that raises LoadCancelled stops huggingface_hub's transfer and reaches the caller unchanged
-    (other exceptions of a hook are ignored, so a broken hook cannot break a download)."""
-    hub = pytest.importorskip("huggingface_hub")
-    pytest.importorskip("tqdm")
-    from huggingface_hub.utils import LocalEntryNotFoundError
-
     from vitviz.errors import LoadCancelled
-    from vitviz.models.hub import download
+    from vitviz.models.hub import _hook_bar, _Transfer
 
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # skip the TCP probe
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    written = []
-
-    def fake_download(repo_id, filename, local_files_only=False, tqdm_class=None, **kwargs):
-        if local_files_only:
-            raise LocalEntryNotFoundError("not cached")
-        with tqdm_class(total=10, unit="B") as bar:
-            for _ in range(10):
-                written.append(1)
-                bar.update(1)
-        return str(tmp_path / filename)
-
-    monkeypatch.setattr(hub, "hf_hub_download", fake_download)
-
-    def broken(done, total):
-        raise ValueError("a bug in the hook")
-
-    assert download("someone/model", ["config.json"], progress=broken, cache=tmp_path) == tmp_path
-    assert len(written) == 10
-    written.clear()
-
-    def stop_after_three(done, total):
-        if done >= 3:
-            raise LoadCancelled("stopped")
-
-    with pytest.raises(LoadCancelled):
-        download("someone/model", ["config.json"], progress=stop_after_three, cache=tmp_path)
-    assert len(written) == 3
+    transfer = _Transfer()
+    bar_cls = _hook_bar(transfer)
+    with bar_cls(total=300, unit="B", name="huggingface_hub.http_get", disable=True) as bar:
+        assert (transfer.done, transfer.total) == (0, 300)
+        bar.update(100)
+        assert (transfer.done, transfer.total) == (100, 300)
+        transfer.cancelled.set()
+        with pytest.raises(LoadCancelled):
+            bar.update(100)
 
 
 def test_partial_cache_downloads_one_consistent_snapshot(tmp_path, monkeypatch):

@@ -34,9 +34,21 @@ class RequestTracker:
     def __init__(self) -> None:
         self.latest_analysis = 0
         self.closing = False
+        self.cancelled_load = 0  # a model request whose download the user cancelled
 
     def is_stale(self, request_id: int) -> bool:
         return self.closing or request_id != self.latest_analysis
+
+    def cancel_load(self, request_id: int) -> None:
+        """Stop loading model request ``request_id`` (within 0.1 s when it downloads); the loaded model stays.
+
+        Call it directly from the window's thread: the worker thread is busy with the load, so a queued call would
+        only arrive once it is over. The worker answers with ``load_cancelled``.
+        """
+        self.cancelled_load = request_id
+
+    def load_stopped(self, request_id: int) -> bool:
+        return self.closing or self.cancelled_load == request_id
 
 
 @dataclass
@@ -102,6 +114,7 @@ class AnalysisWorker(QObject):
     failed = Signal(int, str, str)  # request id, kind ("model", "image", "export", "startup"), message
     finished = Signal(int)  # request id: answered, failed or skipped
     download_progress = Signal(int, object, object)  # request id, bytes done, bytes total (pretrained downloads)
+    load_cancelled = Signal(int)  # request id: the load stopped on RequestTracker.cancel_load; the old model stays
 
     def __init__(self, tracker: RequestTracker, topk: int = 5) -> None:
         super().__init__()
@@ -148,9 +161,9 @@ class AnalysisWorker(QObject):
         try:
             from ..engine import Engine
 
-            def report(done: int, total: int) -> None:
-                if self.tracker.closing:  # the window is closing: stop the download at its next chunk
-                    raise LoadCancelled("the window closed while the model was downloading")
+            def report(done: int, total: int) -> None:  # called every 0.1 s while a file downloads
+                if self.tracker.load_stopped(request_id):  # closing, or the user cancelled: stop at once
+                    raise LoadCancelled("the model download was cancelled")
                 self.download_progress.emit(request_id, int(done), int(total or 0))
 
             t0 = time.perf_counter()
@@ -187,6 +200,8 @@ class AnalysisWorker(QObject):
                 raise
             if not isinstance(exc, LoadCancelled):
                 self.failed.emit(request_id, "model", describe_error(exc, f"loading the model {Path(spec).name}"))
+            elif not self.tracker.closing:
+                self.load_cancelled.emit(request_id)
         finally:
             self.finished.emit(request_id)
 

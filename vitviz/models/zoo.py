@@ -30,10 +30,11 @@ from typing import Any
 from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
 from .convert import is_foreign_checkpoint, load_foreign
 from ..errors import CheckpointError
-from .hub import ProgressHook, download
+from .hub import ProgressHook, cached_folder, download, remote_size
 from .vit import VisionTransformer
 
-__all__ = ["ZooEntry", "REGISTRY", "imagenet_labels", "is_known", "fetch", "load", "HF_PREFIX"]
+__all__ = ["ZooEntry", "REGISTRY", "DownloadInfo", "imagenet_labels", "is_known", "download_info", "fetch", "load",
+           "HF_PREFIX"]
 
 HF_PREFIX = "hf:"
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -183,19 +184,70 @@ def is_known(spec: str | os.PathLike[str]) -> bool:
     return is_foreign_checkpoint(s)
 
 
+def _files(spec: str) -> tuple[str, list[str | tuple[str, ...]], list[str], str | None]:
+    """(repository, files, optional files, revision) of a registry name or ``hf:`` spec."""
+    if spec in REGISTRY:
+        entry = REGISTRY[spec]
+        return entry.repo_id, [*entry.files, entry.weights], [], entry.revision
+    if spec.startswith(HF_PREFIX):
+        repo, _, revision = spec[len(HF_PREFIX) :].partition("@")
+        return repo, ["config.json", WEIGHTS], ["preprocessor_config.json"], revision or None
+    raise CheckpointError(f"{spec}: not a pretrained model name (see 'vitviz models') or hf:owner/repo")
+
+
 def fetch(
     spec: str, progress: ProgressHook | None = None, cache: str | os.PathLike[str] | None = None
 ) -> Path:
     """Download (or find in the cache) the files of a registry name or ``hf:`` spec; returns their folder."""
-    if spec in REGISTRY:
-        entry = REGISTRY[spec]
-        return download(entry.repo_id, [*entry.files, entry.weights], revision=entry.revision, progress=progress,
-                        cache=cache)
-    if spec.startswith(HF_PREFIX):
-        repo, _, revision = spec[len(HF_PREFIX) :].partition("@")
-        return download(repo, ["config.json", WEIGHTS], optional=["preprocessor_config.json"],
-                        revision=revision or None, progress=progress, cache=cache)
-    raise CheckpointError(f"{spec}: not a pretrained model name (see 'vitviz models') or hf:owner/repo")
+    repo, files, optional, revision = _files(spec)
+    return download(repo, files, optional=optional, revision=revision, progress=progress, cache=cache)
+
+
+@dataclass(frozen=True)
+class DownloadInfo:
+    """What choosing a pretrained model costs before it is downloaded."""
+
+    spec: str
+    repo_id: str
+    size_bytes: int | None  # still to download: 0 when cached, None when unknown
+    exact: bool  # the size is the Hub's (True) or the registry's approximation (False)
+    licence: str | None  # None: unknown (see the model card on the Hub)
+
+    @property
+    def cached(self) -> bool:
+        return self.size_bytes == 0
+
+    def describe(self) -> str:
+        """One line for a confirmation, e.g. "download 89 MB, licence Apache-2.0"."""
+        licence = f"licence {self.licence}" if self.licence else "licence: see the model card on the Hub"
+        if self.cached:
+            return f"already downloaded, {licence}"
+        if self.size_bytes is None:
+            return f"download of unknown size, {licence}"
+        mb = self.size_bytes / 1e6
+        return f"download {'' if self.exact else 'about '}{mb:.0f} MB, {licence}" if mb >= 1 else \
+            f"download {self.size_bytes / 1e3:.0f} kB, {licence}"
+
+
+def download_info(
+    spec: str, network: bool = True, timeout: float = 3.0, cache: str | os.PathLike[str] | None = None
+) -> DownloadInfo:
+    """Size still to download and licence of a registry name or ``hf:`` spec, without downloading it.
+
+    A cached model costs 0 bytes (no network access). Otherwise, with ``network``, HEAD requests ask the Hub for the
+    exact size (``timeout`` seconds each); when they cannot (offline, unreachable, slow) a registry entry falls back
+    to its approximate size, an ``hf:`` spec to None. Blocks up to a few times ``timeout`` seconds: call it off the
+    GUI thread, or pass ``network=False`` for an instant answer from the cache and the registry.
+    """
+    repo, files, optional, revision = _files(spec)
+    entry = REGISTRY.get(spec)
+    licence = entry.licence if entry else None
+    if cached_folder(repo, files, optional, revision, cache) is not None:
+        return DownloadInfo(spec, repo, 0, True, licence)
+    size = remote_size(repo, files, revision, timeout) if network else None
+    if size is not None:
+        return DownloadInfo(spec, repo, size, True, licence)
+    return DownloadInfo(spec, repo, entry.size_mb * 10**6 if entry else None, False, licence)
 
 
 def _check_architecture(entry: ZooEntry, model: VisionTransformer, source: str) -> None:
