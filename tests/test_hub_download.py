@@ -393,10 +393,47 @@ def test_closing_the_window_during_a_download_exits_within_two_seconds(qtbot, qt
     spec = _slow_repo(hub)
     window.load_model(spec, "cpu")
     qtbot.waitUntil(lambda: hub.sent.get("model.safetensors", 0) > 0, timeout=30_000)  # mid-file
-    assert window._thread.isRunning()
+    assert window.session.thread.isRunning()
     t0 = time.monotonic()
     window.close()
     assert time.monotonic() - t0 < 2.0
-    assert not window._thread.isRunning()
+    assert not window.session.thread.isRunning()
     assert not [r.message for r in qtlog.records if "QThread" in r.message]
+    _finish_abandoned_transfers(hub)
+
+
+def test_the_app_asks_before_downloading_shows_progress_and_cancels_to_the_previous_model(
+        qtbot, hub, tiny_checkpoint, tmp_path, monkeypatch):
+    from PySide6.QtCore import QSettings
+
+    from vitviz.app import dialogs
+    from vitviz.app.main_window import MainWindow
+
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    window = MainWindow(settings=QSettings(str(tmp_path / "vitviz.ini"), QSettings.Format.IniFormat), samples=samples)
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitSignal(window.model_ready, timeout=30_000):
+        window.load_model(str(tiny_checkpoint), "cpu")
+    before = window.current_model
+    spec = _slow_repo(hub)
+    asked: list[tuple[str, str]] = []
+    answer = [False]
+    monkeypatch.setattr(dialogs, "confirm_download", lambda parent, name, about: asked.append((name, about)) or answer[0])
+
+    window.picker.choose_model(spec)  # what picking it in the Model menu or the toolbar does
+    assert asked and asked[0][0] == spec and asked[0][1].startswith("download")
+    assert not window.is_busy  # declined: nothing was loaded
+
+    answer[0] = True
+    window.picker.choose_model(spec)
+    qtbot.waitUntil(lambda: window.status_bar.cancel_button.isVisible(), timeout=30_000)  # downloading, with Cancel
+    assert "Downloading model" in window.busy_label.text()
+    with qtbot.waitSignal(window.session.load_cancelled, timeout=5_000):
+        window.status_bar.cancel_button.click()
+    qtbot.waitUntil(lambda: not window.is_busy, timeout=5_000)
+    assert window.current_model is before and window.model_combo.currentData() == before.spec
+    assert "cancelled" in window.banner_text() and not window.status_bar.cancel_button.isVisible()
+    window.close()
     _finish_abandoned_transfers(hub)

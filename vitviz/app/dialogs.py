@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 from .. import __version__
 from . import paths
 
-__all__ = ["show_about", "ask_image", "ask_checkpoint", "ask_png", "ask_folder", "mime_source", "qimage_to_array"]
+__all__ = ["show_about", "confirm_download", "ask_image", "ask_checkpoint", "ask_png", "ask_folder", "mime_source", "qimage_to_array"]
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in paths.IMAGE_SUFFIXES) + ");;All files (*)"
 CHECKPOINT_FILTER = "vitviz checkpoints (*.json *.safetensors *.pt *.pth *.bin);;All files (*)"
@@ -26,6 +26,16 @@ def show_about(parent: QWidget) -> None:
         "every head and the predicted depth, side by side.</p>"
         "<p><b>Keys</b>: ← → layer · Home/End first/last layer · Esc back to CLS attention · G patch grid · "
         "Ctrl+O open · Ctrl+V paste · Ctrl+E export view</p>")
+
+
+def confirm_download(parent: QWidget, name: str, about: str) -> bool:
+    """Ask before downloading a pretrained model; ``about`` says its size and licence."""
+    answer = QMessageBox.question(
+        parent, "Download a pretrained model",
+        f"<p><b>{name}</b> is not on this computer yet.</p><p>It will be downloaded from the Hugging Face Hub "
+        f"({about}) and kept for next time.</p>",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes)
+    return answer == QMessageBox.StandardButton.Yes
 
 
 def _last_dir(settings: QSettings) -> str:

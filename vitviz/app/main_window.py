@@ -171,6 +171,8 @@ class MainWindow(QMainWindow):
         s.preview_ready.connect(self._on_preview)
         s.export_ready.connect(self._on_export_ready)
         s.failed.connect(self._on_failed)
+        s.load_cancelled.connect(lambda: (self.picker.refresh(), self.show_message(
+            "Download cancelled; the current model stays.", "info", transient=True)))
         s.busy_changed.connect(self.busy_changed)
 
     # -------------------------------------------------------------------------------------------- public API

@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QComboBox, QMenu, QWidget
 
-from . import paths
+from . import dialogs, paths
 from .panels.common import set_combo_text
 from .session import Session
 
@@ -24,7 +24,8 @@ OPEN_CHECKPOINT = "__open_checkpoint__"
 
 class ModelPicker(QObject):
     """Signals: ``model_chosen(spec)``, ``device_chosen(device)``, ``depth_model_chosen(spec or "")``,
-    ``open_checkpoint()`` (the user asked for a file dialog)."""
+    ``open_checkpoint()`` (the user asked for a file dialog). A pretrained model that is not downloaded yet is chosen
+    only once the user agreed to download it (its size and licence are shown first)."""
 
     model_chosen = Signal(str)
     device_chosen = Signal(str)
@@ -39,6 +40,7 @@ class ModelPicker(QObject):
         self.custom: list[str] = []  # checkpoints opened from disk
         self.names: dict[str, str] = {}  # checkpoint path -> model name, once loaded
         self.devices = ["auto", "cpu"]
+        self.parent_widget = parent
         self.model_combo = QComboBox(parent)
         self.model_combo.setMinimumContentsLength(18)
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -118,14 +120,15 @@ class ModelPicker(QObject):
     def fill_menu(self) -> None:
         menu, session = self.menu, self.session
         menu.clear()
-        _radio_items(menu, self.entries(), session.model_spec, self.model_chosen.emit)
+        _radio_items(menu, self.entries(), session.model_spec, self.choose_model)
         if not self.entries():
             menu.addAction(f"No shipped model in {paths.weights_dir()}").setEnabled(False)
         menu.addSeparator()
         menu.addAction(self.checkpoint_action)
         depth_menu = menu.addMenu("Extra &depth model")
         depth_menu.setToolTipsVisible(True)
-        _radio_items(depth_menu, self.depth_entries(), session.depth_model or "", self.depth_model_chosen.emit)
+        _radio_items(depth_menu, self.depth_entries(), session.depth_model or "",
+                     lambda spec: self.confirm_download(spec) and self.depth_model_chosen.emit(spec))
         _radio_items(menu.addMenu("Device"), [(d, d, "") for d in self.devices], session.device,
                      self.device_chosen.emit)
 
@@ -135,7 +138,21 @@ class ModelPicker(QObject):
             self.refresh()
             self.open_checkpoint.emit()
         elif spec and spec != self.session.model_spec:
+            self.choose_model(spec)
+        self.refresh()  # until the new model is loaded, the loaded one stays checked
+
+    def choose_model(self, spec: str) -> None:
+        if self.confirm_download(spec):
             self.model_chosen.emit(spec)
+
+    def confirm_download(self, spec: str) -> bool:
+        """True when ``spec`` needs no download, or the user agreed to download it (size and licence shown)."""
+        from ..models import zoo  # torch is loaded by now: pretrained models are listed only once it is
+
+        if not (spec in zoo.REGISTRY or spec.startswith(zoo.HF_PREFIX)):
+            return True
+        info = zoo.download_info(spec, network=False)
+        return info.cached or dialogs.confirm_download(self.parent_widget, spec, info.describe())
 
 
 def _radio_items(menu: QMenu, entries: list[tuple[str, str, str]], current: Any, choose: Callable[[str], Any]) -> None:

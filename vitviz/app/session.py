@@ -22,7 +22,8 @@ class Session(QObject):
 
     ``environment_ready(info)``, ``model_ready(summary)``, ``analysis_ready(shown)``, ``preview_ready(preview)``,
     ``export_ready(folder, files)``, ``failed(kind, message)`` (kind: "model", "image", "export", "startup"),
-    ``busy_changed(busy)``, ``activity(text)`` (what it is busy with), ``download_progress(done, total)``.
+    ``busy_changed(busy)``, ``activity(text)`` (what it is busy with), ``download_progress(done, total)``,
+    ``load_cancelled()`` (the user stopped a download; the previous model stays).
     """
 
     environment_ready = Signal(dict)
@@ -34,6 +35,7 @@ class Session(QObject):
     busy_changed = Signal(bool)
     activity = Signal(str)
     download_progress = Signal(object, object)
+    load_cancelled = Signal()
 
     # requests to the worker (queued across threads)
     _req_warm_up = Signal()
@@ -74,6 +76,7 @@ class Session(QObject):
         self.worker.failed.connect(self._on_failed)
         self.worker.finished.connect(self._finish)
         self.worker.download_progress.connect(self._on_download_progress)
+        self.worker.load_cancelled.connect(self._on_load_cancelled)
         self.thread.start()
         self._req_warm_up.emit()
 
@@ -114,6 +117,10 @@ class Session(QObject):
         self._update_busy()
         self._req_export.emit(req, result, folder, options)
         return req
+
+    def cancel_load(self) -> None:
+        """Stop the model download in progress (within 0.1 s); the loaded model stays."""
+        self.tracker.cancel_load(self.latest_model_req)  # directly: the worker thread is busy downloading
 
     def shutdown(self) -> None:
         """Stop the worker thread (waits for a running forward pass to reach its next stage)."""
@@ -171,6 +178,13 @@ class Session(QObject):
     def _on_download_progress(self, req: int, done: int, total: int) -> None:
         if req == self.latest_model_req:
             self.download_progress.emit(done, total)
+
+    def _on_load_cancelled(self, req: int) -> None:
+        self._finish(req)
+        if req == self.latest_model_req:
+            self._model_requests.pop(req, None)
+            self.device, self.depth_model = self.loaded_options  # back to what is still loaded
+            self.load_cancelled.emit()
 
     def _on_failed(self, req: int, kind: str, message: str) -> None:
         self._finish(req)

@@ -4,7 +4,7 @@ model, device and timings of the displayed result."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSize
-from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStatusBar, QWidget
+from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStatusBar, QToolButton, QWidget
 
 from .session import Session
 from .state import ViewState
@@ -24,9 +24,13 @@ class StatusBar(QStatusBar):
         self.busy_bar.setRange(0, 0)
         self.busy_bar.setMaximumSize(QSize(120, 14))
         self.busy_bar.setTextVisible(False)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.setToolTip("Stop the download; the current model stays")
+        self.cancel_button.clicked.connect(session.cancel_load)
         self.timing_label = QLabel("")
         self.timing_label.setObjectName("Muted")
-        for w in (self.busy_label, self.busy_bar, self.timing_label):
+        for w in (self.busy_label, self.busy_bar, self.cancel_button, self.timing_label):
             self.addPermanentWidget(w)
         self.set_busy(False)
         state.status.connect(self.hover_label.setText)
@@ -40,6 +44,7 @@ class StatusBar(QStatusBar):
         self.busy_label.setVisible(busy)
         self.busy_bar.setVisible(busy)
         if not busy:
+            self.cancel_button.hide()
             self.busy_bar.setRange(0, 0)  # back to the indeterminate bar after a download
 
     def show_download(self, done: int, total: int) -> None:
@@ -53,6 +58,7 @@ class StatusBar(QStatusBar):
             self.busy_label.setText(f"Downloading model… {done / mb:.0f} MB")
         self.busy_label.setVisible(True)
         self.busy_bar.setVisible(True)
+        self.cancel_button.setVisible(True)
 
     def _on_model(self, summary) -> None:
         if summary is not None and self.state.shown is None and self.state.preview is None:
