@@ -280,14 +280,17 @@ class Evidence:
 
 
 def attention_gradients(model: "VisionTransformer", x: "torch.Tensor",  # noqa: F821
-                        targets: "torch.Tensor | Callable[[torch.Tensor], torch.Tensor]") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+                        targets: "torch.Tensor | Callable[[torch.Tensor], torch.Tensor]",
+                        batched_backward: bool = True) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
     """One forward pass keeping the attention probabilities in the graph, one batched backward for all targets.
 
     ``x`` is a normalised batch ``[B, 3, H, W]``, ``targets`` class indices ``[B, K]`` or a function of the
     logits ``[B, C]`` returning them (e.g. the top 5 of this very pass). The backward pass for the
     ``K`` targets is vectorised (``torch.autograd.grad(..., is_grads_batched=True)``, one one-hot output gradient
-    per target); should a backend refuse that, every image is repeated ``K`` times along the batch instead and the
-    summed target logits are differentiated once. Only the attention tensors receive gradients, not the weights.
+    per target); with ``batched_backward=False``, or should a backend refuse that, every image is repeated ``K``
+    times along the batch instead and the summed target logits are differentiated once. (The first batched
+    backward of a process loads PyTorch's decompositions lazily, about 1.5 s once: see benchmarks/bench_explain.py.)
+    Only the attention tensors receive gradients, not the weights.
     Returns ``attentions [B, L, H, T, T]``, ``grads [B, K, L, H, T, T]`` (d logit / d attention) and
     ``logits [B, C]``, all detached.  Only the encoder and the classifier run, not a depth head.
     """
@@ -295,30 +298,39 @@ def attention_gradients(model: "VisionTransformer", x: "torch.Tensor",  # noqa: 
 
     if model.head is None:
         raise VitvizError(needs_classifier_message())
+
+    def repeated(k: int, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = x.shape[0]
+        rep = model.forward_features(x.repeat_interleave(k, dim=0), return_attention=True)
+        logits = model.classify(rep.tokens)  # [B*K, C]
+        g = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), rep.attentions)
+        grads = torch.stack(g, dim=1).reshape(b, k, len(g), *g[0].shape[1:])  # [B, K, L, H, T, T]
+        attn = torch.stack([a.detach()[::k] for a in rep.attentions], dim=1)
+        return attn, grads.detach(), logits.detach()[::k]
+
     with torch.enable_grad():
+        if not callable(targets) and not batched_backward:
+            known = torch.as_tensor(targets, dtype=torch.long, device=x.device)
+            if known.shape[1] > 1:
+                return repeated(known.shape[1], known)
         out = model.forward_features(x, return_attention=True)
         logits = model.classify(out.tokens)  # [B, C]
         if callable(targets):
             targets = targets(logits.detach())
         targets = torch.as_tensor(targets, dtype=torch.long, device=logits.device)
-        b, k = targets.shape
-        grads = None
+        k = targets.shape[1]
         if k == 1:
             grads = torch.stack(torch.autograd.grad(logits.gather(1, targets).sum(), out.attentions), dim=1)[:, None]
         else:
+            if not batched_backward:
+                return repeated(k, targets)
             onehot = torch.zeros(k, *logits.shape, dtype=logits.dtype, device=logits.device)
-            onehot.scatter_(2, targets.T.unsqueeze(-1), 1.0)  # [K, B, C]
+            onehot.scatter_(2, targets.T.unsqueeze(-1), 1.0)  # [K, B, C]: one output gradient per target
             try:
-                g = torch.autograd.grad(logits, out.attentions, grad_outputs=onehot, is_grads_batched=True,
-                                        retain_graph=True)
-                grads = torch.stack(g, dim=2).transpose(0, 1)  # [B, K, L, H, T, T]
-            except RuntimeError:  # vmap over this backward unsupported: repeat each image K times instead
-                grads = None
-        if grads is None:
-            rep = model.forward_features(x.repeat_interleave(k, dim=0), return_attention=True)
-            picked = model.classify(rep.tokens).gather(1, targets.reshape(-1, 1))
-            g = torch.autograd.grad(picked.sum(), rep.attentions)
-            grads = torch.stack(g, dim=1).reshape(b, k, len(g), *g[0].shape[1:])  # [B, K, L, H, T, T]
+                g = torch.autograd.grad(logits, out.attentions, grad_outputs=onehot, is_grads_batched=True)
+            except RuntimeError:  # vmap over this backward unsupported here: repeat each image K times instead
+                return repeated(k, targets)
+            grads = torch.stack(g, dim=2).transpose(0, 1)  # [B, K, L, H, T, T]
     attn = torch.stack([a.detach() for a in out.attentions], dim=1)  # [B, L, H, T, T]
     return attn, grads.detach(), logits.detach()
 
