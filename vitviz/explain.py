@@ -52,6 +52,7 @@ __all__ = [
     "attention_gradients",
     "needs_classifier_message",
     "compute_evidence",
+    "warm_up",
 ]
 
 METHODS: tuple[str, ...] = ("attention", "rollout", "grad-rollout", "relevance")
@@ -335,6 +336,19 @@ def attention_gradients(model: "VisionTransformer", x: "torch.Tensor",  # noqa: 
     return attn, grads.detach(), logits.detach()
 
 
+def warm_up() -> None:
+    """Run a tiny batched backward so that PyTorch loads what it needs for one (about 1.5 s, once per process).
+
+    A viewer can call this in a worker thread after loading a model, so that the first class-evidence request is
+    as fast as later ones.
+    """
+    import torch
+
+    with torch.enable_grad():
+        x = torch.ones(2, requires_grad=True)
+        torch.autograd.grad(x * 2.0, x, grad_outputs=torch.eye(2), is_grads_batched=True)
+
+
 def compute_evidence(engine: "Engine", image: Any, targets: str | int | Sequence[int] = "top5") -> Evidence:  # noqa: F821
     """:meth:`vitviz.engine.Engine.evidence` (without its lock): see there."""
     import time
@@ -346,6 +360,9 @@ def compute_evidence(engine: "Engine", image: Any, targets: str | int | Sequence
     t0 = time.perf_counter()
     cfg = engine.info.config
     if isinstance(image, AnalysisResult):
+        if image.model_name != engine.info.name:
+            raise VitvizError(f"this analysis was made with {image.model_name}, not {engine.info.name}: analyse the "
+                              "image again first")
         rgb = image.image
     else:
         rgb = prepare_image(_as_loaded(image).image, cfg.image_size, cfg.patch_size)
