@@ -47,6 +47,10 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="also write features.npz (mean attention distance, CLS entropy, token norms, PCA colours), "
                          "pca_layerL.png and head_atlas.png")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
+    an.add_argument("--explain", default=None, metavar="METHOD[,METHOD...]",
+                    help="also write class-evidence maps: attention, rollout, grad-rollout, relevance")
+    an.add_argument("--target", default="top1", metavar="top1|top5|CLASS",
+                    help="classes explained by --explain: top1 (default), top5 or a class label or index")
 
     sub.add_parser("models", help="list the shipped and pretrained models")
     return parser
@@ -134,6 +138,7 @@ def analyze(args: argparse.Namespace) -> int:
     from .engine import Engine
 
     engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
+    methods = _explain_methods(args, engine)
     args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     used: set[str] = set()
@@ -147,6 +152,8 @@ def analyze(args: argparse.Namespace) -> int:
             write_outputs(result, folder, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap, alpha=args.alpha)
             if args.features:
                 write_features(result, folder, layer=args.layer)
+            if methods:
+                _write_explanations(engine, result, folder, methods, args)
         except VitvizError as exc:
             failures += 1
             message = _one_line(exc)
@@ -166,6 +173,41 @@ def analyze(args: argparse.Namespace) -> int:
         print(f"vitviz: {failures} of {len(args.images)} image(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _explain_methods(args: argparse.Namespace, engine: object) -> list[str]:
+    """The methods of ``--explain``, checked against the model before any image runs (VitvizError: exit 2)."""
+    if not args.explain:
+        return []
+    from .explain import GRADIENT_METHODS, METHODS, needs_classifier_message, resolve_targets
+
+    methods = list(dict.fromkeys(m.strip() for m in args.explain.split(",") if m.strip()))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise VitvizError(f"--explain {args.explain!r}: unknown method {', '.join(unknown) or '(none)'}; "
+                          f"choose from {', '.join(METHODS)}")
+    labels = list(engine.info.labels) if engine.model.head is not None else []
+    if not labels:
+        if any(m in GRADIENT_METHODS for m in methods):
+            raise VitvizError(needs_classifier_message(engine.info.name))
+    else:
+        resolve_targets(args.target, labels, [0.0] * len(labels))  # a bad --target fails here, before any image
+    return methods
+
+
+def _write_explanations(engine: object, result: object, folder: Path, methods: list[str],
+                        args: argparse.Namespace) -> None:
+    from .explain import GRADIENT_METHODS, Evidence, resolve_targets
+    from .export import write_evidence
+
+    targets: list[int] = []
+    if result.labels and result.probabilities is not None:
+        targets = resolve_targets(args.target, result.labels, result.probabilities)
+    if targets and any(m in GRADIENT_METHODS for m in methods):
+        evidence = engine.evidence(result, targets)
+    else:
+        evidence = Evidence.from_result(result, engine.info.config.head_pool)
+    write_evidence(evidence, result, folder, methods, targets, layer=args.layer, cmap=args.cmap, alpha=args.alpha)
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:

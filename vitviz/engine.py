@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from .images import LoadedImage, load_image, to_rgb
 from .models.vit import VisionTransformer
 from .paths import DEFAULT_MODEL, weights_dir
 from .render import attention_rollout, cls_maps
+
+if TYPE_CHECKING:
+    from .explain import Evidence
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -372,6 +375,20 @@ class Engine:
         timings["total"] = (time.perf_counter() - t_start) * 1000.0
         result.timings = timings
         return result
+
+
+    def evidence(self, image: Any, targets: str | int | Sequence[int] = "top5") -> Evidence:
+        """Class evidence (see :mod:`vitviz.explain`) for ``image``: an :class:`AnalysisResult` of this engine (its
+        model input is reused) or anything :meth:`analyze` accepts.
+
+        ``targets``: ``"top1"``, ``"top5"``, ``"topK"``, a label, an index or a list of indices. One forward pass
+        with gradients plus one batched backward pass for all targets; draw maps with :meth:`Evidence.map`.
+        Raises :class:`VitvizError` for a model without a classifier (use :meth:`Evidence.from_result` there).
+        """
+        from .explain import compute_evidence
+
+        with self._lock:
+            return compute_evidence(self, image, targets)
 
 
 class _Cancelled(Exception):

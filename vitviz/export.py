@@ -12,8 +12,9 @@ from .errors import VitvizError
 
 if TYPE_CHECKING:
     from .engine import AnalysisResult
+    from .explain import Evidence
 
-__all__ = ["write_outputs", "feature_arrays", "write_features"]
+__all__ = ["write_outputs", "feature_arrays", "write_features", "write_evidence", "class_slug"]
 
 
 def write_outputs(
@@ -120,3 +121,71 @@ def write_features(result: AnalysisResult, folder: Path, layer: int = -1, scalin
     atlas_png = folder / "head_atlas.png"
     Image.fromarray(atlas).save(atlas_png)
     return [npz, pca_png, atlas_png]
+def class_slug(labels: list[str], index: int) -> str:
+    """File-name form of class ``index``: its label in lower case with runs of other characters as ``_`` (plus
+    ``-<index>`` when two labels share that form, as some ImageNet lemmas do)."""
+    import re
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+    own = slug(labels[index]) or str(index)
+    clash = sum(1 for lab in labels if slug(lab) == own) > 1
+    return f"{own}-{index}" if clash else own
+
+
+def write_evidence(
+    evidence: Evidence,
+    result: AnalysisResult,
+    folder: Path,
+    methods: list[str],
+    targets: list[int],
+    layer: int = -1,
+    cmap: str = "inferno",
+    alpha: float = 0.6,
+    head_fusion: str = "mean",
+    discard_ratio: float | None = None,
+) -> list[Path]:
+    """Write ``explain_<method>_<class>.npy`` (``[rows, cols]``, non-negative, summing to 1) and ``.png`` (overlay)
+    for every method and target class, and add the methods and targets to ``result.json`` (key ``explain``).
+
+    ``layer`` is the layer of the ``attention`` method (the rollout-type methods use every layer); ``attention`` and
+    ``rollout`` are not class-specific and are written once per target all the same (or as ``explain_<method>``
+    alone when ``targets`` is empty, for a model without a classifier). Returns the files written.
+    """
+    from PIL import Image
+
+    from .explain import DEFAULT_DISCARD, GRADIENT_METHODS
+    from .render import normalize, overlay
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    files: dict[str, dict[str, str]] = {}
+    for method in methods:
+        if method in GRADIENT_METHODS and not targets:
+            raise VitvizError(f"{method} needs a target class")
+        for target in targets or [None]:
+            arr = evidence.map(method, target, layer=layer if method == "attention" else None,
+                               head_fusion=head_fusion, discard_ratio=discard_ratio)
+            stem = f"explain_{method}" if target is None else f"explain_{method}_{class_slug(result.labels, target)}"
+            np.save(folder / f"{stem}.npy", arr.astype(np.float32))
+            Image.fromarray(overlay(result.image, normalize(arr), cmap, alpha)).save(folder / f"{stem}.png")
+            written += [folder / f"{stem}.npy", folder / f"{stem}.png"]
+            files.setdefault(method, {})["none" if target is None else str(target)] = stem
+    probs = result.probabilities
+    info = {
+        "methods": list(methods),
+        "targets": [{"label": result.labels[t], "index": int(t),
+                     "probability": None if probs is None else float(probs[t])} for t in targets],
+        "options": {"attention_layer": layer, "rollout_head_fusion": head_fusion,
+                    "discard_ratio": {m: DEFAULT_DISCARD[m] if discard_ratio is None else discard_ratio
+                                      for m in methods if m in DEFAULT_DISCARD},
+                    "pooling": evidence.pooling},
+        "files": files,
+    }
+    path = folder / "result.json"
+    summary = json.loads(path.read_text("utf-8")) if path.is_file() else result.summary()
+    summary["explain"] = info
+    path.write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    written.append(path)
+    return written
