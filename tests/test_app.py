@@ -511,3 +511,41 @@ def test_many_qt_calls_do_not_exhaust_none_refcount():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-500:]
     assert proc.stdout.strip() == "ok"
+
+
+def test_class_evidence_follows_the_clicked_bar_and_the_method_without_rerunning(qtbot, window, photo):
+    result = open_and_wait(qtbot, window, photo)
+    engine = window.session.worker.engine
+    calls = {"evidence": 0, "analyze": 0}
+    real_evidence, real_analyze = engine.evidence, engine.analyze
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    engine.evidence, engine.analyze = counted("evidence", real_evidence), counted("analyze", real_analyze)
+    panel = window.evidence_panel
+    window.side_views.setCurrentWidget(panel)  # shown: it asks for the top classes' gradients, once
+    qtbot.waitUntil(lambda: panel.values is not None, timeout=TIMEOUT)
+    assert calls == {"evidence": 1, "analyze": 0}
+    assert sorted(window.state.evidence.targets) == sorted(p.index for p in result.predictions)
+    top = panel.values.copy()
+    assert top.sum() == pytest.approx(1.0, abs=1e-5) and result.predictions[0].label in panel.title.text()
+
+    chart = window.predictions_panel.chart
+    qtbot.mouseClick(chart.plot.viewport(), Qt.MouseButton.LeftButton, pos=chart.bar_center(1).toPoint())
+    second = result.predictions[1]
+    assert window.state.target == second.index and chart.selected == 1
+    assert second.label in panel.title.text() and not np.allclose(panel.values, top)
+    relevance = panel.values.copy()
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("grad-rollout"))
+    assert window.state.method == "grad-rollout" and not np.allclose(panel.values, relevance)
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("rollout"))
+    np.testing.assert_allclose(panel.values, result.rollout().ravel().reshape(panel.values.shape) /
+                               result.rollout().sum(), rtol=1e-4, atol=1e-7)
+    assert calls == {"evidence": 1, "analyze": 0}  # the held gradients served every class and method
+
+    window.state.set_threshold(0.6)
+    assert "patches that hold 60%" in panel.info.text()

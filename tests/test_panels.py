@@ -271,3 +271,59 @@ def test_clicking_a_point_of_the_head_atlas_picks_its_layer_and_head(qtbot, stat
     pos = panel.point_position(2, 0).toPoint()
     qtbot.mouseClick(panel.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     assert (state.layer, state.head) == (2, 0)
+
+
+def test_evidence_panel_without_a_classifier_says_so_and_still_offers_attention(qtbot, state):
+    from vitviz.app.panels import EvidencePanel
+
+    panel = EvidencePanel(state)
+    qtbot.addWidget(panel)
+    panel.show()
+    asked = []
+    state.evidence_requested.connect(lambda result, targets: asked.append(targets))
+    shown = make_shown(classes=False)
+    state.show(shown)
+    assert panel.values is None and "needs a classifier" in panel.info.text() and not asked
+    state.set_method("rollout")
+    assert panel.values is not None and panel.values.sum() == pytest.approx(1.0, abs=1e-5)
+    state.set_method("attention")
+    state.set_layer(0)
+    expected = shown.result.cls_attention[0].mean(axis=0)
+    np.testing.assert_allclose(panel.values, expected / expected.sum(), rtol=1e-5)
+
+
+def test_evidence_panel_asks_for_the_top_classes_once_when_shown(qtbot, state):
+    from vitviz.app.panels import EvidencePanel
+
+    panel = EvidencePanel(state)
+    qtbot.addWidget(panel)
+    asked = []
+    state.evidence_requested.connect(lambda result, targets: asked.append(targets))
+    state.show(make_shown())
+    assert asked == []  # hidden: no backward pass
+    panel.show()
+    assert asked == [[0, 1, 2]] and "Computing the evidence" in panel.info.text()
+    state.set_target(1)
+    assert asked == [[0, 1, 2]]  # already asked for
+
+
+def test_threshold_view_keeps_the_patches_holding_the_mass(qtbot, state):
+    panel = AttentionPanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(600, 500)
+    panel.show()
+    shown = make_shown()
+    state.show(shown)
+    state.set_opacity(1.0)
+    full = panel.tiles.tiles[0].rgb.copy()
+    panel.threshold.check.setChecked(True)
+    assert state.threshold == pytest.approx(0.6)
+    thresholded = panel.tiles.tiles[0].rgb
+    assert not np.array_equal(full, thresholded)
+    from vitviz.explain import mass_threshold_mask
+
+    m = shown.result.cls_attention[LAYERS - 1][0]
+    kept = mass_threshold_mask(m, 0.6)
+    assert m[kept].sum() >= 0.6 * m.sum() and m[kept].sum() - m[kept].min() < 0.6 * m.sum()
+    state.set_threshold(None)
+    np.testing.assert_array_equal(panel.tiles.tiles[0].rgb, full)

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QMimeData, QSettings
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QMimeData, QObject, QSettings, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from .. import __version__
 from . import paths
 
-__all__ = ["show_about", "confirm_download", "ask_image", "ask_checkpoint", "ask_png", "ask_folder", "mime_source", "qimage_to_array"]
+__all__ = ["FileDrops", "show_about", "confirm_download", "ask_image", "ask_checkpoint", "ask_png", "ask_folder", "mime_source", "qimage_to_array"]
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in paths.IMAGE_SUFFIXES) + ");;All files (*)"
 CHECKPOINT_FILTER = "vitviz checkpoints (*.json *.safetensors *.pt *.pth *.bin);;All files (*)"
@@ -101,3 +101,29 @@ def qimage_to_array(image: QImage) -> np.ndarray:
     w, h, bpl = img.width(), img.height(), img.bytesPerLine()
     buf = np.frombuffer(img.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)
     return buf[:, : w * 3].reshape(h, w, 3).copy()
+
+
+class FileDrops(QObject):
+    """Opens what is dragged onto a window: the window passes its drag and drop events here.
+
+    Signals: ``dropped(source, files)`` with a path or an ``(array, name)`` image and how many files were dropped;
+    ``hint(text)`` while something that can be opened is dragged over (then "" again).
+    """
+
+    dropped = Signal(object, int)
+    hint = Signal(str)
+
+    def drag_enter(self, event: QDragEnterEvent) -> None:
+        mime = event.mimeData()
+        if (mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())) or mime.hasImage():
+            event.acceptProposedAction()
+            self.hint.emit("Drop to open")
+        else:
+            event.ignore()
+
+    def drop(self, event: QDropEvent) -> None:
+        mime = event.mimeData()
+        files = [u for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
+        self.dropped.emit(mime_source(mime), len(files))
+        event.acceptProposedAction()
+        self.hint.emit("")

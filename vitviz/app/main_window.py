@@ -20,7 +20,8 @@ from . import dialogs, paths
 from .file_menus import RecentFiles, fill_samples_menu
 from .model_picker import ModelPicker
 from .panels import (
-    AttentionPanel, DepthPanel, DetailsPanel, FeaturesPanel, HeadAtlasPanel, InputPanel, PredictionsPanel,
+    AttentionPanel, DepthPanel, DetailsPanel, EvidencePanel, FeaturesPanel, HeadAtlasPanel, InputPanel,
+    PredictionsPanel,
 )
 from .panels.common import source_name
 from .presentation import PresentationView
@@ -54,6 +55,7 @@ class MainWindow(QMainWindow):
         self.samples_folder = samples
         self.setWindowTitle("vitviz")
         self.setAcceptDrops(True)
+        self.drops = dialogs.FileDrops(self)
         self.setStyleSheet(STYLE)
         if (icon := paths.icon_path()) is not None:
             self.setWindowIcon(QIcon(str(icon)))
@@ -68,6 +70,7 @@ class MainWindow(QMainWindow):
         self.features_panel = add_view(self.center_views, FeaturesPanel(self.state), "Features")
         self.atlas_panel = add_view(self.center_views, HeadAtlasPanel(self.state), "Head atlas")
         self.depth_panel = add_view(self.side_views, DepthPanel(self.state), "Depth")
+        self.evidence_panel = add_view(self.side_views, EvidencePanel(self.state), "Class evidence")
         self.details_panel = DetailsPanel(self.state)
         self.presentation = PresentationView.for_window(self)  # full screen, for an audience (F11)
         self._build_actions()
@@ -161,6 +164,8 @@ class MainWindow(QMainWindow):
         self.status_bar = StatusBar(self.state, self.session, self)
         self.setStatusBar(self.status_bar)
         self.hover_label, self.busy_label = self.status_bar.hover_label, self.status_bar.busy_label
+        self.drops.hint.connect(self.hover_label.setText)
+        self.drops.dropped.connect(self._on_drop)
         self.busy_bar, self.timing_label = self.status_bar.busy_bar, self.status_bar.timing_label
 
     def _connect_session(self) -> None:
@@ -168,6 +173,9 @@ class MainWindow(QMainWindow):
         s.environment_ready.connect(self.picker.set_environment)
         s.model_ready.connect(self._on_model_ready)
         s.analysis_ready.connect(self.state.show)
+        s.evidence_ready.connect(self.state.add_evidence)
+        self.state.evidence_requested.connect(s.explain)
+        self.state.target_changed.connect(lambda _t: self.side_views.setCurrentWidget(self.evidence_panel))
         s.preview_ready.connect(self._on_preview)
         s.export_ready.connect(self._on_export_ready)
         s.failed.connect(self._on_failed)
@@ -265,9 +273,7 @@ class MainWindow(QMainWindow):
         if self.state.result is None:
             self.show_error("Nothing to export yet: open an image first.")
             return 0
-        s = self.state
-        options = {"layer": s.layer, "cmap": s.cmap, "depth_cmap": s.depth_cmap, "alpha": s.opacity}
-        return self.session.export(s.result, str(folder), options)
+        return self.session.export(self.state.result, str(folder), self.state.export_options())
 
     def paste_image(self) -> None:
         clipboard = QGuiApplication.clipboard()
@@ -281,6 +287,11 @@ class MainWindow(QMainWindow):
             self.open_image(source)
         elif otherwise:
             self.show_error(otherwise)
+
+    def _on_drop(self, source: Any, files: int) -> None:
+        self._open_source(source)
+        if files > 1:
+            self.show_message(f"{files} files dropped; opened {source_name(source)}", "info", transient=True)
 
     def show_error(self, message: str, topic: str = "error") -> None:
         self.show_message(message, "error", topic=topic)
@@ -324,26 +335,14 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------- events
 
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
-        mime = event.mimeData()
-        if (mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())) or mime.hasImage():
-            event.acceptProposedAction()
-            self.hover_label.setText("Drop to open")
-        else:
-            event.ignore()
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.drops.drag_enter(event)
 
     def dragLeaveEvent(self, event) -> None:  # noqa: N802
-        self.hover_label.setText("")
+        self.drops.hint.emit("")
 
     def dropEvent(self, event) -> None:  # noqa: N802
-        mime = event.mimeData()
-        self._open_source(dialogs.mime_source(mime))
-        files = [u for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
-        if len(files) > 1:
-            self.show_message(f"{len(files)} files dropped; opened {Path(files[0].toLocalFile()).name}", "info",
-                              transient=True)
-        event.acceptProposedAction()
-        self.hover_label.setText("")
+        self.drops.drop(event)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.settings.setValue("window/geometry", self.saveGeometry())

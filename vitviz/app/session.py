@@ -23,7 +23,8 @@ class Session(QObject):
     ``environment_ready(info)``, ``model_ready(summary)``, ``analysis_ready(shown)``, ``preview_ready(preview)``,
     ``export_ready(folder, files)``, ``failed(kind, message)`` (kind: "model", "image", "export", "startup"),
     ``busy_changed(busy)``, ``activity(text)`` (what it is busy with), ``download_progress(done, total)``,
-    ``load_cancelled()`` (the user stopped a download; the previous model stays).
+    ``load_cancelled()`` (the user stopped a download; the previous model stays), ``evidence_ready(result,
+    evidence)`` (class-evidence gradients for a result).
     """
 
     environment_ready = Signal(dict)
@@ -36,12 +37,14 @@ class Session(QObject):
     activity = Signal(str)
     download_progress = Signal(object, object)
     load_cancelled = Signal()
+    evidence_ready = Signal(object, object)
 
     # requests to the worker (queued across threads)
     _req_warm_up = Signal()
     _req_model = Signal(int, str, str, object)
     _req_analyze = Signal(int, object)
     _req_export = Signal(int, object, str, dict)
+    _req_explain = Signal(int, object, object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -55,6 +58,7 @@ class Session(QObject):
         self.depth_model: str | None = None
         self.loaded_options: tuple[str, str | None] = ("auto", None)  # (device, depth model) of the loaded model
         self._model_requests: dict[int, tuple[str, str | None]] = {}  # request id -> (device, depth model)
+        self._doing: dict[int, str] = {}  # pending request id -> what the window says it is doing
         self.current_source: Any = None  # source of the displayed result
         self.requested_source: Any = None  # source of the newest analysis request
         self._busy = False
@@ -68,6 +72,7 @@ class Session(QObject):
         self._req_model.connect(self.worker.load_model)
         self._req_analyze.connect(self.worker.analyze)
         self._req_export.connect(self.worker.export)
+        self._req_explain.connect(self.worker.explain)
         self.worker.environment_ready.connect(self.environment_ready)
         self.worker.model_ready.connect(self._on_model_ready)
         self.worker.analysis_ready.connect(self._on_analysis_ready)
@@ -77,6 +82,7 @@ class Session(QObject):
         self.worker.finished.connect(self._finish)
         self.worker.download_progress.connect(self._on_download_progress)
         self.worker.load_cancelled.connect(self._on_load_cancelled)
+        self.worker.evidence_ready.connect(self._on_evidence_ready)
         self.thread.start()
         self._req_warm_up.emit()
 
@@ -84,9 +90,11 @@ class Session(QObject):
     def is_busy(self) -> bool:
         return bool(self.pending)
 
-    def _next(self) -> int:
+    def _next(self, doing: str) -> int:
+        """A new request id, pending until its answer; ``doing`` is shown while it is the newest pending one."""
         self._seq += 1
         self.pending.add(self._seq)
+        self._doing[self._seq] = doing
         return self._seq
 
     # ---------------------------------------------------------------------------------------------- requests
@@ -97,7 +105,7 @@ class Session(QObject):
             self.device = device
         if depth_model is not None:
             self.depth_model = depth_model or None
-        req = self.latest_model_req = self._next()
+        req = self.latest_model_req = self._next("Loading model…")
         self._model_requests[req] = (self.device, self.depth_model)
         self._update_busy()
         self._req_model.emit(req, spec, self.device, self.depth_model)
@@ -105,7 +113,7 @@ class Session(QObject):
 
     def analyze(self, source: Any) -> int:
         """Analyse ``source`` (a path or ``(array, name)``); older analyses are cancelled between stages."""
-        req = self.latest_image_req = self._next()
+        req = self.latest_image_req = self._next(f"Analysing {source_name(source)}…")
         self.tracker.latest_analysis = req
         self.requested_source = source
         self._update_busy()
@@ -113,9 +121,16 @@ class Session(QObject):
         return req
 
     def export(self, result: Any, folder: str, options: dict) -> int:
-        req = self._next()
+        req = self._next("Exporting…")
         self._update_busy()
         self._req_export.emit(req, result, folder, options)
+        return req
+
+    def explain(self, result: Any, targets: list[int]) -> int:
+        """Compute the class evidence of ``targets`` for a displayed ``result`` on the worker."""
+        req = self._next("Computing class evidence…")
+        self._update_busy()
+        self._req_explain.emit(req, result, list(targets))
         return req
 
     def cancel_load(self) -> None:
@@ -133,17 +148,14 @@ class Session(QObject):
 
     def _finish(self, req: int) -> None:
         self.pending.discard(req)
+        self._doing.pop(req, None)
         self._update_busy()
 
     def _update_busy(self) -> None:
         busy = bool(self.pending)
-        if busy:
-            if self.latest_model_req in self.pending:
-                self.activity.emit("Loading model…")
-            elif self.latest_image_req in self.pending:
-                self.activity.emit(f"Analysing {source_name(self.requested_source)}…")
-            else:
-                self.activity.emit("Exporting…")
+        if busy:  # a model load first (nothing else runs before it), else the newest request
+            self.activity.emit(self._doing[self.latest_model_req if self.latest_model_req in self.pending
+                                           else max(self.pending)])
         if busy != self._busy:
             self._busy = busy
             self.busy_changed.emit(busy)
@@ -178,6 +190,10 @@ class Session(QObject):
     def _on_download_progress(self, req: int, done: int, total: int) -> None:
         if req == self.latest_model_req:
             self.download_progress.emit(done, total)
+
+    def _on_evidence_ready(self, req: int, result: Any, evidence: Any) -> None:
+        self._finish(req)
+        self.evidence_ready.emit(result, evidence)
 
     def _on_load_cancelled(self, req: int) -> None:
         self._finish(req)

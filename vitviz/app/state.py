@@ -35,7 +35,14 @@ class ViewState(QObject):
         depth_style_changed(): the depth colormap.
         grid_changed(visible): the patch grid overlay.
         head_changed(head or None): the head picked for a closer look (e.g. in the head atlas).
+        target_changed(class index or None): the class whose evidence is shown (None: the top prediction).
+        evidence_changed(): new class evidence for the displayed result, or another method or method option.
+        evidence_requested(result, targets): a view needs the gradients of these classes (the window asks the
+            worker; :meth:`add_evidence` brings the answer).
         status(text): a one-line description for the status bar (hover readouts).
+
+    ``threshold``, when not None, is the DINO-style view of every map: only the smallest set of patches that holds
+    that fraction of the map's mass is shown (it changes with ``attention_style_changed`` and ``evidence_changed``).
     """
 
     result_changed = Signal(object)
@@ -48,6 +55,9 @@ class ViewState(QObject):
     depth_style_changed = Signal()
     grid_changed = Signal(bool)
     head_changed = Signal(object)
+    target_changed = Signal(object)
+    evidence_changed = Signal()
+    evidence_requested = Signal(object, object)
     status = Signal(str)
 
     def __init__(self, parent: QObject | None = None, *, cmap: str = "inferno", depth_cmap: str = "turbo",
@@ -60,6 +70,12 @@ class ViewState(QObject):
         self.query: int | None = None
         self.hover: int | None = None
         self.head: int | None = None
+        self.target: int | None = None  # class whose evidence is shown; None: the top prediction
+        self.method = "relevance"  # class-evidence method (vitviz.explain.METHODS)
+        self.head_fusion = "mean"  # rollout options
+        self.discard_ratio: float | None = None  # None: the method's default (vitviz.explain.DEFAULT_DISCARD)
+        self.threshold: float | None = None  # DINO-style mass threshold view of every map; None: off
+        self.evidence: Any = None  # vitviz.explain.Evidence of the displayed result, with the gradients held so far
         self.cmap = cmap if cmap in COLORMAPS else "inferno"
         self.depth_cmap = depth_cmap if depth_cmap in COLORMAPS else "turbo"
         self.opacity = float(min(1.0, max(0.0, opacity)))
@@ -112,6 +128,11 @@ class ViewState(QObject):
         maps = np.asarray(maps, np.float32)
         return maps, maps.mean(axis=0), roll.astype(np.float32)
 
+    def export_options(self) -> dict[str, Any]:
+        """How the displayed maps are drawn, for exporting them as shown (see ``AnalysisWorker.export``)."""
+        return {"layer": self.layer, "cmap": self.cmap, "depth_cmap": self.depth_cmap, "alpha": self.opacity,
+                "evidence": (self.evidence, self.method, self.head_fusion, self.discard_ratio)}
+
     # ------------------------------------------------------------------------------------------------ results
 
     def show(self, shown: Shown) -> None:
@@ -130,9 +151,65 @@ class ViewState(QObject):
             self.layer = result.num_layers - 1  # start on the last layer
         if previous is None or previous.num_heads != result.num_heads:
             self.head = None
+        if previous is None or previous.labels != result.labels:
+            self.target = None
+        self.evidence = None  # gradients belong to one image: asked for again when a view needs them
         self.layer = min(self.layer, max(0, result.num_layers - 1))
         self.hover = None
         self.result_changed.emit(shown)
+
+    # ------------------------------------------------------------------------------------------------ evidence
+
+    @property
+    def target_class(self) -> int | None:
+        """The class whose evidence is shown: the chosen one, else the top prediction (None: no classifier)."""
+        result = self.result
+        if result is None or not result.predictions:
+            return None
+        return self.target if self.target is not None else result.predictions[0].index
+
+    def set_target(self, index: int | None) -> None:
+        """Show the evidence for class ``index`` (None: the top prediction)."""
+        result = self.result
+        if index is not None and (result is None or not 0 <= index < len(result.labels)):
+            return
+        if index != self.target:
+            self.target = index
+            self.target_changed.emit(index)
+            self.evidence_changed.emit()
+
+    def set_method(self, method: str) -> None:
+        """The class-evidence method (one of :data:`vitviz.explain.METHODS`)."""
+        from ..explain import METHODS
+
+        if method in METHODS and method != self.method:
+            self.method = method
+            self.evidence_changed.emit()
+
+    def set_rollout_options(self, head_fusion: str, discard_ratio: float | None) -> None:
+        """Head fusion (mean, max, min) and discard ratio (None: the method's default) of the rollout methods."""
+        if head_fusion in ("mean", "max", "min") and (head_fusion, discard_ratio) != (self.head_fusion,
+                                                                                         self.discard_ratio):
+            self.head_fusion, self.discard_ratio = head_fusion, discard_ratio
+            self.evidence_changed.emit()
+
+    def set_threshold(self, fraction: float | None) -> None:
+        """Show only the patches holding ``fraction`` of each map's mass (None: whole maps)."""
+        fraction = None if fraction is None else float(min(1.0, max(0.01, fraction)))
+        if fraction != self.threshold:
+            self.threshold = fraction
+            self.attention_style_changed.emit()
+            self.evidence_changed.emit()
+
+    def add_evidence(self, result: Any, evidence: Any) -> None:
+        """Gradients computed for ``result``: kept (merged with those held) if it is still the displayed one."""
+        if result is not self.result:
+            return
+        self.evidence = evidence if self.evidence is None else self.evidence.merged(evidence)
+        self.evidence_changed.emit()
+
+    def request_evidence(self, targets: list[int]) -> None:
+        self.evidence_requested.emit(self.result, list(targets))
 
     def show_preview(self, preview: Preview) -> None:
         """Show an image that could not be analysed because no model is loaded."""

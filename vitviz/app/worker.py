@@ -115,6 +115,7 @@ class AnalysisWorker(QObject):
     finished = Signal(int)  # request id: answered, failed or skipped
     download_progress = Signal(int, object, object)  # request id, bytes done, bytes total (pretrained downloads)
     load_cancelled = Signal(int)  # request id: the load stopped on RequestTracker.cancel_load; the old model stays
+    evidence_ready = Signal(int, object, object)  # request id, the AnalysisResult, vitviz.explain.Evidence
 
     def __init__(self, tracker: RequestTracker, topk: int = 5) -> None:
         super().__init__()
@@ -255,16 +256,39 @@ class AnalysisWorker(QObject):
             return np.asarray(source[0])
         return str(source)
 
+    # -- class evidence --------------------------------------------------------------------------------------
+
+    @Slot(int, object, object)
+    def explain(self, request_id: int, result: object, targets: object) -> None:
+        """Gradients of the ``targets`` classes' logits for a displayed result: one forward plus one backward."""
+        try:
+            if self.engine is not None and not self.tracker.closing:
+                self.evidence_ready.emit(request_id, result, self.engine.evidence(result, list(targets)))
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self.failed.emit(request_id, "evidence", describe_error(exc, "computing the class evidence"))
+        finally:
+            self.finished.emit(request_id)
+
     # -- export ----------------------------------------------------------------------------------------------
 
     @Slot(int, object, str, dict)
     def export(self, request_id: int, result: object, folder: str, options: dict) -> None:
         try:
-            from ..export import write_features, write_outputs
+            from ..explain import GRADIENT_METHODS, Evidence
+            from ..export import write_evidence, write_features, write_outputs
 
+            evidence, method, fusion, discard = options.pop("evidence", (None, "attention", "mean", None))
             files = write_outputs(result, Path(folder), **options)
             if getattr(result, "hidden_states", None) is not None:
                 files += write_features(result, Path(folder), layer=options.get("layer", -1))
+            # the evidence maps of the chosen method, for every class whose gradients are held
+            targets = list(evidence.targets) if evidence is not None else []
+            if method not in GRADIENT_METHODS or targets:
+                files += write_evidence(evidence or Evidence.from_result(result), result, Path(folder), [method],
+                                        targets, layer=options.get("layer", -1), cmap=options.get("cmap", "inferno"),
+                                        alpha=options.get("alpha", 0.6), head_fusion=fusion, discard_ratio=discard)
             self.export_ready.emit(request_id, folder, [str(f) for f in files])
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):

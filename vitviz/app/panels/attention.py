@@ -12,6 +12,7 @@ from ..state import ViewState
 from ..widgets import ColorBar, MapDialog, Panel, TileGrid
 from .common import combo, set_combo_text
 from .layer_slider import LayerSlider
+from .threshold import ThresholdControl, apply_threshold
 
 __all__ = ["AttentionPanel"]
 
@@ -33,6 +34,8 @@ class AttentionPanel(Panel):
         self.cls_button.hide()
         self.add_header_widget(self.cls_button)
         self.body.addLayout(self._build_controls())
+        self.threshold = ThresholdControl(state)
+        self.body.addWidget(self.threshold)
         self.tiles = TileGrid(placeholder="Attention maps of every head appear here.")
         self.tiles.tile_clicked.connect(self.open_detail)
         self.tiles.tile_hovered.connect(self._on_tile_hover)
@@ -138,7 +141,7 @@ class AttentionPanel(Panel):
         ranges.append((float(roll.min()), float(roll.max())))
         values = [*heads, mean, roll]
         for tile, v, (lo, hi) in zip(self.tiles.tiles, values, ranges):
-            tile.set_image(self._overlay(result.image, v, lo, hi))
+            tile.set_image(self._overlay(result.image, apply_threshold(v, state.threshold), lo, hi))
             tile.set_marked_patch(query)
         n = len(heads)
         for i in range(n):
@@ -224,7 +227,7 @@ class AttentionPanel(Panel):
         self.detail.set_content(
             tile,
             f"Layer {state.layer} · {self.tile_name(tile)} · <span style='color:#1f6feb'>{mode}</span>",
-            self._overlay(image, self.values[tile], lo, hi),
+            self._overlay(image, apply_threshold(self.values[tile], state.threshold), lo, hi),
             self.values[tile],
             colormap_lut(state.cmap),
             lo,
