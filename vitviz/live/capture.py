@@ -154,6 +154,7 @@ class CaptureThread(threading.Thread):
         last_ts = 0.0
         seq = 0
         corrupt_run = 0
+        held: Frame | None = None  # a frame that was due while a pause arrived: it is the next one shown
         while not self._stop_event.is_set():
             with self._lock:
                 seek, self._seek = self._seek, None
@@ -164,7 +165,7 @@ class CaptureThread(threading.Thread):
                 except LiveSourceError as exc:
                     self._on_error(str(exc), False)
                 self.slot.clear()
-                clock, offset = None, 0.0
+                clock, offset, held = None, 0.0, None
             if paused and not stepping:
                 if source.paced:
                     self._wake.wait(0.1)
@@ -173,7 +174,7 @@ class CaptureThread(threading.Thread):
                     continue
                 # a device keeps being read while paused, so that resuming shows a fresh frame, not a stale buffer
             try:
-                frame = source.read()
+                frame, held = (held, None) if held is not None else (source.read(), None)
             except CorruptFrame as exc:
                 self.corrupt += 1
                 corrupt_run += 1
@@ -215,6 +216,9 @@ class CaptureThread(threading.Thread):
                     clock = (now, media)  # stalled (or sought backwards): restart the clock here
                 elif due > now and self._stop_event.wait(due - now):
                     return
+                if self._paused and self._steps == 0:
+                    held = frame  # paused while waiting for this frame's time
+                    continue
             if stepping:
                 with self._lock:
                     self._steps = max(0, self._steps - 1)

@@ -57,9 +57,10 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name=f"vitviz-record ({self.path.name})", daemon=True)
         self._thread.start()
 
-    def add(self, rgb: np.ndarray, t: float | None = None) -> bool:
-        """Queue one uint8 [H, W, 3] frame shown at ``t`` (``time.perf_counter()`` seconds; default now).
-        Returns False when it was dropped (encoder behind, GIF full, recorder closed or failed)."""
+    def add(self, rgb: np.ndarray, t: float | None = None, block: bool = False) -> bool:
+        """Queue one uint8 [H, W, 3] frame shown at ``t`` (``time.perf_counter()`` seconds, or any clock in seconds;
+        default now). Returns False when it was dropped (encoder behind, GIF full, recorder closed or failed).
+        ``block``: wait for room in the queue instead of dropping (writing a file offline)."""
         if self._closed or self.error is not None:
             return False
         if self.kind == ".gif" and self.written + self._queue.qsize() >= GIF_MAX_FRAMES:
@@ -69,7 +70,8 @@ class Recorder:
         if self._t0 is None:
             self._t0 = t
         try:
-            self._queue.put_nowait((np.ascontiguousarray(rgb[..., :3], dtype=np.uint8), t - self._t0))
+            self._queue.put((np.ascontiguousarray(rgb[..., :3], dtype=np.uint8), t - self._t0), block=block,
+                            timeout=10.0 if block else None)
         except queue.Full:
             self.dropped += 1
             return False

@@ -149,7 +149,7 @@ def _fit(width: int, height: int, max_side: int | None) -> tuple[int, int]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = str(getattr(exc, "strerror", None) or exc).strip()  # FFmpeg errors: the reason without errno and path
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -298,8 +298,9 @@ class AnimatedImageSource(FrameSource):
             self._image = Image.open(self.path)
             n = int(getattr(self._image, "n_frames", 1))
             durations = []
-            for i in range(n):  # the frame durations are in each frame's header
+            for i in range(n):  # the frame durations are in each frame's header (WebP: known once loaded)
                 self._image.seek(i)
+                self._image.load()
                 durations.append(float(self._image.info.get("duration") or 100.0) / 1000.0)
             self._image.seek(0)
         except (UnidentifiedImageError, OSError, ValueError, EOFError) as exc:
