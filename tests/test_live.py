@@ -311,3 +311,17 @@ def test_capture_thread_reports_an_unopenable_source(tmp_path):
     thread.start()
     thread.join(2)
     assert not thread.is_alive() and errors and errors[0][1] is True and "no such file" in errors[0][0]
+
+
+def test_cli_live_passes_the_source_to_the_app(monkeypatch, capsys):
+    import vitviz.app
+    from vitviz.cli import main
+
+    calls = []
+    monkeypatch.setattr(vitviz.app, "run_app", lambda **kw: calls.append(kw) or 0)
+    assert main(["live"]) == 0 and calls[-1]["live"] == "scene"
+    assert main(["live", "scene:4", "--model", "m"]) == 0 and calls[-1]["live"] == "scene:4"
+    assert calls[-1]["model"] == "m"
+    assert main(["live", "/no/such/clip.mp4"]) == 2
+    assert "/no/such/clip.mp4: no such file" in capsys.readouterr().err
+    assert len(calls) == 2

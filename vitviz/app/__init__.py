@@ -83,10 +83,12 @@ def run_app(
     model: str | None = None,
     device: str = "auto",
     depth_model: str | None = None,
+    live: str | None = None,
 ) -> int:
     """Open the window on ``image`` (default: the first sample) with ``model`` (default: the shipped model).
 
-    Returns the application's exit status.
+    ``live``: start the live mode on this source (``scene``, a video file, ``camera:N``; see
+    :func:`vitviz.live.open_source`) once the window is up. Returns the application's exit status.
     """
     problem = display_problem()
     if problem:
@@ -97,9 +99,14 @@ def run_app(
     app = create_app()
     from .main_window import MainWindow
 
+    if live and not hasattr(MainWindow, "start_live"):  # MainWindow.start_live(source: str)
+        print("vitviz: error: this window has no live mode yet", file=sys.stderr)
+        return 2
     window = MainWindow()
     window.show()
     # Start loading once the window is on screen: the worker imports torch meanwhile.
     QTimer.singleShot(0, lambda: window.startup(image=image, model=model, device=device or "auto",
                                                 depth_model=depth_model))
+    if live:
+        QTimer.singleShot(0, lambda: window.start_live(live))
     return int(app.exec())

@@ -40,6 +40,7 @@ __all__ = [
     "list_cameras",
     "live_extra_available",
     "open_source",
+    "check_source",
 ]
 
 INSTALL_HINT = 'pip install -e ".[live]"'
@@ -531,3 +532,13 @@ def open_source(spec: str | Path, **options: Any) -> FrameSource:
     if path.suffix.lower() in ANIMATED_IMAGE_SUFFIXES:
         return AnimatedImageSource(path, **options)
     return VideoFileSource(path, **options)
+
+
+def check_source(spec: str | Path) -> str:
+    """``spec`` unchanged if :func:`open_source` accepts it and a file it names exists; else a
+    :class:`LiveSourceError` (used by ``vitviz live`` before the window opens). Devices are checked when opened."""
+    source = open_source(spec)
+    path = getattr(source, "path", None)
+    if path is not None and not Path(path).is_file():
+        raise VideoError(f"{path}: no such file")
+    return str(spec)
