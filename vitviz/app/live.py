@@ -2,8 +2,8 @@
 (frame, result) pairs, one at a time, so the panels always show the result that belongs to the frame they show.
 
 Threads: the capture thread (:class:`vitviz.live.CaptureThread`) decodes into a one-slot buffer; the controller's
-analysis thread takes the newest frame whenever the engine is free, analyses it and passes the pair to the UI thread,
-then waits until the UI has shown it (one frame in flight end to end: a slow window never builds a queue). The UI
+analysis thread takes the newest frame whenever the engine is free, analyses it and passes the pair to the UI thread
+once the UI has taken the previous pair (at most one pair waits for the UI: a slow window never builds a queue). The UI
 thread only bookkeeps and emits :attr:`LiveController.frame_ready`.
 """
 
@@ -295,9 +295,6 @@ class LiveController(QObject):
         previous = None  # the last smoothed result
         failures = 0
         while not stop.is_set():
-            # one frame in flight: wait until the UI showed the previous pair
-            if not self._ui_free.wait(0.1):
-                continue
             if self._frozen and not self._stepping:
                 stop.wait(0.05)
                 continue
@@ -330,6 +327,11 @@ class LiveController(QObject):
                     previous = None
                 rollouts = cumulative_rollout(result.attentions) if result.attentions is not None else None
                 shown = Shown(result, rollouts, engine_ms)
+            # Hand over only once the UI has taken the previous pair: at most one pair waits for the UI while the
+            # engine works on the next frame, so a slow window never builds a queue and the engine never waits idle.
+            while not self._ui_free.wait(0.1):
+                if stop.is_set():
+                    return
             if stop.is_set():
                 return
             self._ui_free.clear()

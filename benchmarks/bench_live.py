@@ -1,0 +1,270 @@
+"""Live-mode benchmark: the real pipeline (capture thread -> one-slot buffer -> engine on the controller's analysis
+thread -> UI thread -> an offscreen window that draws every result), measured in one process.
+
+    python benchmarks/bench_live.py --source scene --model vitviz-mini --seconds 30 --json out.json
+    python benchmarks/bench_live.py --source clip.mp4 --seconds 60            # any video, GIF or WebP
+    python benchmarks/bench_live.py --make-video scene-128.mp4 --frames 240   # write a 128 px test video, then stop
+
+The window (``LiveBench``) stands in for the app's live panels while those are being written: it shows the frame,
+the mean CLS attention of the last layer over it, the depth map and the top prediction, with pyqtgraph as the panels
+do. Once the panels exist, ``make_view`` should build the real MainWindow and connect ``frame_ready`` to its live
+slot instead (the measurements stay the same).
+
+JSON keys (goals from issue 17 in brackets):
+* ``fps``: frames shown per second, each with its own result [>= 25 for vitviz-mini at 128 px on 2 cores];
+* ``latency_ms_median``, ``latency_ms_p90``: from the capture thread handing the frame over to the first paint of
+  the window showing it [<= 2 frame intervals];
+* ``dropped``: frames captured but never analysed because the engine was busy with a newer one;
+* ``engine_ms_median``: ``Engine.analyze`` per frame in this run; ``plumbing_efficiency`` = fps / (1000 /
+  engine_ms_median) [>= 0.8];
+* ``rss_mb_start`` (after the warm-up), ``rss_mb_end`` [within 5 %];
+* ``max_paint_gap_ms``: the longest gap between paints of a widget asked to repaint every 10 ms, i.e. the longest
+  stall of the UI thread [<= 100 ms].
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, machine_line, stats, write_json  # noqa: E402
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MiB (Linux /proc; psutil elsewhere when installed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:
+        return float("nan")
+
+
+def make_video(path: Path, frames: int, fps: float, size: int, seed: int | None) -> Path:
+    """Write the built-in scene's loop as a video (or GIF) with the live recorder, at ``fps``."""
+    from vitviz.live import Recorder
+    from vitviz.live.scene import SceneSource
+
+    scene = SceneSource(seed=seed, frames=frames, fps=fps, size=size)
+    rec = Recorder(path, fps_hint=fps)
+    for i in range(frames):
+        image, _ = scene.render(i)
+        rec.add(image, i / fps, block=True)
+    return rec.close()
+
+
+def make_view(controller: Any) -> Any:
+    """An offscreen window drawing every (frame, result) pair the controller emits; records paint times."""
+    import numpy as np
+    import pyqtgraph as pg
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+    class Heartbeat(QLabel):
+        """Repaints every 10 ms: the gaps between its paints are the UI thread's stalls."""
+
+        def __init__(self) -> None:
+            super().__init__("●")
+            self.paints: list[float] = []
+            self.timer = QTimer(self)
+            self.timer.setInterval(10)
+            self.timer.timeout.connect(self.update)
+            self.timer.start()
+
+        def paintEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+            super().paintEvent(event)
+            self.paints.append(time.perf_counter())
+
+    class Maps(pg.GraphicsLayoutWidget):
+        def __init__(self, view: "LiveBench") -> None:
+            super().__init__()
+            self.view = view
+
+        def paintEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+            t = time.perf_counter()
+            super().paintEvent(event)
+            self.view.paint_ms.append((time.perf_counter() - t) * 1000.0)
+            self.view.painted()
+
+    class LiveBench(QWidget):
+        def __init__(self) -> None:
+            super().__init__()
+            self.resize(1200, 480)
+            self.maps = Maps(self)
+            self.items = []
+            for title in ("input", "CLS attention (last layer, mean of heads)", "depth"):
+                vb = self.maps.addViewBox(lockAspect=True, invertY=True)
+                vb.setMenuEnabled(False)
+                item = pg.ImageItem(axisOrder="row-major")
+                vb.addItem(item)
+                self.items.append(item)
+            self.overlay = pg.ImageItem(axisOrder="row-major")
+            self.overlay.setOpacity(0.6)
+            self.overlay.setLookupTable(pg.colormap.get("inferno").getLookupTable(nPts=256))
+            self.items[1].getViewBox().addItem(self.overlay)
+            self.items[2].setLookupTable(pg.colormap.get("turbo").getLookupTable(nPts=256))
+            self.label = QLabel("")
+            self.heartbeat = Heartbeat()
+            side = QVBoxLayout()
+            side.addWidget(self.label)
+            side.addWidget(self.heartbeat)
+            side.addStretch(1)
+            layout = QHBoxLayout(self)
+            layout.addWidget(self.maps, 1)
+            layout.addLayout(side)
+            self.pending: Any = None
+            self.paint_ms: list[float] = []
+            self.latencies_ms: list[float] = []
+            self.shown_at: list[float] = []
+            controller.frame_ready.connect(self.show_pair)
+
+        def show_pair(self, frame: Any, shown: Any) -> None:
+            self.items[0].setImage(frame.image, autoLevels=False, levels=(0, 255))
+            if shown is not None:
+                r = shown.result
+                self.items[1].setImage(r.image, autoLevels=False, levels=(0, 255))
+                cls = r.cls_attention[-1].mean(axis=0)
+                up = np.kron(cls, np.ones((r.grid.patch_size, r.grid.patch_size), np.float32))
+                self.overlay.setImage(up, autoLevels=True)
+                if r.depth is not None:
+                    self.items[2].setImage(r.depth, autoLevels=True)
+                if r.predictions:
+                    p = r.predictions[0]
+                    self.label.setText(f"{p.label} {p.probability:.0%}\nframe {frame.index}")
+            self.pending = frame
+            self.maps.update()
+
+        def painted(self) -> None:
+            if self.pending is not None:
+                now = time.perf_counter()
+                self.latencies_ms.append((now - self.pending.captured) * 1000.0)
+                self.shown_at.append(now)
+                self.pending = None
+
+    view = LiveBench()
+    view.show()
+    return view
+
+
+def run(source: str, model: str | None, seconds: float, warmup: float, device: str) -> dict[str, Any]:
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from vitviz.app.live import LiveController
+    from vitviz.engine import Engine
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    engine = Engine(model, device=device)
+    controller = LiveController(lambda: engine)
+    view = make_view(controller)
+    engine_ms: list[tuple[float, float]] = []
+    errors: list[str] = []
+    controller.frame_ready.connect(lambda f, s: s is not None and engine_ms.append((time.perf_counter(), s.worker_ms)))
+    controller.error.connect(lambda message, fatal: errors.append(message))
+    controller.start(source)
+
+    def spin(duration: float) -> None:
+        """Run the Qt event loop for ``duration`` seconds, as the app would."""
+        loop = QEventLoop()
+        QTimer.singleShot(int(duration * 1000), loop.quit)
+        loop.exec()
+
+    spin(warmup)
+    rss_start = rss_mb()
+    t0 = time.perf_counter()
+    dropped0 = controller._slot.dropped if controller._slot is not None else 0
+    n_lat0, n_shown0 = len(view.latencies_ms), len(view.shown_at)
+    spin(seconds)
+    t1 = time.perf_counter()
+    dropped = (controller._slot.dropped if controller._slot is not None else 0) - dropped0
+    rss_end = rss_mb()
+    ok = controller.stop()
+    shown = [t for t in view.shown_at[n_shown0:] if t0 <= t <= t1]
+    lat = view.latencies_ms[n_lat0:]
+    eng = [ms for t, ms in engine_ms if t0 <= t <= t1]
+    beats = [t for t in view.heartbeat.paints if t0 <= t <= t1]
+    gaps = [(b - a) * 1000.0 for a, b in zip(beats, beats[1:])]
+    fps = (len(shown) - 1) / (shown[-1] - shown[0]) if len(shown) > 1 else 0.0
+    eng_med = statistics.median(eng) if eng else float("nan")
+    lat_stats = stats(lat) if lat else {"median_ms": float("nan"), "p90_ms": float("nan")}
+    info = controller.source_info
+    return {
+        "fps": round(fps, 2),
+        "latency_ms_median": lat_stats["median_ms"],
+        "latency_ms_p90": lat_stats["p90_ms"],
+        "dropped": int(dropped),
+        "engine_ms_median": round(eng_med, 2),
+        "rss_mb_start": round(rss_start, 1),
+        "rss_mb_end": round(rss_end, 1),
+        "max_paint_gap_ms": round(max(gaps), 1) if gaps else float("nan"),
+        "plumbing_efficiency": round(fps / (1000.0 / eng_med), 3) if eng else None,
+        "latency_frame_intervals_median": round(lat_stats["median_ms"] * fps / 1000.0, 2) if fps else None,
+        "frames_shown": len(shown),
+        "source": source,
+        "source_fps": info.fps if info else None,
+        "source_size": None if controller.last is None else list(controller.last[0].image.shape[:2]),
+        "model": engine.name,
+        "device": str(engine.device),
+        "seconds": seconds,
+        "warmup_s": warmup,
+        "threads_stopped_within_1s": ok,
+        "errors": errors[:10],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--source", default="scene", help="scene, scene:SEED, or a video / GIF / WebP file")
+    ap.add_argument("--model", default=None, help="model name or checkpoint (default: the shipped model)")
+    ap.add_argument("--seconds", type=float, default=30.0, help="measured seconds (after the warm-up)")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds run before measuring (default 3)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    ap.add_argument("--json", type=Path, default=None, help="write the result here")
+    ap.add_argument("--note", default="", help="stored in the JSON")
+    ap.add_argument("--make-video", type=Path, default=None, metavar="PATH",
+                    help="write the built-in scene's loop to PATH (.mp4 or .gif) and stop")
+    ap.add_argument("--frames", type=int, default=240, help="frames of --make-video (default 240)")
+    ap.add_argument("--fps", type=float, default=30.0, help="frame rate of --make-video (default 30)")
+    ap.add_argument("--size", type=int, default=128, help="frame size of --make-video (default 128)")
+    ap.add_argument("--seed", type=int, default=None, help="scene seed of --make-video")
+    args = ap.parse_args(argv)
+    if args.make_video is not None:
+        path = make_video(args.make_video, args.frames, args.fps, args.size, args.seed)
+        print(f"wrote {path} ({args.frames} frames, {args.size} px, {args.fps:g} fps)")
+        return 0
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run(args.source, args.model, args.seconds, args.warmup, args.device)
+    machine = machine_info()
+    result["machine"] = machine
+    result["note"] = args.note
+    print(machine_line(machine))
+    for key in ("fps", "latency_ms_median", "latency_ms_p90", "dropped", "engine_ms_median", "plumbing_efficiency",
+                "rss_mb_start", "rss_mb_end", "max_paint_gap_ms", "frames_shown", "threads_stopped_within_1s"):
+        print(f"{key:>28}: {result[key]}")
+    if result["errors"]:
+        print("errors:", *result["errors"], sep="\n  ")
+    if args.json is not None:
+        print(f"wrote {write_json(result, args.json)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
