@@ -160,11 +160,12 @@ def make_view(controller: Any) -> Any:
     return view
 
 
-def run(source: str, model: str | None, seconds: float, warmup: float, device: str) -> dict[str, Any]:
+def run(source: str, model: str | None, seconds: float, warmup: float, device: str,
+        record: Path | None = None) -> dict[str, Any]:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from vitviz.app.live import LiveController
+    from vitviz.app.live import LiveController, qimage_to_rgb
     from vitviz.engine import Engine
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
@@ -184,6 +185,8 @@ def run(source: str, model: str | None, seconds: float, warmup: float, device: s
         loop.exec()
 
     spin(warmup)
+    if record is not None:  # what the window shows, grabbed after each frame (as the app's Record does)
+        controller.start_recording(record, grab=lambda: qimage_to_rgb(view.grab().toImage()))
     rss_start = rss_mb()
     t0 = time.perf_counter()
     dropped0 = controller._slot.dropped if controller._slot is not None else 0
@@ -192,6 +195,7 @@ def run(source: str, model: str | None, seconds: float, warmup: float, device: s
     t1 = time.perf_counter()
     dropped = (controller._slot.dropped if controller._slot is not None else 0) - dropped0
     rss_end = rss_mb()
+    recorded = str(controller.stop_recording()) if record is not None else None
     ok = controller.stop()
     shown = [t for t in view.shown_at[n_shown0:] if t0 <= t <= t1]
     lat = view.latencies_ms[n_lat0:]
@@ -222,6 +226,7 @@ def run(source: str, model: str | None, seconds: float, warmup: float, device: s
         "seconds": seconds,
         "warmup_s": warmup,
         "threads_stopped_within_1s": ok,
+        "recorded": recorded,
         "errors": errors[:10],
     }
 
@@ -236,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     ap.add_argument("--json", type=Path, default=None, help="write the result here")
     ap.add_argument("--note", default="", help="stored in the JSON")
+    ap.add_argument("--record", type=Path, default=None, metavar="PATH",
+                    help="also record the window to PATH (.mp4 or .gif) while measuring (costs time on the UI thread)")
     ap.add_argument("--make-video", type=Path, default=None, metavar="PATH",
                     help="write the built-in scene's loop to PATH (.mp4 or .gif) and stop")
     ap.add_argument("--frames", type=int, default=240, help="frames of --make-video (default 240)")
@@ -251,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run(args.source, args.model, args.seconds, args.warmup, args.device)
+    result = run(args.source, args.model, args.seconds, args.warmup, args.device, args.record)
     machine = machine_info()
     result["machine"] = machine
     result["note"] = args.note

@@ -53,8 +53,8 @@ def controller(qtbot, engine):
     assert ctl.stop(), "a live thread did not stop within a second"
 
 
-def small_scene(frames: int = 8) -> SceneSource:
-    return SceneSource(frames=frames, fps=40.0, size=48)
+def small_scene(frames: int = 8, prerender: bool = False) -> SceneSource:
+    return SceneSource(frames=frames, fps=40.0, size=48, prerender=prerender)
 
 
 def write_video(path: Path, n: int = 30, fps: float = 30.0, size: tuple[int, int] = (48, 64)) -> Path:
@@ -134,7 +134,7 @@ def test_missing_camera_is_a_clear_error():
 
 
 def test_scene_frames_advance_and_results_belong_to_their_frame(qtbot, controller, engine):
-    controller.start(small_scene())
+    controller.start(small_scene(prerender=True))  # rendered ahead by a helper process
     qtbot.waitUntil(lambda: len(controller.pairs) >= 5, timeout=15000)
     frames = [f for f, _ in controller.pairs]
     assert [f.seq for f in frames] == sorted({f.seq for f in frames})  # in order, none twice
@@ -325,3 +325,15 @@ def test_cli_live_passes_the_source_to_the_app(monkeypatch, capsys):
     assert main(["live", "/no/such/clip.mp4"]) == 2
     assert "/no/such/clip.mp4: no such file" in capsys.readouterr().err
     assert len(calls) == 2
+
+
+def test_window_grabs_become_rgb_arrays(qtbot):
+    from PySide6.QtGui import QColor, QImage
+
+    from vitviz.app.live import qimage_to_rgb
+
+    image = QImage(7, 3, QImage.Format.Format_ARGB32)  # odd width: rows are padded in memory
+    image.fill(QColor(10, 200, 30))
+    rgb = qimage_to_rgb(image)
+    assert rgb.shape == (3, 7, 3) and rgb.dtype == np.uint8
+    assert (rgb == [10, 200, 30]).all()

@@ -1,15 +1,18 @@
 """The built-in live scene: one of the shipped model's own procedural scenes, animated into a seamless loop.
 
 The camera swings around the main object (the backdrop wall turns with it, as a studio backdrop would, so every ray
-still meets it) while the main object makes one full turn and the distractors turn the other way. Frames are rendered
-on demand by whichever thread reads them (the capture thread) and kept, so after the first pass the loop plays back
-without rendering; every frame keeps its exact depth for "show ground truth".
+still meets it) while the main object makes one full turn and the distractors turn the other way. A helper process
+pre-renders the loop in order from the moment the source opens (so rendering never holds the GIL the engine and the
+window need); frames are kept, so after the first pass the loop plays back without rendering. Every frame keeps its
+exact depth for "show ground truth".
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import math
+import multiprocessing
 import threading
 
 import numpy as np
@@ -73,14 +76,25 @@ def animate_spec(spec: dict, phase: float, orbit_degrees: float = ORBIT_DEGREES)
     return out
 
 
+def _render_frame(spec: dict, phase: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image, depth) of ``spec`` at ``phase`` (module level: runs in the pre-rendering process)."""
+    scene = render_spec(animate_spec(spec, phase), size)
+    return scene.image, scene.depth
+
+
 class SceneSource(FrameSource):
     """The built-in live scene: ``frames`` frames per loop at ``fps``, ``size`` pixels square (default 128, the
-    shipped model's resolution). Needs no extra. Frames carry the exact depth and the true class."""
+    shipped model's resolution). Needs no extra. Frames carry the exact depth and the true class.
+
+    ``prerender``: render the loop ahead in a helper process (default); False renders each frame when it is first
+    read, on the reading thread. If the process cannot start, frames are rendered on the reading thread.
+    """
 
     kind = "scene"
     seekable = True
 
-    def __init__(self, seed: int | None = None, frames: int = 96, fps: float = 24.0, size: int = 128) -> None:
+    def __init__(self, seed: int | None = None, frames: int = 96, fps: float = 24.0, size: int = 128,
+                 prerender: bool = True) -> None:
         self.seed = DEFAULT_SCENE_SEED if seed is None else int(seed)
         super().__init__(f"live scene {self.seed}")
         self.fps = float(fps)
@@ -92,21 +106,37 @@ class SceneSource(FrameSource):
         self._lock = threading.Lock()
         self._next = 0
         self._open = False
+        self.prerender = prerender
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._futures: dict[int, concurrent.futures.Future] = {}
 
     def open(self) -> None:
         self._open = True
         self._next = 0
+        if self.prerender and self._pool is None and len(self._cache) < self.frame_count:
+            try:
+                # "spawn": a fresh interpreter, never a fork of a process that runs Qt and torch threads
+                self._pool = concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn"))
+                self._futures = {i: self._pool.submit(_render_frame, self._spec, i / self.frame_count, self.size)
+                                 for i in range(self.frame_count) if i not in self._cache}
+            except (OSError, RuntimeError, ValueError):
+                self._stop_pool()
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(image uint8 [H, W, 3], depth float32 [H, W]) of frame ``index`` of the loop, rendered once and kept."""
         index %= self.frame_count
         with self._lock:
             hit = self._cache.get(index)
+            future = self._futures.pop(index, None)
+        if hit is None and future is not None:
+            try:
+                hit = future.result()
+            except (concurrent.futures.CancelledError, concurrent.futures.process.BrokenProcessPool):
+                hit = None  # the helper process died or was stopped: render here
         if hit is None:
-            scene = render_spec(animate_spec(self._spec, index / self.frame_count), self.size)
-            hit = (scene.image, scene.depth)
-            with self._lock:
-                self._cache[index] = hit
+            hit = _render_frame(self._spec, index / self.frame_count, self.size)
+        with self._lock:
+            self._cache[index] = hit
         return hit
 
     @property
@@ -129,3 +159,11 @@ class SceneSource(FrameSource):
 
     def close(self) -> None:
         self._open = False
+        self._stop_pool()
+
+    def _stop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        with self._lock:
+            self._futures = {}
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
