@@ -337,3 +337,68 @@ def test_window_grabs_become_rgb_arrays(qtbot):
     rgb = qimage_to_rgb(image)
     assert rgb.shape == (3, 7, 3) and rgb.dtype == np.uint8
     assert (rgb == [10, 200, 30]).all()
+
+
+class _FakeCamera:
+    """What av.open returns for a camera: ``frames`` frames, then the device disappears (ENODEV)."""
+
+    def __init__(self, frames: int) -> None:
+        import types
+
+        self.frames = frames
+        self.streams = types.SimpleNamespace(video=[types.SimpleNamespace(average_rate=30, guessed_rate=30,
+                                                                          thread_type=None)])
+
+    def decode(self, _stream):
+        import errno
+
+        import av
+
+        for i in range(self.frames):
+            yield av.VideoFrame.from_ndarray(np.full((24, 32, 3), LEVEL * i, np.uint8), format="rgb24")
+            time.sleep(0.02)
+        raise OSError(errno.ENODEV, "No such device")
+
+    def close(self) -> None:
+        pass
+
+
+@needs_av
+def test_busy_camera_is_a_clear_error(monkeypatch, tmp_path):
+    import errno
+
+    import av
+
+    from vitviz.live.sources import CameraSource
+
+    device = tmp_path / "video0"
+    device.touch()
+
+    def busy(*args, **kwargs):
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(av, "open", busy)
+    with pytest.raises(CameraError, match="is busy: another program is using it"):
+        CameraSource(str(device), name="Test cam").open()
+
+
+@needs_av
+def test_camera_unplugged_mid_stream_gives_the_banner_and_keeps_the_last_frame(qtbot, controller, monkeypatch,
+                                                                               tmp_path):
+    import av
+
+    from vitviz.live.sources import CameraSource
+
+    device = tmp_path / "video0"
+    device.touch()
+    monkeypatch.setattr(av, "open", lambda *a, **k: _FakeCamera(frames=6))
+    controller.start(CameraSource(str(device), name="Test cam"))
+    qtbot.waitUntil(lambda: bool(controller.errors), timeout=10000)
+    assert controller.errors[-1] == ("Test cam is not there (unplugged?)", True)
+    qtbot.wait(300)  # a frame already being analysed still arrives; then nothing more
+    count = len(controller.pairs)
+    qtbot.wait(300)
+    assert count >= 1 and len(controller.pairs) == count and controller.last[0] is controller.pairs[-1][0]
+    assert controller.source_info.kind == "camera"
+    last_frame, last_shown = controller.last
+    assert abs(index_of(last_shown.result.image) - last_frame.index) <= 1

@@ -97,6 +97,7 @@ class LiveController(QObject):
     _delivered = Signal(int, object, object)  # internal: generation, Frame, Shown | None (analysis -> UI thread)
     _opened = Signal(int, object)  # internal: generation, SourceInfo
     _failed = Signal(int, str, bool)  # internal: generation, message, fatal
+    _ended = Signal(int)  # internal: generation
 
     def __init__(self, engine_provider: Callable[[], Any], topk: int = 5, loop: bool = True,
                  parent: QObject | None = None) -> None:
@@ -123,6 +124,7 @@ class LiveController(QObject):
         self._delivered.connect(self._on_delivered)
         self._opened.connect(self._on_opened)
         self._failed.connect(self._on_failed)
+        self._ended.connect(lambda gen: gen == self._generation and self.ended.emit())
         self._timer = QTimer(self)
         self._timer.setInterval(STATS_INTERVAL_MS)
         self._timer.timeout.connect(self._emit_stats)
@@ -166,7 +168,7 @@ class LiveController(QObject):
             src, self._slot, loop=self.loop,
             on_error=lambda message, fatal: self._failed.emit(gen, message, fatal),
             on_open=lambda s: self._opened.emit(gen, SourceInfo(s.name, s.kind, s.fps, s.frame_count, s.seekable)),
-            on_end=self.ended.emit,
+            on_end=lambda: self._ended.emit(gen),
         )
         self._analysis = threading.Thread(target=self._analyse_loop, args=(gen, self._slot, self._stop),
                                           name="vitviz-live-analysis", daemon=True)
