@@ -115,6 +115,7 @@ class LiveController(QObject):
         self._stop = threading.Event()
         self._ui_free = threading.Event()
         self._frozen = False
+        self._stepping = False  # a step or seek asked for while frozen: its frame is analysed and shown
         self._recorder: Recorder | None = None
         self._record_grab: Callable[[], np.ndarray] | None = None
         self._shown_times: collections.deque[float] = collections.deque()
@@ -250,8 +251,6 @@ class LiveController(QObject):
         if self._capture is not None:
             self._stepping = self._frozen
             self._capture.seek(index)
-
-    _stepping = False  # a step or seek asked for while frozen: its frame is analysed and shown
 
     def set_smoothing(self, alpha: float | None) -> None:
         """Temporal smoothing of the maps: the newest frame's weight in (0, 1) (e.g. 0.3), or None / 1 for off."""
