@@ -402,3 +402,27 @@ def test_camera_unplugged_mid_stream_gives_the_banner_and_keeps_the_last_frame(q
     assert controller.source_info.kind == "camera"
     last_frame, last_shown = controller.last
     assert abs(index_of(last_shown.result.image) - last_frame.index) <= 1
+
+
+@needs_av
+@pytest.mark.parametrize("name, codec", [("clip.webm", "libvpx-vp9"), ("clip.mkv", "libx264"), ("clip.mov", "libx264")])
+def test_other_containers_play_and_seek(tmp_path, name, codec):
+    import av
+
+    path = tmp_path / name
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), LEVEL * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    with open_source(path) as src:
+        assert src.frame_count == 12 and src.fps == pytest.approx(25.0)
+        assert [index_of(src.read().image) for _ in range(3)] == [0, 1, 2]
+        src.seek(9)
+        frame = src.read()
+        assert frame.index == 9 and index_of(frame.image) == 9

@@ -188,6 +188,9 @@ class VideoFileSource(FrameSource):
             self.close()
             raise VideoError(f"{self.name}: the file has no video track")
         self._stream = videos[0]
+        if self._stream.codec_context is None:  # FFmpeg knows the container but has no decoder for the codec
+            self.close()
+            raise VideoError(f"{self.name}: its video codec cannot be decoded by this FFmpeg build")
         self._stream.thread_type = "AUTO"
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate and float(rate) > 0 else 25.0
@@ -196,6 +199,8 @@ class VideoFileSource(FrameSource):
         count = int(self._stream.frames or 0)
         if not count and self._stream.duration is not None and tb:
             count = int(round(float(self._stream.duration * tb) * self.fps))
+        if not count and self._container.duration:  # e.g. webm / mkv: only the container knows (microseconds)
+            count = int(round(self._container.duration / 1e6 * self.fps))
         self.frame_count = count or None
         self._packets = self._container.demux(self._stream)
         # Decode the first frame now, so an undecodable codec is reported at open rather than as endless corrupt frames.
