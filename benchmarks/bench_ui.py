@@ -140,7 +140,7 @@ def bench_views(name: str, runs: int, warmup: int, app, window) -> dict[str, Any
             painted.append((t2 - t0) * 1000.0)
     assert window.current_result is (a if (warmup + runs - 1) % 2 == 0 else b).result
     layers = window.current_result.num_layers
-    assert window.head_view_count() == window.current_result.num_heads + 2
+    assert window.attention_panel.tile_count() == window.current_result.num_heads + 2
 
     lh: list[float] = []
     lp: list[float] = []

@@ -73,19 +73,19 @@ def test_open_image_shows_predictions_heads_and_depth(qtbot, window, photo):
     assert window.current_result is result
     assert result.source == str(photo)
     # predictions: the bar chart holds the predicted labels, best first
-    assert window.bar_labels() == [p.label for p in result.predictions]
-    assert set(window.bar_labels()) <= set(TINY_LABELS) and len(window.bar_labels()) == 5
+    assert window.predictions_panel.chart.labels() == [p.label for p in result.predictions]
+    assert set(window.predictions_panel.chart.labels()) <= set(TINY_LABELS) and len(window.predictions_panel.chart.labels()) == 5
     assert window.predictions_panel.chart.probabilities() == pytest.approx([p.probability for p in result.predictions])
     # one map per head, plus the mean and the rollout
     assert result.num_heads == 3
-    assert window.head_view_count() == result.num_heads + 2
-    captions = [window.attention_panel.tiles.tiles[i].caption for i in range(window.head_view_count())]
+    assert window.attention_panel.tile_count() == result.num_heads + 2
+    captions = [window.attention_panel.tiles.tiles[i].caption for i in range(window.attention_panel.tile_count())]
     assert captions[:3] == ["head 0", "head 1", "head 2"]
     assert captions[3] == "mean of heads" and captions[4].startswith("rollout")
-    for i in range(window.head_view_count()):
-        assert window.head_view_image(i).shape == result.image.shape
+    for i in range(window.attention_panel.tile_count()):
+        assert window.attention_panel.tiles.tiles[i].rgb.shape == result.image.shape
     # the input with its patch grid, the depth map with its colour bar, starting on the last layer
-    np.testing.assert_array_equal(window.shown_image(), result.image)
+    np.testing.assert_array_equal(window.input_panel.canvas.rgb, result.image)
     assert window.input_panel.canvas.patch_size == result.grid.patch_size and window.input_panel.canvas.grid_visible
     assert window.depth_panel.canvas.rgb is not None and window.depth_panel.canvas.rgb.shape == result.image.shape
     assert window.depth_panel.bar.lo == pytest.approx(float(result.depth.min()))
@@ -99,16 +99,16 @@ def test_open_image_shows_predictions_heads_and_depth(qtbot, window, photo):
 
 def test_layer_slider_and_arrow_keys_change_maps_without_rerunning(qtbot, window, photo):
     result = open_and_wait(qtbot, window, photo)
-    last = window.head_view_image(0).copy()
+    last = window.attention_panel.tiles.tiles[0].rgb.copy()
     window.state.set_layer(0)
     assert window.state.layer == 0 and window.attention_panel.layer_slider.value() == 0
-    first = window.head_view_image(0).copy()
+    first = window.attention_panel.tiles.tiles[0].rgb.copy()
     assert not np.array_equal(first, last)
     assert window.current_result is result  # the model did not run again
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_Right)
     assert window.state.layer == 1
-    assert not np.array_equal(window.head_view_image(0), first)
+    assert not np.array_equal(window.attention_panel.tiles.tiles[0].rgb, first)
     window.attention_panel.layer_slider.setValue(2)
     assert window.state.layer == 2
     assert window.attention_panel.tiles.tiles[4].caption == "rollout 0–2"
@@ -117,28 +117,28 @@ def test_layer_slider_and_arrow_keys_change_maps_without_rerunning(qtbot, window
     qtbot.keyClick(window, Qt.Key.Key_Up)
     assert window.state.layer == 2
     # per-layer normalisation changes what the heads look like, not what the layer is
-    before = window.head_view_image(1).copy()
+    before = window.attention_panel.tiles.tiles[1].rgb.copy()
     window.state.set_normalisation("layer")
-    assert not np.array_equal(window.head_view_image(1), before)
+    assert not np.array_equal(window.attention_panel.tiles.tiles[1].rgb, before)
     assert window.attention_panel.legend.lo is not None
     window.state.set_opacity(0.0)
-    np.testing.assert_array_equal(window.head_view_image(0), result.image)
+    np.testing.assert_array_equal(window.attention_panel.tiles.tiles[0].rgb, result.image)
 
 
 def test_corrupt_file_shows_error_and_keeps_previous_results(qtbot, window, photo, tmp_path):
     result = open_and_wait(qtbot, window, photo)
-    labels = window.bar_labels()
-    tile = window.head_view_image(0).copy()
+    labels = window.predictions_panel.chart.labels()
+    tile = window.attention_panel.tiles.tiles[0].rgb.copy()
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a PNG")
     with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as blocker:
         window.open_image(bad)
     assert "broken.png" in blocker.args[0]
-    assert window.banner.isVisible() and "broken.png" in window.banner_text()
+    assert window.banner.isVisible() and "broken.png" in window.banner.message()
     assert window.current_result is result
-    np.testing.assert_array_equal(window.shown_image(), result.image)
-    np.testing.assert_array_equal(window.head_view_image(0), tile)
-    assert window.bar_labels() == labels
+    np.testing.assert_array_equal(window.input_panel.canvas.rgb, result.image)
+    np.testing.assert_array_equal(window.attention_panel.tiles.tiles[0].rgb, tile)
+    assert window.predictions_panel.chart.labels() == labels
     qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
     # the next good image clears the error
     open_and_wait(qtbot, window, photo)
@@ -156,19 +156,19 @@ def test_rapid_successive_opens_show_only_the_last_image(qtbot, window, images):
     assert len(shown) == 1
     assert shown[0].source == str(images[-1])
     assert window.current_result.source == str(images[-1])
-    assert window.shown_image().shape[:2] == shown[0].image.shape[:2]
+    assert window.input_panel.canvas.rgb.shape[:2] == shown[0].image.shape[:2]
 
 
 def test_clicking_a_patch_shows_its_query_attention_and_escape_returns_to_cls(qtbot, window, photo):
     result = open_and_wait(qtbot, window, photo)
-    cls_tile = window.head_view_image(0).copy()
+    cls_tile = window.attention_panel.tiles.tiles[0].rgb.copy()
     patch = 7
     center = window.input_panel.canvas.patch_rect(patch).center()
     qtbot.mouseClick(window.input_panel.canvas, Qt.MouseButton.LeftButton, pos=QPoint(int(center.x()), int(center.y())))
     assert window.state.query == patch
     assert f"#{patch}" in window.attention_panel.mode_chip.text() and f"#{patch}" in window.attention_panel.title.text()
     assert window.attention_panel.cls_button.isVisible()
-    assert not np.array_equal(window.head_view_image(0), cls_tile)
+    assert not np.array_equal(window.attention_panel.tiles.tiles[0].rgb, cls_tile)
     expected = result.query_attention(window.state.layer, patch)
     np.testing.assert_allclose(window.attention_panel.values[0], expected[0])
     assert window.input_panel.canvas.marked_patch == patch
@@ -176,7 +176,7 @@ def test_clicking_a_patch_shows_its_query_attention_and_escape_returns_to_cls(qt
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert window.state.query is None
     assert window.attention_panel.mode_chip.text() == "CLS" and not window.attention_panel.cls_button.isVisible()
-    np.testing.assert_array_equal(window.head_view_image(0), cls_tile)
+    np.testing.assert_array_equal(window.attention_panel.tiles.tiles[0].rgb, cls_tile)
 
 
 def test_hover_reports_the_patch_in_the_status_bar(qtbot, window, photo):
@@ -204,11 +204,11 @@ def test_clicking_a_head_enlarges_it_and_follows_the_layer(qtbot, window, photo)
     shown = window.attention_panel.detail.canvas.rgb
     assert shown.shape == image.shape and window.attention_panel.detail.canvas.patch_size == 2 * result.grid.patch_size
     np.testing.assert_allclose(window.attention_panel.detail.values, window.attention_panel.values[1])
-    assert np.abs(box_downsample(shown, 2) - window.head_view_image(1)).mean() < 6  # the same map as the tile
+    assert np.abs(box_downsample(shown, 2) - window.attention_panel.tiles.tiles[1].rgb).mean() < 6  # the same map as the tile
     window.state.set_layer(0)
     assert "Layer 0" in window.attention_panel.detail.title.text()
     np.testing.assert_allclose(window.attention_panel.detail.values, window.attention_panel.values[1])
-    assert np.abs(box_downsample(window.attention_panel.detail.canvas.rgb, 2) - window.head_view_image(1)).mean() < 6
+    assert np.abs(box_downsample(window.attention_panel.detail.canvas.rgb, 2) - window.attention_panel.tiles.tiles[1].rgb).mean() < 6
     assert not np.array_equal(window.attention_panel.detail.canvas.rgb, shown)
 
 
@@ -315,7 +315,7 @@ def test_wrong_checkpoint_shows_error_and_keeps_the_model(qtbot, window, photo, 
     assert window.current_model is model
     assert window.model_combo.currentData() == model.spec
     qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
-    assert "bad.json" in window.banner_text()  # still explained after the worker went idle
+    assert "bad.json" in window.banner.message()  # still explained after the worker went idle
 
 
 def test_paste_and_drop_open_images(qtbot, window, images):
@@ -345,10 +345,10 @@ def test_without_a_model_the_app_explains_and_still_opens_images(qtbot, bare_win
     assert [a.text() for a in bare_window.sample_actions()] == ["sample"]
     with qtbot.waitSignal(bare_window.preview_shown, timeout=TIMEOUT) as blocker:
         bare_window.startup()
-    assert "not installed" in bare_window.banner_text()
+    assert "not installed" in bare_window.banner.message()
     assert blocker.args[0].source == str(sample)
-    assert bare_window.shown_image().shape == (64, 64, 3)
-    assert bare_window.current_result is None and bare_window.head_view_count() == 0
+    assert bare_window.input_panel.canvas.rgb.shape == (64, 64, 3)
+    assert bare_window.current_result is None and bare_window.attention_panel.tile_count() == 0
 
 
 def test_startup_opens_the_first_sample_with_the_shipped_model(qtbot, bare_window, tiny_checkpoint, images,
@@ -395,9 +395,9 @@ def test_switching_model_reanalyses_the_image_with_the_new_one(qtbot, window, ph
         window.load_model(str(tmp_path / "other.json"))
     result = blocker.args[0]
     assert result.model_name == "other" and result.source == str(photo)
-    assert window.head_view_count() == 2 + 2
+    assert window.attention_panel.tile_count() == 2 + 2
     assert window.state.layer == 1  # a model with another depth starts on its last layer
-    assert set(window.bar_labels()) == {"x", "y", "z"}
+    assert set(window.predictions_panel.chart.labels()) == {"x", "y", "z"}
     assert window.depth_panel.canvas.rgb is None  # this model predicts no depth
     assert "other" in window.details_panel.label.text() and window.model_combo.currentText() == "other"
 
@@ -427,7 +427,7 @@ def test_out_of_memory_is_reported_and_the_results_stay(qtbot, window, photo, im
     with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as blocker:
         window.open_image(images[0])
     assert blocker.args[0].startswith("Out of memory while analysing img0.png")
-    assert window.current_result is result and window.bar_labels() == [p.label for p in result.predictions]
+    assert window.current_result is result and window.predictions_panel.chart.labels() == [p.label for p in result.predictions]
 
 
 def test_startup_prefers_a_scene_sample(tmp_path):

@@ -57,9 +57,9 @@ def snapshot(window):
     """What the user sees of the current result."""
     return {
         "result": window.current_result,
-        "image": window.shown_image().copy(),
-        "tiles": [window.head_view_image(i).copy() for i in range(window.head_view_count())],
-        "labels": window.bar_labels(),
+        "image": window.input_panel.canvas.rgb.copy(),
+        "tiles": [window.attention_panel.tiles.tiles[i].rgb.copy() for i in range(window.attention_panel.tile_count())],
+        "labels": window.predictions_panel.chart.labels(),
         "depth": window.depth_panel.canvas.rgb.copy(),
         "title": window.windowTitle(),
         "model": window.current_model,
@@ -68,11 +68,11 @@ def snapshot(window):
 
 def assert_unchanged(window, before):
     assert window.current_result is before["result"]
-    np.testing.assert_array_equal(window.shown_image(), before["image"])
-    assert window.head_view_count() == len(before["tiles"])
+    np.testing.assert_array_equal(window.input_panel.canvas.rgb, before["image"])
+    assert window.attention_panel.tile_count() == len(before["tiles"])
     for i, tile in enumerate(before["tiles"]):
-        np.testing.assert_array_equal(window.head_view_image(i), tile)
-    assert window.bar_labels() == before["labels"]
+        np.testing.assert_array_equal(window.attention_panel.tiles.tiles[i].rgb, tile)
+    assert window.predictions_panel.chart.labels() == before["labels"]
     np.testing.assert_array_equal(window.depth_panel.canvas.rgb, before["depth"])
     assert window.windowTitle() == before["title"]
     assert window.current_model is before["model"]
@@ -102,10 +102,10 @@ def test_bad_image_shows_the_reason_and_keeps_the_previous_results(kind, qtbot, 
         window.open_image(path)
     message = blocker.args[0]
     assert path.name in message and reason in message and "\n" not in message
-    assert window.banner.isVisible() and reason in window.banner_text()
+    assert window.banner.isVisible() and reason in window.banner.message()
     qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
     assert_unchanged(window, before)
-    assert reason in window.banner_text()  # still explained once the worker is idle
+    assert reason in window.banner.message()  # still explained once the worker is idle
     # a model switch re-analyses what is shown, not the refused file
     with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as again:
         window.load_model(window.current_model.spec)
@@ -116,14 +116,14 @@ def test_odd_images_open_with_their_notices(qtbot, window, tmp_path):
     for kind, (make, notice) in ODD_IMAGES.items():
         result = open_and_wait(qtbot, window, make(tmp_path))
         assert result.grid.num_patches >= 1, kind
-        np.testing.assert_array_equal(window.shown_image(), result.image)
+        np.testing.assert_array_equal(window.input_panel.canvas.rgb, result.image)
         if notice:
             assert window.input_panel.notices.isVisible() and notice in window.input_panel.notices.text(), kind
 
 
 def test_exif_rotated_image_is_shown_upright(qtbot, window, tmp_path):
     result = open_and_wait(qtbot, window, exif_rotated(tmp_path))
-    shown = window.shown_image()
+    shown = window.input_panel.canvas.rgb
     h, w = shown.shape[:2]
     assert h > w  # portrait, as the camera was held
     assert shown[2, w // 2, 0] > 200 and shown[2, w // 2, 2] < 60  # red on top
@@ -142,12 +142,12 @@ def test_bad_image_without_a_model_keeps_the_previous_preview(qtbot, settings, t
     w.show()
     with qtbot.waitSignal(w.preview_shown, timeout=TIMEOUT):
         w.open_image(photo)
-    image = w.shown_image().copy()
+    image = w.input_panel.canvas.rgb.copy()
     with qtbot.waitSignal(w.error_shown, timeout=TIMEOUT) as blocker:
         w.open_image(BAD_IMAGES["decompression-bomb"][0](tmp_path))
     assert "bomb.png" in blocker.args[0] and "decompression bomb" in blocker.args[0]
     qtbot.waitUntil(lambda: not w.is_busy, timeout=TIMEOUT)
-    np.testing.assert_array_equal(w.shown_image(), image)
+    np.testing.assert_array_equal(w.input_panel.canvas.rgb, image)
     assert w.windowTitle().startswith("photo.jpg")
     w.close()
 
@@ -169,7 +169,7 @@ def test_bad_checkpoint_shows_the_reason_and_the_previous_model_keeps_working(ki
     qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
     assert_unchanged(window, before)
     assert window.model_combo.currentData() == before["model"].spec
-    assert reason in window.banner_text()
+    assert reason in window.banner.message()
     assert not PWNED_MARKER.exists()
     # the previous model still analyses new images
     result = open_and_wait(qtbot, window, images[0])
@@ -239,7 +239,7 @@ def test_cuda_out_of_memory_falls_back_to_the_cpu_and_says_so(qtbot, window, pho
     # the Details panel follows the model to the CPU instead of still naming the GPU
     details = window.details_panel.label.text()
     assert ">Device</td><td>cpu<" in details and "cuda" not in details
-    assert window.bar_labels() == [p.label for p in result.predictions]
+    assert window.predictions_panel.chart.labels() == [p.label for p in result.predictions]
 
 
 # --------------------------------------------------------------------------------------------------- threads
@@ -284,7 +284,7 @@ def test_twenty_rapid_opens_show_only_the_last_and_leak_no_thread(qtbot, window,
     qtbot.wait(100)  # let any stray queued answer arrive
     assert [r.source for r in shown] == [str(images[-1])]
     assert window.current_result.source == str(images[-1]) and window.windowTitle().startswith(images[-1].name)
-    np.testing.assert_array_equal(window.shown_image(), shown[0].image)
+    np.testing.assert_array_equal(window.input_panel.canvas.rgb, shown[0].image)
     assert python_and_qt_threads(window) == baseline == (baseline[0], 1)
     if baseline_os is not None:
         assert os_threads() <= baseline_os

@@ -434,6 +434,6 @@ def test_the_app_asks_before_downloading_shows_progress_and_cancels_to_the_previ
         window.status_bar.cancel_button.click()
     qtbot.waitUntil(lambda: not window.is_busy, timeout=5_000)
     assert window.current_model is before and window.model_combo.currentData() == before.spec
-    assert "cancelled" in window.banner_text() and not window.status_bar.cancel_button.isVisible()
+    assert "cancelled" in window.banner.message() and not window.status_bar.cancel_button.isVisible()
     window.close()
     _finish_abandoned_transfers(hub)

@@ -15,7 +15,7 @@ from .export import write_features, write_outputs
 
 __all__ = ["main"]
 
-COMMANDS = ("gui", "analyze", "models")
+COMMANDS = ("gui", "analyze", "models", "live")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -53,6 +53,11 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="classes explained by --explain: top1 (default), top5 or a class label or index")
 
     sub.add_parser("models", help="list the shipped and pretrained models")
+
+    live = sub.add_parser("live", help="open the app in live mode: the built-in scene, a video file or a camera")
+    live.add_argument("source", nargs="?", default="scene",
+                      help="scene (default), scene:SEED, a video/GIF/WebP file, camera, camera:N or /dev/videoN")
+    _model_options(live)
     return parser
 
 
@@ -107,8 +112,14 @@ def launch_gui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"vitviz: error: the desktop app cannot start ({exc})", file=sys.stderr)
         return 2
-    return run_app(image=args.image, model=args.model, device=args.device, depth_model=args.depth_model,
-                   present=args.present, interval=args.interval)
+    live = None
+    if args.command == "live":
+        from .live.sources import check_source
+
+        live = check_source(args.source)  # a missing file fails here, before the window opens
+    return run_app(image=getattr(args, "image", None), model=args.model, device=args.device,
+                   depth_model=args.depth_model, present=getattr(args, "present", None),
+                   interval=getattr(args, "interval", None), live=live)
 
 
 def list_models() -> int:

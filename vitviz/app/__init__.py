@@ -85,11 +85,13 @@ def run_app(
     depth_model: str | None = None,
     present: str | os.PathLike[str] | None = None,
     interval: float | None = None,
+    live: str | None = None,
 ) -> int:
     """Open the window on ``image`` (default: the first sample) with ``model`` (default: the shipped model).
 
     ``present`` (an image, a folder, or ``""``: ``image``, else the samples) starts in presentation mode, cycling
-    through a folder every ``interval`` seconds. Returns the application's exit status.
+    through a folder every ``interval`` seconds. ``live`` starts the live mode on this source (``scene``, a video
+    file, ``camera:N``; see :func:`vitviz.live.open_source`) once the window is up. Returns the exit status.
     """
     problem = display_problem()
     if problem:
@@ -117,4 +119,6 @@ def run_app(
     # Start loading once the window is on screen: the worker imports torch meanwhile.
     QTimer.singleShot(0, lambda: window.startup(image=image, model=model, device=device or "auto",
                                                 depth_model=depth_model))
+    if live:
+        QTimer.singleShot(0, lambda: window.live.start(live))
     return int(app.exec())

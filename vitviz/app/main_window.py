@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QToolButton, QVBoxLayo
 
 from . import dialogs, paths
 from .file_menus import RecentFiles, fill_samples_menu
+from .live_mode import LiveMode
 from .model_picker import ModelPicker
 from .panels import (
     AttentionPanel, DepthPanel, DetailsPanel, EvidencePanel, FeaturesPanel, HeadAtlasPanel, InputPanel,
@@ -73,6 +74,7 @@ class MainWindow(QMainWindow):
         self.evidence_panel = add_view(self.side_views, EvidencePanel(self.state), "Class evidence")
         self.details_panel = DetailsPanel(self.state)
         self.presentation = PresentationView.for_window(self)  # full screen, for an audience (F11)
+        self.live = LiveMode(self.state, self.session, self)  # camera, video files, the built-in live scene
         self._build_actions()
         self._build_menus()
         self._build_toolbar()
@@ -119,6 +121,7 @@ class MainWindow(QMainWindow):
         self.view_menu.addSeparator()
         self.view_menu.addAction(self.act_present)
         bar.addMenu(self.view_menu)
+        bar.addMenu(self.live.menu)
         self.picker = ModelPicker(self.session, self.act_checkpoint, self)
         bar.addMenu(self.picker.menu)
         bar.addMenu("&Help").addAction(self.act_about)
@@ -165,6 +168,8 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status_bar)
         self.hover_label, self.busy_label = self.status_bar.hover_label, self.status_bar.busy_label
         self.drops.hint.connect(self.hover_label.setText)
+        self.status_bar.addPermanentWidget(self.live.readout)
+        self.live.message.connect(lambda text, kind: self.show_message(text, kind, topic="live"))
         self.drops.dropped.connect(self._on_drop)
         self.busy_bar, self.timing_label = self.status_bar.busy_bar, self.status_bar.timing_label
 
@@ -197,22 +202,6 @@ class MainWindow(QMainWindow):
     @property
     def is_busy(self) -> bool:
         return self.session.is_busy
-
-    def bar_labels(self) -> list[str]:
-        return self.predictions_panel.chart.labels()
-
-    def head_view_count(self) -> int:
-        """Number of attention tiles shown: one per head, plus the mean over heads and the rollout."""
-        return len(self.attention_panel.tiles.tiles) if self.state.shown is not None else 0
-
-    def head_view_image(self, index: int) -> np.ndarray | None:
-        return self.attention_panel.tiles.tiles[index].rgb
-
-    def shown_image(self) -> np.ndarray | None:
-        return self.input_panel.canvas.rgb
-
-    def banner_text(self) -> str:
-        return self.banner.message()
 
     def startup(self, image: str | os.PathLike[str] | None = None, model: str | None = None,
                 device: str = "auto", depth_model: str | None = None) -> None:
@@ -315,8 +304,8 @@ class MainWindow(QMainWindow):
         result = shown.result
         self.setWindowTitle(f"{source_name(result.source)} — vitviz")
         self.banner.dismiss_topics("image")
-        if isinstance(self.session.current_source, str):
-            self.recent.add(self.session.current_source)
+        if isinstance(self.session.current_source, str) and result.source == self.session.current_source:
+            self.recent.add(self.session.current_source)  # an opened file (not a live frame)
         self.result_ready.emit(result)
 
     def _on_preview(self, preview) -> None:
@@ -349,6 +338,7 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         for dialog in (self.attention_panel.detail, self.depth_panel.detail):
             dialog.close()
+        self.live.stop()
         self.shutdown()
         super().closeEvent(event)
 

@@ -192,6 +192,10 @@ class AttentionPanel(Panel):
             self.cls_button.show()
         self.mode_chip.show()
 
+    def tile_count(self) -> int:
+        """Number of maps shown: one per head, plus the mean over heads and the rollout (0 before a result)."""
+        return len(self.tiles.tiles) if self.state.shown is not None else 0
+
     def tile_name(self, tile: int, short: bool = False) -> str:
         n = len(self.tiles.tiles) - 2
         if tile < n:
