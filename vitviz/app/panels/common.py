@@ -7,6 +7,9 @@ from typing import Any, Iterable
 
 from PySide6.QtWidgets import QComboBox
 
+from ..state import ViewState
+from ..widgets import ImageCanvas, Panel
+
 MUTED = "#5b6470"
 
 
@@ -68,3 +71,53 @@ def set_combo_text(box: QComboBox, text: str) -> None:
         box.blockSignals(True)
         box.setCurrentIndex(i)
         box.blockSignals(False)
+
+
+class LazyPanel(Panel):
+    """A panel that shares its place with others (a tab): it draws only while visible, and when shown again after
+    changes it missed. Subclasses implement :meth:`draw` and connect state signals to :meth:`refresh`."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(title)
+        self._stale = True
+
+    def draw(self) -> None:
+        raise NotImplementedError
+
+    def refresh(self, *_args) -> None:
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
+        self.draw()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
+
+def follow_patches(canvas: ImageCanvas, state: ViewState) -> None:
+    """Make a map canvas follow the state: its result's patch grid (when shown), the hovered and selected patch."""
+
+    def on_result(shown) -> None:
+        if shown is not None:
+            canvas.set_patch_size(shown.result.grid.patch_size)
+            canvas.set_grid_visible(state.grid)
+            canvas.set_hover_patch(None)
+
+    state.result_changed.connect(on_result)
+    state.hover_changed.connect(canvas.set_hover_patch)
+    state.query_changed.connect(canvas.set_marked_patch)
+    state.grid_changed.connect(lambda visible: canvas.set_grid_visible(visible and state.shown is not None))
+
+
+def hover_patch(state: ViewState, pos: Any, hint: str = "") -> None:
+    """The mouse is over input pixel ``pos`` of a map: publish the patch, and describe it (and the depth there)."""
+    patch = state.patch_at(pos)
+    state.set_hover(patch)
+    if patch is None:
+        state.status.emit("")
+        return
+    result = state.result
+    state.status.emit(describe_patch(result.grid, patch) + depth_text(result, pos) + (f"  ·  {hint}" if hint else ""))

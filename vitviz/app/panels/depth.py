@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel
 from ...render import COLORMAPS, apply_colormap, colormap_lut, normalize
 from ..state import ViewState
 from ..widgets import ColorBar, ImageCanvas, MapDialog, Panel
-from .common import combo, depth_text, describe_patch, html, muted, set_combo_text
+from .common import combo, follow_patches, hover_patch, html, muted, set_combo_text
 
 __all__ = ["DepthPanel"]
 
@@ -28,7 +28,7 @@ class DepthPanel(Panel):
         row = QHBoxLayout()
         self.canvas = ImageCanvas(placeholder="The predicted depth map appears here.")
         self.canvas.set_clickable(True)
-        self.canvas.hovered.connect(self._on_hover)
+        self.canvas.hovered.connect(lambda pos: hover_patch(state, pos, "click to enlarge"))
         self.canvas.clicked.connect(lambda _pos: self.open_detail())
         self.bar = ColorBar(Qt.Orientation.Vertical)
         row.addWidget(self.canvas, 1)
@@ -42,20 +42,11 @@ class DepthPanel(Panel):
         self.body.addWidget(self.info)
         self.detail = MapDialog(self)  # the depth map enlarged, with the value of the pixel under the mouse
 
-        state.result_changed.connect(self._on_result)
+        follow_patches(self.canvas, state)
+        state.result_changed.connect(self.refresh)
         state.depth_style_changed.connect(self.refresh)
-        state.query_changed.connect(self.canvas.set_marked_patch)
-        state.hover_changed.connect(self.canvas.set_hover_patch)
-        state.grid_changed.connect(lambda v: self.canvas.set_grid_visible(v and state.shown is not None))
 
-    def _on_result(self, shown) -> None:
-        if shown is not None:
-            self.canvas.set_patch_size(shown.result.grid.patch_size)
-            self.canvas.set_grid_visible(self.state.grid)
-            self.canvas.set_hover_patch(None)
-        self.refresh()
-
-    def refresh(self) -> None:
+    def refresh(self, *_args) -> None:
         """Redraw the map, colour bar and texts from the state."""
         set_combo_text(self.cmap_combo, self.state.depth_cmap)
         result = self.state.result
@@ -103,14 +94,3 @@ class DepthPanel(Panel):
             self.canvas.rgb, result.depth, bar.lut, bar.lo, bar.hi,
             " m" if result.depth_kind == "metric" else "", bar.title,
         )
-
-    def _on_hover(self, pos) -> None:
-        state = self.state
-        patch = state.patch_at(pos)
-        state.set_hover(patch)
-        if patch is None:
-            state.status.emit("")
-            return
-        result = state.result
-        text = describe_patch(result.grid, patch) + depth_text(result, pos)
-        state.status.emit(text + "  ·  click to enlarge")

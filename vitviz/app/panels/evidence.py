@@ -16,8 +16,8 @@ from ...errors import VitvizError
 from ...explain import DEFAULT_DISCARD, GRADIENT_METHODS, Evidence, mass_threshold_mask
 from ...render import colormap_lut, overlay
 from ..state import ViewState
-from ..widgets import ColorBar, ImageCanvas, Panel, format_percent
-from .common import html, muted
+from ..widgets import ColorBar, ImageCanvas, format_percent
+from .common import LazyPanel, follow_patches, html, muted
 from .threshold import ThresholdControl, apply_threshold
 
 __all__ = ["EvidencePanel", "METHOD_NAMES"]
@@ -27,7 +27,7 @@ METHOD_NAMES = {"relevance": "Chefer relevance", "grad-rollout": "Gradient-weigh
 TOP = 5  # classes whose gradients are computed together when the panel first needs them
 
 
-class EvidencePanel(Panel):
+class EvidencePanel(LazyPanel):
     def __init__(self, state: ViewState) -> None:
         super().__init__("Class evidence")
         self.state = state
@@ -71,15 +71,12 @@ class EvidencePanel(Panel):
         self.info.setObjectName("Muted")
         self.info.setWordWrap(True)
         self.body.addWidget(self.info)
-        self._stale = True
         self._asked: set[tuple[int, int]] = set()  # (result id, class) already requested from the worker
 
+        follow_patches(self.canvas, state)
         state.result_changed.connect(self._on_result)
         for signal in (state.evidence_changed, state.layer_changed, state.attention_style_changed):
             signal.connect(self.refresh)
-        state.hover_changed.connect(self.canvas.set_hover_patch)
-        state.query_changed.connect(self.canvas.set_marked_patch)
-        state.grid_changed.connect(lambda v: self.canvas.set_grid_visible(v and state.shown is not None))
 
     def _rollout_options(self, *_args) -> None:
         discard = self.discard.value()
@@ -91,8 +88,6 @@ class EvidencePanel(Panel):
         self.class_combo.clear()
         if shown is not None:
             result = shown.result
-            self.canvas.set_patch_size(result.grid.patch_size)
-            self.canvas.set_grid_visible(self.state.grid)
             if result.probabilities is not None:
                 for i in np.argsort(-result.probabilities, kind="stable"):
                     self.class_combo.addItem(f"{result.labels[i]}  {format_percent(float(result.probabilities[i]))}",
@@ -100,17 +95,8 @@ class EvidencePanel(Panel):
         self.class_combo.setEnabled(self.class_combo.count() > 0)
         self.refresh()
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
-
-    def refresh(self, *_args) -> None:
+    def draw(self) -> None:
         """Redraw from the state; asks for missing gradients (only while visible: they cost a backward pass)."""
-        if not self.isVisible():
-            self._stale = True
-            return
-        self._stale = False
         state = self.state
         self._sync_controls()
         result = state.result

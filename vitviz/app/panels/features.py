@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel
 
 from ...render import colormap_lut, overlay, overlay_rgb
 from ..state import ViewState
-from ..widgets import ColorBar, ImageCanvas, Panel
-from .common import muted
+from ..widgets import ColorBar, ImageCanvas
+from .common import LazyPanel, follow_patches, muted
 from .layer_slider import LayerSlider
 
 __all__ = ["FeaturesPanel", "MODES"]
@@ -24,7 +24,7 @@ MODES = {"pca": "PCA colours", "similarity": "Patch similarity", "norms": "Token
 SCALINGS = {"minmax": "min–max", "percentile": "2–98 percentile"}
 
 
-class FeaturesPanel(Panel):
+class FeaturesPanel(LazyPanel):
     def __init__(self, state: ViewState) -> None:
         super().__init__("Features")
         self.state = state
@@ -62,13 +62,10 @@ class FeaturesPanel(Panel):
         self.info.setObjectName("Muted")
         self.info.setWordWrap(True)
         self.body.addWidget(self.info)
-        self._stale = True
 
-        state.result_changed.connect(self._on_result)
-        for signal in (state.layer_changed, state.query_changed, state.attention_style_changed):
+        follow_patches(self.canvas, state)
+        for signal in (state.result_changed, state.layer_changed, state.query_changed, state.attention_style_changed):
             signal.connect(self.refresh)
-        state.hover_changed.connect(self.canvas.set_hover_patch)
-        state.grid_changed.connect(lambda v: self.canvas.set_grid_visible(v and state.shown is not None))
 
     def set_mode(self, mode: str) -> None:
         if mode in MODES:
@@ -76,24 +73,8 @@ class FeaturesPanel(Panel):
             self.mode_combo.setCurrentIndex(list(MODES).index(mode))
             self.refresh()
 
-    def _on_result(self, shown) -> None:
-        if shown is not None:
-            self.canvas.set_patch_size(shown.result.grid.patch_size)
-            self.canvas.set_grid_visible(self.state.grid)
-            self.canvas.set_hover_patch(None)
-        self.refresh()
-
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
-
-    def refresh(self, *_args) -> None:
+    def draw(self) -> None:
         """Redraw the map for the state's layer and query; a hidden panel only notes that it must redraw."""
-        if not self.isVisible():
-            self._stale = True
-            return
-        self._stale = False
         state, pca = self.state, self.mode == "pca"
         self.foreground.setVisible(pca)
         self.scaling.setVisible(pca)

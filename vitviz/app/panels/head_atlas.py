@@ -14,15 +14,15 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout
 
 from ...render import normalize, overlay
 from ..state import ViewState
-from ..widgets import ACCENT, ImageCanvas, Panel
-from .common import muted
+from ..widgets import ACCENT, ImageCanvas
+from .common import LazyPanel, muted
 
 __all__ = ["HeadAtlasPanel", "MEASURES"]
 
 MEASURES = {"distance": ("Mean attention distance", "pixels"), "entropy": ("CLS attention entropy", "nats")}
 
 
-class HeadAtlasPanel(Panel):
+class HeadAtlasPanel(LazyPanel):
     def __init__(self, state: ViewState) -> None:
         super().__init__("Head atlas")
         import pyqtgraph as pg
@@ -70,7 +70,6 @@ class HeadAtlasPanel(Panel):
         self.info.setWordWrap(True)
         self.body.addWidget(self.info)
         self.points: list[tuple[int, int]] = []  # (layer, head) of each scatter point
-        self._stale = True
         state.result_changed.connect(self.refresh)
         for signal in (state.layer_changed, state.head_changed, state.attention_style_changed):
             signal.connect(self.refresh)
@@ -100,16 +99,7 @@ class HeadAtlasPanel(Panel):
         view = QPointF(self.x_of(layer, head, values.shape[1]), float(values[layer, head]))
         return QPointF(self.plot.mapFromScene(self.plot.getPlotItem().getViewBox().mapViewToScene(view)))
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
-
-    def refresh(self, *_args) -> None:
-        if not self.isVisible():
-            self._stale = True
-            return
-        self._stale = False
+    def draw(self) -> None:
         pg, state, values = self.pg, self.state, self.values()
         if values is None:
             self.scatter.clear()

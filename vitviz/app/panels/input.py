@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QCheckBox, QLabel
 
 from ..state import ViewState
 from ..widgets import ImageCanvas, Panel
-from .common import depth_text, describe_patch, html, muted, source_name
+from .common import hover_patch, html, muted, source_name
 
 __all__ = ["InputPanel"]
 
@@ -29,7 +29,9 @@ class InputPanel(Panel):
                                               "pick a sample.")
         self.canvas.setCursor(Qt.CursorShape.CrossCursor)
         self.canvas.setToolTip("Hover a patch to see where it is; click it to show its query attention")
-        self.canvas.hovered.connect(self._on_hover)
+        self.canvas.hovered.connect(
+            lambda pos: hover_patch(state, pos, "click: show this patch's query attention" if state.result is not None
+                                    and state.result.attentions is not None else ""))
         self.canvas.clicked.connect(lambda pos: state.toggle_query(state.patch_at(pos)))
         self.info = QLabel("")
         self.info.setObjectName("Muted")
@@ -98,16 +100,3 @@ class InputPanel(Panel):
             self.notices.show()
         else:
             self.notices.hide()
-
-    def _on_hover(self, pos) -> None:
-        state = self.state
-        patch = state.patch_at(pos)
-        state.set_hover(patch)
-        if patch is None:
-            state.status.emit("")
-            return
-        result = state.result
-        text = describe_patch(result.grid, patch) + depth_text(result, pos)
-        if result.attentions is not None:
-            text += "  ·  click: show this patch's query attention"
-        state.status.emit(text)
