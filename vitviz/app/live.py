@@ -116,6 +116,7 @@ class LiveController(QObject):
         self._ui_free = threading.Event()
         self._frozen = False
         self._stepping = False  # a step or seek asked for while frozen: its frame is analysed and shown
+        self._expect: tuple[str, int] = ("seq", 0)  # which frame the step or seek asked for (see _expected)
         self._recorder: Recorder | None = None
         self._record_grab: Callable[[], np.ndarray] | None = None
         self._shown_times: collections.deque[float] = collections.deque()
@@ -244,12 +245,14 @@ class LiveController(QObject):
         if not self._frozen:
             self.freeze()
         self._stepping = True
+        self._expect = ("seq", getattr(self._capture, "next_seq", 0))  # a frame captured after this request
         self._capture.step(delta)
 
     def seek(self, index: int) -> None:
         """Continue from frame ``index`` of a file (shown with its result also while frozen)."""
         if self._capture is not None:
             self._stepping = self._frozen
+            self._expect = ("index", int(index))
             self._capture.seek(index)
 
     def set_smoothing(self, alpha: float | None) -> None:
@@ -345,8 +348,8 @@ class LiveController(QObject):
         try:
             if gen != self._generation:
                 return
-            if self._frozen and not self._stepping:
-                return  # analysed while freezing: the frozen pair stays
+            if self._frozen and (not self._stepping or not self._expected(frame)):
+                return  # analysed while freezing, or before the step / seek asked for: the frozen pair stays
             self._stepping = False
             self.last = (frame, shown)
             self.frame_ready.emit(frame, shown)
@@ -366,6 +369,11 @@ class LiveController(QObject):
         finally:
             if gen == self._generation:
                 self._ui_free.set()
+
+    def _expected(self, frame: Frame) -> bool:
+        """Whether ``frame`` is the one the last step or seek asked for (not one analysed before it)."""
+        kind, value = self._expect
+        return frame.index == value if kind == "index" else frame.seq >= value
 
     @Slot(int, object)
     def _on_opened(self, gen: int, info: SourceInfo) -> None:

@@ -88,6 +88,7 @@ class CaptureThread(threading.Thread):
         self._seek: int | None = None
         self.last_index = -1  # index of the newest frame delivered
         self.delivered = 0
+        self.next_seq = 0  # seq of the next frame delivered (frames count from 0)
         self.corrupt = 0
         self.opened = False
 
@@ -224,6 +225,7 @@ class CaptureThread(threading.Thread):
                     self._steps = max(0, self._steps - 1)
             frame.seq = seq
             seq += 1
+            self.next_seq = seq
             frame.captured = time.perf_counter()
             self.last_index = frame.index
             self.delivered += 1

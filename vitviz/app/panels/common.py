@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from PySide6.QtWidgets import QComboBox
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QLabel
 
 from ..state import ViewState
-from ..widgets import ImageCanvas, Panel
+from ..widgets import ColorBar, ImageCanvas, Panel
 
 MUTED = "#5b6470"
 
@@ -80,6 +81,22 @@ class LazyPanel(Panel):
     def __init__(self, title: str) -> None:
         super().__init__(title)
         self._stale = True
+
+    def add_map(self, state: ViewState, placeholder: str) -> None:
+        """The body's map over the image (``canvas``: a click selects a patch's query, the grid and hovered patch
+        follow the state), a horizontal colour bar (``legend``) and a line of explanation (``info``)."""
+        self.canvas = ImageCanvas(placeholder=placeholder)
+        self.canvas.setCursor(Qt.CursorShape.CrossCursor)
+        self.canvas.hovered.connect(self._on_hover)
+        self.canvas.clicked.connect(lambda pos: state.toggle_query(state.patch_at(pos)))
+        follow_patches(self.canvas, state)
+        self.legend = ColorBar(Qt.Orientation.Horizontal)
+        self.info = QLabel("")
+        self.info.setObjectName("Muted")
+        self.info.setWordWrap(True)
+        self.body.addWidget(self.canvas, 1)
+        self.body.addWidget(self.legend)
+        self.body.addWidget(self.info)
 
     def draw(self) -> None:
         raise NotImplementedError

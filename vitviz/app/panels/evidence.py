@@ -9,15 +9,14 @@ among those held, or method, redraws with numpy only (:meth:`vitviz.explain.Evid
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout
 
 from ...errors import VitvizError
 from ...explain import DEFAULT_DISCARD, GRADIENT_METHODS, Evidence, mass_threshold_mask
 from ...render import colormap_lut, overlay
 from ..state import ViewState
-from ..widgets import ColorBar, ImageCanvas, format_percent
-from .common import LazyPanel, follow_patches, html, muted
+from ..widgets import format_percent
+from .common import LazyPanel, html, muted
 from .threshold import ThresholdControl, apply_threshold
 
 __all__ = ["EvidencePanel", "METHOD_NAMES"]
@@ -61,19 +60,9 @@ class EvidencePanel(LazyPanel):
         controls.addStretch(1)
         controls.addWidget(ThresholdControl(state))
         self.body.addLayout(controls)
-        self.canvas = ImageCanvas(placeholder="Which patches made the model choose a class appears here.")
-        self.canvas.hovered.connect(self._on_hover)
-        self.canvas.clicked.connect(lambda pos: state.toggle_query(state.patch_at(pos)))
-        self.body.addWidget(self.canvas, 1)
-        self.legend = ColorBar(Qt.Orientation.Horizontal)
-        self.body.addWidget(self.legend)
-        self.info = QLabel("")
-        self.info.setObjectName("Muted")
-        self.info.setWordWrap(True)
-        self.body.addWidget(self.info)
+        self.add_map(state, "Which patches made the model choose a class appears here.")
         self._asked: set[tuple[int, int]] = set()  # (result id, class) already requested from the worker
 
-        follow_patches(self.canvas, state)
         state.result_changed.connect(self._on_result)
         for signal in (state.evidence_changed, state.layer_changed, state.attention_style_changed):
             signal.connect(self.refresh)

@@ -9,13 +9,11 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout
 
 from ...render import colormap_lut, overlay, overlay_rgb
 from ..state import ViewState
-from ..widgets import ColorBar, ImageCanvas
-from .common import LazyPanel, follow_patches, muted
+from .common import LazyPanel, muted
 from .layer_slider import LayerSlider
 
 __all__ = ["FeaturesPanel", "MODES"]
@@ -51,19 +49,8 @@ class FeaturesPanel(LazyPanel):
         self.scaling.currentIndexChanged.connect(lambda _i: self.refresh())
         controls.addWidget(self.scaling)
         self.body.addLayout(controls)
-        self.canvas = ImageCanvas(placeholder="Patch features appear here.")
-        self.canvas.setCursor(Qt.CursorShape.CrossCursor)
-        self.canvas.hovered.connect(self._on_hover)
-        self.canvas.clicked.connect(lambda pos: state.toggle_query(state.patch_at(pos)))
-        self.body.addWidget(self.canvas, 1)
-        self.legend = ColorBar(Qt.Orientation.Horizontal)
-        self.body.addWidget(self.legend)
-        self.info = QLabel("")
-        self.info.setObjectName("Muted")
-        self.info.setWordWrap(True)
-        self.body.addWidget(self.info)
+        self.add_map(state, "Patch features appear here.")
 
-        follow_patches(self.canvas, state)
         for signal in (state.result_changed, state.layer_changed, state.query_changed, state.attention_style_changed):
             signal.connect(self.refresh)
 
