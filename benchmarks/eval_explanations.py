@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = evaluate(args.model, args.n, args.seed, args.steps, workers=args.workers, progress=not args.quiet)
     meta = result["_meta"]
-    print(f"{meta['model']}: {meta['scenes']} scenes (seed {meta['seed']}), top-1 {100 * meta['top1_on_these_scenes']:.1f} %, "
-          f"mask area {100 * meta['mask_area']:.1f} %, {meta['seconds']['total']:.0f} s")
+    print(f"{meta['model']}: {meta['scenes']} scenes (seed {meta['seed']}), "
+          f"top-1 {100 * meta['top1_on_these_scenes']:.1f} %, mask area {100 * meta['mask_area']:.1f} %, {meta['seconds']['total']:.0f} s")
     print(format_table(result))
     for pair, diffs in result["_paired"].items():
         print(f"  {pair:28s} " + "  ".join(f"{k} {d['mean']:+.4f} ± {d['se']:.4f}" for k, d in diffs.items()))
