@@ -29,7 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks._common import (BENCH_IMAGE, machine_info, machine_line, paired_ratio, result_path,  # noqa: E402

@@ -17,7 +17,9 @@ class of the main object, and each method's map (:func:`vitviz.explain.evidence_
   (sigma = 5 px at 224 px, RISE's kernel, scaled to the image size). Higher is better.
 - ``random``: a random patch order per scene (its mask energy is the uniform map's): the floor.
 
-Ties in a map (e.g. the zeros left by a discard ratio) are broken randomly. The perturbed images are classified in
+Ties in a map (e.g. the zeros left by a discard ratio) are broken randomly. ``_paired`` holds the per-scene
+differences between the class-specific methods and the others (mean and standard error), which are more precise than
+comparing the means. The perturbed images are classified in
 batches (encoder and classifier only). Means over scenes with their standard errors (``*_se``) are written.
 """
 
@@ -149,6 +151,13 @@ def evaluate(model_path: str, n: int, seed: int, steps: int = 16, batch: int = 2
             entry[k] = round(float(v.mean()), 4)
             entry[f"{k}_se"] = round(float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0, 4)
         result[name] = entry
+    # Paired differences (same scenes): class-specific methods minus the others; mean and standard error.
+    result["_paired"] = {
+        f"{a} - {b}": {k: {"mean": round(float((scores[a][k] - scores[b][k]).mean()), 4),
+                           "se": round(float((scores[a][k] - scores[b][k]).std(ddof=1) / math.sqrt(n)), 4)
+                           if n > 1 else 0.0} for k in METRICS}
+        for a in ("grad-rollout", "relevance") for b in ("attention", "rollout", "random")
+    }
     result["_meta"] = {
         "model": info.name,
         "scenes": n,
@@ -189,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = evaluate(args.model, args.n, args.seed, args.steps, workers=args.workers, progress=not args.quiet)
     meta = result["_meta"]
-    print(f"{meta['model']}: {meta['scenes']} scenes (seed {meta['seed']}), top-1 {100 * meta['top1_on_these_scenes']:.1f} %, "
-          f"mask area {100 * meta['mask_area']:.1f} %, {meta['seconds']['total']:.0f} s")
+    print(f"{meta['model']}: {meta['scenes']} scenes (seed {meta['seed']}), "
+          f"top-1 {100 * meta['top1_on_these_scenes']:.1f} %, mask area {100 * meta['mask_area']:.1f} %, {meta['seconds']['total']:.0f} s")
     print(format_table(result))
+    for pair, diffs in result["_paired"].items():
+        print(f"  {pair:28s} " + "  ".join(f"{k} {d['mean']:+.4f} ± {d['se']:.4f}" for k, d in diffs.items()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n", "utf-8")

@@ -33,12 +33,18 @@ uniform.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from .errors import VitvizError
 from .render import attention_rollout
+
+if TYPE_CHECKING:
+    import torch
+
+    from .engine import AnalysisResult, Engine
+    from .models.vit import VisionTransformer
 
 __all__ = [
     "METHODS",
@@ -230,7 +236,7 @@ class Evidence:
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds
 
     @classmethod
-    def from_result(cls, result: "AnalysisResult", pooling: str = "cls") -> "Evidence":  # noqa: F821
+    def from_result(cls, result: AnalysisResult, pooling: str = "cls") -> Evidence:
         """Evidence without gradients from an analysis (``attention`` and ``rollout`` only); costs nothing."""
         if result.attentions is None:
             raise VitvizError("this result holds no attentions")
@@ -265,7 +271,7 @@ class Evidence:
         return evidence_map(self.attentions, grads, method, self.num_prefix_tokens, self.grid, layer, head_fusion,
                             discard_ratio, self.pooling)
 
-    def merged(self, other: "Evidence") -> "Evidence":
+    def merged(self, other: Evidence) -> Evidence:
         """This evidence plus the targets of ``other`` (same image) that it does not hold yet."""
         if other.grads is None:
             return self
@@ -280,9 +286,12 @@ class Evidence:
                         dict(self.timings))
 
 
-def attention_gradients(model: "VisionTransformer", x: "torch.Tensor",  # noqa: F821
-                        targets: "torch.Tensor | Callable[[torch.Tensor], torch.Tensor]",
-                        batched_backward: bool = True) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+def attention_gradients(
+    model: VisionTransformer,
+    x: torch.Tensor,
+    targets: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    batched_backward: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward pass keeping the attention probabilities in the graph, one batched backward for all targets.
 
     ``x`` is a normalised batch ``[B, 3, H, W]``, ``targets`` class indices ``[B, K]`` or a function of the
@@ -349,7 +358,7 @@ def warm_up() -> None:
         torch.autograd.grad(x * 2.0, x, grad_outputs=torch.eye(2), is_grads_batched=True)
 
 
-def compute_evidence(engine: "Engine", image: Any, targets: str | int | Sequence[int] = "top5") -> Evidence:  # noqa: F821
+def compute_evidence(engine: Engine, image: Any, targets: str | int | Sequence[int] = "top5") -> Evidence:
     """:meth:`vitviz.engine.Engine.evidence` (without its lock): see there."""
     import time
 
