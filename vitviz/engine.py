@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from .models.checkpoint import ModelInfo, load_checkpoint
+from .models.domain import DomainVerdict, classifier_features
 from .errors import CheckpointError, ImageLoadError, VitvizError
 from .images import LoadedImage, load_image, to_rgb
 from .models.vit import VisionTransformer
@@ -136,6 +137,8 @@ class AnalysisResult:
     # The same framing as ``image`` at an integer multiple of its size (up to DISPLAY_MAX_SIDE, never above the
     # original's resolution), for enlarged views: maps drawn over it keep the photo's detail.  None: use ``image``.
     display_image: np.ndarray | None = None
+    # Whether the image looks like the model's training data; None for models without an out-of-domain detector.
+    domain: DomainVerdict | None = None
 
     def detail_image(self) -> tuple[np.ndarray, int]:
         """The sharpest copy of the model's view and its scale relative to ``image`` (a whole number >= 1)."""
@@ -188,7 +191,7 @@ class AnalysisResult:
             },
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
             "notices": list(self.notices),
-        }
+        } | ({} if self.domain is None else {"domain": self.domain.to_json()})
 
 
 def prepare_image(img: Image.Image, image_size: int, patch_size: int) -> np.ndarray:
@@ -349,6 +352,9 @@ class Engine:
             result.probabilities = probs
             order = np.argsort(-probs)[: max(1, topk)]
             result.predictions = [Prediction(self.info.labels[i], int(i), float(probs[i])) for i in order]
+            detector = self.info.domain_detector
+            if detector is not None:  # scored from this same forward pass
+                result.domain = detector.assess(classifier_features(self.model, out.tokens), out.logits)
         depth = out.depth if out.depth is not None else depth_out
         if depth is not None:
             d = depth.float()
