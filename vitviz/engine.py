@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from .models.checkpoint import ModelInfo, load_checkpoint
-from .models.domain import DomainVerdict, classifier_features
+from .models.domain import DomainVerdict
 from .errors import CheckpointError, ImageLoadError, VitvizError
 from .images import LoadedImage, load_image, to_rgb
 from .models.vit import VisionTransformer
@@ -354,7 +354,7 @@ class Engine:
             result.predictions = [Prediction(self.info.labels[i], int(i), float(probs[i])) for i in order]
             detector = self.info.domain_detector
             if detector is not None:  # scored from this same forward pass
-                result.domain = detector.assess(classifier_features(self.model, out.tokens), out.logits)
+                result.domain = detector.assess(self.model, out.tokens, out.logits)
         depth = out.depth if out.depth is not None else depth_out
         if depth is not None:
             d = depth.float()

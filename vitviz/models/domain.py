@@ -1,9 +1,10 @@
 """Out-of-domain detection: does an image look like the data a classifier was trained on?
 
-A :class:`DomainDetector` scores the feature that enters a model's classification head (and the logits it gives):
+A :class:`DomainDetector` scores one forward pass of a classifier:
 
-- ``mahalanobis`` (Lee et al. 2018): the smallest squared Mahalanobis distance of the feature to the class means,
-  with one covariance shared by all classes, all fitted on training images;
+- ``mahalanobis`` (Lee et al. 2018): the smallest squared Mahalanobis distance of a feature of the final normalised
+  tokens to the class means, with one covariance shared by all classes, all fitted on training images. The feature
+  is ``cls`` (what enters the classification head) or ``patch_mean`` (the mean of the patch tokens);
 - ``energy`` (Liu et al. 2020): ``-logsumexp(logits)``.
 
 Higher scores are further from the training domain; an image whose score exceeds the detector's threshold is out of
@@ -26,7 +27,8 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "DomainVerdict",
     "DomainDetector",
-    "classifier_features",
+    "FEATURES",
+    "token_features",
     "fit_mahalanobis",
     "calibrate_threshold",
     "sidecar_path",
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 METHODS = ("mahalanobis", "energy")
+FEATURES = ("cls", "patch_mean")
 SIDECAR_SUFFIX = ".ood.safetensors"
 FORMAT = "vitviz-ood"
 METHOD_TITLES = {"mahalanobis": "Mahalanobis", "energy": "energy"}
@@ -57,7 +60,8 @@ class DomainVerdict:
 class DomainDetector:
     """A fitted out-of-domain score and its threshold (scores above it are out of domain).
 
-    ``known`` says in a few words what the model knows (e.g. "10 synthetic shapes"), for messages to users.
+    ``feature`` (see :func:`token_features`) is what a Mahalanobis detector measures; ``known`` says in a few words
+    what the model knows (e.g. "10 synthetic shapes"), for messages to users.
     """
 
     method: str
@@ -65,12 +69,15 @@ class DomainDetector:
     means: torch.Tensor | None = None  # [classes, features] ("mahalanobis")
     precision: torch.Tensor | None = None  # [features, features] inverse of the shared covariance ("mahalanobis")
     known: str = ""
+    feature: str = "cls"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown out-of-domain method {self.method!r} (known: {', '.join(METHODS)})")
         if self.method == "mahalanobis" and (self.means is None or self.precision is None):
             raise ValueError("a Mahalanobis detector needs class means and a precision matrix")
+        if self.feature not in FEATURES:
+            raise ValueError(f"unknown detector feature {self.feature!r} (known: {', '.join(FEATURES)})")
 
     @torch.no_grad()
     def scores(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -83,9 +90,9 @@ class DomainDetector:
         dist = torch.einsum("bcd,de,bce->bc", diff, self.precision.double(), diff)
         return dist.min(dim=1).values
 
-    def assess(self, features: torch.Tensor, logits: torch.Tensor) -> DomainVerdict:
-        """The verdict on one image (``features`` ``[1, D]``, ``logits`` ``[1, C]``)."""
-        score = float(self.scores(features, logits)[0])
+    def assess(self, model: Any, tokens: torch.Tensor, logits: torch.Tensor) -> DomainVerdict:
+        """The verdict on one image from ``model``'s final normalised tokens ``[1, T, D]`` and logits ``[1, C]``."""
+        score = float(self.scores(token_features(model, tokens, self.feature), logits)[0])
         return DomainVerdict(self.method, score, float(self.threshold), bool(score <= self.threshold))
 
     def save(self, path: str | Path) -> Path:
@@ -98,7 +105,8 @@ class DomainDetector:
             tensors["means"] = self.means.detach().double().cpu().contiguous()
             tensors["precision"] = self.precision.detach().double().cpu().contiguous()
         p = Path(path)
-        save_file(tensors, str(p), metadata={"format": FORMAT, "method": self.method, "known": self.known})
+        save_file(tensors, str(p), metadata={"format": FORMAT, "method": self.method, "feature": self.feature,
+                                             "known": self.known})
         return p
 
     @classmethod
@@ -120,23 +128,30 @@ class DomainDetector:
             raise CheckpointError(f"{p}: the detector's threshold is missing or not a finite number")
         try:
             return cls(meta.get("method", ""), float(threshold.reshape(())), tensors.get("means"),
-                       tensors.get("precision"), meta.get("known", ""))
+                       tensors.get("precision"), meta.get("known", ""), meta.get("feature", "cls"))
         except ValueError as exc:
             raise CheckpointError(f"{p}: {exc}") from exc
 
 
-def classifier_features(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """The feature that enters ``model``'s classification head, from its final normalised tokens ``[B, T, D]``."""
+def token_features(model: Any, tokens: torch.Tensor, feature: str = "cls") -> torch.Tensor:
+    """A detector's feature ``[B, D]`` from ``model``'s final normalised tokens ``[B, T, D]``.
+
+    ``cls``: what enters the classification head (the CLS token, with the mean patch token for "cls+mean" heads);
+    ``patch_mean``: the mean of the patch tokens.
+    """
+    patches = tokens[:, model.num_prefix_tokens :]
+    if feature == "patch_mean":
+        return patches.mean(dim=1)
     cls = tokens[:, 0]
     if model.config.head_pool == "cls+mean":
-        cls = torch.cat([cls, tokens[:, model.num_prefix_tokens :].mean(dim=1)], dim=-1)
+        cls = torch.cat([cls, patches.mean(dim=1)], dim=-1)
     return cls
 
 
 @torch.no_grad()
 def fit_mahalanobis(features: torch.Tensor, labels: torch.Tensor, num_classes: int, known: str = "",
-                    ridge: float = 1e-6) -> DomainDetector:
-    """Class means and the inverse of the shared (tied) covariance of training features ``[N, D]``.
+                    ridge: float = 1e-6, feature: str = "cls") -> DomainDetector:
+    """Class means and the inverse of the shared (tied) covariance of training features ``[N, D]`` (of ``feature``).
 
     ``ridge`` times the mean variance is added to the covariance's diagonal so the inverse is always defined. The
     threshold is left at infinity: set it with :func:`calibrate_threshold`.
@@ -148,7 +163,7 @@ def fit_mahalanobis(features: torch.Tensor, labels: torch.Tensor, num_classes: i
     cov += torch.eye(cov.shape[0], dtype=cov.dtype) * ridge * cov.diagonal().mean()
     precision = torch.linalg.inv(cov)
     precision = (precision + precision.T) / 2
-    return DomainDetector("mahalanobis", float("inf"), means, precision, known)
+    return DomainDetector("mahalanobis", float("inf"), means, precision, known, feature)
 
 
 def calibrate_threshold(in_domain_scores: torch.Tensor, keep: float = 0.95) -> float:
@@ -173,11 +188,12 @@ def load_sidecar(weights: str | Path, model: Any) -> DomainDetector | None:
         head = getattr(model, "head", None)
         if head is None:
             raise CheckpointError(f"{path}: a Mahalanobis detector for a model without a classification head")
-        c, d = head.out_features, head.in_features
+        c = head.out_features
+        d = head.in_features if detector.feature == "cls" else model.config.embed_dim
         if tuple(detector.means.shape) != (c, d) or tuple(detector.precision.shape) != (d, d):
             raise CheckpointError(f"{path}: detector shapes {tuple(detector.means.shape)} and "
-                                  f"{tuple(detector.precision.shape)} do not match the model's head ({c} classes of "
-                                  f"{d} features)")
+                                  f"{tuple(detector.precision.shape)} do not match the model ({c} classes, "
+                                  f"{detector.feature} features of {d} values)")
     elif getattr(model, "head", None) is None:
         raise CheckpointError(f"{path}: an energy detector for a model without a classification head")
     return detector
