@@ -15,7 +15,8 @@ nothing reported was used to choose or calibrate:
 - report: the card's 2,000 held-out scenes (seed 7) and 500 landscape ones (176x128 px, seed 7), against the sample
   photos, 7 other scikit-image photos (4 random crops each) and 90 textures and noise images of seed 202.
 
-Takes about 5 minutes on 2 otherwise idle CPU cores (rendering 6,500 scenes).
+Most of the time goes to rendering 6,500 scenes (about 25 ms each per core): the recorded run took 22 minutes on 2
+CPU cores shared with other work.
 """
 
 from __future__ import annotations
