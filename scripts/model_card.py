@@ -2,6 +2,7 @@
 
     python -m vitviz.synthetic.train --export weights/vitviz-mini ...       # writes vitviz-mini.{safetensors,json,train.json}
     python benchmarks/eval_shipped_model.py --write                 # writes vitviz-mini.eval.json
+    python benchmarks/eval_ood.py --write        # optional: vitviz-mini.ood.safetensors, results/ood-vitviz-mini.json
     python scripts/model_card.py [--generation-minutes 8.1] [--note "..."]   # writes weights/README.md
 
 Every figure in the card comes from those files; ``--generation-minutes`` states how long generating the training
@@ -77,13 +78,76 @@ def _tan_ratio(fov_range: tuple[float, float]) -> float:
     return math.sqrt(hi / lo)
 
 
-def card(weights: Path, generation_minutes: float | None, note: str = "") -> str:
-    """The model card's Markdown for the checkpoint whose config is ``weights`` (``.../name.json``)."""
+def _ood_section(ood: dict, name: str) -> str:
+    """The card's section on the out-of-domain detector, from ``benchmarks/eval_ood.py``'s results JSON."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from eval_ood import GOALS as OOD_GOALS, markdown_table
+
+    det, fit, val, rep = ood["detector"], ood["fit"], ood["validation"], ood["report"]
+    cand = val["candidates"]
+    titles = {"mahalanobis/cls": "Mahalanobis distance of the CLS feature",
+              "mahalanobis/patch_mean": "Mahalanobis distance of the mean patch token",
+              "energy": "energy score"}
+    if det["method"] == "mahalanobis":
+        token = ("the final CLS token (after the last LayerNorm: what enters the classifier)" if det["feature"] == "cls"
+                 else "the mean of the final patch tokens (after the last LayerNorm)")
+        what = (f"the squared Mahalanobis distance of {token} to the nearest of the 10 class means, with one "
+                f"covariance shared by the classes (Lee et al. 2018), fitted on {fit['scenes']:,} training scenes "
+                f"(seed {fit['seed']})")
+    else:
+        what = "the energy score, −logsumexp of the class logits (Liu et al. 2020)"
+    tried = "; ".join(f"{titles.get(m, m)} {c['auroc']:.4f} (flagging {_pct(c['flagged'])} at its threshold)"
+                      for m, c in cand.items())
+    wide = rep["landscape"]
+    photos_goal = rep["photos_flagged"] >= OOD_GOALS["photos_flagged"]
+    return f"""
+## Out-of-domain detector
+
+`{det['file']}` holds a detector that tells whether an image looks like the scenes this model knows. Its score
+is {what}; an image scoring above {det['threshold']:.4g} counts as out of domain, and `vitviz analyze` then prints
+a notice and writes `"domain": {{"method", "score", "threshold", "in_domain"}}` into `result.json`. The score
+comes from the same forward pass as the prediction.
+
+- Chosen by measurement on a validation split of {val['scenes']:,} scenes (seed {val['seed']}) against
+  {len(val['photos'])} scikit-image photos ({", ".join(f"`{p.split('.')[-1]}`" for p in val['photos'])}) with
+  {val['crops_per_photo']} random crops each and {val['textures']} textures and noise images (seed
+  {val['texture_seed']}). AUROC of the candidates: {tried}; the highest was kept.
+- Fitted and calibrated on square scenes only: landscape scenes ({wide['size'][1]}×{wide['size'][0]} px, what the
+  app feeds the model for a 4:3 image) are counted out of domain {_pct(1 - wide['in_domain'])} of the time, against
+  {_pct(1 - rep['scenes']['in_domain'])} for square ones.
+- Threshold: {100 * val['keep']:.0f} % of those {val['scenes']:,} validation scenes score below it.
+- Figures on images used neither to fit, nor to choose, nor to calibrate (photo sources and licences in
+  `assets/samples/SOURCES.md`):
+
+{markdown_table(ood)}
+
+AUROC: the chance that an out-of-domain image scores higher than a held-out scene. Goals: AUROC ≥ 0.98:
+{_goal(rep['auroc'] >= OOD_GOALS['auroc'])} ({rep['auroc']:.3f}); ≥ 95 % of the photos flagged (sample photos, scikit-image photos and
+their crops, {rep['photos']} images): {_goal(photos_goal)} ({_pct(rep['photos_flagged'])}). Reproduce with
+`pip install -e ".[eval]"`, `python benchmarks/eval_ood.py --write` (refits and stores the detector, writes
+`benchmarks/results/ood-{name}.json`; the last run took {ood['seconds'] / 60:.0f} minutes on 2 busy CPU cores, most of
+it rendering scenes) and `python scripts/model_card.py`.
+"""
+
+
+def card(weights: Path, generation_minutes: float | None, note: str = "", ood: Path | None = None) -> str:
+    """The model card's Markdown for the checkpoint whose config is ``weights`` (``.../name.json``).
+
+    ``ood``: the results JSON of ``benchmarks/eval_ood.py`` (default ``benchmarks/results/ood-<name>.json`` when it
+    exists), which adds the section on the out-of-domain detector.
+    """
     cfg = json.loads(weights.read_text())
     train = json.loads(weights.with_suffix(".train.json").read_text())
     ev = json.loads(weights.with_suffix(".eval.json").read_text())
     arch, tc, hist = cfg["architecture"], train["train_config"], train["history"]
     name = cfg["name"]
+    ood = ood or ROOT / "benchmarks" / "results" / f"ood-{name}.json"
+    ood_data = json.loads(ood.read_text()) if ood.is_file() else None
+    ood_section = _ood_section(ood_data, name) if ood_data else ""
+    ood_file_row = (f"| `{ood_data['detector']['file']}` | the out-of-domain detector (below): class means, "
+                    f"precision matrix and threshold |\n" if ood_data else "")
+    ood_limit = (f" The out-of-domain detector (above) flagged {_pct(ood_data['report']['photos_flagged'])} of the "
+                 f"{ood_data['report']['photos']} photos it was tested on." if ood_data else "")
     size_mb = weights.with_suffix(".safetensors").stat().st_size / 2**20
     grid = arch["image_size"] // arch["patch_size"]
     steps = train.get("steps", hist[-1]["steps"] if hist else 0)
@@ -145,7 +209,7 @@ model (README, *Pretrained models*) for real images.
 | `{name}.json` | vitviz checkpoint config: architecture, preprocessing (mean = std = 0.5), labels, depth kind |
 | `{name}.train.json` | the training configuration and the per-epoch history of the run that made these weights |
 | `{name}.eval.json` | the figures below, as written by `benchmarks/eval_shipped_model.py --write` |
-
+{ood_file_row}
 This card is written by `scripts/model_card.py` from those files.
 
 ## Architecture
@@ -191,7 +255,7 @@ how much of each patch the object's mask covers):
 
 Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_conf}. The full confusion matrix is in
 `{name}.eval.json`.
-
+{ood_section}
 ## Training
 
 - Data: {tc['train_size']:,} generated scenes (seed {tc['train_seed']}) at {tc['image_size']} px, cached by the
@@ -223,7 +287,7 @@ Validation history ({tc['val_size']} scenes, at {tc['image_size']} px{history_wh
 ## Limitations
 
 - Synthetic domain only: 10 clean geometric shapes, one main object per image, a single light. Photographs,
-  several main objects, or shapes outside the 10 classes get confident but meaningless labels.
+  several main objects, or shapes outside the 10 classes get confident but meaningless labels.{ood_limit}
 - Trained on square images: on wider scenes (the app keeps an image's aspect ratio) its accuracy is lower, see
   the landscape row above.
 - {grid}×{grid} patch grid at {arch['image_size']} px: attention maps are coarse by design (fast on a CPU).

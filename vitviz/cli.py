@@ -180,6 +180,11 @@ def analyze(args: argparse.Namespace) -> int:
         line = f"{image}: " + (f"{top.label} ({top.probability:.1%})" if top else "no classifier")
         line += f", {result.timings['total']:.0f} ms on {result.device} -> {folder}"
         tqdm.write(line)
+        if result.domain is not None and not result.domain.in_domain:
+            from .models.domain import out_of_domain_message
+
+            known = getattr(engine.info.domain_detector, "known", "")
+            tqdm.write(f"{image}: {out_of_domain_message(result.domain, known)}")
     if failures:
         print(f"vitviz: {failures} of {len(args.images)} image(s) failed", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from .models.checkpoint import ModelInfo, load_checkpoint
+from .models.domain import DomainVerdict
 from .errors import CheckpointError, ImageLoadError, VitvizError
 from .images import LoadedImage, load_image, to_rgb
 from .models.vit import VisionTransformer
@@ -142,6 +143,8 @@ class AnalysisResult:
     # Every block's output tokens before the final norm, ``[layers, T, D]`` float32, from the same forward pass as
     # ``attentions``; only when ``Engine.analyze(..., features=True)`` (see vitviz.features).  None otherwise.
     hidden_states: np.ndarray | None = None
+    # Whether the image looks like the model's training data; None for models without an out-of-domain detector.
+    domain: DomainVerdict | None = None
 
     def detail_image(self) -> tuple[np.ndarray, int]:
         """The sharpest copy of the model's view and its scale relative to ``image`` (a whole number >= 1)."""
@@ -194,7 +197,7 @@ class AnalysisResult:
             },
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
             "notices": list(self.notices),
-        }
+        } | ({} if self.domain is None else {"domain": self.domain.to_json()})
 
 
 def prepare_image(img: Image.Image, image_size: int, patch_size: int) -> np.ndarray:
@@ -358,6 +361,9 @@ class Engine:
             result.probabilities = probs
             order = np.argsort(-probs)[: max(1, topk)]
             result.predictions = [Prediction(self.info.labels[i], int(i), float(probs[i])) for i in order]
+            detector = self.info.domain_detector
+            if detector is not None:  # scored from this same forward pass
+                result.domain = detector.assess(self.model, out.tokens, out.logits)
         depth = out.depth if out.depth is not None else depth_out
         if depth is not None:
             d = depth.float()

@@ -46,6 +46,8 @@ class ModelInfo:
     depth_kind: str | None = None  # "metric" (metres), "relative_inverse" (larger = nearer) or None
     description: str = ""
     source: str = ""
+    # Out-of-domain detector stored beside the weights (vitviz.models.domain); None for models without one.
+    domain_detector: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -235,6 +237,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[VisionTransformer, Mo
     check_state_dict(model, state, str(weights))
     model.load_state_dict(state)
     info.source = str(weights)
+    from .domain import load_sidecar
+
+    info.domain_detector = load_sidecar(weights, model)
     return model.eval(), info
 
 

@@ -1,0 +1,208 @@
+"""Out-of-domain detection: does an image look like the data a classifier was trained on?
+
+A :class:`DomainDetector` scores one forward pass of a classifier:
+
+- ``mahalanobis`` (Lee et al. 2018): the smallest squared Mahalanobis distance of a feature of the final normalised
+  tokens to the class means, with one covariance shared by all classes, all fitted on training images. The feature
+  is ``cls`` (what enters the classification head) or ``patch_mean`` (the mean of the patch tokens);
+- ``energy`` (Liu et al. 2020): ``-logsumexp(logits)``.
+
+Higher scores are further from the training domain; an image whose score exceeds the detector's threshold is out of
+domain. A detector travels beside a checkpoint's weights as ``<name>.ood.safetensors`` (tensors and string metadata
+only, never unpickled); checkpoints without that file have no detector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+__all__ = [
+    "METHODS",
+    "SIDECAR_SUFFIX",
+    "DomainVerdict",
+    "DomainDetector",
+    "FEATURES",
+    "token_features",
+    "fit_mahalanobis",
+    "calibrate_threshold",
+    "sidecar_path",
+    "load_sidecar",
+    "out_of_domain_message",
+]
+
+METHODS = ("mahalanobis", "energy")
+FEATURES = ("cls", "patch_mean")
+SIDECAR_SUFFIX = ".ood.safetensors"
+FORMAT = "vitviz-ood"
+METHOD_TITLES = {"mahalanobis": "Mahalanobis", "energy": "energy"}
+
+
+@dataclass
+class DomainVerdict:
+    """One image's out-of-domain score against its model's detector."""
+
+    method: str
+    score: float
+    threshold: float
+    in_domain: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "score": self.score, "threshold": self.threshold, "in_domain": self.in_domain}
+
+
+@dataclass
+class DomainDetector:
+    """A fitted out-of-domain score and its threshold (scores above it are out of domain).
+
+    ``feature`` (see :func:`token_features`) is what a Mahalanobis detector measures; ``known`` says in a few words
+    what the model knows (e.g. "10 synthetic shapes"), for messages to users.
+    """
+
+    method: str
+    threshold: float
+    means: torch.Tensor | None = None  # [classes, features] ("mahalanobis")
+    precision: torch.Tensor | None = None  # [features, features] inverse of the shared covariance ("mahalanobis")
+    known: str = ""
+    feature: str = "cls"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown out-of-domain method {self.method!r} (known: {', '.join(METHODS)})")
+        if self.method == "mahalanobis" and (self.means is None or self.precision is None):
+            raise ValueError("a Mahalanobis detector needs class means and a precision matrix")
+        if self.feature not in FEATURES:
+            raise ValueError(f"unknown detector feature {self.feature!r} (known: {', '.join(FEATURES)})")
+
+    @torch.no_grad()
+    def scores(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B]`` (float64) of a batch of head features ``[B, D]`` and logits ``[B, C]``."""
+        if self.method == "energy":
+            return -torch.logsumexp(logits.detach().double().cpu(), dim=-1)
+        assert self.means is not None and self.precision is not None
+        f = features.detach().double().cpu()
+        diff = f[:, None, :] - self.means.double()[None]  # [B, C, D]
+        dist = torch.einsum("bcd,de,bce->bc", diff, self.precision.double(), diff)
+        return dist.min(dim=1).values
+
+    def assess(self, model: Any, tokens: torch.Tensor, logits: torch.Tensor) -> DomainVerdict:
+        """The verdict on one image from ``model``'s final normalised tokens ``[1, T, D]`` and logits ``[1, C]``."""
+        score = float(self.scores(token_features(model, tokens, self.feature), logits)[0])
+        return DomainVerdict(self.method, score, float(self.threshold), bool(score <= self.threshold))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the detector as a safetensors file (tensors plus string metadata)."""
+        from safetensors.torch import save_file
+
+        tensors = {"threshold": torch.tensor([float(self.threshold)], dtype=torch.float64)}
+        if self.method == "mahalanobis":
+            assert self.means is not None and self.precision is not None
+            tensors["means"] = self.means.detach().double().cpu().contiguous()
+            tensors["precision"] = self.precision.detach().double().cpu().contiguous()
+        p = Path(path)
+        save_file(tensors, str(p), metadata={"format": FORMAT, "method": self.method, "feature": self.feature,
+                                             "known": self.known})
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DomainDetector":
+        """Read a detector written by :meth:`save`; :class:`CheckpointError` on anything else."""
+        from safetensors import SafetensorError, safe_open
+
+        p = Path(path)
+        try:
+            with safe_open(str(p), framework="pt") as fh:
+                meta = fh.metadata() or {}
+                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{p}: not a valid out-of-domain detector file ({exc})") from exc
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{p}: not a vitviz out-of-domain detector (missing format metadata {FORMAT!r})")
+        threshold = tensors.get("threshold")
+        if threshold is None or threshold.numel() != 1 or not torch.isfinite(threshold).all():
+            raise CheckpointError(f"{p}: the detector's threshold is missing or not a finite number")
+        try:
+            return cls(meta.get("method", ""), float(threshold.reshape(())), tensors.get("means"),
+                       tensors.get("precision"), meta.get("known", ""), meta.get("feature", "cls"))
+        except ValueError as exc:
+            raise CheckpointError(f"{p}: {exc}") from exc
+
+
+def token_features(model: Any, tokens: torch.Tensor, feature: str = "cls") -> torch.Tensor:
+    """A detector's feature ``[B, D]`` from ``model``'s final normalised tokens ``[B, T, D]``.
+
+    ``cls``: what enters the classification head (the CLS token, with the mean patch token for "cls+mean" heads);
+    ``patch_mean``: the mean of the patch tokens.
+    """
+    patches = tokens[:, model.num_prefix_tokens :]
+    if feature == "patch_mean":
+        return patches.mean(dim=1)
+    cls = tokens[:, 0]
+    if model.config.head_pool == "cls+mean":
+        cls = torch.cat([cls, patches.mean(dim=1)], dim=-1)
+    return cls
+
+
+@torch.no_grad()
+def fit_mahalanobis(features: torch.Tensor, labels: torch.Tensor, num_classes: int, known: str = "",
+                    ridge: float = 1e-6, feature: str = "cls") -> DomainDetector:
+    """Class means and the inverse of the shared (tied) covariance of training features ``[N, D]`` (of ``feature``).
+
+    ``ridge`` times the mean variance is added to the covariance's diagonal so the inverse is always defined. The
+    threshold is left at infinity: set it with :func:`calibrate_threshold`.
+    """
+    f = features.double()
+    means = torch.stack([f[labels == c].mean(dim=0) for c in range(num_classes)])
+    centred = f - means[labels]
+    cov = centred.T @ centred / max(1, len(f) - num_classes)
+    cov += torch.eye(cov.shape[0], dtype=cov.dtype) * ridge * cov.diagonal().mean()
+    precision = torch.linalg.inv(cov)
+    precision = (precision + precision.T) / 2
+    return DomainDetector("mahalanobis", float("inf"), means, precision, known, feature)
+
+
+def calibrate_threshold(in_domain_scores: torch.Tensor, keep: float = 0.95) -> float:
+    """The score below which a fraction ``keep`` of in-domain images lie (their ``keep`` quantile)."""
+    return float(torch.quantile(in_domain_scores.double(), keep))
+
+
+def sidecar_path(weights: str | Path) -> Path:
+    """Where the detector of the checkpoint whose weights are ``weights`` lives: ``<name>.ood.safetensors``."""
+    p = Path(weights)
+    return p.with_name(p.with_suffix("").name + SIDECAR_SUFFIX)
+
+
+def load_sidecar(weights: str | Path, model: Any) -> DomainDetector | None:
+    """The detector beside ``weights`` checked against ``model``'s head, or None when there is none."""
+    path = sidecar_path(weights)
+    if not path.is_file():
+        return None
+    detector = DomainDetector.load(path)
+    if detector.method == "mahalanobis":
+        assert detector.means is not None and detector.precision is not None
+        head = getattr(model, "head", None)
+        if head is None:
+            raise CheckpointError(f"{path}: a Mahalanobis detector for a model without a classification head")
+        c = head.out_features
+        d = head.in_features if detector.feature == "cls" else model.config.embed_dim
+        if tuple(detector.means.shape) != (c, d) or tuple(detector.precision.shape) != (d, d):
+            raise CheckpointError(f"{path}: detector shapes {tuple(detector.means.shape)} and "
+                                  f"{tuple(detector.precision.shape)} do not match the model ({c} classes, "
+                                  f"{detector.feature} features of {d} values)")
+    elif getattr(model, "head", None) is None:
+        raise CheckpointError(f"{path}: an energy detector for a model without a classification head")
+    return detector
+
+
+def out_of_domain_message(verdict: DomainVerdict, known: str = "", photo_model: str = "deit-small") -> str:
+    """One line for a user whose image the model does not recognise (no file name; callers add it)."""
+    what = f"this model only knows {known}" if known else "this model was trained on other kinds of images"
+    title = METHOD_TITLES.get(verdict.method, verdict.method)
+    return (f"{what}; this image looks like none of them ({title} score {verdict.score:.4g} > threshold "
+            f"{verdict.threshold:.4g}). For photos, use --model {photo_model}")
+
