@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .errors import VitvizError
 from .export import write_outputs
@@ -31,8 +31,11 @@ def _build_parser() -> argparse.ArgumentParser:
     _model_options(gui)
 
     an = sub.add_parser("analyze", help="analyse images and write maps, arrays and JSON to a folder")
-    an.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    an.add_argument("--out", required=True, type=Path, help="output folder (one subfolder per image)")
+    an.add_argument("images", nargs="*", metavar="IMAGE",
+                    help="image files, folders (searched recursively), glob patterns ('data/**/*.jpg') or @LIST "
+                         "(a text file of paths, one a line)")
+    an.add_argument("--out", required=True, type=Path,
+                    help="output folder: one subfolder per image, and results.csv with one row per image")
     _model_options(an)
     an.add_argument("--layer", type=int, default=-1, help="layer whose per-head CLS maps are drawn (default: last)")
     an.add_argument("--topk", type=int, default=5, help="number of predictions to report (default: 5)")
@@ -40,6 +43,18 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--depth-cmap", default="turbo", help="colormap of the depth map (default: turbo)")
     an.add_argument("--alpha", type=float, default=0.6, help="overlay opacity of attention maps (default: 0.6)")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
+    an.add_argument("--from-file", action="append", default=[], metavar="LIST",
+                    help="text file of image paths, folders or patterns, one a line (repeatable; like @LIST)")
+    an.add_argument("--outputs", default="all", metavar="NAMES",
+                    help="what to write per image, comma-separated: json, input, heads, rollout, depth, "
+                         "attention-npy, depth-npy, or png, npy, all (default), none (only results.csv)")
+    an.add_argument("--batch-size", type=int, default=None, metavar="N",
+                    help="images per forward pass (default: 8 on the CPU, 64 on CUDA, 16 on MPS)")
+    an.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="decoding threads and writing processes (default: the number of CPUs, at most 8)")
+    an.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                    help="run the forward passes on a Ray cluster (ADDRESS, e.g. ray://head:10001 or auto), or on "
+                         "a local Ray without ADDRESS; needs the 'scale' extra")
 
     sub.add_parser("models", help="list the shipped and pretrained models")
     return parser
@@ -121,47 +136,55 @@ def list_models() -> int:
 
 
 def analyze(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from .export import parse_outputs
+    from .inputs import expand_inputs
+    from .pipeline import SCALE_HINT, RunOptions, run_local, run_ray
 
-    from .engine import Engine
-
-    engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
-    args.out.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    used: set[str] = set()
-    bar = tqdm(args.images, unit="image", disable=args.quiet or len(args.images) < 2, file=sys.stderr)
-    for image in bar:
-        bar.set_postfix_str(Path(image).name[-30:])
+    outputs = parse_outputs(args.outputs)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise VitvizError("--batch-size must be at least 1")
+    if args.ray is not None:
         try:
-            result = engine.analyze(image, topk=args.topk)
-            assert result is not None
-            folder = args.out / _unique_stem(Path(image), used)
-            write_outputs(result, folder, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap, alpha=args.alpha)
-        except VitvizError as exc:
-            failures += 1
-            message = _one_line(exc)
-            if str(image) not in message and str(Path(image)) not in message:
-                message = f"{image}: {message}"  # every line names its file
-            tqdm.write(f"vitviz: error: {message}", file=sys.stderr)
-            continue
-        except Exception as exc:  # noqa: BLE001 - one image's failure must not end the run or print a traceback
-            failures += 1
-            tqdm.write(f"vitviz: error: {image}: {_unexpected(exc)}", file=sys.stderr)
-            continue
-        top = result.predictions[0] if result.predictions else None
-        line = f"{image}: " + (f"{top.label} ({top.probability:.1%})" if top else "no classifier")
-        line += f", {result.timings['total']:.0f} ms on {result.device} -> {folder}"
-        tqdm.write(line)
-    if failures:
-        print(f"vitviz: {failures} of {len(args.images)} image(s) failed", file=sys.stderr)
+            import ray  # noqa: F401
+            import ray.data  # noqa: F401
+        except ImportError:
+            raise VitvizError(SCALE_HINT) from None
+    opts = RunOptions(
+        out=args.out, outputs=outputs, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap,
+        alpha=args.alpha, topk=args.topk, batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
+    )
+
+    def skipped(n: int) -> None:
+        print(f"vitviz: skipping {n} image(s) whose outputs in {args.out} are complete", file=sys.stderr)
+
+    if args.ray is None:
+        from .engine import Engine
+
+        engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
+        items = _inputs(args, expand_inputs)
+        report = run_local(items, engine, opts, _describe_failure, skipped)
+    else:
+        items = _inputs(args, expand_inputs)
+        report = run_ray(items, args.ray, args.model, args.depth_model, args.device, args.half, opts,
+                         _describe_failure, skipped)
+    if report.failed:
+        print(f"vitviz: {report.failed} of {report.total} image(s) failed", file=sys.stderr)
         return 1
     return 0
 
 
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem = path.stem or "image"
-    candidate, n = stem, 2
-    while candidate in used:
-        candidate, n = f"{stem}-{n}", n + 1
-    used.add(candidate)
-    return candidate
+def _inputs(args: argparse.Namespace, expand: Any) -> list:
+    items = expand(args.images, args.from_file, exclude=args.out)
+    if not items:
+        raise VitvizError("no images to analyse: give image files, folders, patterns or --from-file LIST")
+    return items
+
+
+def _describe_failure(item: Any, exc: BaseException) -> str:
+    """The one line that says why an image failed, naming its file."""
+    if isinstance(exc, VitvizError):
+        message = _one_line(exc)
+        if item.path not in message and str(Path(item.path)) not in message:
+            message = f"{item.path}: {message}"  # every line names its file
+        return message
+    return f"{item.path}: {_unexpected(exc)}"
