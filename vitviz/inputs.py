@@ -61,18 +61,15 @@ def expand_inputs(
 
     parents: set[str] = set()  # folders that hold other images' folders: no image may use them
 
-    def taken(name: str) -> bool:
-        heads = name.split("/")[:-1]
-        return name in used or name in parents or any("/".join(heads[: i + 1]) in used for i in range(len(heads)))
-
     def add(path: str, name: str, error: str | None = None) -> None:
-        name = name or "image"
-        candidate, n = name, 2
-        while taken(candidate):
-            candidate, n = f"{name}-{n}", n + 1
+        parts = (name or "image").split("/")
+        for i in range(len(parts)):  # a part that collides gets -2, -3, ...: no folder lands inside another's
+            leaf, base, n = i == len(parts) - 1, parts[i], 2
+            while "/".join(parts[: i + 1]) in used or (leaf and "/".join(parts) in parents):
+                parts[i], n = f"{base}-{n}", n + 1
+        candidate = "/".join(parts)
         used.add(candidate)
-        heads = candidate.split("/")[:-1]
-        parents.update("/".join(heads[: i + 1]) for i in range(len(heads)))
+        parents.update("/".join(parts[: i + 1]) for i in range(len(parts) - 1))
         items.append(InputItem(path, candidate, error))
 
     def one(spec: str) -> None:

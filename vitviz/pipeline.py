@@ -410,11 +410,17 @@ def run_ray(
     if skipped and on_skipped:
         on_skipped(skipped)
     started = False
+    quiet = os.environ.get("VITVIZ_DEBUG", "").strip() in ("", "0")
+    if quiet:  # Ray's own log lines would bury the progress bar and the per-image lines
+        import logging
+
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     if not ray.is_initialized():
         import logging
 
         ray.init(address=None if address in (None, "", "local") else address, include_dashboard=False,
-                 logging_level=logging.WARNING, log_to_driver=False)
+                 log_to_driver=not quiet, logging_level=logging.ERROR if quiet else logging.INFO)
         started = True
     console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
     batch_size = opts.batch_size or default_batch_size("cuda" if device.startswith("cuda") else "cpu")
@@ -436,7 +442,7 @@ def run_ray(
                 fn_constructor_kwargs=dict(model=model, device=device, depth_model=depth_model, half=half,
                                            topk=opts.topk, outputs=sorted(opts.outputs)),
                 batch_size=batch_size,
-                concurrency=actors or (gpus if gpus else max(1, cpus // 2)),
+                compute=ray.data.ActorPoolStrategy(size=actors or (gpus if gpus else max(1, cpus // 2))),
             )
             if gpus:
                 kwargs["num_gpus"] = 1
