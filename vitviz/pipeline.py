@@ -221,19 +221,29 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C stops the run from the main process, without tracebacks
 
 
+def _noop() -> None:
+    return None
+
+
+def _writer_pool(n: int, todo: int, outputs: frozenset[str]) -> Executor:
+    """Processes that write (PNG encoding holds the GIL, so threads would take turns), forked at once, before the
+    run starts its own threads, the way torch's DataLoader starts its workers; one thread for a few images, and
+    off Linux, where forking a process that runs torch is not safe and spawning would re-run the caller's script."""
+    if todo >= PROCESS_WRITERS_FROM and n > 1 and outputs - {"json"} and sys.platform.startswith("linux"):
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint)
+        pool.submit(_noop).result()  # starts all n processes now
+        return pool
+    return ThreadPoolExecutor(1)
+
+
 class _Writers:
     """Writing results into their folders in a pool, with a bounded number of images in flight."""
 
-    def __init__(self, store: OutputStore, console: Console, opts: RunOptions, todo: int, in_flight: int) -> None:
-        self.store, self.console, self.opts = store, console, opts
+    def __init__(self, store: OutputStore, opts: RunOptions, todo: int, in_flight: int, processes: bool = True) -> None:
+        self.store, self.opts = store, opts
+        self.console: Console
         self.slots = threading.BoundedSemaphore(in_flight)
-        n = opts.worker_count()
-        self.pool: Executor
-        if todo >= PROCESS_WRITERS_FROM and n > 1:
-            self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_ignore_sigint)
-        else:
-            self.pool = ThreadPoolExecutor(1)
+        self.pool = _writer_pool(opts.worker_count(), todo if processes else 0, opts.outputs)
         self.kwargs = opts.write_kwargs()
         self.report = RunReport(total=todo)
         self._lock = threading.Lock()
@@ -285,6 +295,21 @@ def _prepare_store(items: Sequence[InputItem], opts: RunOptions, layers: int, ha
     return store, todo, len(items) - len(todo)
 
 
+class _torch_threads:
+    """On the CPU, the forward pass gets half the cores while the pipeline runs (decoding and writing use the rest):
+    torch's threads spin-wait, and with more threads than free cores a forward pass can take many times longer."""
+
+    def __init__(self, device_type: str, workers: int) -> None:
+        import torch
+
+        self._torch, self._before = torch, torch.get_num_threads()
+        if device_type == "cpu" and workers > 1:
+            torch.set_num_threads(max(1, min(self._before, (os.cpu_count() or 2) // 2)))
+
+    def restore(self) -> None:
+        self._torch.set_num_threads(self._before)
+
+
 def run_local(
     items: Sequence[InputItem],
     engine: Any,
@@ -302,9 +327,10 @@ def run_local(
         on_skipped(skipped)
     batch_size = max(1, opts.batch_size or default_batch_size(engine.device.type))
     workers = opts.worker_count()
-    console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
+    threads = _torch_threads(engine.device.type, workers)
     max_pending = 2 * batch_size  # decoded images waiting for a batch of their size
-    writers = _Writers(store, console, opts, len(todo), in_flight=max_pending + 2 * batch_size + 4 * workers)
+    writers = _Writers(store, opts, len(todo), in_flight=max_pending + 2 * batch_size + 4 * workers)
+    console = writers.console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
     decoders = ThreadPoolExecutor(workers)
     decoded: queue.Queue = queue.Queue()
     stop = threading.Event()
@@ -372,6 +398,8 @@ def run_local(
         writers.close(cancel=True)
         console.close()
         raise
+    finally:
+        threads.restore()
     decoders.shutdown()
     console.close()
     store.finish()
@@ -409,7 +437,11 @@ def run_ray(
     del net
     if skipped and on_skipped:
         on_skipped(skipped)
+    batch_size = opts.batch_size or default_batch_size("cuda" if device.startswith("cuda") else "cpu")
     started = False
+    # the writers fork before Ray starts its threads; a driver that is already connected writes in a thread
+    writers = _Writers(store, opts, len(todo), in_flight=4 * batch_size + 4 * opts.worker_count(),
+                       processes=not ray.is_initialized())
     quiet = os.environ.get("VITVIZ_DEBUG", "").strip() in ("", "0")
     if quiet:  # Ray's own log lines would bury the progress bar and the per-image lines
         import logging
@@ -422,9 +454,7 @@ def run_ray(
         ray.init(address=None if address in (None, "", "local") else address, include_dashboard=False,
                  log_to_driver=not quiet, logging_level=logging.ERROR if quiet else logging.INFO)
         started = True
-    console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
-    batch_size = opts.batch_size or default_batch_size("cuda" if device.startswith("cuda") else "cpu")
-    writers = _Writers(store, console, opts, len(todo), in_flight=4 * batch_size + 4 * opts.worker_count())
+    console = writers.console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
