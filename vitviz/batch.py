@@ -2,10 +2,10 @@
 
 ``Analyzer`` plugs into ``ray.data.Dataset.map_batches``::
 
-    ds = ray.data.read_images("s3://bucket/photos", include_paths=True)
-    ds = ds.map_batches(Analyzer, fn_constructor_kwargs={"model": "deit-small"}, batch_size=64, concurrency=4,
-                        num_gpus=1)
-    ds.drop_columns(ARRAY_COLUMNS).write_parquet("results/")  # top-k, timings, ... one row per image
+    ds = ray.data.read_images("/shared/photos", include_paths=True, mode="RGB")
+    ds = ds.map_batches(Analyzer, fn_constructor_kwargs={"model": "deit-small", "outputs": ["json"]},
+                        batch_size=64, compute=ray.data.ActorPoolStrategy(size=4), num_gpus=1)
+    ds.drop_columns(["summary", "num_prefix_tokens"]).write_parquet("/shared/results")  # top-k, timings, ...
 """
 
 from __future__ import annotations

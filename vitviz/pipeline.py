@@ -448,14 +448,14 @@ def run_ray(
 
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    if not ray.is_initialized():
-        import logging
-
-        ray.init(address=None if address in (None, "", "local") else address, include_dashboard=False,
-                 log_to_driver=not quiet, logging_level=logging.ERROR if quiet else logging.INFO)
-        started = True
     console = writers.console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
     try:
+        if not ray.is_initialized():
+            import logging
+
+            ray.init(address=None if address in (None, "", "local") else address, include_dashboard=False,
+                     log_to_driver=not quiet, logging_level=logging.ERROR if quiet else logging.INFO)
+            started = True
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         resources = ray.cluster_resources()
