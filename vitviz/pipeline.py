@@ -299,11 +299,11 @@ class _torch_threads:
     """On the CPU, the forward pass gets half the cores while the pipeline runs (decoding and writing use the rest):
     torch's threads spin-wait, and with more threads than free cores a forward pass can take many times longer."""
 
-    def __init__(self, device_type: str, workers: int) -> None:
+    def __init__(self, device_type: str) -> None:
         import torch
 
         self._torch, self._before = torch, torch.get_num_threads()
-        if device_type == "cpu" and workers > 1:
+        if device_type == "cpu":  # even with one decoding thread and one writer, those compete with it
             torch.set_num_threads(max(1, min(self._before, (os.cpu_count() or 2) // 2)))
 
     def restore(self) -> None:
@@ -327,7 +327,7 @@ def run_local(
         on_skipped(skipped)
     batch_size = max(1, opts.batch_size or default_batch_size(engine.device.type))
     workers = opts.worker_count()
-    threads = _torch_threads(engine.device.type, workers)
+    threads = _torch_threads(engine.device.type)
     max_pending = 2 * batch_size  # decoded images waiting for a batch of their size
     writers = _Writers(store, opts, len(todo), in_flight=max_pending + 2 * batch_size + 4 * workers)
     console = writers.console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
