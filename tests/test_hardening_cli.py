@@ -130,14 +130,14 @@ def test_cli_refuses_a_bad_checkpoint_with_one_line(kind, tiny_checkpoint, photo
 def test_cli_unexpected_engine_error_is_one_line_per_image(tiny_checkpoint, photo, tmp_path, capsys, monkeypatch):
     weird = tmp_path / "weird.png"
     Image.fromarray(gradient()).save(weird)
-    real = Engine._analyze
+    real = Engine.prepare  # the per-image step of the batched pipeline (decoding, resizing)
 
     def flaky(self, image, *args, **kwargs):
         if str(image) == str(weird):
             raise RuntimeError("shape '[1, 3, -1]' is invalid for input of size 7\nsecond line of torch detail")
         return real(self, image, *args, **kwargs)
 
-    monkeypatch.setattr(Engine, "_analyze", flaky)
+    monkeypatch.setattr(Engine, "prepare", flaky)
     monkeypatch.delenv("VITVIZ_DEBUG", raising=False)
     argv = ["analyze", weird, photo, "--out", tmp_path / "out", "--model", tiny_checkpoint, "--quiet"]
     code, stdout, err, _ = run_cli(argv, capsys)
@@ -170,7 +170,7 @@ def test_cli_out_of_memory_is_one_clear_line(tiny_checkpoint, photo, tmp_path, c
     def no_memory(self, *args, **kwargs):
         raise MemoryError()
 
-    monkeypatch.setattr(Engine, "_analyze", no_memory)
+    monkeypatch.setattr(Engine, "prepare", no_memory)
     code, _, err, _ = run_cli(["analyze", photo, "--out", tmp_path, "--model", tiny_checkpoint], capsys)
     assert code == 1
     [line] = error_lines(err)

@@ -8,10 +8,9 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .errors import VitvizError
-from .export import write_features, write_outputs
 
 __all__ = ["main"]
 
@@ -35,8 +34,11 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="presentation mode: seconds per image when cycling through a folder")
 
     an = sub.add_parser("analyze", help="analyse images and write maps, arrays and JSON to a folder")
-    an.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    an.add_argument("--out", required=True, type=Path, help="output folder (one subfolder per image)")
+    an.add_argument("images", nargs="*", metavar="IMAGE",
+                    help="image files, folders (searched recursively), glob patterns ('data/**/*.jpg') or @LIST "
+                         "(a text file of paths, one a line)")
+    an.add_argument("--out", required=True, type=Path,
+                    help="output folder: one subfolder per image, and results.csv with one row per image")
     _model_options(an)
     an.add_argument("--layer", type=int, default=-1, help="layer whose per-head CLS maps are drawn (default: last)")
     an.add_argument("--topk", type=int, default=5, help="number of predictions to report (default: 5)")
@@ -51,6 +53,18 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="also write class-evidence maps: attention, rollout, grad-rollout, relevance")
     an.add_argument("--target", default="top1", metavar="top1|top5|CLASS",
                     help="classes explained by --explain: top1 (default), top5 or a class label or index")
+    an.add_argument("--from-file", action="append", default=[], metavar="LIST",
+                    help="text file of image paths, folders or patterns, one a line (repeatable; like @LIST)")
+    an.add_argument("--outputs", default="all", metavar="NAMES",
+                    help="what to write per image, comma-separated: json, input, heads, rollout, depth, "
+                         "attention-npy, depth-npy, or png, npy, all (default), none (only results.csv)")
+    an.add_argument("--batch-size", type=int, default=None, metavar="N",
+                    help="images per forward pass (default: 8 on the CPU, 64 on CUDA, 16 on MPS)")
+    an.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="decoding threads and writing processes (default: the number of CPUs, at most 8)")
+    an.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                    help="run the forward passes on a Ray cluster (ADDRESS, e.g. ray://head:10001 or auto), or on "
+                         "a local Ray without ADDRESS; needs the 'scale' extra")
 
     sub.add_parser("models", help="list the shipped and pretrained models")
 
@@ -144,49 +158,44 @@ def list_models() -> int:
 
 
 def analyze(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from .export import parse_outputs
+    from .inputs import expand_inputs
+    from .pipeline import SCALE_HINT, RunOptions, run_local, run_ray
 
-    from .engine import Engine
-
-    engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
-    methods = _explain_methods(args, engine)
-    args.out.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    used: set[str] = set()
-    bar = tqdm(args.images, unit="image", disable=args.quiet or len(args.images) < 2, file=sys.stderr)
-    for image in bar:
-        bar.set_postfix_str(Path(image).name[-30:])
+    outputs = parse_outputs(args.outputs)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise VitvizError("--batch-size must be at least 1")
+    if args.ray is not None:
         try:
-            result = engine.analyze(image, topk=args.topk, features=args.features)
-            assert result is not None
-            folder = args.out / _unique_stem(Path(image), used)
-            write_outputs(result, folder, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap, alpha=args.alpha)
-            if args.features:
-                write_features(result, folder, layer=args.layer)
-            if methods:
-                _write_explanations(engine, result, folder, methods, args)
-        except VitvizError as exc:
-            failures += 1
-            message = _one_line(exc)
-            if str(image) not in message and str(Path(image)) not in message:
-                message = f"{image}: {message}"  # every line names its file
-            tqdm.write(f"vitviz: error: {message}", file=sys.stderr)
-            continue
-        except Exception as exc:  # noqa: BLE001 - one image's failure must not end the run or print a traceback
-            failures += 1
-            tqdm.write(f"vitviz: error: {image}: {_unexpected(exc)}", file=sys.stderr)
-            continue
-        top = result.predictions[0] if result.predictions else None
-        line = f"{image}: " + (f"{top.label} ({top.probability:.1%})" if top else "no classifier")
-        line += f", {result.timings['total']:.0f} ms on {result.device} -> {folder}"
-        tqdm.write(line)
-        if result.domain is not None and not result.domain.in_domain:
-            from .models.domain import out_of_domain_message
+            import ray  # noqa: F401
+            import ray.data  # noqa: F401
+        except ImportError:
+            raise VitvizError(SCALE_HINT) from None
+    if args.ray is not None and (args.features or args.explain):
+        raise VitvizError("--features and --explain run on this machine only: leave out --ray for them")
+    opts = RunOptions(
+        out=args.out, outputs=outputs, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap,
+        alpha=args.alpha, topk=args.topk, batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
+        features=args.features, target=args.target,
+    )
 
-            known = getattr(engine.info.domain_detector, "known", "")
-            tqdm.write(f"{image}: {out_of_domain_message(result.domain, known)}")
-    if failures:
-        print(f"vitviz: {failures} of {len(args.images)} image(s) failed", file=sys.stderr)
+    def skipped(n: int) -> None:
+        print(f"vitviz: skipping {n} image(s) whose outputs in {args.out} are complete", file=sys.stderr)
+
+    if args.ray is None:
+        from .engine import Engine
+
+        engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
+        opts.explain = tuple(_explain_methods(args, engine))
+        opts.domain_known = getattr(engine.info.domain_detector, "known", "")
+        items = _inputs(args, expand_inputs)
+        report = run_local(items, engine, opts, _describe_failure, skipped)
+    else:
+        items = _inputs(args, expand_inputs)
+        report = run_ray(items, args.ray, args.model, args.depth_model, args.device, args.half, opts,
+                         _describe_failure, skipped)
+    if report.failed:
+        print(f"vitviz: {report.failed} of {report.total} image(s) failed", file=sys.stderr)
         return 1
     return 0
 
@@ -211,25 +220,18 @@ def _explain_methods(args: argparse.Namespace, engine: object) -> list[str]:
     return methods
 
 
-def _write_explanations(engine: object, result: object, folder: Path, methods: list[str],
-                        args: argparse.Namespace) -> None:
-    from .explain import GRADIENT_METHODS, Evidence, resolve_targets
-    from .export import write_evidence
-
-    targets: list[int] = []
-    if result.labels and result.probabilities is not None:
-        targets = resolve_targets(args.target, result.labels, result.probabilities)
-    if targets and any(m in GRADIENT_METHODS for m in methods):
-        evidence = engine.evidence(result, targets)
-    else:
-        evidence = Evidence.from_result(result, engine.info.config.head_pool)
-    write_evidence(evidence, result, folder, methods, targets, layer=args.layer, cmap=args.cmap, alpha=args.alpha)
+def _inputs(args: argparse.Namespace, expand: Any) -> list:
+    items = expand(args.images, args.from_file, exclude=args.out)
+    if not items:
+        raise VitvizError("no images to analyse: give image files, folders, patterns or --from-file LIST")
+    return items
 
 
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem = path.stem or "image"
-    candidate, n = stem, 2
-    while candidate in used:
-        candidate, n = f"{stem}-{n}", n + 1
-    used.add(candidate)
-    return candidate
+def _describe_failure(item: Any, exc: BaseException) -> str:
+    """The one line that says why an image failed, naming its file."""
+    if isinstance(exc, VitvizError):
+        message = _one_line(exc)
+        if item.path not in message and str(Path(item.path)) not in message:
+            message = f"{item.path}: {message}"  # every line names its file
+        return message
+    return f"{item.path}: {_unexpected(exc)}"

@@ -34,6 +34,7 @@ __all__ = [
     "weights_dir",
     "resolve_model",
     "prepare_image",
+    "PreparedImage",
 ]
 
 MAX_ASPECT_TOKENS = 4  # the long side gets at most this many times the model's training resolution
@@ -227,6 +228,21 @@ def display_copy(img: Image.Image, input_hw: tuple[int, int], max_side: int = DI
     return np.array(img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0), dtype=np.uint8)
 
 
+@dataclass
+class PreparedImage:
+    """An image read and resized for a model, ready for a forward pass (see :meth:`Engine.prepare`)."""
+
+    loaded: LoadedImage
+    rgb: np.ndarray  # uint8 [H, W, 3]: the model's input
+    depth_rgb: np.ndarray | None  # the extra depth model's input, when there is one
+    preprocess_ms: float = 0.0
+
+    @property
+    def size_key(self) -> tuple:
+        """Images with equal keys can share a forward pass."""
+        return self.rgb.shape, None if self.depth_rgb is None else self.depth_rgb.shape
+
+
 class Engine:
     """Holds a model on a device and analyses images with it.
 
@@ -305,19 +321,51 @@ class Engine:
                     result.notices.append("the GPU ran out of memory; this and later images run on the CPU")
                 return result
 
-    def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool],
-                 keep_display_image: bool, features: bool = False) -> AnalysisResult | None:
-        timings: dict[str, float] = {}
-        t_start = time.perf_counter()
+    def prepare(self, image: str | os.PathLike[str] | Image.Image | np.ndarray | LoadedImage) -> PreparedImage:
+        """Read ``image`` and resize it for the model (and the extra depth model): the CPU work before a forward pass.
+
+        Needs no lock: batch analysis runs it in a pool of threads while the device works on earlier images.
+        """
+        t = time.perf_counter()
         loaded = _as_loaded(image)
         cfg = self.info.config
         rgb = prepare_image(loaded.image, cfg.image_size, cfg.patch_size)
-        x = self._tensor(rgb, self.info)
-        timings["preprocess"] = (time.perf_counter() - t_start) * 1000.0
-        if cancelled():
-            return None
+        depth_rgb = None
+        if self.model.depth_head is None and self.depth_model is not None:
+            dcfg = self.depth_model.config
+            depth_rgb = prepare_image(loaded.image, dcfg.image_size, dcfg.patch_size)  # from the full image
+        return PreparedImage(loaded, rgb, depth_rgb, (time.perf_counter() - t) * 1000.0)
 
-        t = time.perf_counter()
+    def analyze_batch(
+        self, images: Sequence[str | os.PathLike[str] | Image.Image | np.ndarray | LoadedImage | PreparedImage],
+        topk: int = 5,
+        features: bool = False,
+    ) -> list[AnalysisResult]:
+        """Analyse several images; those with the same model-input size share one forward pass.
+
+        Results come in the order of ``images`` and equal :meth:`analyze`'s to within float tolerance. A file that
+        cannot be read raises (prepare images first with :meth:`prepare` to handle them one by one). In a batch,
+        ``timings["forward"]`` is the batch's forward time divided by its size.
+        """
+        preps = [im if isinstance(im, PreparedImage) else self.prepare(im) for im in images]
+        groups: dict[tuple, list[int]] = {}
+        for i, prep in enumerate(preps):
+            groups.setdefault(prep.size_key, []).append(i)
+        results: list[AnalysisResult | None] = [None] * len(preps)
+        with self._lock:
+            for indices in groups.values():
+                group = [preps[i] for i in indices]
+                t = time.perf_counter()
+                out, depth_out = self._forward(group, lambda: False, features)
+                forward_ms = (time.perf_counter() - t) * 1000.0 / len(group)
+                for j, i in enumerate(indices):
+                    results[i] = self._build_result(preps[i], out, depth_out, j, topk, False, forward_ms, features)
+        return results  # type: ignore[return-value]
+
+    def _forward(self, preps: Sequence[PreparedImage], cancelled: Callable[[], bool],
+                 features: bool = False) -> tuple[Any, Any]:
+        """One forward pass over same-size prepared images; raises :class:`_Cancelled` when cancelled mid-way."""
+        x = torch.cat([self._tensor(p.rgb, self.info) for p in preps])
         # Cancellation is also checked before every transformer block: a big model on the CPU stops within one block.
         hooks = _cancel_hooks((self.model, self.depth_model), cancelled)
         try:
@@ -327,23 +375,43 @@ class Engine:
                 if out.depth is None and self.depth_model is not None:
                     dinfo = self.depth_info
                     assert dinfo is not None
-                    dcfg = self.depth_model.config
-                    drgb = prepare_image(loaded.image, dcfg.image_size, dcfg.patch_size)  # from the full image
-                    depth_out = self.depth_model(self._tensor(drgb, dinfo)).depth
+                    dx = torch.cat([self._tensor(p.depth_rgb, dinfo) for p in preps])
+                    depth_out = self.depth_model(dx).depth
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
-        except _Cancelled:
-            return None
         finally:
             for hook in hooks:
                 hook.remove()
-        timings["forward"] = (time.perf_counter() - t) * 1000.0
+        return out, depth_out
+
+    def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool],
+                 keep_display_image: bool, features: bool = False) -> AnalysisResult | None:
+        t_start = time.perf_counter()
+        prep = image if isinstance(image, PreparedImage) else self.prepare(image)
+        preprocess_ms = (time.perf_counter() - t_start) * 1000.0
         if cancelled():
             return None
-
         t = time.perf_counter()
+        try:
+            out, depth_out = self._forward([prep], cancelled, features)
+        except _Cancelled:
+            return None
+        forward_ms = (time.perf_counter() - t) * 1000.0
+        if cancelled():
+            return None
+        result = self._build_result(prep, out, depth_out, 0, topk, keep_display_image, forward_ms, features)
+        if not isinstance(image, PreparedImage):
+            result.timings["preprocess"] = preprocess_ms
+        result.timings["total"] = (time.perf_counter() - t_start) * 1000.0
+        return result
+
+    def _build_result(self, prep: PreparedImage, out: Any, depth_out: Any, index: int, topk: int,
+                      keep_display_image: bool, forward_ms: float, features: bool = False) -> AnalysisResult:
+        """The :class:`AnalysisResult` of image ``index`` of a forward pass's outputs."""
+        t = time.perf_counter()
+        loaded, rgb, cfg = prep.loaded, prep.rgb, self.info.config
         grid_rows, grid_cols = out.grid
-        attentions = torch.stack(out.attentions, dim=0)[:, 0].float().cpu().numpy()  # [L, heads, T, T]
+        attentions = torch.stack([a[index] for a in out.attentions], dim=0).float().cpu().numpy()  # [L, heads, T, T]
         result = AnalysisResult(
             source=loaded.source,
             image=rgb,
@@ -357,16 +425,17 @@ class Engine:
             notices=list(loaded.notices),
         )
         if out.logits is not None:
-            probs = torch.softmax(out.logits[0].float(), dim=-1).cpu().numpy()
+            probs = torch.softmax(out.logits[index].float(), dim=-1).cpu().numpy()
             result.probabilities = probs
             order = np.argsort(-probs)[: max(1, topk)]
             result.predictions = [Prediction(self.info.labels[i], int(i), float(probs[i])) for i in order]
             detector = self.info.domain_detector
             if detector is not None:  # scored from this same forward pass
-                result.domain = detector.assess(self.model, out.tokens, out.logits)
+                result.domain = detector.assess(self.model, out.tokens[index : index + 1],
+                                                out.logits[index : index + 1])
         depth = out.depth if out.depth is not None else depth_out
         if depth is not None:
-            d = depth.float()
+            d = depth[index : index + 1].float()
             if tuple(d.shape[-2:]) != rgb.shape[:2]:
                 d = torch.nn.functional.interpolate(d, size=rgb.shape[:2], mode="bilinear", align_corners=False)
             result.depth = d[0, 0].cpu().numpy().astype(np.float32)
@@ -374,14 +443,13 @@ class Engine:
             result.depth_kind = dinfo.depth_kind if dinfo else None
             result.depth_model_name = dinfo.name if dinfo else None
         if features:
-            result.hidden_states = torch.stack(out.hidden_states, dim=0)[:, 0].float().cpu().numpy()  # [L, T, D]
+            result.hidden_states = torch.stack([h[index] for h in out.hidden_states]).float().cpu().numpy()  # [L,T,D]
         if keep_display_image:
             result.display_image = display_copy(loaded.image, rgb.shape[:2])
-        timings["postprocess"] = (time.perf_counter() - t) * 1000.0
-        timings["total"] = (time.perf_counter() - t_start) * 1000.0
-        result.timings = timings
+        post_ms = (time.perf_counter() - t) * 1000.0
+        result.timings = {"preprocess": prep.preprocess_ms, "forward": forward_ms, "postprocess": post_ms,
+                          "total": prep.preprocess_ms + forward_ms + post_ms}
         return result
-
 
     def evidence(self, image: Any, targets: str | int | Sequence[int] = "top5") -> Evidence:
         """Class evidence (see :mod:`vitviz.explain`) for ``image``: an :class:`AnalysisResult` of this engine (its

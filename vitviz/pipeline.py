@@ -1,0 +1,542 @@
+"""Dataset-scale ``vitviz analyze``: decoding, batched forward passes and writing, overlapped; resumable.
+
+Decoding runs in a pool of threads, the forward pass on the device (same-size images share a batch), writing in a
+pool of processes (PNG encoding holds Python's GIL). A bounded number of images is in flight at any time, so memory
+stays flat however many files there are. Each image is written into a temporary folder that is renamed into place
+when complete: a killed run leaves nothing that a later run takes for finished. ``run_ray`` runs the forward passes
+as :class:`vitviz.batch.Analyzer` actors on a Ray cluster and writes the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing
+import os
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .batch import table_row
+from .errors import VitvizError
+from .export import output_files, write_evidence, write_features, write_outputs
+from .inputs import InputItem
+
+__all__ = ["RunOptions", "OutputStore", "RunReport", "default_batch_size", "run_local", "run_ray", "SCALE_HINT"]
+
+SCALE_HINT = "install the scale extra: pip install -e '.[scale]'"
+TABLE = "results.csv"
+PARTIAL = ".partial"  # temporary folders of images being written, under --out
+PROCESS_WRITERS_FROM = 32  # below this many images, writing in one thread beats starting processes
+
+
+def default_batch_size(device: str) -> int:
+    """Images per forward pass: enough to keep a GPU busy, small enough for a CPU's caches."""
+    kind = device.split(":")[0].split(" ")[0]
+    return {"cuda": 64, "mps": 16}.get(kind, 8)
+
+
+@dataclass
+class RunOptions:
+    """What to write where, and how much to run at once."""
+
+    out: Path
+    outputs: frozenset[str]
+    layer: int = -1
+    cmap: str = "inferno"
+    depth_cmap: str = "turbo"
+    alpha: float = 0.6
+    topk: int = 5
+    batch_size: int | None = None  # None: default_batch_size(device)
+    workers: int | None = None  # decoding threads and writing processes (None: the CPU count, at most 8)
+    png_compress_level: int = 1
+    progress: bool = True
+    features: bool = False  # also features.npz, pca_layerL.png and head_atlas.png (vitviz.features)
+    explain: tuple[str, ...] = ()  # class-evidence methods to write (vitviz.explain), for the --target classes
+    target: str = "top1"
+    domain_known: str = ""  # what the model knows, for the out-of-domain notice (e.g. "10 synthetic shapes")
+
+    def write_kwargs(self) -> dict[str, Any]:
+        return dict(layer=self.layer, cmap=self.cmap, depth_cmap=self.depth_cmap, alpha=self.alpha,
+                    outputs=self.outputs, png_compress_level=self.png_compress_level)
+
+    def worker_count(self) -> int:
+        return self.workers if self.workers else max(1, min(8, os.cpu_count() or 1))
+
+
+@dataclass
+class RunReport:
+    """What a run did: counts, and the time spent."""
+
+    total: int = 0
+    analysed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+
+class Console:
+    """The one progress bar, per-image lines on stdout and one line per failure on stderr."""
+
+    def __init__(self, total: int, show_bar: bool, describe_error: Callable[[InputItem, BaseException], str]) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.bar = tqdm(total=total, unit="image", disable=not show_bar, file=sys.stderr, dynamic_ncols=True,
+                        smoothing=0.1)
+        self.describe_error = describe_error
+        self.lock = threading.Lock()
+
+    def done(self, line: str) -> None:
+        with self.lock:
+            self._tqdm.write(line)
+            self.bar.update(1)
+
+    def failed(self, item: InputItem, exc: BaseException) -> None:
+        with self.lock:
+            self._tqdm.write(f"vitviz: error: {self.describe_error(item, exc)}", file=sys.stderr)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class OutputStore:
+    """The ``--out`` folder: which images are complete, writing into temporary folders renamed into place, and the
+    summary table ``results.csv`` (plus ``results.parquet`` when pyarrow is installed)."""
+
+    def __init__(self, out: Path, expected: set[str], topk: int) -> None:
+        self.out = out
+        self.expected = expected
+        self.topk = topk
+        self.run_dir = out / PARTIAL / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._lock = threading.Lock()
+        self._table: Any = None
+        self._writer: csv.DictWriter | None = None
+        self._fields: list[str] | None = None
+        self.rows = 0
+
+    def is_done(self, name: str) -> bool:
+        folder = self.out / name
+        return folder.is_dir() and all((folder / f).is_file() for f in self.expected)
+
+    def start(self) -> None:
+        """Remove what killed runs left half-written; keep the table's rows of images that are still complete."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        partial = self.out / PARTIAL
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        table = self.out / TABLE
+        if table.is_file():
+            kept = self.out / (TABLE + ".tmp")
+            with open(table, newline="", encoding="utf-8") as src, open(kept, "w", newline="", encoding="utf-8") as dst:
+                reader = csv.DictReader(src)
+                fields = list(reader.fieldnames or [])
+                writer = csv.DictWriter(dst, fields, extrasaction="ignore")
+                writer.writeheader()
+                n = 0
+                try:
+                    for row in reader:
+                        if row.get("name") and None not in row.values() and self.is_done(row["name"]):
+                            writer.writerow(row)
+                            n += 1
+                except csv.Error:
+                    pass  # a line cut short by a killed run: what came before it is kept
+            os.replace(kept, table)
+            if fields and n:
+                self._fields, self.rows = fields, n
+            else:
+                table.unlink()
+
+    def temp_folder(self, index: int) -> Path:
+        return self.run_dir / str(index)
+
+    def commit(self, name: str, temp: Path, summary: dict[str, Any]) -> Path:
+        """Record the image's table row, then move its finished folder into place."""
+        final = self.out / name
+        with self._lock:
+            self._append({"name": name, **table_row(summary, self.topk)})
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # an incomplete folder from an earlier run with other --outputs
+                shutil.rmtree(final)
+            os.replace(temp, final)
+        return final
+
+    def _append(self, row: dict[str, Any]) -> None:
+        table = self.out / TABLE
+        if self._table is None:
+            if self._fields is not None and set(row) - set(self._fields):
+                self._rewrite_with(self._fields + [k for k in row if k not in self._fields])
+            new = self._fields is None
+            self._fields = self._fields or list(row)
+            self._table = open(table, "a", newline="", encoding="utf-8")
+            self._writer = csv.DictWriter(self._table, self._fields, extrasaction="ignore")
+            if new:
+                self._writer.writeheader()
+        assert self._writer is not None
+        self._writer.writerow(row)
+        self._table.flush()
+        self.rows += 1
+
+    def _rewrite_with(self, fields: list[str]) -> None:
+        table, tmp = self.out / TABLE, self.out / (TABLE + ".tmp")
+        with open(table, newline="", encoding="utf-8") as src, open(tmp, "w", newline="", encoding="utf-8") as dst:
+            writer = csv.DictWriter(dst, fields)
+            writer.writeheader()
+            writer.writerows(csv.DictReader(src))
+        os.replace(tmp, table)
+        self._fields = fields
+
+    def finish(self) -> None:
+        """Close the table, convert it to Parquet when pyarrow is installed, remove this run's temporary folder."""
+        with self._lock:
+            if self._table is not None:
+                self._table.close()
+                self._table = None
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        partial = self.out / PARTIAL
+        if partial.is_dir() and not any(partial.iterdir()):
+            partial.rmdir()
+        table = self.out / TABLE
+        if self.rows and table.is_file():
+            try:
+                import pyarrow.csv as pacsv
+                import pyarrow.parquet as pq
+            except ImportError:
+                return
+            pq.write_table(pacsv.read_csv(table), self.out / "results.parquet")
+
+
+def _write_job(result: Any, folder: Path, kwargs: dict[str, Any], features: bool = False,
+               evidence: tuple[Any, list[str], list[int]] | None = None) -> dict[str, Any]:
+    """Write one result's files into ``folder`` (runs in a writer process); returns its summary for the table.
+
+    ``features``: also the representation figures; ``evidence``: (Evidence, methods, target classes) to draw."""
+    write_outputs(result, folder, **kwargs)
+    if features:
+        write_features(result, folder, layer=kwargs["layer"])
+    if evidence is not None:
+        ev, methods, targets = evidence
+        write_evidence(ev, result, folder, methods, targets, layer=kwargs["layer"], cmap=kwargs["cmap"],
+                       alpha=kwargs["alpha"])
+    return result.summary()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C stops the run from the main process, without tracebacks
+
+
+def _noop() -> None:
+    return None
+
+
+def _writer_pool(n: int, todo: int, outputs: frozenset[str]) -> Executor:
+    """Processes that write (PNG encoding holds the GIL, so threads would take turns), forked at once, before the
+    run starts its own threads, the way torch's DataLoader starts its workers; one thread for a few images, and
+    off Linux, where forking a process that runs torch is not safe and spawning would re-run the caller's script."""
+    if todo >= PROCESS_WRITERS_FROM and n > 1 and outputs - {"json"} and sys.platform.startswith("linux"):
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint)
+        pool.submit(_noop).result()  # starts all n processes now
+        return pool
+    return ThreadPoolExecutor(1)
+
+
+class _Writers:
+    """Writing results into their folders in a pool, with a bounded number of images in flight."""
+
+    def __init__(self, store: OutputStore, opts: RunOptions, todo: int, in_flight: int, processes: bool = True) -> None:
+        self.store, self.opts = store, opts
+        self.console: Console
+        self.slots = threading.BoundedSemaphore(in_flight)
+        self.pool = _writer_pool(opts.worker_count(), todo if processes else 0, opts.outputs)
+        self.kwargs = opts.write_kwargs()
+        self.report = RunReport(total=todo)
+        self._lock = threading.Lock()
+        self._index = 0
+
+    def acquire(self) -> None:
+        self.slots.acquire()
+
+    def fail(self, item: InputItem, exc: BaseException) -> None:
+        with self._lock:
+            self.report.failed += 1
+        self.console.failed(item, exc)
+        self.slots.release()
+
+    def submit(self, item: InputItem, result: Any, evidence: tuple[Any, list[str], list[int]] | None = None) -> None:
+        with self._lock:
+            self._index += 1
+            temp = self.store.temp_folder(self._index)
+        future = self.pool.submit(_write_job, result, temp, self.kwargs, self.opts.features, evidence)
+        device = result.device
+        future.add_done_callback(lambda f: self._finish(f, item, temp, device))
+
+    def _finish(self, future: Future, item: InputItem, temp: Path, device: str) -> None:
+        try:
+            summary = future.result()
+            final = self.store.commit(item.name, temp, summary)
+        except BaseException as exc:  # noqa: BLE001 - one image's failure: one line, the run goes on
+            shutil.rmtree(temp, ignore_errors=True)
+            self.fail(item, exc)
+            return
+        predictions = summary.get("predictions") or []
+        top = predictions[0] if predictions else None
+        line = f"{item.path}: " + (f"{top['label']} ({top['probability']:.1%})" if top else "no classifier")
+        line += f", {summary['timings_ms'].get('total', 0):.0f} ms on {device} -> {final}"
+        with self._lock:
+            self.report.analysed += 1
+        self.console.done(line)
+        domain = summary.get("domain")
+        if domain is not None and not domain["in_domain"]:
+            from .models.domain import DomainVerdict, out_of_domain_message
+
+            self.console.done(f"{item.path}: {out_of_domain_message(DomainVerdict(**domain), self.opts.domain_known)}")
+        self.slots.release()
+
+    def close(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+def _prepare_store(items: Sequence[InputItem], opts: RunOptions, layers: int, has_depth: bool,
+                   topk: int) -> tuple[OutputStore, list[InputItem], int]:
+    store = OutputStore(opts.out, output_files(opts.outputs, layers, opts.layer, has_depth), topk)
+    store.start()
+    todo = [it for it in items if it.error is not None or not store.is_done(it.name)]
+    return store, todo, len(items) - len(todo)
+
+
+class _torch_threads:
+    """On the CPU, the forward pass gets half the cores while the pipeline runs (decoding and writing use the rest):
+    torch's threads spin-wait, and with more threads than free cores a forward pass can take many times longer."""
+
+    def __init__(self, device_type: str) -> None:
+        import torch
+
+        self._torch, self._before = torch, torch.get_num_threads()
+        if device_type == "cpu":  # even with one decoding thread and one writer, those compete with it
+            torch.set_num_threads(max(1, min(self._before, (os.cpu_count() or 2) // 2)))
+
+    def restore(self) -> None:
+        self._torch.set_num_threads(self._before)
+
+
+def _evidence(engine: Any, result: Any, opts: RunOptions) -> tuple[Any, list[str], list[int]]:
+    """The class evidence to write for ``result``: gradients of the ``opts.target`` classes (one forward and one
+    batched backward pass, on the device) when a gradient method is asked for, else the result's own attentions."""
+    from .explain import GRADIENT_METHODS, Evidence, resolve_targets
+
+    targets: list[int] = []
+    if result.labels and result.probabilities is not None:
+        targets = resolve_targets(opts.target, result.labels, result.probabilities)
+    if targets and any(m in GRADIENT_METHODS for m in opts.explain):
+        evidence = engine.evidence(result, targets)
+    else:
+        evidence = Evidence.from_result(result, engine.info.config.head_pool)
+    return evidence, list(opts.explain), targets
+
+
+def run_local(
+    items: Sequence[InputItem],
+    engine: Any,
+    opts: RunOptions,
+    describe_error: Callable[[InputItem, BaseException], str],
+    on_skipped: Callable[[int], None] | None = None,
+) -> RunReport:
+    """Analyse ``items`` with ``engine`` (a :class:`vitviz.engine.Engine`) and write their outputs under
+    ``opts.out``, skipping images whose outputs are already complete there."""
+    t0 = time.perf_counter()
+    store, todo, skipped = _prepare_store(items, opts, len(engine.model.blocks),
+                                          engine.model.depth_head is not None or engine.depth_model is not None,
+                                          opts.topk)
+    if skipped and on_skipped:
+        on_skipped(skipped)
+    batch_size = max(1, opts.batch_size or default_batch_size(engine.device.type))
+    workers = opts.worker_count()
+    threads = _torch_threads(engine.device.type)
+    max_pending = 2 * batch_size  # decoded images waiting for a batch of their size
+    writers = _Writers(store, opts, len(todo), in_flight=max_pending + 2 * batch_size + 4 * workers)
+    console = writers.console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
+    decoders = ThreadPoolExecutor(workers)
+    decoded: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def feed() -> None:
+        for item in todo:
+            while not writers.slots.acquire(timeout=0.1):
+                if stop.is_set():
+                    return
+            if stop.is_set():
+                return
+            if item.error is not None:
+                future: Future = Future()
+                future.set_exception(VitvizError(item.error))
+            else:
+                future = decoders.submit(engine.prepare, item.path)
+            decoded.put((item, future))
+        decoded.put(None)
+
+    def run(group: list[tuple[InputItem, Any]]) -> None:
+        try:
+            results = engine.analyze_batch([prep for _, prep in group], topk=opts.topk, features=opts.features)
+        except Exception:  # noqa: BLE001 - find the image that fails by analysing them one at a time
+            results = []
+            for item, prep in group:
+                try:
+                    results.append(engine.analyze(prep, topk=opts.topk, features=opts.features))
+                except Exception as exc:  # noqa: BLE001
+                    results.append(exc)
+        for (item, _), result in zip(group, results):
+            if isinstance(result, BaseException):
+                writers.fail(item, result)
+                continue
+            try:
+                evidence = _evidence(engine, result, opts) if opts.explain else None
+            except Exception as exc:  # noqa: BLE001 - this image alone fails
+                writers.fail(item, exc)
+                continue
+            writers.submit(item, result, evidence)
+
+    feeder = threading.Thread(target=feed, name="vitviz-feed", daemon=True)
+    feeder.start()
+    pending: dict[tuple, list[tuple[InputItem, Any]]] = {}
+    n_pending = 0
+    try:
+        while (entry := decoded.get()) is not None:
+            item, future = entry
+            try:
+                prep = future.result()
+            except Exception as exc:  # noqa: BLE001 - this image alone fails
+                writers.fail(item, exc)
+                continue
+            group = pending.setdefault(prep.size_key, [])
+            group.append((item, prep))
+            n_pending += 1
+            if len(group) >= batch_size:
+                run(pending.pop(prep.size_key))
+                n_pending -= len(group)
+            elif n_pending >= max_pending:
+                largest = max(pending, key=lambda k: len(pending[k]))
+                n_pending -= len(pending[largest])
+                run(pending.pop(largest))
+        for group in pending.values():
+            run(group)
+        pending.clear()
+        writers.close()
+    except BaseException:
+        stop.set()
+        decoders.shutdown(wait=False, cancel_futures=True)
+        writers.close(cancel=True)
+        console.close()
+        raise
+    finally:
+        threads.restore()
+    decoders.shutdown()
+    console.close()
+    store.finish()
+    report = writers.report
+    report.total, report.skipped, report.seconds = len(items), skipped, time.perf_counter() - t0
+    return report
+
+
+def run_ray(
+    items: Sequence[InputItem],
+    address: str | None,
+    model: str | None,
+    depth_model: str | None,
+    device: str,
+    half: bool,
+    opts: RunOptions,
+    describe_error: Callable[[InputItem, BaseException], str],
+    on_skipped: Callable[[int], None] | None = None,
+    actors: int | None = None,
+) -> RunReport:
+    """The same job with the forward passes in :class:`vitviz.batch.Analyzer` actors on a Ray cluster (``address``;
+    None or "local": a Ray started on this machine, or the one already initialised). The driver writes the files."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the data extra is needed too
+    except ImportError as exc:
+        raise VitvizError(SCALE_HINT) from exc
+    from .batch import Analyzer, result_from_row
+    from .engine import resolve_model
+
+    t0 = time.perf_counter()
+    net, _ = resolve_model(model)  # check the model before starting anything; its shape sets the expected files
+    has_depth = net.depth_head is not None or bool(depth_model)
+    store, todo, skipped = _prepare_store(items, opts, len(net.blocks), has_depth, opts.topk)
+    del net
+    if skipped and on_skipped:
+        on_skipped(skipped)
+    batch_size = opts.batch_size or default_batch_size("cuda" if device.startswith("cuda") else "cpu")
+    started = False
+    # the writers fork before Ray starts its threads; a driver that is already connected writes in a thread
+    writers = _Writers(store, opts, len(todo), in_flight=4 * batch_size + 4 * opts.worker_count(),
+                       processes=not ray.is_initialized())
+    quiet = os.environ.get("VITVIZ_DEBUG", "").strip() in ("", "0")
+    if quiet:  # Ray's own log lines would bury the progress bar and the per-image lines
+        import logging
+
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    console = writers.console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
+    try:
+        if not ray.is_initialized():
+            import logging
+
+            ray.init(address=None if address in (None, "", "local") else address, include_dashboard=False,
+                     log_to_driver=not quiet, logging_level=logging.ERROR if quiet else logging.INFO)
+            started = True
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0)) if device in ("auto",) or device.startswith("cuda") else 0
+        cpus = int(resources.get("CPU", 1))
+        good = [it for it in todo if it.error is None]
+        for it in todo:
+            if it.error is not None:
+                writers.acquire()
+                writers.fail(it, VitvizError(it.error))
+        if good:
+            ds = ray.data.from_items([{"path": it.path, "name": it.name, "index": i} for i, it in enumerate(good)])
+            kwargs: dict[str, Any] = dict(
+                fn_constructor_kwargs=dict(model=model, device=device, depth_model=depth_model, half=half,
+                                           topk=opts.topk, outputs=sorted(opts.outputs)),
+                batch_size=batch_size,
+                compute=ray.data.ActorPoolStrategy(size=actors or (gpus if gpus else max(1, cpus // 2))),
+            )
+            if gpus:
+                kwargs["num_gpus"] = 1
+            else:
+                kwargs["num_cpus"] = 1 if cpus < 4 else 2
+            ds = ds.map_batches(Analyzer, **kwargs)
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                for i in range(len(batch["name"])):
+                    item = good[int(batch["index"][i])]
+                    writers.acquire()
+                    if batch["error"][i]:
+                        writers.fail(item, VitvizError(str(batch["error"][i])))
+                        continue
+                    row = {k: v[i] for k, v in batch.items()}
+                    writers.submit(item, result_from_row(row))
+        writers.close()
+    except BaseException:
+        writers.close(cancel=True)
+        console.close()
+        if started:
+            ray.shutdown()
+        raise
+    console.close()
+    store.finish()
+    if started:
+        ray.shutdown()
+    report = writers.report
+    report.total, report.skipped, report.seconds = len(items), skipped, time.perf_counter() - t0
+    return report
