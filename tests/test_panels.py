@@ -327,3 +327,25 @@ def test_threshold_view_keeps_the_patches_holding_the_mass(qtbot, state):
     assert m[kept].sum() >= 0.6 * m.sum() and m[kept].sum() - m[kept].min() < 0.6 * m.sum()
     state.set_threshold(None)
     np.testing.assert_array_equal(panel.tiles.tiles[0].rgb, full)
+
+
+def test_an_out_of_domain_image_gets_a_plain_note_and_a_photo_model(qtbot, state):
+    from vitviz.models.domain import DomainVerdict
+
+    panel = PredictionsPanel(state)
+    qtbot.addWidget(panel)
+    panel.show()
+    state.show(make_shown())
+    assert not panel.note.isVisible()
+    shown = make_shown()
+    shown.result.domain = DomainVerdict("mahalanobis", 900.0, 439.4, False)
+    state.show(shown)
+    assert panel.note.isVisible() and "3 simple synthetic shapes" in panel.note_text.text()
+    assert "DeiT-S" in panel.note_button.text() and panel.chart.labels()  # the bars stay, below the note
+    with qtbot.waitSignal(state.model_requested) as blocker:
+        panel.note_button.click()
+    assert blocker.args == ["deit-small"]
+    shown = make_shown()
+    shown.result.domain = DomainVerdict("mahalanobis", 100.0, 439.4, True)
+    state.show(shown)
+    assert not panel.note.isVisible()

@@ -116,11 +116,32 @@ def test_the_answer_holds_the_predicted_label_and_the_runner_ups(qtbot, window, 
     view.show_result(no_classifier)
     assert view.answer_text() == "This model has no class labels; it learned to see by itself"
 
-    unknown = dataclasses.replace(result)
-    unknown.domain = {"in_domain": False}  # the out-of-domain verdict, when the detector reports one
+    from vitviz.models.domain import DomainVerdict
+
+    unknown = dataclasses.replace(result, domain=DomainVerdict("mahalanobis", 900.0, 439.4, False))
     view.show_result(unknown)
     assert "don't know this kind of picture" in view.answer_text()
     assert top.label not in view.answer_text() + view.runner_text()
+
+
+def test_the_window_notes_a_photo_is_unlike_the_shipped_models_scenes(qtbot, window, folder):
+    """In the normal window: a photo gets the plain note above the bars (with the photo model offered); a scene not."""
+    photo = Path(__file__).resolve().parent.parent / "assets" / "samples" / "photo-cat.jpg"
+    open_and_wait(qtbot, window, photo)
+    panel = window.predictions_panel
+    assert panel.note.isVisible() and "synthetic shapes" in panel.note_text.text()
+    assert "DeiT-S" in panel.note_button.text()
+    open_and_wait(qtbot, window, folder / "0-scene-cube.png")
+    assert not panel.note.isVisible()
+
+
+def test_a_photo_on_the_shipped_model_is_not_given_a_class(qtbot, window, view):
+    """The shipped model's out-of-domain detector flags a real photo: the answer says so instead of a shape."""
+    photo = Path(__file__).resolve().parent.parent / "assets" / "samples" / "photo-cat.jpg"
+    result = enter_and_wait(qtbot, window, photo)
+    assert result.domain is not None and not result.domain.in_domain
+    assert "don't know this kind of picture" in view.answer_text()
+    assert result.predictions[0].label not in view.answer_text()
 
 
 def test_the_attention_map_plays_through_the_layers(qtbot, window, view, folder):

@@ -180,6 +180,7 @@ class MainWindow(QMainWindow):
         s.analysis_ready.connect(self.state.show)
         s.evidence_ready.connect(self.state.add_evidence)
         self.state.evidence_requested.connect(s.explain)
+        self.state.model_requested.connect(self.picker.choose_model)  # asks before downloading
         self.state.target_changed.connect(lambda _t: self.side_views.setCurrentWidget(self.evidence_panel))
         s.preview_ready.connect(self._on_preview)
         s.export_ready.connect(self._on_export_ready)

@@ -62,8 +62,8 @@ def _percent(p: float) -> str:
 
 
 def _out_of_domain(result: Any) -> bool:
-    domain = getattr(result, "domain", None)
-    return isinstance(domain, dict) and domain.get("in_domain") is False
+    domain = getattr(result, "domain", None)  # a vitviz.models.domain.DomainVerdict, for models with a detector
+    return domain is not None and not domain.in_domain
 
 
 def answer_lines(result: Any) -> tuple[str, str]:

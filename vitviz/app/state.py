@@ -39,6 +39,7 @@ class ViewState(QObject):
         evidence_changed(): new class evidence for the displayed result, or another method or method option.
         evidence_requested(result, targets): a view needs the gradients of these classes (the window asks the
             worker; :meth:`add_evidence` brings the answer).
+        model_requested(spec): a view offers another model (e.g. a photo model for a photo); the window loads it.
         status(text): a one-line description for the status bar (hover readouts).
 
     ``threshold``, when not None, is the DINO-style view of every map: only the smallest set of patches that holds
@@ -58,6 +59,7 @@ class ViewState(QObject):
     target_changed = Signal(object)
     evidence_changed = Signal()
     evidence_requested = Signal(object, object)
+    model_requested = Signal(str)
     status = Signal(str)
 
     def __init__(self, parent: QObject | None = None, *, cmap: str = "inferno", depth_cmap: str = "turbo",

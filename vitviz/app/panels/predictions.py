@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton
+
 from ..state import ViewState
 from ..widgets import Panel, PredictionChart, format_percent
 from .common import html, muted
+
+PHOTO_MODEL = "deit-small"  # what the out-of-domain note offers instead
 
 __all__ = ["PredictionsPanel"]
 
@@ -13,6 +17,19 @@ class PredictionsPanel(Panel):
     def __init__(self, state: ViewState) -> None:
         super().__init__("Predictions")
         self.state = state
+        self.note = QFrame()  # shown when the model says the image is unlike anything it was trained on
+        self.note.setStyleSheet("QFrame { background: #fff4e5; border: 1px solid #f7d9a8; border-radius: 6px; }"
+                                "QLabel { color: #6b4100; background: transparent; border: none; }")
+        row = QHBoxLayout(self.note)
+        self.note_text = QLabel("")
+        self.note_text.setWordWrap(True)
+        self.note_button = QPushButton("Use DeiT-S for photos")
+        self.note_button.setToolTip("A model trained on real photos (ImageNet): it names 1,000 kinds of things")
+        self.note_button.clicked.connect(lambda: state.model_requested.emit(PHOTO_MODEL))
+        row.addWidget(self.note_text, 1)
+        row.addWidget(self.note_button)
+        self.note.hide()
+        self.body.addWidget(self.note)
         self.chart = PredictionChart()
         self.chart.setToolTip("Click a class to see the evidence for it")
         self.chart.bar_clicked.connect(self._on_bar)
@@ -37,6 +54,7 @@ class PredictionsPanel(Panel):
         self.set_title("Predictions")
 
     def _on_result(self, shown) -> None:
+        self._show_note(shown.result if shown is not None else None)
         if shown is None:
             self._clear()
             return
@@ -53,3 +71,28 @@ class PredictionsPanel(Panel):
             f"<span style='font-weight:400'>{format_percent(top.probability)}</span>"
             + muted(f" · top {len(result.predictions)} of {len(result.labels)} classes")
         )
+
+    def _show_note(self, result) -> None:
+        """Above the bars, in plain words: the model does not know this kind of image (when its detector says so)."""
+        domain = getattr(result, "domain", None)
+        if domain is None or domain.in_domain:
+            self.note.hide()
+            return
+        examples = ", ".join(result.labels[:3])
+        self.note_text.setText(
+            f"<b>This model only knows {len(result.labels)} simple synthetic shapes</b> ({examples}…), and this "
+            "picture looks like none of them, so the guesses below mean nothing. The attention and depth views still "
+            "show where it looked.")
+        self.note_text.setToolTip(f"{domain.method} score {domain.score:.4g} > threshold {domain.threshold:.4g}")
+        self.note_button.setText(f"Use DeiT-S for photos ({_download_size()})")
+        self.note.show()
+
+
+def _download_size() -> str:
+    """What choosing the photo model costs: its download size, or that it is here already."""
+    from ...models import zoo
+
+    info = zoo.download_info(PHOTO_MODEL, network=False)
+    if info.cached:
+        return "downloaded"
+    return f"download {info.size_bytes / 1e6:.0f} MB" if info.size_bytes else "download"
