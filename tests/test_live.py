@@ -476,6 +476,7 @@ def test_live_menu_says_which_extra_video_needs(qtbot, monkeypatch, tmp_path):
     monkeypatch.setattr(live_mode, "live_extra_available", lambda: False)
     window = MainWindow(settings=QSettings(str(tmp_path / "v.ini"), QSettings.Format.IniFormat), samples=tmp_path)
     qtbot.addWidget(window)
+    window.live.menu.aboutToShow.emit()  # what opening the Live menu does
     assert '.[live]' in window.live.act_video.text() and '.[live]' in window.live.camera_menu.title()
     assert not window.live.camera_menu.isEnabled()
     window.close()

@@ -56,15 +56,13 @@ class LiveMode(QObject):
 
     def _build_menu(self) -> None:
         act, menu, c = (lambda *a, **k: make_action(self.window, *a, **k)), self.menu, self.controller
-        extra = live_extra_available()
-        needs = "" if extra else f"  (needs {INSTALL_HINT})"
         menu.addAction(act("Built-in &scene", lambda: self.start("scene"), None,
                            "The shipped model's own world, animated: works offline, with the exact depth"))
-        self.act_video = act("&Video file…" + needs, self._open_video, None, "Play a video, GIF or WebP file live")
+        self.act_video = act("&Video file…", self._open_video, None, "Play a video, GIF or WebP file live")
         menu.addAction(self.act_video)
-        self.camera_menu = menu.addMenu("&Camera" + needs)
-        self.camera_menu.setEnabled(extra)
+        self.camera_menu = menu.addMenu("&Camera")
         self.camera_menu.aboutToShow.connect(self._fill_cameras)
+        menu.aboutToShow.connect(self._say_what_to_install)  # importing PyAV takes a while: not at start-up
         menu.addSeparator()
         self.act_freeze = act("&Freeze", c.toggle_freeze, "Space",
                               "Freeze the current frame with its result (every still-image tool works on it)",
@@ -97,6 +95,14 @@ class LiveMode(QObject):
         path, _ = QFileDialog.getOpenFileName(self.window, "Play a video file live", str(Path.home()), VIDEO_FILTER)
         if path:
             self.start(path)
+
+    def _say_what_to_install(self) -> None:
+        """Without the live extra, the video and camera entries say which extra to install."""
+        extra = live_extra_available()
+        needs = "" if extra else f"  (needs {INSTALL_HINT})"
+        self.act_video.setText("&Video file…" + needs)
+        self.camera_menu.setTitle("&Camera" + needs)
+        self.camera_menu.setEnabled(extra)
 
     def _fill_cameras(self) -> None:
         self.camera_menu.clear()

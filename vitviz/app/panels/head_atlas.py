@@ -37,7 +37,29 @@ class HeadAtlasPanel(LazyPanel):
                                       "Entropy: how spread out the class token's attention is.")
         self.measure_combo.currentIndexChanged.connect(lambda i: self.set_measure(self.measure_combo.itemData(i)))
         self.add_header_widget(self.measure_combo)
-        row = QHBoxLayout()
+        self.row = QHBoxLayout()
+        self.plot = None  # built the first time the atlas is shown (a plot costs a few hundred ms to set up)
+        side = QVBoxLayout()
+        self.head_canvas = ImageCanvas(placeholder="Click a point to see that head's map.")
+        self.head_caption = QLabel("")
+        self.head_caption.setObjectName("Muted")
+        self.head_caption.setWordWrap(True)
+        side.addWidget(self.head_canvas, 1)
+        side.addWidget(self.head_caption)
+        self.row.addLayout(side, 1)
+        self.body.addLayout(self.row, 1)
+        self.info = QLabel("Each point is one head (hover to name it). Low distance: the head looks at neighbouring "
+                           "patches; high: across the image. Click a point to pick its layer and head.")
+        self.info.setObjectName("Muted")
+        self.info.setWordWrap(True)
+        self.body.addWidget(self.info)
+        self.points: list[tuple[int, int]] = []  # (layer, head) of each scatter point
+        state.result_changed.connect(self.refresh)
+        for signal in (state.layer_changed, state.head_changed, state.attention_style_changed):
+            signal.connect(self.refresh)
+
+    def _build_plot(self) -> None:
+        pg = self.pg
         self.plot = pg.PlotWidget(background=self.palette().base().color())
         self.plot.setAcceptDrops(False)
         item = self.plot.getPlotItem()
@@ -54,25 +76,7 @@ class HeadAtlasPanel(LazyPanel):
                                          label="uniform attention", labelOpts={"position": 0.15, "color": "#5b6470"})
         item.addItem(self.reference)
         item.addItem(self.scatter)
-        row.addWidget(self.plot, 2)
-        side = QVBoxLayout()
-        self.head_canvas = ImageCanvas(placeholder="Click a point to see that head's map.")
-        self.head_caption = QLabel("")
-        self.head_caption.setObjectName("Muted")
-        self.head_caption.setWordWrap(True)
-        side.addWidget(self.head_canvas, 1)
-        side.addWidget(self.head_caption)
-        row.addLayout(side, 1)
-        self.body.addLayout(row, 1)
-        self.info = QLabel("Each point is one head (hover to name it). Low distance: the head looks at neighbouring "
-                           "patches; high: across the image. Click a point to pick its layer and head.")
-        self.info.setObjectName("Muted")
-        self.info.setWordWrap(True)
-        self.body.addWidget(self.info)
-        self.points: list[tuple[int, int]] = []  # (layer, head) of each scatter point
-        state.result_changed.connect(self.refresh)
-        for signal in (state.layer_changed, state.head_changed, state.attention_style_changed):
-            signal.connect(self.refresh)
+        self.row.insertWidget(0, self.plot, 2)
 
     def set_measure(self, measure: str) -> None:
         if measure in MEASURES:
@@ -100,6 +104,8 @@ class HeadAtlasPanel(LazyPanel):
         return QPointF(self.plot.mapFromScene(self.plot.getPlotItem().getViewBox().mapViewToScene(view)))
 
     def draw(self) -> None:
+        if self.plot is None:
+            self._build_plot()
         pg, state, values = self.pg, self.state, self.values()
         if values is None:
             self.scatter.clear()
