@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", default=None, choices=("pca", "similarity", "norms"),
                         help="with --view Features: what the Features view shows")
     parser.add_argument("--head", type=int, default=None, help="pick this head (as a click in the head atlas does)")
+    parser.add_argument("--target", type=int, default=None,
+                        help="show the class evidence of this prediction (0 = the top one), as a click on its bar does")
     parser.add_argument("--present", action="store_true",
                         help="picture presentation mode instead of the window (size 1920x1080 unless --size)")
     parser.add_argument("--explain", action="store_true", help="with --present: show the plain-language captions")
@@ -99,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             window.state.set_query(args.query)
         if args.head is not None:
             window.state.set_head(args.head)
+        if args.target is not None:
+            window.state.set_target(window.current_result.predictions[args.target].index)
         if args.features:
             window.features_panel.set_mode(args.features)
         if args.view:
@@ -120,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         settle = QEventLoop()
         QTimer.singleShot(300, settle.quit)
         settle.exec()
+        for _ in range(100):  # the class evidence is computed on the worker once its view is shown
+            if not window.evidence_panel.isVisible() or window.evidence_panel.values is not None:
+                break
+            QTimer.singleShot(100, settle.quit)
+            settle.exec()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         ok = window.grab().save(str(args.out))
         if args.detail is not None:

@@ -58,8 +58,8 @@ class EvidencePanel(LazyPanel):
         controls.addWidget(self.fusion_combo)
         controls.addWidget(self.discard)
         controls.addStretch(1)
-        controls.addWidget(ThresholdControl(state))
         self.body.addLayout(controls)
+        self.body.addWidget(ThresholdControl(state))
         self.add_map(state, "Which patches made the model choose a class appears here.")
         self._asked: set[tuple[int, int]] = set()  # (result id, class) already requested from the worker
 
@@ -120,7 +120,8 @@ class EvidencePanel(LazyPanel):
         hi = float(values.max()) or 1.0
         self.canvas.set_image(overlay(result.image, shown / hi, state.cmap, state.opacity, smooth=state.smooth))
         self.canvas.set_marked_patch(state.query)
-        self.legend.set_scale(colormap_lut(state.cmap), 0.0, hi * 100.0, "share of the evidence per patch (%)")
+        self.legend.set_scale(colormap_lut(state.cmap), None, None,
+                              end_labels=("0 % of the evidence", f"{hi:.1%} of the evidence in one patch"))
         what = METHOD_NAMES[method] + (f", layer {state.layer}" if method == "attention" else "")
         if target is not None:
             p = float(result.probabilities[target])
@@ -133,8 +134,8 @@ class EvidencePanel(LazyPanel):
             n = int(mass_threshold_mask(values, state.threshold).sum())
             kept = f" Shown: the {n} of {values.size} patches that hold {state.threshold:.0%} of it."
         specific = "specific to this class" if gradient else "the same for every class"
-        self.info.setText(f"{what}: {specific}. Brighter patches count more; the map sums to 100 %."
-                          + (f" Time for the gradients: {evidence.timings.get('forward_backward', 0):.0f} ms."
+        self.info.setText(f"{specific.capitalize()}; brighter patches count more."
+                          + (f" Gradients: {evidence.timings.get('forward_backward', 0):.0f} ms."
                              if gradient and evidence is not None else "") + kept)
 
     def _show_message(self, result, text: str) -> None:

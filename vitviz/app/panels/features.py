@@ -106,7 +106,8 @@ class FeaturesPanel(LazyPanel):
         self.values = sim
         self.canvas.set_image(overlay(result.image, (sim + 1.0) / 2.0, self.state.cmap, self.state.opacity,
                                       smooth=self.state.smooth))
-        self.legend.set_scale(colormap_lut(self.state.cmap), -1.0, 1.0, "cosine similarity to the selected patch")
+        self.legend.set_scale(colormap_lut(self.state.cmap), None, None,
+                              end_labels=("−1: opposite", "cosine similarity to the selected patch: 1, the same"))
         self.set_title(f"Features {muted(f'· layer {layer} · tokens like patch #{q}')}")
         self.info.setText(f"Most similar other patch: {float(np.sort(sim.ravel())[-2]):.2f} · least similar: "
                           f"{float(sim.min()):.2f} · click another patch to compare, Esc to clear")
@@ -119,7 +120,8 @@ class FeaturesPanel(LazyPanel):
         lo, hi = float(patch.min()), float(patch.max())
         self.canvas.set_image(overlay(result.image, (patch - lo) / max(hi - lo, 1e-12), self.state.cmap,
                                       self.state.opacity, smooth=False))
-        self.legend.set_scale(colormap_lut(self.state.cmap), lo, hi, "L2 norm of the patch token")
+        self.legend.set_scale(colormap_lut(self.state.cmap), None, None,
+                              end_labels=(f"norm {lo:.3g}", f"L2 norm of the patch token: {hi:.3g}"))
         names = ["CLS"] + [f"register {i}" for i in range(prefix - 1)]
         listed = " · ".join(f"{n} {v:.1f}" for n, v in zip(names, norms[:prefix]))
         self.set_title(f"Features {muted(f'· layer {layer} · token norms')}")

@@ -29,17 +29,19 @@ class ThresholdControl(QWidget):
         self.state = state
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
-        self.check = QCheckBox("Keep")
+        self.check = QCheckBox("Show only the patches holding")
         self.check.setToolTip("Show only the smallest set of patches that holds this share of each map's mass "
                               "(DINO's threshold view)")
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(5, 95)
         self.slider.setSingleStep(5)
         self.slider.setValue(int(round((state.threshold or DEFAULT_FRACTION) * 100)))
+        self.slider.setMinimumWidth(80)
         self.slider.setMaximumWidth(120)
         self.label = QLabel()
         for w in (self.check, self.slider, self.label):
             row.addWidget(w)
+        row.addStretch(1)
         self.check.toggled.connect(self._changed)
         self.slider.valueChanged.connect(self._changed)
         state.attention_style_changed.connect(self.sync)
@@ -56,4 +58,4 @@ class ThresholdControl(QWidget):
             w.setChecked(value) if w is self.check else w.setValue(value)
             w.blockSignals(False)
         self.slider.setEnabled(on)
-        self.label.setText(f"{int(round(fraction * 100))} % of the mass")
+        self.label.setText(f"{int(round(fraction * 100))} % of each map's mass")
