@@ -42,6 +42,7 @@ SIZES = {
     "vit-s16": (12, 6, 14, 16, 1000),
     "vitviz-mini": (6, 6, 8, 16, 10),
 }
+WIDTHS = {"vit-s16": 384, "vitviz-mini": 192}  # token width, for the hidden states of the Features view
 WINDOW_SIZE = (1560, 940)
 
 
@@ -53,6 +54,7 @@ def prepared_shown(name: str, seed: int = 0):
     from vitviz.app.worker import Shown
     from vitviz.render import cumulative_rollout
     from vitviz.engine import AnalysisResult, PatchGrid, Prediction
+    from vitviz.features import FeatureSet
     from vitviz.render import cls_maps
 
     layers, heads, grid, patch, classes = SIZES[name]
@@ -76,12 +78,16 @@ def prepared_shown(name: str, seed: int = 0):
         cls_attention=cls_maps(att, (grid, grid)).astype(np.float32), depth=depth, depth_kind="metric",
         depth_model_name=name, timings={"preprocess": 1.0, "forward": 10.0, "postprocess": 1.0, "total": 12.0},
     )
-    times = []
+    result.hidden_states = rng.standard_normal((layers, t, WIDTHS[name])).astype(np.float32)
+    times, feature_times = [], []
     for _ in range(7):
         t0 = time.perf_counter()
         rollouts = cumulative_rollout(att)
         times.append((time.perf_counter() - t0) * 1000.0)
-    return Shown(result, rollouts), stats(times)["median_ms"]
+        t0 = time.perf_counter()  # what the worker adds for the Features and Head atlas views (last layer's PCA)
+        features = FeatureSet.from_result(result, pca_layers=(layers - 1,))
+        feature_times.append((time.perf_counter() - t0) * 1000.0)
+    return Shown(result, rollouts, features=features), stats(times)["median_ms"], stats(feature_times)["median_ms"]
 
 
 def none_refs_lost_per_call() -> int:
@@ -120,7 +126,7 @@ def _window(tmp: Path):
 
 
 def bench_views(name: str, runs: int, warmup: int, app, window) -> dict[str, Any]:
-    (a, roll_ms), (b, _) = prepared_shown(name, 1), prepared_shown(name, 2)
+    (a, roll_ms, features_ms), (b, _, _) = prepared_shown(name, 1), prepared_shown(name, 2)
 
     def deliver(shown) -> None:
         window.state.show(shown)  # what the session does with the worker's answer
@@ -157,6 +163,24 @@ def bench_views(name: str, runs: int, warmup: int, app, window) -> dict[str, Any
         if i >= warmup:
             lh.append((t1 - t0) * 1000.0)
             lp.append((t2 - t0) * 1000.0)
+    # the Features view (PCA colours): shown in place of the attention tiles, then through the layers
+    window.center_views.setCurrentWidget(window.features_panel)
+    app.processEvents()
+    fh: list[float] = []
+    fp: list[float] = []
+    for i in range(warmup + runs * 2):
+        layer = (layer + 1) % layers
+        app.processEvents()
+        t0 = time.perf_counter()
+        window.state.set_layer(layer)
+        t1 = time.perf_counter()
+        app.processEvents()
+        t2 = time.perf_counter()
+        if i >= warmup:
+            fh.append((t1 - t0) * 1000.0)
+            fp.append((t2 - t0) * 1000.0)
+    window.center_views.setCurrentWidget(window.attention_panel)
+    app.processEvents()
     layers_, heads, grid, patch, _ = SIZES[name]
     return {
         "result": {"layers": layers_, "heads": heads, "grid": grid, "input": grid * patch},
@@ -165,6 +189,9 @@ def bench_views(name: str, runs: int, warmup: int, app, window) -> dict[str, Any
         "layer_switch_handler": stats(lh),
         "layer_switch_with_paint": stats(lp),
         "worker_rollout_ms": round(roll_ms, 2),
+        "worker_features_ms": round(features_ms, 2),
+        "features_layer_switch_handler": stats(fh),
+        "features_layer_switch_with_paint": stats(fp),
     }
 
 
@@ -273,11 +300,14 @@ def report(data: dict[str, Any]) -> str:
                      fmt(v["display_handler"]["median_ms"]), fmt(v["display_with_paint"]["median_ms"]),
                      fmt(v["display_with_paint"]["p90_ms"]), fmt(v["layer_switch_handler"]["median_ms"]),
                      fmt(v["layer_switch_with_paint"]["median_ms"]), fmt(v["layer_switch_with_paint"]["p90_ms"]),
-                     fmt(v["worker_rollout_ms"])])
+                     fmt(v["worker_rollout_ms"]), fmt(v["worker_features_ms"]),
+                     fmt(v["features_layer_switch_handler"]["median_ms"]),
+                     fmt(v["features_layer_switch_with_paint"]["median_ms"])])
     lines = [f"UI (offscreen Qt, window {data['window'][0]}×{data['window'][1]}, {data['settings']['runs']} runs; "
              "goals: display ≤ 30 ms, layer switch ≤ 15 ms)", ""]
     lines.append(table(rows, ["result size", "display ms", "+paint ms", "+paint p90", "layer ms", "+paint ms",
-                              "+paint p90", "worker rollout ms"]))
+                              "+paint p90", "worker rollout ms", "worker features ms",
+                              "features layer ms", "+paint ms"]))
     la = data["launch"]
     lines += ["", f"Launch (fresh process → first paint of the window, {la['launches']} launches; goal ≤ 2.5 s): "
                   f"median {la['window_shown']['median_ms']:.0f} ms, p90 {la['window_shown']['p90_ms']:.0f} ms"]
