@@ -125,6 +125,26 @@ def _window(tmp: Path):
     return app, window
 
 
+def time_layer_switches(app: Any, window: Any, layers: int, warmup: int, runs: int) -> tuple[dict, dict]:
+    """Stats of switching to the next layer (cycling): the handler alone, and with the repaint it causes."""
+    handler: list[float] = []
+    painted: list[float] = []
+    layer = window.state.layer
+    for i in range(warmup + runs):
+        layer = (layer + 1) % layers
+        app.processEvents()
+        t0 = time.perf_counter()
+        window.state.set_layer(layer)
+        t1 = time.perf_counter()
+        app.processEvents()
+        t2 = time.perf_counter()
+        assert window.state.layer == layer
+        if i >= warmup:
+            handler.append((t1 - t0) * 1000.0)
+            painted.append((t2 - t0) * 1000.0)
+    return stats(handler), stats(painted)
+
+
 def bench_views(name: str, runs: int, warmup: int, app, window) -> dict[str, Any]:
     (a, roll_ms, features_ms), (b, _, _) = prepared_shown(name, 1), prepared_shown(name, 2)
 
@@ -148,37 +168,11 @@ def bench_views(name: str, runs: int, warmup: int, app, window) -> dict[str, Any
     layers = window.current_result.num_layers
     assert window.attention_panel.tile_count() == window.current_result.num_heads + 2
 
-    lh: list[float] = []
-    lp: list[float] = []
-    layer = window.state.layer
-    for i in range(warmup + runs * 2):
-        layer = (layer + 1) % layers
-        app.processEvents()
-        t0 = time.perf_counter()
-        window.state.set_layer(layer)
-        t1 = time.perf_counter()
-        app.processEvents()
-        t2 = time.perf_counter()
-        assert window.state.layer == layer
-        if i >= warmup:
-            lh.append((t1 - t0) * 1000.0)
-            lp.append((t2 - t0) * 1000.0)
+    layer_switch = time_layer_switches(app, window, layers, warmup, runs * 2)
     # the Features view (PCA colours): shown in place of the attention tiles, then through the layers
     window.center_views.setCurrentWidget(window.features_panel)
     app.processEvents()
-    fh: list[float] = []
-    fp: list[float] = []
-    for i in range(warmup + runs * 2):
-        layer = (layer + 1) % layers
-        app.processEvents()
-        t0 = time.perf_counter()
-        window.state.set_layer(layer)
-        t1 = time.perf_counter()
-        app.processEvents()
-        t2 = time.perf_counter()
-        if i >= warmup:
-            fh.append((t1 - t0) * 1000.0)
-            fp.append((t2 - t0) * 1000.0)
+    features_switch = time_layer_switches(app, window, layers, warmup, runs * 2)
     window.center_views.setCurrentWidget(window.attention_panel)
     app.processEvents()
     layers_, heads, grid, patch, _ = SIZES[name]
@@ -186,12 +180,12 @@ def bench_views(name: str, runs: int, warmup: int, app, window) -> dict[str, Any
         "result": {"layers": layers_, "heads": heads, "grid": grid, "input": grid * patch},
         "display_handler": stats(handler),
         "display_with_paint": stats(painted),
-        "layer_switch_handler": stats(lh),
-        "layer_switch_with_paint": stats(lp),
+        "layer_switch_handler": layer_switch[0],
+        "layer_switch_with_paint": layer_switch[1],
         "worker_rollout_ms": round(roll_ms, 2),
         "worker_features_ms": round(features_ms, 2),
-        "features_layer_switch_handler": stats(fh),
-        "features_layer_switch_with_paint": stats(fp),
+        "features_layer_switch_handler": features_switch[0],
+        "features_layer_switch_with_paint": features_switch[1],
     }
 
 

@@ -101,6 +101,19 @@ class LazyPanel(Panel):
     def draw(self) -> None:
         raise NotImplementedError
 
+    def describe(self, patch: int, row: int, col: int) -> str:
+        """The status-bar text for the patch under the mouse on the map (``self.values`` is drawn)."""
+        raise NotImplementedError
+
+    def _on_hover(self, pos) -> None:
+        state = self.state
+        patch = state.patch_at(pos)
+        state.set_hover(patch)
+        if patch is None or getattr(self, "values", None) is None:
+            state.status.emit("")
+            return
+        state.status.emit(self.describe(patch, *divmod(patch, state.result.grid.cols)))
+
     def refresh(self, *_args) -> None:
         if not self.isVisible():
             self._stale = True

@@ -172,13 +172,6 @@ class EvidencePanel(LazyPanel):
         if index >= 0:
             self.class_combo.setCurrentIndex(index)
 
-    def _on_hover(self, pos) -> None:
-        state = self.state
-        patch = state.patch_at(pos)
-        state.set_hover(patch)
-        if patch is None or self.values is None:
-            state.status.emit("")
-            return
-        r, c = divmod(patch, state.result.grid.cols)
-        state.status.emit(f"{METHOD_NAMES[state.method]}: patch #{patch} (row {r}, col {c}) holds "
-                          f"{100 * float(self.values[r, c]):.2f} % of the evidence")
+    def describe(self, patch: int, row: int, col: int) -> str:
+        return (f"{METHOD_NAMES[self.state.method]}: patch #{patch} (row {row}, col {col}) holds "
+                f"{100 * float(self.values[row, col]):.2f} % of the evidence")

@@ -128,14 +128,7 @@ class FeaturesPanel(LazyPanel):
         self.info.setText(f"Prefix tokens: {listed} · patch tokens: median {float(np.median(patch)):.1f}, "
                           f"max {hi:.1f} (patches far above the rest are the high-norm tokens of the registers paper)")
 
-    def _on_hover(self, pos) -> None:
-        state = self.state
-        patch = state.patch_at(pos)
-        state.set_hover(patch)
-        if patch is None or self.values is None:
-            state.status.emit("")
-            return
-        r, c = divmod(patch, state.result.grid.cols)
-        v = self.values[r, c]
-        text = (f"RGB {v[0]:.2f} {v[1]:.2f} {v[2]:.2f}" if np.ndim(v) else f"{float(v):.3g}")
-        state.status.emit(f"{MODES[self.mode]}, layer {state.layer}: patch #{patch} (row {r}, col {c}) = {text}")
+    def describe(self, patch: int, row: int, col: int) -> str:
+        v = self.values[row, col]
+        text = f"RGB {v[0]:.2f} {v[1]:.2f} {v[2]:.2f}" if np.ndim(v) else f"{float(v):.3g}"
+        return f"{MODES[self.mode]}, layer {self.state.layer}: patch #{patch} (row {row}, col {col}) = {text}"
