@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from vitviz.engine import Engine  # noqa: E402
 from vitviz.export import parse_outputs, write_outputs  # noqa: E402
 from vitviz.inputs import expand_inputs  # noqa: E402
-from vitviz.pipeline import RunOptions, default_batch_size, run_local, run_ray  # noqa: E402
+from vitviz.pipeline import RunOptions, default_batch_size, forward_streams, run_local, run_ray  # noqa: E402
 
 
 def make_inputs(folder: Path, n: int) -> list[Path]:
@@ -60,7 +60,7 @@ def forward_only(engine: Engine, paths: list[Path], batch_size: int) -> float:
     batches = [g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
     t = time.perf_counter()
     for b in batches:
-        engine._forward(b, lambda: False)  # noqa: SLF001 - the forward pass alone is what is measured
+        engine._forward(b, None)  # noqa: SLF001 - the forward pass alone is what is measured
     return time.perf_counter() - t
 
 
@@ -71,6 +71,7 @@ def main() -> int:
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray configuration")
     ap.add_argument("--name", default="batch", help="results/NAME-<date>.json")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--note", default="same-run ratios", help="stored in the JSON (say whether the machine was idle)")
     args = ap.parse_args()
 
     info = machine_info()
@@ -178,7 +179,7 @@ def main() -> int:
     print("goals:", goals)
     data = {"machine": info, "images": len(paths), "rounds": args.rounds, "batch_size": bs,
             "torch_threads": torch.get_num_threads(), "ray_init_s": ray_init_s, "results": results, "goals": goals,
-            "note": "same-run ratios; the machine was shared with other jobs (see loadavg_at_start)"}
+            "forward_streams": {"json": forward_streams("cpu"), "all": forward_streams("cpu", drawing=True)}, "note": args.note}
     if not args.no_write:
         print("wrote", write_json(data, result_path(args.name)))
     return 0

@@ -17,7 +17,7 @@ from PIL import Image
 from vitviz.batch import Analyzer, result_from_row
 from vitviz.cli import main
 from vitviz.engine import Engine
-from vitviz.export import output_files, parse_outputs, write_outputs
+from vitviz.export import output_files, parse_outputs
 from vitviz.inputs import expand_inputs
 
 from .hardening_cases import BAD_IMAGES
@@ -72,6 +72,26 @@ def test_batched_analysis_equals_one_at_a_time(engine, tmp_path):
     for path, r in zip(paths, batched):
         assert_results_close(r, engine.analyze(path, topk=3))
         assert set(r.timings) >= {"preprocess", "forward", "postprocess", "total"}
+
+
+def test_two_forward_streams_write_what_one_image_at_a_time_gives(engine, tmp_path, monkeypatch):
+    """On a CPU the pipeline runs two batches at once (each with its share of the cores): the written results
+    must still be each image's own, equal to analysing it alone."""
+    import vitviz.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "forward_streams", lambda device, drawing=False: 2)  # whatever this machine's core count
+    paths = make_images(tmp_path / "in", [(64, 64), (96, 64), (64, 64), (64, 96), (96, 64)] * 3, seed=3)
+    opts = pipeline.RunOptions(out=tmp_path / "out", outputs=parse_outputs("json,npy"), batch_size=2,
+                               progress=False, topk=3)
+    report = pipeline.run_local(expand_inputs([str(tmp_path / "in")]), engine, opts, lambda item, exc: str(exc))
+    assert (report.analysed, report.failed) == (len(paths), 0)
+    for path in paths:
+        alone = engine.analyze(path, topk=3)
+        written = json.loads((opts.out / path.stem / "result.json").read_text())
+        assert [p["index"] for p in written["predictions"]] == [p.index for p in alone.predictions]
+        assert written["predictions"][0]["probability"] == pytest.approx(alone.predictions[0].probability, rel=1e-5)
+        np.testing.assert_allclose(np.load(opts.out / path.stem / "attentions.npy"), alone.attentions,
+                                   rtol=1e-4, atol=1e-6)
 
 
 def test_analyzer_on_a_dict_of_arrays_matches_the_engine(tiny_checkpoint, engine, tmp_path):
@@ -246,14 +266,17 @@ def test_resume_after_a_killed_run(tiny_checkpoint, tmp_path):
                             timeout=300)
     assert killed.returncode == -9, killed.stderr
     done = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert done == ["img00", "img01", "img02"]  # the half-written 4th is not among them
-    assert len(table(out)) == 3
+    assert len(done) == 3  # the half-written 4th is not among them (which images came first depends on the streams)
+    assert sorted(r["name"] for r in table(out)) == done
+    for name in done:
+        assert {f.name for f in (out / name).iterdir()} == ALL_FILES
 
     again = subprocess.run([sys.executable, "-m", "vitviz", *argv], capture_output=True, text=True, env=env,
                            timeout=300)
     assert again.returncode == 0, again.stderr
     assert "skipping 3 image(s)" in again.stderr
-    assert sorted(line.split(":")[0] for line in again.stdout.splitlines()) == [str(p) for p in paths[3:]]
+    assert sorted(line.split(":")[0] for line in again.stdout.splitlines()) == [str(p) for p in paths
+                                                                                if p.stem not in done]
     assert sorted(r["name"] for r in table(out)) == [p.stem for p in paths]
     assert {p.name for p in out.iterdir()} - {"results.parquet"} == {"results.csv", *[p.stem for p in paths]}
     for p in paths:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -340,34 +341,38 @@ class Engine:
         self, images: Sequence[str | os.PathLike[str] | Image.Image | np.ndarray | LoadedImage | PreparedImage],
         topk: int = 5,
         features: bool = False,
+        concurrent: bool = False,
     ) -> list[AnalysisResult]:
         """Analyse several images; those with the same model-input size share one forward pass.
 
         Results come in the order of ``images`` and equal :meth:`analyze`'s to within float tolerance. A file that
         cannot be read raises (prepare images first with :meth:`prepare` to handle them one by one). In a batch,
-        ``timings["forward"]`` is the batch's forward time divided by its size.
+        ``timings["forward"]`` is the batch's forward time divided by its size. ``concurrent``: do not take the
+        engine's lock, so that several threads can run batches at once (batch analysis on a CPU runs two, each
+        with part of the cores); the caller makes sure that nothing changes the engine meanwhile.
         """
         preps = [im if isinstance(im, PreparedImage) else self.prepare(im) for im in images]
         groups: dict[tuple, list[int]] = {}
         for i, prep in enumerate(preps):
             groups.setdefault(prep.size_key, []).append(i)
         results: list[AnalysisResult | None] = [None] * len(preps)
-        with self._lock:
+        with contextlib.nullcontext() if concurrent else self._lock:
             for indices in groups.values():
                 group = [preps[i] for i in indices]
                 t = time.perf_counter()
-                out, depth_out = self._forward(group, lambda: False, features)
+                out, depth_out = self._forward(group, None, features)
                 forward_ms = (time.perf_counter() - t) * 1000.0 / len(group)
                 for j, i in enumerate(indices):
                     results[i] = self._build_result(preps[i], out, depth_out, j, topk, False, forward_ms, features)
         return results  # type: ignore[return-value]
 
-    def _forward(self, preps: Sequence[PreparedImage], cancelled: Callable[[], bool],
+    def _forward(self, preps: Sequence[PreparedImage], cancelled: Callable[[], bool] | None,
                  features: bool = False) -> tuple[Any, Any]:
-        """One forward pass over same-size prepared images; raises :class:`_Cancelled` when cancelled mid-way."""
+        """One forward pass over same-size prepared images; raises :class:`_Cancelled` when ``cancelled()`` turns
+        true mid-way (None: cannot be cancelled, and changes nothing on the model, so threads may run it at once)."""
         x = torch.cat([self._tensor(p.rgb, self.info) for p in preps])
         # Cancellation is also checked before every transformer block: a big model on the CPU stops within one block.
-        hooks = _cancel_hooks((self.model, self.depth_model), cancelled)
+        hooks = [] if cancelled is None else _cancel_hooks((self.model, self.depth_model), cancelled)
         try:
             with torch.inference_mode():
                 out = self.model(x, return_attention=True, return_hidden=features)

@@ -72,16 +72,18 @@ def load_image(path: str | os.PathLike[str], max_side: int = MAX_WORKING_SIDE) -
     if size_on_disk == 0:
         raise ImageLoadError(f"{p}: the file is empty (0 bytes)")
     notices: list[str] = []
-    src: Image.Image | None = None  # the opened file: closed below whatever happens (multi-frame files stay open)
+    src: Image.Image | None = None  # the opened file's image: closed below unless it is the image returned
+    img: Image.Image | None = None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open(p, "rb") as fh:  # our own handle: closed when this block ends
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
-                src = Image.open(p)
+                src = Image.open(fh)
             except Image.DecompressionBombWarning:
                 # Above Pillow's warning limit but below its hard limit: a legal, very large image.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                src = Image.open(p)
+                fh.seek(0)
+                src = Image.open(fh)
             n_frames = getattr(src, "n_frames", 1)
             if n_frames > 1:
                 notices.append(f"the file has {n_frames} frames; showing the first")
@@ -90,20 +92,26 @@ def load_image(path: str | os.PathLike[str], max_side: int = MAX_WORKING_SIDE) -
             orientation = src.getexif().get(0x0112, 1)
             if max(stored) > max_side and src.format == "JPEG":
                 src.draft("RGB", (max_side, max_side))  # decode at reduced scale: memory stays small
-            img = ImageOps.exif_transpose(src)  # always a new, decoded image, independent of the file
-            img.load()
+            if orientation in range(2, 9) or n_frames > 1:
+                img = ImageOps.exif_transpose(src)  # a new, decoded image, independent of the file
+                img.load()
+            else:  # upright, one frame: decoded in place (no copy), needing the file no longer
+                src.load()
+                img = src
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(
             f"{p}: refused as a possible decompression bomb ({exc}); such sizes are not supported"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError(f"{p}: not an image file, or a format Pillow cannot read") from exc
+    except PermissionError as exc:
+        raise ImageLoadError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageLoadError(f"{p}: the image is damaged or truncated ({exc})") from exc
     except MemoryError as exc:
         raise ImageLoadError(f"{p}: the image is too large to decode in the available memory") from exc
     finally:
-        if src is not None:
+        if src is not None and src is not img:
             src.close()
     original = stored[::-1] if orientation in (5, 6, 7, 8) else stored
     if orientation in range(2, 9):

@@ -29,11 +29,13 @@ from .errors import VitvizError
 from .export import output_files, write_evidence, write_features, write_outputs
 from .inputs import InputItem
 
-__all__ = ["RunOptions", "OutputStore", "RunReport", "default_batch_size", "run_local", "run_ray", "SCALE_HINT"]
+__all__ = ["RunOptions", "OutputStore", "RunReport", "default_batch_size", "forward_streams", "run_local", "run_ray",
+           "SCALE_HINT"]
 
 SCALE_HINT = "install the scale extra: pip install -e '.[scale]'"
 TABLE = "results.csv"
 PARTIAL = ".partial"  # temporary folders of images being written, under --out
+DRAWN = frozenset({"input", "heads", "rollout", "depth"})  # outputs rendered and encoded as PNG
 PROCESS_WRITERS_FROM = 32  # below this many images, writing in one thread beats starting processes
 
 
@@ -313,16 +315,25 @@ def _prepare_store(items: Sequence[InputItem], opts: RunOptions, layers: int, ha
     return store, todo, len(items) - len(todo)
 
 
-class _torch_threads:
-    """On the CPU, the forward pass gets half the cores while the pipeline runs (decoding and writing use the rest):
-    torch's threads spin-wait, and with more threads than free cores a forward pass can take many times longer."""
+def forward_streams(device: str, drawing: bool = False) -> int:
+    """Batches in flight at once: two on a CPU with several cores when little is drawn (each forward pass then
+    gets its own share of the cores, which keeps them busier than one pass whose threads wait for each other), one
+    on an accelerator, or when images are drawn (PNG encoding then needs the spare cores more)."""
+    several = (os.cpu_count() or 1) >= 2
+    return 2 if device.split(":")[0] == "cpu" and several and not drawing else 1
 
-    def __init__(self, device_type: str) -> None:
+
+class _torch_threads:
+    """On the CPU, the forward passes together get half the cores while the pipeline runs (decoding and writing use
+    the rest), with at least one thread per stream: torch's threads spin-wait, and with more threads than free
+    cores a forward pass can take many times longer."""
+
+    def __init__(self, device_type: str, streams: int = 1) -> None:
         import torch
 
         self._torch, self._before = torch, torch.get_num_threads()
         if device_type == "cpu":  # even with one decoding thread and one writer, those compete with it
-            torch.set_num_threads(max(1, min(self._before, (os.cpu_count() or 2) // 2)))
+            torch.set_num_threads(max(1, min(self._before, (os.cpu_count() or 2) // 2 // streams)))
 
     def restore(self) -> None:
         self._torch.set_num_threads(self._before)
@@ -360,9 +371,14 @@ def run_local(
         on_skipped(skipped)
     batch_size = max(1, opts.batch_size or default_batch_size(engine.device.type))
     workers = opts.worker_count()
-    threads = _torch_threads(engine.device.type)
+    streams = forward_streams(engine.device.type, drawing=bool(opts.outputs & DRAWN) or opts.features
+                              or bool(opts.explain))
+    threads = _torch_threads(engine.device.type, streams)
+    forwards = ThreadPoolExecutor(streams, thread_name_prefix="vitviz-forward")
+    free_streams = threading.Semaphore(streams)
+    running: list[Future] = []
     max_pending = 2 * batch_size  # decoded images waiting for a batch of their size
-    writers = _Writers(store, opts, len(todo), in_flight=max_pending + 2 * batch_size + 4 * workers)
+    writers = _Writers(store, opts, len(todo), in_flight=max_pending + (1 + streams) * batch_size + 4 * workers)
     console = writers.console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
     decoders = ThreadPoolExecutor(workers)
     decoded: queue.Queue = queue.Queue()
@@ -385,7 +401,8 @@ def run_local(
 
     def run(group: list[tuple[InputItem, Any]]) -> None:
         try:
-            results = engine.analyze_batch([prep for _, prep in group], topk=opts.topk, features=opts.features)
+            results = engine.analyze_batch([prep for _, prep in group], topk=opts.topk, features=opts.features,
+                                           concurrent=streams > 1)
         except Exception:  # noqa: BLE001 - find the image that fails by analysing them one at a time
             results = []
             for item, prep in group:
@@ -404,6 +421,16 @@ def run_local(
                 continue
             writers.submit(item, result, evidence)
 
+    def start(group: list[tuple[InputItem, Any]]) -> None:
+        """Run ``group`` on the next free stream (waits for one); raises what an earlier batch raised."""
+        free_streams.acquire()
+        for f in [f for f in running if f.done()]:
+            running.remove(f)
+            f.result()
+        future = forwards.submit(run, group)
+        future.add_done_callback(lambda _f: free_streams.release())
+        running.append(future)
+
     feeder = threading.Thread(target=feed, name="vitviz-feed", daemon=True)
     feeder.start()
     pending: dict[tuple, list[tuple[InputItem, Any]]] = {}
@@ -420,18 +447,22 @@ def run_local(
             group.append((item, prep))
             n_pending += 1
             if len(group) >= batch_size:
-                run(pending.pop(prep.size_key))
+                start(pending.pop(prep.size_key))
                 n_pending -= len(group)
             elif n_pending >= max_pending:
                 largest = max(pending, key=lambda k: len(pending[k]))
                 n_pending -= len(pending[largest])
-                run(pending.pop(largest))
+                start(pending.pop(largest))
         for group in pending.values():
-            run(group)
+            start(group)
         pending.clear()
+        forwards.shutdown()
+        for f in running:
+            f.result()
         writers.close()
     except BaseException:
         stop.set()
+        forwards.shutdown(wait=False, cancel_futures=True)
         decoders.shutdown(wait=False, cancel_futures=True)
         writers.close(cancel=True)
         console.close()
