@@ -73,8 +73,8 @@ def make_window(model: str | None, device: str) -> tuple[Any, Any, Any]:
     frame until the panels have painted it, plus a 10 ms heartbeat whose paint gaps are the UI thread's stalls."""
     import tempfile
 
-    from PySide6.QtCore import QEventLoop, QSettings, QTimer
-    from PySide6.QtWidgets import QLabel
+    from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
+    from PySide6.QtWidgets import QLabel, QWidget
 
     from vitviz.app.main_window import MainWindow
 
@@ -91,21 +91,45 @@ def make_window(model: str | None, device: str) -> tuple[Any, Any, Any]:
             super().paintEvent(event)
             self.paints.append(time.perf_counter())
 
+    class Marker(QWidget):
+        """A 1-pixel child of the window, raised above everything: Qt paints it last in a paint pass, so its
+        paint time is when the panels have been drawn. Asked to repaint with every live frame."""
+
+        def __init__(self, parent: Any, probe: Any) -> None:
+            super().__init__(parent)
+            self.probe = probe
+            self.setGeometry(0, 0, 1, 1)
+            self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+            self.raise_()
+            self.show()
+
+        def paintEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+            self.probe.painted()
+
     class Probe:
         def __init__(self, window: Any) -> None:
             self.window = window
             self.latencies_ms: list[float] = []
             self.shown_at: list[float] = []
+            self.waiting: Any = None  # the frame handed to the panels, until a paint pass has drawn it
             self.heartbeat = Heartbeat()
             window.status_bar.addPermanentWidget(self.heartbeat)
-            window.live.controller.frame_ready.connect(self.painted)
+            self.marker = Marker(window, self)
+            window.live.controller.frame_ready.connect(self.taken)
 
-        def painted(self, frame: Any, shown: Any) -> None:
-            """Connected after the window's own slot: the panels have taken the frame; paint them now."""
-            self.window.centralWidget().repaint()
+        def taken(self, frame: Any, shown: Any) -> None:
+            """Connected after the window's own slot: the panels have taken the frame and asked to be repainted;
+            the event loop paints them (as in the app: no forced repaint here)."""
+            self.waiting = frame
+            self.marker.update()
+
+        def painted(self) -> None:
+            if self.waiting is None:
+                return
             now = time.perf_counter()
-            self.latencies_ms.append((now - frame.captured) * 1000.0)
+            self.latencies_ms.append((now - self.waiting.captured) * 1000.0)
             self.shown_at.append(now)
+            self.waiting = None
 
     settings_dir = tempfile.mkdtemp(prefix="vitviz-bench-live-")
     window = MainWindow(settings=QSettings(f"{settings_dir}/v.ini", QSettings.Format.IniFormat),

@@ -399,13 +399,13 @@ def test_switching_model_reanalyses_the_image_with_the_new_one(qtbot, window, ph
     assert window.state.layer == 1  # a model with another depth starts on its last layer
     assert set(window.predictions_panel.chart.labels()) == {"x", "y", "z"}
     assert window.depth_panel.canvas.rgb is None  # this model predicts no depth
-    assert "other" in window.details_panel.label.text() and window.model_combo.currentText() == "other"
+    assert "other" in window.details_panel.value("Model") and window.model_combo.currentText() == "other"
 
     # a separate depth model completes a classifier without a depth head
     with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT) as blocker:
         window.set_depth_model(str(tiny_checkpoint))
     assert blocker.args[0].depth is not None and blocker.args[0].depth_model_name == "tiny"
-    assert window.depth_panel.canvas.rgb is not None and "from tiny" in window.details_panel.label.text()
+    assert window.depth_panel.canvas.rgb is not None and "from tiny" in window.details_panel.value("Outputs")
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")

@@ -271,10 +271,12 @@ class Engine:
             if self.depth_model.depth_head is None:
                 raise CheckpointError(f"{depth_model}: this model has no depth head")
         self._lock = threading.Lock()
+        self._traced: Any = None  # vitviz.models.traced.TracedForward, made on the first traced analysis
         self._to_device(self.device)
         self.load_ms = (time.perf_counter() - t0) * 1000.0
 
     def _to_device(self, device: torch.device) -> None:
+        self._traced = None  # traces hold the weights of the device they were made on
         dtype = torch.float16 if (self.half and device.type == "cuda") else torch.float32
         self.model.to(device=device, dtype=dtype).eval()
         if self.depth_model is not None:
@@ -300,6 +302,7 @@ class Engine:
         cancelled: Callable[[], bool] | None = None,
         keep_display_image: bool = False,
         features: bool = False,
+        traced: bool = False,
     ) -> AnalysisResult | None:
         """Analyse one image; returns None if ``cancelled()`` turned true between stages.
 
@@ -307,17 +310,21 @@ class Engine:
         (``AnalysisResult.display_image``); the app asks for it, batch analysis does not need it.
         ``features``: also keep every block's output tokens (``AnalysisResult.hidden_states``) from the same forward
         pass, for the PCA, similarity and token-norm views (vitviz.features).
+        ``traced``: run the forward pass through a TorchScript trace of the model for this input size (made on
+        first use; :class:`vitviz.models.traced.TracedForward`), which does not hold Python's GIL, so that a UI
+        thread painting meanwhile does not slow it down (the live mode). Not with ``features``; ``cancelled`` is
+        then only checked between stages.
         """
         cancelled = cancelled or (lambda: False)
         with self._lock:
             try:
-                return self._analyze(image, topk, cancelled, keep_display_image, features)
+                return self._analyze(image, topk, cancelled, keep_display_image, features, traced)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
                 torch.cuda.empty_cache()
                 self._to_device(torch.device("cpu"))
-                result = self._analyze(image, topk, cancelled, keep_display_image, features)
+                result = self._analyze(image, topk, cancelled, keep_display_image, features, traced)
                 if result is not None:
                     result.notices.append("the GPU ran out of memory; this and later images run on the CPU")
                 return result
@@ -367,15 +374,23 @@ class Engine:
         return results  # type: ignore[return-value]
 
     def _forward(self, preps: Sequence[PreparedImage], cancelled: Callable[[], bool] | None,
-                 features: bool = False) -> tuple[Any, Any]:
+                 features: bool = False, traced: bool = False) -> tuple[Any, Any]:
         """One forward pass over same-size prepared images; raises :class:`_Cancelled` when ``cancelled()`` turns
         true mid-way (None: cannot be cancelled, and changes nothing on the model, so threads may run it at once)."""
         x = torch.cat([self._tensor(p.rgb, self.info) for p in preps])
         # Cancellation is also checked before every transformer block: a big model on the CPU stops within one block.
-        hooks = [] if cancelled is None else _cancel_hooks((self.model, self.depth_model), cancelled)
+        traced = traced and not features
+        hooks = [] if cancelled is None or traced else _cancel_hooks((self.model, self.depth_model), cancelled)
         try:
             with torch.inference_mode():
-                out = self.model(x, return_attention=True, return_hidden=features)
+                if traced:
+                    if self._traced is None:
+                        from .models.traced import TracedForward
+
+                        self._traced = TracedForward(self.model)
+                    out = self._traced(x)
+                else:
+                    out = self.model(x, return_attention=True, return_hidden=features)
                 depth_out = None
                 if out.depth is None and self.depth_model is not None:
                     dinfo = self.depth_info
@@ -390,7 +405,7 @@ class Engine:
         return out, depth_out
 
     def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool],
-                 keep_display_image: bool, features: bool = False) -> AnalysisResult | None:
+                 keep_display_image: bool, features: bool = False, traced: bool = False) -> AnalysisResult | None:
         t_start = time.perf_counter()
         prep = image if isinstance(image, PreparedImage) else self.prepare(image)
         preprocess_ms = (time.perf_counter() - t_start) * 1000.0
@@ -398,7 +413,7 @@ class Engine:
             return None
         t = time.perf_counter()
         try:
-            out, depth_out = self._forward([prep], cancelled, features)
+            out, depth_out = self._forward([prep], cancelled, features, traced)
         except _Cancelled:
             return None
         forward_ms = (time.perf_counter() - t) * 1000.0

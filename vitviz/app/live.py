@@ -311,7 +311,7 @@ class LiveController(QObject):
                 t0 = time.perf_counter()
                 try:
                     result = engine.analyze(frame.image, topk=self.topk, cancelled=stop.is_set,
-                                            keep_display_image=True)
+                                            keep_display_image=True, traced=True)
                 except Exception as exc:  # noqa: BLE001 - reported; the live mode goes on with the next frame
                     failures += 1
                     if failures == 1 or failures % 50 == 0:

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QStatusBar, QTo
 
 from .session import Session
 from .state import ViewState
+from .widgets import SteadyText
 
 __all__ = ["StatusBar"]
 
@@ -30,7 +31,7 @@ class StatusBar(QStatusBar):
         self.cancel_button.clicked.connect(session.cancel_load)
         self.timing_label = QLabel("")
         self.timing_label.setObjectName("Muted")
-        for w in (self.busy_label, self.busy_bar, self.cancel_button, self.timing_label):
+        for w in (self.busy_label, self.busy_bar, self.cancel_button, SteadyText(self.timing_label)):
             self.addPermanentWidget(w)
         self.set_busy(False)
         state.status.connect(self.hover_label.setText)

@@ -4,10 +4,11 @@ the message bar and the enlarged-map dialog. Pure Qt + numpy (+ pyqtgraph for th
 from __future__ import annotations
 
 import math
+import sys
 from typing import Sequence
 
 import numpy as np
-from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QLinearGradient, QPainter, QPen, QTransform
 from PySide6.QtWidgets import (
     QDialog,
@@ -26,6 +27,7 @@ __all__ = [
     "STYLE",
     "ACCENT",
     "HOVER",
+    "SteadyText",
     "to_qimage",
     "nice_ticks",
     "format_tick",
@@ -56,12 +58,18 @@ QToolBar { spacing: 6px; }
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
-    """A deep-copied QImage of an ``[H, W, 3]`` uint8 array."""
-    arr = np.ascontiguousarray(rgb, dtype=np.uint8)
+    """A QImage (own copy of the pixels) of an ``[H, W, 3]`` (or ``[H, W]``) uint8 array, in the 32-bit format
+    that Qt draws fastest (scaled smoothly about 2.5x faster than 24-bit RGB: every live frame draws ~10)."""
+    arr = np.asarray(rgb, dtype=np.uint8)
     if arr.ndim == 2:
-        arr = np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
+        arr = np.repeat(arr[..., None], 3, axis=2)
     h, w = arr.shape[:2]
-    return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    if sys.byteorder != "little":  # RGB32 is 0xffRRGGBB per 32-bit word: byte order B, G, R, 255 on little-endian
+        return QImage(np.ascontiguousarray(arr).data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    bgrx = np.empty((h, w, 4), dtype=np.uint8)
+    bgrx[..., :3] = arr[..., 2::-1]
+    bgrx[..., 3] = 255
+    return QImage(bgrx.data, w, h, 4 * w, QImage.Format.Format_RGB32).copy()
 
 
 def nice_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
@@ -330,8 +338,16 @@ class ImageCanvas(QWidget):
             return
         super().mousePressEvent(event)
 
+    def set_opaque(self, opaque: bool = True) -> None:
+        """Paint the whole widget, background included, in the palette's base colour (that of a :class:`Panel`): Qt
+        then does not repaint the widgets beneath when the image changes (it matters at live frame rates)."""
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, opaque)
+        self.update()
+
     def paintEvent(self, event) -> None:  # noqa: N802
         p = QPainter(self)
+        if self.testAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent):
+            p.fillRect(self.rect(), self.palette().base())
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.smooth)
         if self.caption:
@@ -387,8 +403,9 @@ class ImageCanvas(QWidget):
         step = self.patch_size * r.width() / w
         if step < self.min_grid_step:
             return
-        xs = [r.left() + i * step for i in range(1, int(w // self.patch_size))]
-        ys = [r.top() + i * step for i in range(1, int(h // self.patch_size))]
+        nx, ny = int(w // self.patch_size), int(h // self.patch_size)
+        xs = [r.left() + i * step for i in range(1, nx)]
+        ys = [r.top() + i * step for i in range(1, ny)]
         if self.zoom > 1.0:  # zoomed: the cached layer would be zoom^2 times larger; draw the visible lines directly
             view = self.fit_rect()
             xs = [x for x in xs if view.left() <= x <= view.right()]
@@ -400,11 +417,14 @@ class ImageCanvas(QWidget):
                 p.drawLines([QLineF(x + offset, top, x + offset, bottom) for x in xs]
                             + [QLineF(left, y + offset, right, y + offset) for y in ys])
             return
-        lines = [
-            (QPen(color, 1), [QLineF(x + offset, r.top(), x + offset, r.bottom()) for x in xs]
-             + [QLineF(r.left(), y + offset, r.right(), y + offset) for y in ys])
-            for color, offset in ((QColor(0, 0, 0, 70), 1.0), (QColor(255, 255, 255, 150), 0.0))
-        ]
+
+        def lines() -> list[tuple[QPen, list[QLineF]]]:
+            return [
+                (QPen(color, 1), [QLineF(x + offset, r.top(), x + offset, r.bottom()) for x in xs]
+                 + [QLineF(r.left(), y + offset, r.right(), y + offset) for y in ys])
+                for color, offset in ((QColor(0, 0, 0, 70), 1.0), (QColor(255, 255, 255, 150), 0.0))
+            ]
+
         t = QTransform(p.deviceTransform())  # copies: the painter's state changes below
         p.save()
         p.resetTransform()
@@ -412,7 +432,7 @@ class ImageCanvas(QWidget):
         inverse, invertible = base.inverted()
         if t.type().value > QTransform.TransformationType.TxScale.value or not invertible:  # rotated, sheared: direct
             p.restore()
-            for pen, segments in lines:
+            for pen, segments in lines():
                 p.setPen(pen)
                 p.drawLines(segments)
             return
@@ -424,14 +444,14 @@ class ImageCanvas(QWidget):
         ox, oy = math.floor(box.left()) - m, math.floor(box.top()) - m
         local = t * QTransform.fromTranslate(-ox, -oy)
         key = (local.m11(), local.m22(), local.dx(), local.dy(), r.left(), r.top(), r.width(), r.height(), step,
-               len(xs), len(ys))
+               nx, ny)
         if self._grid_layer is None or self._grid_layer[0] != key:
             layer = QImage(math.ceil(box.right()) - ox + m, math.ceil(box.bottom()) - oy + m,
                            QImage.Format.Format_ARGB32_Premultiplied)
             layer.fill(0)
             lp = QPainter(layer)
             lp.setTransform(local)
-            for pen, segments in lines:
+            for pen, segments in lines():
                 lp.setPen(pen)
                 lp.drawLines(segments)
             lp.end()
@@ -463,6 +483,7 @@ class TileGrid(QWidget):
         while len(self.tiles) < count:
             i = len(self.tiles)
             tile = ImageCanvas(self)
+            tile.set_opaque()
             tile.set_clickable(True)
             tile.min_grid_step = 14.0
             tile.clicked.connect(lambda _pos, i=i: self.tile_clicked.emit(i))
@@ -528,6 +549,7 @@ class ColorBar(QWidget):
         super().__init__(parent)
         self.orientation = orientation
         self.lut: np.ndarray | None = None
+        self._stops: tuple[np.ndarray, list] | None = None  # (lut, gradient stops) of the last colormap drawn
         self.lo: float | None = None
         self.hi: float | None = None
         self.title = ""
@@ -567,11 +589,13 @@ class ColorBar(QWidget):
         return [((t - self.lo) / (self.hi - self.lo), format_tick(t, ticks)) for t in ticks]
 
     def _gradient(self, start: QPointF, stop: QPointF) -> QLinearGradient:
-        g = QLinearGradient(start, stop)
         lut = self.lut if self.lut is not None else np.stack([np.arange(256)] * 3, 1)
-        for i in range(0, 256, 15):
-            g.setColorAt(i / 255, QColor(*[int(c) for c in lut[i]]))
-        g.setColorAt(1.0, QColor(*[int(c) for c in lut[255]]))
+        if self._stops is None or not (self._stops[0] is lut or np.array_equal(self._stops[0], lut)):
+            # the stops of a colormap, made once (not for every live frame)
+            stops = [(i / 255, QColor(*[int(c) for c in lut[i]])) for i in range(0, 256, 15)]
+            self._stops = (lut, stops + [(1.0, QColor(*[int(c) for c in lut[255]]))])
+        g = QLinearGradient(start, stop)
+        g.setStops(self._stops[1])
         return g
 
     def paintEvent(self, event) -> None:  # noqa: N802
@@ -829,6 +853,56 @@ class MessageBar(QFrame):
             self.dismiss()
 
 
+class SteadyText(QWidget):
+    """A box around a QLabel whose text changes often (every live frame). A bare QLabel asks every layout around it,
+    up to the window's, to lay out again on each change (about 10 ms a frame in live mode). In this box the request
+    stops here, and goes on only when the label then needs another size. Add the box to a layout instead of the
+    label; ``box.label`` is the label."""
+
+    def __init__(self, label: QLabel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = label
+        label.setParent(self)
+        self.setSizePolicy(label.sizePolicy())
+        self._needs = self._size_needs()
+
+    def _size_needs(self) -> tuple:
+        """What the enclosing layout uses of the label: its size hints (but not along an Ignored direction), and
+        the height it needs at the current width when it wraps."""
+        label, policy = self.label, self.label.sizePolicy()
+        free_w = policy.horizontalPolicy() == QSizePolicy.Policy.Ignored
+        free_h = policy.verticalPolicy() == QSizePolicy.Policy.Ignored
+        hints = [(0 if free_w else s.width(), 0 if free_h else s.height())
+                 for s in (label.sizeHint(), label.minimumSizeHint())]
+        return (*hints, label.heightForWidth(self.width()) if label.hasHeightForWidth() else -1, label.isHidden())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return self.label.sizeHint()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return self.label.minimumSizeHint()
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt API
+        return self.label.hasHeightForWidth()
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt API
+        return self.label.heightForWidth(width)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        self.label.setGeometry(self.rect())
+        self._needs = self._size_needs()
+        super().resizeEvent(event)
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest:  # the label's text (or font, or visibility) changed
+            needs = self._size_needs()
+            if needs != self._needs:
+                self._needs = needs
+                self.updateGeometry()
+            return True
+        return super().event(event)
+
+
 class Panel(QFrame):
     """A titled section of the window: a header row (title + optional widgets) above a body."""
 
@@ -847,7 +921,7 @@ class Panel(QFrame):
         self.title.setWordWrap(True)
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.title.setMinimumWidth(80)
-        self.header.addWidget(self.title, 1)
+        self.header.addWidget(SteadyText(self.title), 1)
         outer.addLayout(self.header)
         self.body = QVBoxLayout()
         self.body.setSpacing(6)

@@ -177,7 +177,7 @@ class AttentionPanel(Panel):
         muted = "font-weight:400;color:#5b6470"
         if state.query is None:
             self.mode_chip.setText("CLS")
-            self.mode_chip.setStyleSheet("background: #e7eefc; color: #1f4fb0;")
+            self._chip_style("background: #e7eefc; color: #1f4fb0;")
             self.mode_chip.setToolTip("Showing what the CLS token attends to")
             self.set_title(f"Attention <span style='{muted}'>· layer {state.layer} · what the class token looks at, "
                            f"{heads} heads</span>")
@@ -185,12 +185,18 @@ class AttentionPanel(Panel):
         else:
             r, c = divmod(state.query, state.result.grid.cols)
             self.mode_chip.setText(f"Patch #{state.query} query")
-            self.mode_chip.setStyleSheet("background: #d9f7fb; color: #006a7a;")
+            self._chip_style("background: #d9f7fb; color: #006a7a;")
             self.mode_chip.setToolTip("Showing what one patch attends to; Esc returns to CLS")
             self.set_title(f"Attention <span style='{muted}'>· layer {state.layer} · what patch #{state.query} "
                            f"(row {r}, col {c}) looks at, {heads} heads</span>")
             self.cls_button.show()
         self.mode_chip.show()
+
+    def _chip_style(self, style: str) -> None:
+        """Set the chip's colours when they change (a style sheet re-polishes the chip and relayouts the panel:
+        too slow to repeat for every live frame)."""
+        if self.mode_chip.styleSheet() != style:
+            self.mode_chip.setStyleSheet(style)
 
     def tile_count(self) -> int:
         """Number of maps shown: one per head, plus the mean over heads and the rollout (0 before a result)."""

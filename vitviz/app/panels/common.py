@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel
 
 from ..state import ViewState
-from ..widgets import ColorBar, ImageCanvas, Panel
+from ..widgets import ColorBar, ImageCanvas, Panel, SteadyText
 
 MUTED = "#5b6470"
 
@@ -86,6 +86,7 @@ class LazyPanel(Panel):
         """The body's map over the image (``canvas``: a click selects a patch's query, the grid and hovered patch
         follow the state), a horizontal colour bar (``legend``) and a line of explanation (``info``)."""
         self.canvas = ImageCanvas(placeholder=placeholder)
+        self.canvas.set_opaque()
         self.canvas.setCursor(Qt.CursorShape.CrossCursor)
         self.canvas.hovered.connect(self._on_hover)
         self.canvas.clicked.connect(lambda pos: state.toggle_query(state.patch_at(pos)))
@@ -96,7 +97,7 @@ class LazyPanel(Panel):
         self.info.setWordWrap(True)
         self.body.addWidget(self.canvas, 1)
         self.body.addWidget(self.legend)
-        self.body.addWidget(self.info)
+        self.body.addWidget(SteadyText(self.info))
 
     def draw(self) -> None:
         raise NotImplementedError

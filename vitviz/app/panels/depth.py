@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel
 
 from ...render import COLORMAPS, apply_colormap, colormap_lut, normalize
 from ..state import ViewState
-from ..widgets import ColorBar, ImageCanvas, MapDialog, Panel
+from ..widgets import ColorBar, ImageCanvas, MapDialog, Panel, SteadyText
 from .common import combo, follow_patches, hover_patch, html, muted, set_combo_text
 
 __all__ = ["DepthPanel"]
@@ -27,6 +27,7 @@ class DepthPanel(Panel):
         self.add_header_widget(self.cmap_combo)
         row = QHBoxLayout()
         self.canvas = ImageCanvas(placeholder="The predicted depth map appears here.")
+        self.canvas.set_opaque()
         self.canvas.set_clickable(True)
         self.canvas.hovered.connect(lambda pos: hover_patch(state, pos, "click to enlarge"))
         self.canvas.clicked.connect(lambda _pos: self.open_detail())
@@ -39,7 +40,7 @@ class DepthPanel(Panel):
         self.info = QLabel("")
         self.info.setObjectName("Muted")
         self.info.setWordWrap(True)
-        self.body.addWidget(self.info)
+        self.body.addWidget(SteadyText(self.info))
         self.detail = MapDialog(self)  # the depth map enlarged, with the value of the pixel under the mouse
 
         follow_patches(self.canvas, state)

@@ -27,6 +27,7 @@ class InputPanel(Panel):
         self.add_header_widget(self.grid_check)
         self.canvas = ImageCanvas(placeholder="Open an image (Ctrl+O), drop one here, paste one (Ctrl+V) or "
                                               "pick a sample.")
+        self.canvas.set_opaque()
         self.canvas.setCursor(Qt.CursorShape.CrossCursor)
         self.canvas.setToolTip("Hover a patch to see where it is; click it to show its query attention")
         self.canvas.hovered.connect(

@@ -84,7 +84,8 @@ class PredictionsPanel(Panel):
             "picture looks like none of them, so the guesses below mean nothing. The attention and depth views still "
             "show where it looked.")
         self.note_text.setToolTip(f"{domain.method} score {domain.score:.4g} > threshold {domain.threshold:.4g}")
-        self.note_button.setText(f"Use DeiT-S for photos ({_download_size()})")
+        if self.note.isHidden():  # looked up as the note appears (a file-system check: not for every live frame)
+            self.note_button.setText(f"Use DeiT-S for photos ({_download_size()})")
         self.note.show()
 
 
