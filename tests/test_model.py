@@ -160,3 +160,33 @@ def test_fusion_head_reads_every_chosen_block_and_the_image():
 def test_fusion_head_rejects_blocks_the_model_does_not_have():
     with pytest.raises(ValueError, match="depth_head_layers"):
         build_model(tiny_config(depth_head_layers=(1, 4)))
+
+
+@pytest.mark.parametrize("overrides", [
+    {},  # CLS pooling, fusion depth head
+    {"num_register_tokens": 2, "head_pool": "cls+mean", "layer_scale_init": 0.1, "depth_head": "dpt",
+     "dpt": {"layers": [0, 1, 2, 2], "neck_channels": [4, 8, 8, 8], "fusion_channels": 8, "head_channels": 4}},
+    {"num_classes": 0, "depth_head": "none"},  # a DINO-like encoder: tokens and attentions only
+])
+def test_traced_forward_equals_the_eager_model(overrides):
+    """The live mode's traced pass gives the eager model's outputs, for new pixels of a traced size (nothing
+    value-dependent is baked in) and for a new size (traced again)."""
+    from vitviz.models.traced import TracedForward
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config(**overrides)).eval()
+    with torch.no_grad():
+        model.pos_embed.normal_(0, 0.5)
+    traced = TracedForward(model)
+    for shape in [(1, 3, 32, 32), (1, 3, 32, 32), (2, 3, 48, 32)]:
+        x = torch.randn(shape)
+        with torch.inference_mode():
+            got, want = traced(x), model(x, return_attention=True)
+        assert got.grid == want.grid and got.num_prefix_tokens == want.num_prefix_tokens
+        for a, b in [(got.tokens, want.tokens), (got.logits, want.logits), (got.depth, want.depth),
+                     *zip(got.attentions, want.attentions)]:
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b)
+        assert len(got.attentions) == len(want.attentions) == model.config.depth
+    assert not traced.failed and len(traced._traces) == 2

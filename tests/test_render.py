@@ -82,3 +82,16 @@ def test_rollout_is_product_and_row_stochastic():
     np.testing.assert_allclose(attention_rollout(a, upto_layer=0), steps[0])
     with pytest.raises(ValueError):
         attention_rollout(a, head_fusion="median")
+
+
+@pytest.mark.parametrize("smooth", [True, False])
+def test_overlay_of_a_stack_equals_one_map_at_a_time(smooth):
+    """The attention view draws every head of a live frame in one pass: same pixels as drawing each alone."""
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (48, 32, 3), dtype=np.uint8)
+    maps = rng.random((5, 6, 4)).astype(np.float32)
+    stacked = overlay(image, maps, "viridis", 0.4, smooth=smooth)
+    assert stacked.shape == (5, 48, 32, 3) and stacked.dtype == np.uint8
+    for k in range(len(maps)):
+        np.testing.assert_array_equal(stacked[k], overlay(image, maps[k], "viridis", 0.4, smooth=smooth))
+        np.testing.assert_array_equal(resize_map(maps, (48, 32), smooth)[k], resize_map(maps[k], (48, 32), smooth))

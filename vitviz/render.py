@@ -62,16 +62,17 @@ def apply_colormap(values01: np.ndarray, cmap: str = "inferno") -> np.ndarray:
 
 
 def resize_map(values: np.ndarray, size: tuple[int, int], smooth: bool = True) -> np.ndarray:
-    """Resize a 2-D map to ``size = (height, width)``: bilinear (pixel-centre aligned) or nearest (blocky patches)."""
+    """Resize a 2-D map (or a stack ``[..., h, w]`` of them) to ``size = (height, width)``: bilinear (pixel-centre
+    aligned) or nearest (blocky patches)."""
     v = np.asarray(values, dtype=np.float32)
-    h, w = v.shape
+    h, w = v.shape[-2:]
     oh, ow = size
     if (h, w) == (oh, ow):
         return v
     if not smooth:
         rows = np.minimum((np.arange(oh) * h) // oh, h - 1)
         cols = np.minimum((np.arange(ow) * w) // ow, w - 1)
-        return v[rows][:, cols]
+        return v[..., rows, :][..., cols]
     y = np.clip((np.arange(oh) + 0.5) * h / oh - 0.5, 0, h - 1)
     x = np.clip((np.arange(ow) + 0.5) * w / ow - 0.5, 0, w - 1)
     y0 = np.floor(y).astype(int)
@@ -80,14 +81,15 @@ def resize_map(values: np.ndarray, size: tuple[int, int], smooth: bool = True) -
     x1 = np.minimum(x0 + 1, w - 1)
     wy = (y - y0)[:, None].astype(np.float32)
     wx = (x - x0)[None, :].astype(np.float32)
-    across = v[:, x0] * (1 - wx) + v[:, x1] * wx  # interpolate along x once per source row, then gather rows
-    return across[y0] * (1 - wy) + across[y1] * wy
+    across = v[..., x0] * (1 - wx) + v[..., x1] * wx  # interpolate along x once per source row, then gather rows
+    return across[..., y0, :] * (1 - wy) + across[..., y1, :] * wy
 
 
 def overlay(
     image: np.ndarray, values01: np.ndarray, cmap: str = "inferno", alpha: float = 0.6, smooth: bool = True
 ) -> np.ndarray:
-    """Blend a colormapped map (any resolution, values in [0, 1]) over an RGB uint8 image."""
+    """Blend a colormapped map (any resolution, values in [0, 1]) over an RGB uint8 image; a stack of maps
+    ``[K, h, w]`` gives ``[K, H, W, 3]`` (one pass for all of them: a live frame draws every head)."""
     img = np.asarray(image)
     return _blend(img, apply_colormap(resize_map(values01, img.shape[:2], smooth), cmap).astype(np.float32), alpha)
 
@@ -102,12 +104,9 @@ def overlay_rgb(image: np.ndarray, rgb01: np.ndarray, alpha: float = 0.6, smooth
 def _blend(img: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:
     """``img * (1 - alpha) + colors * alpha``, rounded to uint8 (``colors`` float32, modified in place)."""
     a = float(np.clip(alpha, 0.0, 1.0))
-    out = img.astype(np.float32)
-    out *= 1 - a
     colors *= a
-    out += colors
-    out += 0.5
-    return out.astype(np.uint8)
+    colors += img.astype(np.float32) * (1 - a) + 0.5  # broadcast over a stack of maps
+    return colors.astype(np.uint8)
 
 
 def draw_patch_grid(

@@ -4,7 +4,6 @@ the message bar and the enlarged-map dialog. Pure Qt + numpy (+ pyqtgraph for th
 from __future__ import annotations
 
 import math
-import sys
 from typing import Sequence
 
 import numpy as np
@@ -63,13 +62,10 @@ def to_qimage(rgb: np.ndarray) -> QImage:
     arr = np.asarray(rgb, dtype=np.uint8)
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
+    arr = np.ascontiguousarray(arr)
     h, w = arr.shape[:2]
-    if sys.byteorder != "little":  # RGB32 is 0xffRRGGBB per 32-bit word: byte order B, G, R, 255 on little-endian
-        return QImage(np.ascontiguousarray(arr).data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-    bgrx = np.empty((h, w, 4), dtype=np.uint8)
-    bgrx[..., :3] = arr[..., 2::-1]
-    bgrx[..., 3] = 255
-    return QImage(bgrx.data, w, h, 4 * w, QImage.Format.Format_RGB32).copy()
+    # converting makes a new image with its own pixels, so the QImage does not read arr's memory afterwards
+    return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).convertToFormat(QImage.Format.Format_RGB32)
 
 
 def nice_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:

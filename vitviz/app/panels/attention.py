@@ -140,8 +140,12 @@ class AttentionPanel(Panel):
             ranges = [(float(m.min()), float(m.max())) for m in heads] + [(float(mean.min()), float(mean.max()))]
         ranges.append((float(roll.min()), float(roll.max())))
         values = [*heads, mean, roll]
-        for tile, v, (lo, hi) in zip(self.tiles.tiles, values, ranges):
-            tile.set_image(self._overlay(result.image, apply_threshold(v, state.threshold), lo, hi))
+        lo, hi = (np.array(r, dtype=np.float32)[:, None, None] for r in zip(*ranges))
+        scaled = np.stack([apply_threshold(v, state.threshold) for v in values])  # all maps in one pass
+        scaled = np.clip((scaled - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0)
+        images = overlay(result.image, scaled, state.cmap, state.opacity, smooth=state.smooth)
+        for tile, rgb in zip(self.tiles.tiles, images):
+            tile.set_image(rgb)
             tile.set_marked_patch(query)
         n = len(heads)
         for i in range(n):
