@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton
 
 from ..state import ViewState
@@ -14,9 +17,15 @@ __all__ = ["PredictionsPanel"]
 
 
 class PredictionsPanel(Panel):
+    _photo_model_cost = Signal(str)  # from a helper thread: what choosing the photo model costs
+
     def __init__(self, state: ViewState) -> None:
         super().__init__("Predictions")
         self.state = state
+        self._cost: str | None = None  # "downloaded" / "download 88 MB", once looked up
+        self._looking_up = False
+        self._photo_model_cost.connect(self._on_cost)
+        state.model_changed.connect(self._forget_cost)  # e.g. the photo model has just been downloaded
         self.note = QFrame()  # shown when the model says the image is unlike anything it was trained on
         self.note.setStyleSheet("QFrame { background: #fff4e5; border: 1px solid #f7d9a8; border-radius: 6px; }"
                                 "QLabel { color: #6b4100; background: transparent; border: none; }")
@@ -84,16 +93,42 @@ class PredictionsPanel(Panel):
             "picture looks like none of them, so the guesses below mean nothing. The attention and depth views still "
             "show where it looked.")
         self.note_text.setToolTip(f"{domain.method} score {domain.score:.4g} > threshold {domain.threshold:.4g}")
-        if self.note.isHidden():  # looked up as the note appears (a file-system check: not for every live frame)
-            self.note_button.setText(f"Use DeiT-S for photos ({_download_size()})")
+        self._show_cost()
         self.note.show()
+
+    def _show_cost(self) -> None:
+        """The note's button says what the photo model costs. Looking it up reads the model cache and, the first
+        time, imports the Hub client (about half a second): a helper thread does it, never the UI thread."""
+        self.note_button.setText("Use DeiT-S for photos" + (f" ({self._cost})" if self._cost else ""))
+        if self._cost is None and not self._looking_up:
+            self._looking_up = True
+            threading.Thread(target=self._look_up_cost, daemon=True, name="vitviz-photo-model-cost").start()
+
+    def _look_up_cost(self) -> None:
+        cost = _download_size()
+        try:
+            self._photo_model_cost.emit(cost)  # queued to the UI thread
+        except RuntimeError:  # the window closed meanwhile
+            pass
+
+    def _on_cost(self, cost: str) -> None:
+        self._cost, self._looking_up = cost, False
+        if not self.note.isHidden():
+            self._show_cost()
+
+    def _forget_cost(self, *_args) -> None:
+        if not self._looking_up:
+            self._cost = None
 
 
 def _download_size() -> str:
-    """What choosing the photo model costs: its download size, or that it is here already."""
+    """What choosing the photo model costs: its download size, or that it is here already (empty if unknown)."""
     from ...models import zoo
 
-    info = zoo.download_info(PHOTO_MODEL, network=False)
+    try:
+        info = zoo.download_info(PHOTO_MODEL, network=False)
+    except Exception:  # noqa: BLE001 - only a hint on a button
+        return ""
     if info.cached:
         return "downloaded"
     return f"download {info.size_bytes / 1e6:.0f} MB" if info.size_bytes else "download"
