@@ -14,6 +14,7 @@ are timm's; timm needs torchvision, so it is not used to write them). Each comes
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -328,6 +329,11 @@ def test_download_info_gives_size_and_licence_before_downloading(hub, repos, tin
     zoo.load("deit-small")
     cached = zoo.download_info("deit-small")
     assert cached.cached and cached.size_bytes == 0
+    # the cache is read from its layout, without the Hub client (whose import stalls a UI thread ~0.5 s)
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "huggingface_hub", None)
+        assert zoo.download_info("deit-small", network=False).cached
+        assert not zoo.download_info("depth-anything-v2-small", network=False).cached
 
     hub.stop()  # unreachable: the registry's approximate size, at once
     far = zoo.download_info("depth-anything-v2-small")

@@ -371,7 +371,7 @@ def _same_folder(repo_id: str, paths: list[Path]) -> Path:
 
 
 def _find_cached(
-    session: _Session, files: Sequence[str | Sequence[str]], optional: Sequence[str]
+    session: _Session | _DiskCache, files: Sequence[str | Sequence[str]], optional: Sequence[str]
 ) -> tuple[Path | None, str]:
     """(the cache folder holding all files of one snapshot or None, the first file that is missing)."""
     entries = _choices(files)
@@ -388,6 +388,27 @@ def _find_cached(
         return None, entries[0][0]  # a partial older snapshot
 
 
+class _DiskCache:
+    """Looks files up in the local Hub cache from its documented layout alone: ``models--ORG--NAME/refs/REV``
+    holds a commit, ``snapshots/COMMIT/FILE`` the file. No Hub client: building one imports an HTTP stack, about
+    half a second, which the app cannot spend on its UI thread (e.g. to say whether a model is downloaded)."""
+
+    def __init__(self, repo_id: str, revision: str | None, cache: str | os.PathLike[str] | None) -> None:
+        self.repo_id = repo_id
+        self.root = cache_dir(cache) / f"models--{repo_id.replace('/', '--')}"
+        self.revision = revision or "main"
+
+    def cached(self, filename: str) -> Path | None:
+        commit = self.revision
+        if not re.fullmatch(r"[0-9a-f]{40}", commit):
+            try:
+                commit = (self.root / "refs" / commit).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                return None
+        path = self.root / "snapshots" / commit / filename
+        return path if path.is_file() else None
+
+
 def cached_folder(
     repo_id: str,
     files: Sequence[str | Sequence[str]],
@@ -395,8 +416,9 @@ def cached_folder(
     revision: str | None = None,
     cache: str | os.PathLike[str] | None = None,
 ) -> Path | None:
-    """The cache folder holding all ``files`` of one snapshot (see :func:`download`), or None; no network access."""
-    return _find_cached(_Session(repo_id, revision, cache), files, optional)[0]
+    """The cache folder holding all ``files`` of one snapshot (see :func:`download`), or None; no network access,
+    and no Hub client (fast enough for a UI thread)."""
+    return _find_cached(_DiskCache(repo_id, revision, cache), files, optional)[0]
 
 
 def remote_size(
