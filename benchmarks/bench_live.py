@@ -7,7 +7,8 @@ thread -> UI thread -> the vitviz window, offscreen, whose panels draw every res
 
 The window is the app's own ``MainWindow`` (1560x940, fresh settings) with the model loaded through it; each frame
 goes through ``LiveMode`` into the ``ViewState`` and every visible panel redraws (input, predictions, every head map,
-mean, rollout, depth, details), then the window is painted and the latency taken.
+mean, rollout, depth, details); the event loop then paints the window as it does in the app, and a 1-pixel widget
+raised above the others (painted last in each paint pass) takes the time the panels were drawn.
 
 JSON keys (goals from issue 17 in brackets):
 * ``fps``: frames shown per second, each with its own result [>= 25 for vitviz-mini at 128 px on 2 cores];

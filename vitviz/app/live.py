@@ -10,6 +10,7 @@ thread only bookkeeps and emits :attr:`LiveController.frame_ready`.
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -67,6 +68,18 @@ class LiveStats:
         if self.recording:
             parts.append("● rec")
         return " · ".join(parts)
+
+
+def _yield_to_ui() -> None:
+    """Lower this thread's scheduling priority (Linux; elsewhere nothing): when the cores are all busy, the UI
+    thread, which draws every frame, then goes first and the window does not stall while the engine computes."""
+    import os
+
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id") and sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # a thread id: this thread only
+        except OSError:
+            pass
 
 
 def qimage_to_rgb(image: QImage) -> np.ndarray:
@@ -296,6 +309,7 @@ class LiveController(QObject):
     # -- the analysis thread --------------------------------------------------------------------------------
 
     def _analyse_loop(self, gen: int, slot: LatestFrame, stop: threading.Event) -> None:
+        _yield_to_ui()
         previous = None  # the last smoothed result
         failures = 0
         while not stop.is_set():
@@ -368,7 +382,10 @@ class LiveController(QObject):
                     self.stop_recording()
         finally:
             if gen == self._generation:
-                self._ui_free.set()
+                # Free for the next pair once this one is painted: a zero timer fires after the event loop has
+                # handled the update requests just posted. (Freeing at once let a second pair be taken before the
+                # paint: drawn for nothing, and the window stalled twice as long.)
+                QTimer.singleShot(0, lambda: gen == self._generation and self._ui_free.set())
 
     def _expected(self, frame: Frame) -> bool:
         """Whether ``frame`` is the one the last step or seek asked for (not one analysed before it)."""
