@@ -179,6 +179,21 @@ def test_stop_ends_every_thread_within_a_second(qtbot, controller):
     assert len(controller.pairs) == count  # nothing arrives after stop
 
 
+def test_live_mode_keeps_full_garbage_collections_short_and_restores_them(qtbot, controller):
+    """While live, the objects made before it are frozen out of the collector (a full collection of the app's
+    objects takes ~200 ms with the GIL held, a visible stall); stopping makes them collectable again."""
+    import gc
+
+    gc.unfreeze()
+    before = len(gc.get_objects())
+    controller.start(small_scene())
+    assert gc.get_freeze_count() >= before
+    qtbot.waitUntil(lambda: len(controller.pairs) >= 2, timeout=15000)
+    assert len(gc.get_objects()) < before  # what a full collection scans now
+    assert controller.stop()
+    assert gc.get_freeze_count() == 0
+
+
 def test_gif_recording_has_the_frames_shown(qtbot, controller, tmp_path):
     controller.start(small_scene())
     qtbot.waitUntil(lambda: len(controller.pairs) >= 1, timeout=15000)

@@ -134,6 +134,7 @@ class ImageCanvas(QWidget):
         self.margin = 2
         self.min_grid_step = 5.0  # screen pixels per patch below which the grid is not drawn (it would hide the image)
         self._grid_layer: tuple[tuple, QImage] | None = None  # (geometry, the grid lines drawn once)
+        self._caption: tuple[QFont, QFont, int] | None = None  # see _caption_metrics
         self.zoomable = False
         self.max_zoom = 16.0
         self.zoom = 1.0
@@ -196,12 +197,20 @@ class ImageCanvas(QWidget):
     # -- geometry --------------------------------------------------------------------------------------------
 
     def caption_height(self) -> int:
-        return QFontMetrics(self._caption_font()).height() + 4 if self.caption else 0
+        return self._caption_metrics()[2] + 4 if self.caption else 0
 
     def _caption_font(self) -> QFont:
-        font = QFont(self.font())
-        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.92))
-        return font
+        return self._caption_metrics()[1]
+
+    def _caption_metrics(self) -> tuple[QFont, QFont, int]:
+        """(the widget font it was made for, the caption font, its line height), made again only when the widget's
+        font changes (the canvases of a live view are painted every frame)."""
+        base = self.font()
+        if self._caption is None or self._caption[0] != base:
+            font = QFont(base)
+            font.setPointSizeF(max(7.0, font.pointSizeF() * 0.92))
+            self._caption = (QFont(base), font, QFontMetrics(font).height())
+        return self._caption
 
     def fit_rect(self) -> QRectF:
         """Where the whole image is drawn when not zoomed (aspect ratio kept, centred); also the zoomed view's frame."""
