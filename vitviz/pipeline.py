@@ -406,8 +406,9 @@ def run_local(
         except Exception:  # noqa: BLE001 - find the image that fails by analysing them one at a time
             results = []
             for item, prep in group:
-                try:
-                    results.append(engine.analyze(prep, topk=opts.topk, features=opts.features))
+                try:  # (a batch of one, like the batches: no lock or hooks that the other stream would race)
+                    results.append(engine.analyze_batch([prep], topk=opts.topk, features=opts.features,
+                                                        concurrent=streams > 1)[0])
                 except Exception as exc:  # noqa: BLE001
                     results.append(exc)
         for (item, _), result in zip(group, results):
