@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import os
 import sys
 import threading
 import time
@@ -74,9 +75,7 @@ class LiveStats:
 def _yield_to_ui() -> None:
     """Lower this thread's scheduling priority (Linux; elsewhere nothing): when the cores are all busy, the UI
     thread, which draws every frame, then goes first and the window does not stall while the engine computes."""
-    import os
-
-    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id") and sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux"):
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # a thread id: this thread only
         except OSError:
