@@ -570,6 +570,9 @@ class ColorBar(QWidget):
 
     def set_scale(self, lut: np.ndarray | None, lo: float | None, hi: float | None, title: str = "",
                   end_labels: tuple[str, str] = ("low", "high")) -> None:
+        same_lut = lut is self.lut or (lut is not None and self.lut is not None and np.array_equal(lut, self.lut))
+        if same_lut and (lo, hi, title, tuple(end_labels)) == (self.lo, self.hi, self.title, tuple(self.end_labels)):
+            return  # unchanged (the legend of a live view, frame after frame): nothing to repaint
         self.lut, self.lo, self.hi, self.title, self.end_labels = lut, lo, hi, title, end_labels
         if self.orientation == Qt.Orientation.Vertical:
             fm = QFontMetrics(self.font())
@@ -692,6 +695,8 @@ class PredictionChart(QWidget):
         layout.addWidget(self.placeholder)
         self.placeholder.hide()
         self._items: list[object] = []
+        self._axis_key: tuple | None = None  # what the class axis and the ranges were last set up for
+        self._outlined: tuple[int, int | None] | None = None  # (bars item, row) whose outline is drawn
         self.plot.scene().sigMouseClicked.connect(self._on_click)
 
     def row_at(self, scene_pos) -> int | None:
@@ -715,10 +720,11 @@ class PredictionChart(QWidget):
     def set_selected(self, row: int | None) -> None:
         """Outline bar ``row`` (e.g. the class whose evidence is shown); None outlines none."""
         self.selected = row
-        if len(self._items) > 1:
+        if len(self._items) > 1 and self._outlined != (id(self._items[1]), row):  # (not again for every live frame)
             pg = self._pg
             self._items[1].setOpts(pens=[pg.mkPen("#0b2a66", width=2) if i == row else pg.mkPen(None)
                                          for i in range(len(self._labels))])
+            self._outlined = (id(self._items[1]), row)
 
     def labels(self) -> list[str]:
         return list(self._labels)
@@ -743,10 +749,12 @@ class PredictionChart(QWidget):
             for old in self._items:
                 item.removeItem(old)
             self._items.clear()
+            self._outlined = None
         self._labels = [label for label, _ in predictions]
         self._probs = [float(p) for _, p in predictions]
         if not predictions:
             item.getAxis("left").setTicks([[]])
+            self._axis_key = None
             return
         self.placeholder.hide()
         self.plot.show()
@@ -776,6 +784,10 @@ class PredictionChart(QWidget):
                 item.addItem(text)
                 self._items.append(text)
         shown = [self._elide(label) for label in self._labels]
+        axis_key = (tuple(shown), self.font().key(), text_color.rgba(), self.plot.width())
+        if axis_key == self._axis_key:  # same classes in the same order (a live frame): the axis and ranges stay
+            return
+        self._axis_key = axis_key
         axis = item.getAxis("left")
         font = QFont(self.font())
         axis.setStyle(tickFont=font)
