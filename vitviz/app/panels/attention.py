@@ -119,9 +119,11 @@ class AttentionPanel(Panel):
         self.refresh()
 
 
-    def _overlay(self, image: np.ndarray, values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-        """``values`` scaled from [lo, hi] to the colormap, drawn over ``image`` with the current view settings."""
-        v01 = np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    def _overlay(self, image: np.ndarray, values: np.ndarray, lo: float | np.ndarray,
+                 hi: float | np.ndarray) -> np.ndarray:
+        """``values`` scaled from [lo, hi] to the colormap, drawn over ``image`` with the current view settings; a
+        stack of maps ``[K, h, w]`` with ``lo``, ``hi`` of shape ``[K, 1, 1]`` is drawn in one pass."""
+        v01 = np.clip((values - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0)
         return overlay(image, v01, self.state.cmap, self.state.opacity, smooth=self.state.smooth)
 
     def refresh(self, *_args) -> None:
@@ -141,10 +143,8 @@ class AttentionPanel(Panel):
         ranges.append((float(roll.min()), float(roll.max())))
         values = [*heads, mean, roll]
         lo, hi = (np.array(r, dtype=np.float32)[:, None, None] for r in zip(*ranges))
-        scaled = np.stack([apply_threshold(v, state.threshold) for v in values])  # all maps in one pass
-        scaled = np.clip((scaled - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0)
-        images = overlay(result.image, scaled, state.cmap, state.opacity, smooth=state.smooth)
-        for tile, rgb in zip(self.tiles.tiles, images):
+        maps = np.stack([apply_threshold(v, state.threshold) for v in values])
+        for tile, rgb in zip(self.tiles.tiles, self._overlay(result.image, maps, lo, hi)):  # all maps in one pass
             tile.set_image(rgb)
             tile.set_marked_patch(query)
         n = len(heads)

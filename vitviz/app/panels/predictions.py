@@ -97,8 +97,8 @@ class PredictionsPanel(Panel):
         self.note.show()
 
     def _show_cost(self) -> None:
-        """The note's button says what the photo model costs. Looking it up reads the model cache and, the first
-        time, imports the Hub client (about half a second): a helper thread does it, never the UI thread."""
+        """The note's button says what the photo model costs. Looking it up reads the model cache on disk: a
+        helper thread does it, not the UI thread, which may be drawing live frames."""
         self.note_button.setText("Use DeiT-S for photos" + (f" ({self._cost})" if self._cost else ""))
         if self._cost is None and not self._looking_up:
             self._looking_up = True
