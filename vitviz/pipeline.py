@@ -224,11 +224,11 @@ def _write_job(result: Any, folder: Path, kwargs: dict[str, Any], features: bool
     ``features``: also the representation figures; ``evidence``: (Evidence, methods, target classes) to draw."""
     write_outputs(result, folder, **kwargs)
     if features:
-        write_features(result, folder, layer=kwargs["layer"])
+        write_features(result, folder, layer=kwargs["layer"], png_compress_level=kwargs["png_compress_level"])
     if evidence is not None:
         ev, methods, targets = evidence
         write_evidence(ev, result, folder, methods, targets, layer=kwargs["layer"], cmap=kwargs["cmap"],
-                       alpha=kwargs["alpha"])
+                       alpha=kwargs["alpha"], png_compress_level=kwargs["png_compress_level"])
     return result.summary()
 
 

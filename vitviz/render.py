@@ -190,10 +190,8 @@ def cumulative_rollout(attentions: np.ndarray) -> np.ndarray:
 def tile_images(
     images: Sequence[np.ndarray], cols: int, titles: Sequence[str] | None = None, pad: int = 4, title_height: int = 14
 ) -> np.ndarray:
-    """Arrange equally sized RGB images in a grid with an optional caption above each (uses Pillow for text)."""
-    from PIL import Image, ImageDraw
-
-    if not images:
+    """Arrange equally sized RGB images in a grid with an optional caption above each (text drawn by Pillow)."""
+    if len(images) == 0:
         raise ValueError("no images to tile")
     h, w = images[0].shape[:2]
     rows = (len(images) + cols - 1) // cols
@@ -204,11 +202,25 @@ def tile_images(
         y = pad + r * (h + th + pad) + th
         x = pad + c * (w + pad)
         canvas[y : y + h, x : x + w] = im
-    if titles:
-        pil = Image.fromarray(canvas)
-        draw = ImageDraw.Draw(pil)
-        for i, text in enumerate(titles):
-            r, c = divmod(i, cols)
-            draw.text((pad + c * (w + pad) + 2, pad + r * (h + th + pad)), text, fill=(20, 20, 20))
-        canvas = np.asarray(pil)
+    for i, text in enumerate(titles or ()):
+        r, c = divmod(i, cols)
+        ink = _text_mask(text, th)[:, : w - 2]
+        y, x = pad + r * (h + th + pad), pad + c * (w + pad) + 2
+        area = canvas[y : y + ink.shape[0], x : x + ink.shape[1]]
+        area[:] = area * (1.0 - ink[..., None]) + 20.0 * ink[..., None] + 0.5  # dark grey text on white
     return canvas
+
+
+@lru_cache(maxsize=512)
+def _text_mask(text: str, height: int) -> np.ndarray:
+    """Coverage (0-1, float32) of ``text`` in Pillow's default font, ``height`` rows: a caption is drawn once, then
+    reused (the batch writer captions every heads grid with the same few titles)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    width = max(1, int(np.ceil(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(text, font=font))) + 2)
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).text((0, 0), text, fill=255, font=font)
+    out = np.asarray(mask, dtype=np.float32) / 255.0
+    out.flags.writeable = False
+    return out
