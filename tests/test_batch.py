@@ -94,6 +94,29 @@ def test_two_forward_streams_write_what_one_image_at_a_time_gives(engine, tmp_pa
                                    rtol=1e-4, atol=1e-6)
 
 
+def test_writer_processes_write_the_maps_exactly(engine, tmp_path):
+    """Enough images for the pool of writer processes: their fast PNGs decode to the maps the renderer draws, and
+    the run hands numpy's BLAS threads back as it found them."""
+    import vitviz.pipeline as pipeline
+    from threadpoolctl import threadpool_info
+
+    from vitviz.export import write_outputs
+
+    blas_before = [(lib["filepath"], lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"]
+    paths = make_images(tmp_path / "in", [(64, 64), (96, 64)] * (pipeline.PROCESS_WRITERS_FROM // 2 + 1), seed=5)
+    opts = pipeline.RunOptions(out=tmp_path / "out", outputs=parse_outputs("png"), progress=False, workers=2)
+    report = pipeline.run_local(expand_inputs([str(tmp_path / "in")]), engine, opts, lambda item, exc: str(exc))
+    assert (report.analysed, report.failed) == (len(paths), 0)
+    assert [(lib["filepath"], lib["num_threads"]) for lib in threadpool_info()
+            if lib["user_api"] == "blas"] == blas_before
+    for path in paths[:2]:
+        reference = tmp_path / "reference" / path.stem
+        write_outputs(engine.analyze(path), reference, outputs=opts.outputs, png_compress_level=6)  # via Pillow
+        for name in ("input.png", "heads_layer2.png", "rollout.png", "depth.png"):
+            fast = np.asarray(Image.open(opts.out / path.stem / name))
+            np.testing.assert_allclose(fast, np.asarray(Image.open(reference / name)), atol=1)  # float rounding
+
+
 def test_analyzer_on_a_dict_of_arrays_matches_the_engine(tiny_checkpoint, engine, tmp_path):
     """Ray Data's batch format: an object array of differently sized images, or paths (one of them bad)."""
     paths = make_images(tmp_path, [(64, 64), (96, 64), (64, 64)])
