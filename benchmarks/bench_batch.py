@@ -7,6 +7,11 @@ in the machine's speed hits them alike; each ratio is taken within a round, and 
 
     python benchmarks/bench_batch.py                       # 240 images, 2 rounds, writes results/batch-<date>.json
     python benchmarks/bench_batch.py --images 480 --rounds 3 --no-ray
+    python benchmarks/bench_batch.py --device cuda --model vit-s16 --no-ray   # the GPU goal: batched >= 10x batch 1
+
+``--model vit-s16`` is the ViT-S/16 architecture at 224 px with random weights (saved as a vitviz checkpoint in the
+work folder, so that Ray's actors load it too); the forward passes at batch 1 and at the default batch size give the
+batching gain.
 """
 
 from __future__ import annotations
@@ -64,6 +69,18 @@ def forward_only(engine: Engine, paths: list[Path], batch_size: int) -> float:
     return time.perf_counter() - t
 
 
+def bench_model(name: str, folder: Path) -> str | None:
+    """The model to run: None (the shipped one), or a random-weight ViT-S/16 checkpoint written into ``folder``."""
+    if name == "vitviz-mini":
+        return None
+    from bench_inference import engine_model
+
+    from vitviz.models.checkpoint import save_checkpoint
+
+    model, info, _ = engine_model(name)
+    return str(save_checkpoint(model, info, folder / name))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=240)
@@ -72,13 +89,16 @@ def main() -> int:
     ap.add_argument("--name", default="batch", help="results/NAME-<date>.json")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--note", default="same-run ratios", help="stored in the JSON (say whether the machine was idle)")
+    ap.add_argument("--model", default="vitviz-mini", choices=["vitviz-mini", "vit-s16"])
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, ... (the engine's device)")
     args = ap.parse_args()
 
     info = machine_info()
     print(machine_line(info))
-    engine = Engine(None, device="cpu")
-    bs = default_batch_size(engine.device.type)
     work = Path(tempfile.mkdtemp(prefix="vitviz-bench-batch-"))
+    model = bench_model(args.model, work)
+    engine = Engine(model, device=args.device)
+    bs = default_batch_size(engine.device.type)
     try:
         (work / "in").mkdir()
         paths = make_inputs(work / "in", args.images)
@@ -123,7 +143,7 @@ def main() -> int:
 
                 def on_ray(out: Path) -> None:
                     opts = RunOptions(out=out, outputs=parse_outputs("all"), progress=False)
-                    report = run_ray(items, None, None, None, "cpu", False, opts, quiet)
+                    report = run_ray(items, None, model, None, args.device, False, opts, quiet)
                     assert report.analysed == len(items), report
 
                 configs["Ray, this machine (all outputs)"] = on_ray
@@ -132,6 +152,7 @@ def main() -> int:
 
         rates: dict[str, list[float]] = {name: [] for name in configs}
         rates["forward only"] = []
+        rates["forward only, batch 1"] = []
         names = list(configs)
         for r in range(args.rounds):
             order = names[r % len(names):] + names[: r % len(names)]
@@ -144,14 +165,15 @@ def main() -> int:
                 shutil.rmtree(out)
                 print(f"round {r + 1}: {name}: {rates[name][-1]:.1f} images/s", flush=True)
             # the faster of 1 thread and torch's default: on a busy machine, spinning threads make 2 slower than 1
-            fwd_s = []
-            for n in sorted({1, torch.get_num_threads()}):
-                before = torch.get_num_threads()
-                torch.set_num_threads(n)
-                fwd_s.append(forward_only(engine, paths, bs))
-                torch.set_num_threads(before)
-            rates["forward only"].append(len(paths) / min(fwd_s))
-            print(f"round {r + 1}: forward only: {rates['forward only'][-1]:.1f} images/s", flush=True)
+            for name, size in (("forward only", bs), ("forward only, batch 1", 1)):
+                fwd_s = []
+                for n in sorted({1, torch.get_num_threads()}) if engine.device.type == "cpu" else [None]:
+                    before = torch.get_num_threads()
+                    torch.set_num_threads(n or before)
+                    fwd_s.append(forward_only(engine, paths, size))
+                    torch.set_num_threads(before)
+                rates[name].append(len(paths) / min(fwd_s))
+                print(f"round {r + 1}: {name}: {rates[name][-1]:.1f} images/s", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if "ray" in sys.modules and sys.modules["ray"].is_initialized():
@@ -176,8 +198,13 @@ def main() -> int:
         "--outputs json >= 60 % of forward-only":
             statistics.median(results["--outputs json"]["of_forward_only_same_round"]) >= 0.6,
     }
+    batching = [b / one for b, one in zip(fwd, rates["forward only, batch 1"])]
+    print(f"forward passes, batch {bs} vs batch 1: {statistics.median(batching):.1f}x")
+    if engine.device.type == "cuda":
+        goals["GPU: batched forward >= 10x batch 1"] = statistics.median(batching) >= 10
     print("goals:", goals)
-    data = {"machine": info, "images": len(paths), "rounds": args.rounds, "batch_size": bs,
+    data = {"machine": info, "model": args.model, "device": str(engine.device), "images": len(paths),
+            "rounds": args.rounds, "batch_size": bs, "forward_batched_x_batch1": [round(x, 2) for x in batching],
             "torch_threads": torch.get_num_threads(), "ray_init_s": ray_init_s, "results": results, "goals": goals,
             "forward_streams": {"json": forward_streams("cpu"), "all": forward_streams("cpu", drawing=True)}, "note": args.note}
     if not args.no_write:
