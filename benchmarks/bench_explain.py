@@ -1,6 +1,6 @@
 """Time class evidence against the plain forward pass with attention, in the same run (interleaved rounds).
 
-    python benchmarks/bench_explain.py [--runs 20] [--vit-s] [--json OUT]
+    python benchmarks/bench_explain.py [--runs 20] [--vit-s] [--device cuda] [--json OUT]
 
 Per model it times, on one image:
 
@@ -54,7 +54,7 @@ def bench_model(engine: Engine, image: Path, runs: int, warmup: int) -> dict:
 
     def repeat5() -> None:
         attn, grads, _ = attention_gradients(engine.model, x, torch.tensor([top5]), batched_backward=False)
-        attn.float().numpy(), grads.float().numpy()
+        attn.float().cpu().numpy(), grads.float().cpu().numpy()
 
     fns = {
         "forward+attention": forward,
@@ -62,13 +62,15 @@ def bench_model(engine: Engine, image: Path, runs: int, warmup: int) -> dict:
         "evidence top5": lambda: engine.evidence(result, top5),
         "evidence top5 (repeat)": repeat5,
     }
+    sync = torch.cuda.synchronize if engine.device.type == "cuda" else None
     raw: dict[str, list[float]] = {}
-    timings = time_round_robin(fns, warmup, runs, raw=raw)
+    timings = time_round_robin(fns, warmup, runs, sync=sync, raw=raw)
     maps = {f"map {m}": (lambda m=m: evidence.map(m, top5[1])) for m in METHODS}
     timings.update(time_round_robin(maps, 2, runs))
     ratios = {name: paired_ratio(raw[name], raw["forward+attention"]) for name in fns if name != "forward+attention"}
     return {
         "model": engine.info.name,
+        "device": str(engine.device),
         "input": list(result.image.shape[:2]),
         "tokens": int(result.attentions.shape[-1]),
         "layers": int(result.attentions.shape[0]),
@@ -80,7 +82,7 @@ def bench_model(engine: Engine, image: Path, runs: int, warmup: int) -> dict:
     }
 
 
-def vit_s_engine() -> Engine:
+def vit_s_engine(device: str = "cpu") -> Engine:
     from vitviz.models.checkpoint import ModelInfo
     from vitviz.models.vit import ViTConfig, build_model
 
@@ -89,7 +91,7 @@ def vit_s_engine() -> Engine:
     model = build_model(cfg)
     info = ModelInfo(name="vit-s16-random", config=cfg, labels=[f"class {i}" for i in range(1000)],
                      description="random weights")
-    return Engine(loaded=(model, info), device="cpu")
+    return Engine(loaded=(model, info), device=device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,14 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--vit-s", action="store_true", help="also a random ViT-S/16 at 224 px")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     info = machine_info()
     print(machine_line(info))
     results = {"machine": info, "models": []}
-    engines = [(Engine(device="cpu"), ROOT / "assets" / "samples" / "scene-cone.png")]
+    engines = [(Engine(device=args.device), ROOT / "assets" / "samples" / "scene-cone.png")]
     if args.vit_s:
-        engines.append((vit_s_engine(), BENCH_IMAGE))
+        engines.append((vit_s_engine(args.device), BENCH_IMAGE))
     for engine, image in engines:
         r = bench_model(engine, image, args.runs, args.warmup)
         results["models"].append(r)
