@@ -95,3 +95,24 @@ def test_overlay_of_a_stack_equals_one_map_at_a_time(smooth):
     for k in range(len(maps)):
         np.testing.assert_array_equal(stacked[k], overlay(image, maps[k], "viridis", 0.4, smooth=smooth))
         np.testing.assert_array_equal(resize_map(maps, (48, 32), smooth)[k], resize_map(maps[k], (48, 32), smooth))
+
+
+def test_tile_images_places_tiles_and_captions():
+    """Each tile lands in its cell under a caption strip; captions are dark text on white, and the same caption
+    drawn twice (a cached mask) looks the same in both cells."""
+    from vitviz.render import tile_images
+
+    tiles = [np.full((20, 30, 3), v, np.uint8) for v in (10, 60, 110, 160, 210)]
+    grid = tile_images(tiles, cols=3, titles=["head 0", "head 1", "head 0", "", "mean"], pad=4, title_height=14)
+    assert grid.shape == (2 * (20 + 14 + 4) + 4, 3 * (30 + 4) + 4, 3)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, 3)
+        y, x = 4 + r * 38 + 14, 4 + c * 34
+        assert np.array_equal(grid[y : y + 20, x : x + 30], tile)
+    cells = [divmod(i, 3) for i in range(5)]
+    strips = [grid[4 + r * 38 : 4 + r * 38 + 14, 4 + c * 34 : 4 + c * 34 + 30] for r, c in cells]
+    assert all(s.min() < 120 for s in (strips[0], strips[1], strips[2], strips[4]))  # text was drawn
+    assert strips[3].min() == 255  # an empty caption leaves the strip white
+    assert np.array_equal(strips[0], strips[2]) and not np.array_equal(strips[0], strips[1])
+    untitled = tile_images(tiles, cols=3)
+    assert untitled.shape == (2 * (20 + 4) + 4, 3 * (30 + 4) + 4, 3)
