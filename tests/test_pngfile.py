@@ -51,6 +51,9 @@ def test_high_levels_and_other_types_go_through_pillow(tmp_path):
     grey16 = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     pngfile.save_png(tmp_path / "b.png", grey16, level=1)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), grey16)
+    grey_alpha = np.stack([np.arange(64, dtype=np.uint8).reshape(8, 8)] * 2, axis=-1)
+    pngfile.save_png(tmp_path / "c.png", grey_alpha, level=1)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "c.png")), grey_alpha)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((0, 4, 3), np.uint8), np.zeros((4, 4, 2), np.uint8),

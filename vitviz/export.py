@@ -48,7 +48,7 @@ def write_outputs(
     """Write one result's JSON, PNG maps and NPY arrays into ``folder``; returns the files written.
 
     ``outputs``: the names of :data:`OUTPUTS` to write (None: all). ``png_compress_level``: zlib level of the PNGs
-    (levels 1-3 encode many times faster than the default 6, for files about 20 % larger: :mod:`vitviz.pngfile`).
+    (levels 1-3 encode several times faster than the default 6, for files about 17 % larger: :mod:`vitviz.pngfile`).
     """
     want = frozenset(OUTPUTS) if outputs is None else outputs
     from .pngfile import save_png as write_png

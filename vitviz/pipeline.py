@@ -263,10 +263,10 @@ class _Writers:
 
     def __init__(self, store: OutputStore, opts: RunOptions, todo: int, in_flight: int, processes: bool = True) -> None:
         self.store, self.opts = store, opts
-        self._blas = threadpool_limits(1, user_api="blas")
         self.console: Console
         self.slots = threading.BoundedSemaphore(in_flight)
         self.pool = _writer_pool(opts.worker_count(), todo if processes else 0, opts.outputs)
+        self._blas = threadpool_limits(1, user_api="blas")
         self.kwargs = opts.write_kwargs()
         self.report = RunReport(total=todo)
         self._lock = threading.Lock()

@@ -32,14 +32,19 @@ def _chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
 
 
+def _encodable(image: np.ndarray) -> bool:
+    """A non-empty uint8 grey ``[H, W]``, RGB or RGBA ``[H, W, 3 | 4]`` array (what :func:`encode_png` writes)."""
+    return (image.dtype == np.uint8 and image.ndim in (2, 3) and 0 not in image.shape
+            and (image.ndim == 2 or image.shape[2] in _COLOUR_TYPE))
+
+
 def encode_png(image: np.ndarray, level: int = 1) -> bytes:
     """PNG bytes of an ``[H, W]``, ``[H, W, 3]`` or ``[H, W, 4]`` uint8 array (grey, RGB, RGBA), every row
     Sub-filtered, deflated at ``level`` (0-9; ISA-L for 1-3 when installed)."""
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or 0 in image.shape[:2]:
-        raise ValueError(f"encode_png needs a non-empty uint8 [H, W(, C)] array, got {image.dtype} {image.shape}")
+    if not _encodable(image):
+        raise ValueError(f"encode_png writes non-empty uint8 grey, RGB or RGBA arrays, not {image.dtype} "
+                         f"{image.shape}")
     channels = 1 if image.ndim == 2 else image.shape[2]
-    if channels not in _COLOUR_TYPE:
-        raise ValueError(f"encode_png writes 1, 3 or 4 channels, not {channels}")
     h, w = image.shape[:2]
     rows = np.ascontiguousarray(image).reshape(h, w * channels)
     filtered = np.empty((h, w * channels + 1), np.uint8)
@@ -53,9 +58,9 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
 
 
 def save_png(path: Path | str, image: np.ndarray, level: int = 6) -> None:
-    """Write ``image`` (uint8 grey, RGB or RGBA) to ``path`` as PNG at zlib ``level``: :func:`encode_png` for levels
-    0-3, Pillow (smaller files, slower) for 4-9."""
-    if level in FAST_LEVELS and image.dtype == np.uint8:
+    """Write ``image`` to ``path`` as PNG at zlib ``level``: :func:`encode_png` for levels 0-3, Pillow (smaller files,
+    slower) for 4-9 and for arrays that encode_png does not write (16-bit, two channels)."""
+    if level in FAST_LEVELS and _encodable(image):
         Path(path).write_bytes(encode_png(image, level))
         return
     from PIL import Image
