@@ -89,6 +89,50 @@ def test_display_copy_frames_the_model_input_sharper(size, expected_hw):
     assert np.abs(box_downsample(copy, k) - model_input).mean() < 3
 
 
+@pytest.fixture(scope="module")
+def shipped_engine():
+    return Engine(None, device="cpu")
+
+
+def test_frames_resized_on_the_device_analyse_like_the_cpu_path(shipped_engine):
+    """The live path on an accelerator (here forced on the CPU): an RGB frame resized by torch gives the model
+    input, display copy and predictions of Pillow's path to within resampling differences, and the model sees
+    exactly the pixels the result draws."""
+    from vitviz.synthetic.scenes import render_scene
+
+    frame = np.asarray(Image.fromarray(render_scene(123_456, 400).image).resize((400, 300)))
+    engine = shipped_engine
+    engine.resize_on_device = False
+    reference = engine.analyze(frame, keep_display_image=True)
+    engine.resize_on_device = True
+    try:
+        prep = engine.prepare(frame, display=True)
+        result = engine.analyze(frame, keep_display_image=True)
+    finally:
+        engine.resize_on_device = None
+    assert prep.tensor is not None and prep.loaded.original_size == (400, 300)
+    torch.testing.assert_close(prep.tensor, engine._tensor(prep.rgb, engine.info))
+    assert result.image.shape == reference.image.shape and result.grid == reference.grid
+    assert np.abs(result.image.astype(float) - reference.image).mean() < 0.5  # grey levels
+    assert result.display_image.shape == reference.display_image.shape
+    assert np.abs(result.display_image.astype(float) - reference.display_image).mean() < 0.5
+    assert result.predictions[0].label == reference.predictions[0].label
+    np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=0.01)
+    assert np.abs(result.cls_attention - reference.cls_attention).max() < 0.02
+
+
+def test_arrays_the_device_path_does_not_take_go_through_pillow(shipped_engine):
+    """Grey, RGBA and float frames are converted on the CPU as before, even when frames are resized on the device."""
+    engine = shipped_engine
+    engine.resize_on_device = True
+    try:
+        for frame in (np.full((90, 120), 128, np.uint8), np.full((90, 120, 4), 200, np.uint8)):
+            prep = engine.prepare(frame)
+            assert prep.tensor is None and prep.loaded.image is not None and prep.rgb.shape[2] == 3
+    finally:
+        engine.resize_on_device = None
+
+
 def test_patch_grid_geometry():
     g = PatchGrid(rows=4, cols=6, patch_size=8, input_size=(32, 48), original_size=(96, 64))
     assert g.patch_at(0, 0) == 0

@@ -22,7 +22,7 @@ MAX_WORKING_SIDE = 2048
 class LoadedImage:
     """An upright RGB image plus what the user should know about how it was read."""
 
-    image: Image.Image  # mode "RGB"
+    image: Image.Image | None  # mode "RGB"; None for an array resized on the device (Engine.prepare)
     source: str
     original_size: tuple[int, int]  # (width, height) as stored in the file, after EXIF rotation
     notices: list[str] = field(default_factory=list)
