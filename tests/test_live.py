@@ -283,9 +283,11 @@ def test_damaged_frames_are_skipped_with_a_message(qtbot, controller, tmp_path):
     ended = []
     controller.ended.connect(lambda: ended.append(True))
     controller.start(str(bad))
-    qtbot.waitUntil(lambda: bool(ended), timeout=15000)
+    # the frame in flight at the end is still shown: on a busy machine the first (traced) analysis can outlast
+    # the clip
+    qtbot.waitUntil(lambda: bool(ended) and bool(controller.pairs), timeout=15000)
     assert any("damaged.mp4: a damaged frame was skipped" in m and not fatal for m, fatal in controller.errors)
-    assert controller.pairs and controller.stats().damaged > 0
+    assert controller.stats().damaged > 0
 
 
 def test_missing_camera_gives_the_banner(qtbot, controller):
