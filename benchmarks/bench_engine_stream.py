@@ -5,10 +5,11 @@ the window or a decoder (``bench_live.py`` measures the whole app).
     python benchmarks/bench_engine_stream.py --device cuda --model vit-s16 --frame 640x480 --json out.json
 
 The frames are generated scenes resized to ``--frame`` beforehand. Each is analysed as the live mode does
-(``Engine.analyze(frame, traced=True)``: resize on the CPU, the TorchScript trace, results to numpy), and also with
-the eager model (``traced=False``), alternating in blocks of frames so that both meet the same machine. Reported
-per mode: frames per second and the median of each stage (``preprocess``, ``forward``, ``postprocess``, ``total``,
-from ``AnalysisResult.timings``). Issue 17's GPU goal is ViT-S/16 at 224 px >= 60 fps in the live mode.
+(``Engine.analyze(frame, traced=True, keep_display_image=True)``: resizing, on CUDA on the device; the TorchScript
+trace, on CUDA replayed as a CUDA graph; results to numpy), and also with the eager model; on CUDA also without
+graphs and with resizing on the CPU. The modes alternate in blocks of frames so that all meet the same machine.
+Reported per mode: frames per second and the median of each stage (``preprocess``, ``forward``, ``postprocess``,
+``total``, from ``AnalysisResult.timings``). Issue 17's GPU goal is ViT-S/16 at 224 px >= 60 fps in the live mode.
 """
 
 from __future__ import annotations
@@ -51,28 +52,53 @@ def frames(count: int, width: int, height: int) -> list[np.ndarray]:
             for i in range(count)]
 
 
+def modes(engine: Engine) -> dict[str, dict[str, Any]]:
+    """What is compared: the live mode's path (traced; on CUDA with graphs and resizing on the device), the eager
+    model, and on CUDA the traced path without graphs and with resizing on the CPU."""
+    out: dict[str, dict[str, Any]] = {"traced": dict(traced=True, graphs=True, resize_on_device=None),
+                                      "eager": dict(traced=False, graphs=True, resize_on_device=None)}
+    if engine.device.type == "cuda":
+        out["traced, no CUDA graphs"] = dict(traced=True, graphs=False, resize_on_device=None)
+        out["traced, resized on the CPU"] = dict(traced=True, graphs=True, resize_on_device=False)
+    return out
+
+
 def run(engine: Engine, stream: list[np.ndarray], seconds: float, block: int = 20) -> dict[str, Any]:
-    samples: dict[str, dict[str, list[float]]] = {m: {s: [] for s in STAGES} for m in ("traced", "eager")}
-    busy = {m: 0.0 for m in samples}
-    count = {m: 0 for m in samples}
-    for mode in samples:  # warm-up: the trace is made on first use
+    from vitviz.models.traced import TracedForward
+
+    compared = modes(engine)
+    tracers = {graphs: TracedForward(engine.model, cuda_graphs=graphs) for graphs in (True, False)}
+    samples: dict[str, dict[str, list[float]]] = {m: {s: [] for s in STAGES} for m in compared}
+    busy = {m: 0.0 for m in compared}
+    count = {m: 0 for m in compared}
+
+    def analyse(mode: str, frame: np.ndarray) -> Any:
+        setting = compared[mode]
+        engine._traced = tracers[setting["graphs"]]  # noqa: SLF001 - the benchmark switches the traces
+        engine.resize_on_device = setting["resize_on_device"]
+        return engine.analyze(frame, traced=setting["traced"], keep_display_image=True)
+
+    for mode in compared:  # warm-up: traces (and graphs) are made on first use
         for f in stream[:5]:
-            engine.analyze(f, traced=mode == "traced")
-    end = time.perf_counter() + 2 * seconds
+            analyse(mode, f)
+    end = time.perf_counter() + len(compared) * seconds
     i = 0
     while time.perf_counter() < end:
-        for mode in samples:
+        for mode in compared:
             t = time.perf_counter()
             for _ in range(block):
-                result = engine.analyze(stream[i % len(stream)], traced=mode == "traced")
+                result = analyse(mode, stream[i % len(stream)])
                 i += 1
                 for s in STAGES:
                     samples[mode][s].append(result.timings.get(s, float("nan")))
             busy[mode] += time.perf_counter() - t
             count[mode] += block
+    engine.resize_on_device = None
     return {mode: {"frames": count[mode], "fps": round(count[mode] / busy[mode], 1),
-                   "median_ms": {s: round(statistics.median(v), 2) for s, v in samples[mode].items()}}
-            for mode in samples}
+                   "median_ms": {s: round(statistics.median(v), 2) for s, v in samples[mode].items()},
+                   "cuda_graphs_used": bool(compared[mode]["traced"] and tracers[True].cuda_graphs
+                                            and engine.device.type == "cuda" and compared[mode]["graphs"])}
+            for mode in compared}
 
 
 def main(argv: list[str] | None = None) -> int:

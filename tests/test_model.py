@@ -190,3 +190,53 @@ def test_traced_forward_equals_the_eager_model(overrides):
                 torch.testing.assert_close(a, b)
         assert len(got.attentions) == len(want.attentions) == model.config.depth
     assert not traced.failed and len(traced._traces) == 2
+
+
+class _ReplayOnCpu:
+    """Stands in for a CUDA graph on a machine without CUDA: records the call, replays it (optionally wrongly)."""
+
+    made: list[tuple[int, ...]] = []
+    skew = 0.0
+
+    def __init__(self, fn, x):
+        type(self).made.append(tuple(x.shape))
+        self.fn = fn
+
+    def __call__(self, x):
+        return tuple(t + self.skew for t in self.fn(x))
+
+
+@pytest.mark.parametrize("skew, graphs_kept", [(0.0, True), (1.0, False)])
+def test_cuda_graphs_are_checked_when_recorded_and_dropped_if_wrong(monkeypatch, capsys, skew, graphs_kept):
+    """Each traced shape is recorded once; a recording whose replay differs from the trace is dropped (with a line
+    on stderr) and the traces run alone, so the outputs are the eager model's either way. The graph itself needs a
+    GPU (benchmarks/check_cuda.py compares it there); this checks what surrounds it."""
+    from vitviz.models import traced as traced_module
+
+    monkeypatch.setattr(traced_module, "_graphable", lambda x: True)
+    monkeypatch.setattr(traced_module, "_GraphedCall", type("Fake", (_ReplayOnCpu,), {"made": [], "skew": skew}))
+    torch.manual_seed(0)
+    model = build_model(tiny_config()).eval()
+    traced = traced_module.TracedForward(model, cuda_graphs=True)
+    for shape in [(1, 3, 32, 32), (1, 3, 32, 32), (1, 3, 48, 32)]:
+        x = torch.randn(shape)
+        with torch.inference_mode():
+            got, want = traced(x), model(x, return_attention=True)
+        torch.testing.assert_close(got.logits, want.logits)
+        torch.testing.assert_close(got.attentions[-1], want.attentions[-1])
+    made = traced_module._GraphedCall.made
+    assert made == ([(1, 3, 32, 32), (1, 3, 48, 32)] if graphs_kept else [(1, 3, 32, 32)])
+    assert traced.cuda_graphs is graphs_kept
+    assert ("without CUDA graphs" in capsys.readouterr().err) is not graphs_kept
+
+
+def test_cuda_graphs_can_be_turned_off(monkeypatch):
+    from vitviz.models import traced as traced_module
+
+    monkeypatch.setenv("VITVIZ_CUDA_GRAPHS", "0")
+    monkeypatch.setattr(traced_module, "_graphable", lambda x: True)
+    monkeypatch.setattr(traced_module, "_GraphedCall", type("Fake", (_ReplayOnCpu,), {"made": []}))
+    traced = traced_module.TracedForward(build_model(tiny_config()).eval())
+    with torch.inference_mode():
+        traced(torch.randn(1, 3, 32, 32))
+    assert traced_module._GraphedCall.made == []
