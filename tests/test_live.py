@@ -6,6 +6,7 @@ Video tests need PyAV (the ``live`` extra, which CI installs) and are skipped wi
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -177,6 +178,29 @@ def test_stop_ends_every_thread_within_a_second(qtbot, controller):
     count = len(controller.pairs)
     qtbot.wait(200)
     assert len(controller.pairs) == count  # nothing arrives after stop
+
+
+def test_quitting_waits_for_an_analysis_that_outlives_stop(qtbot, engine):
+    """A frame's analysis cannot be cancelled mid-way: stop() gives up after its second, and quitting the app
+    (finish) then waits for the frame, so that the process never exits with a thread inside PyTorch."""
+    from vitviz.app.live import LiveController
+
+    entered = threading.Event()
+
+    class SlowEngine:
+        def analyze(self, *args, **kwargs):
+            entered.set()
+            time.sleep(1.5)
+            return engine.analyze(*args, **kwargs)
+
+    slow = SlowEngine()
+    ctl = LiveController(lambda: slow)
+    ctl.start(small_scene())
+    qtbot.waitUntil(entered.is_set, timeout=15000)
+    analysis = ctl._analysis
+    assert not ctl.stop(timeout=0.2) and analysis.is_alive()
+    assert ctl.finish(timeout=10.0)
+    assert not analysis.is_alive()
 
 
 def test_live_mode_keeps_full_garbage_collections_short_and_restores_them(qtbot, controller):

@@ -32,6 +32,7 @@ __all__ = ["LiveController", "LiveStats", "SourceInfo", "qimage_to_rgb"]
 STATS_INTERVAL_MS = 500
 FPS_WINDOW_S = 2.0  # fps and latency are measured over the frames shown in the last two seconds
 STOP_TIMEOUT_S = 1.0
+QUIT_TIMEOUT_S = 10.0  # when the app quits, how long to wait for a frame's analysis to finish
 
 
 @dataclass
@@ -125,6 +126,7 @@ class LiveController(QObject):
         self._slot: LatestFrame | None = None
         self._capture: CaptureThread | None = None
         self._analysis: threading.Thread | None = None
+        self._lingering: list[threading.Thread] = []  # threads of earlier runs that outlived stop()'s timeout
         self._stop = threading.Event()
         self._ui_free = threading.Event()
         self._frozen = False
@@ -148,7 +150,7 @@ class LiveController(QObject):
 
         app = QCoreApplication.instance()
         if app is not None:
-            app.aboutToQuit.connect(self.stop)
+            app.aboutToQuit.connect(self.finish)
 
     # -- starting and stopping ------------------------------------------------------------------------------
 
@@ -214,6 +216,7 @@ class LiveController(QObject):
         if analysis is not None:
             analysis.join(max(0.0, deadline - time.perf_counter()))
         ended = not capture.is_alive() and not (analysis is not None and analysis.is_alive())
+        self._lingering += [t for t in (capture, analysis) if t is not None and t.is_alive()]
         self._capture = self._analysis = self._slot = None
         self._timer.stop()
         if self._froze_gc:  # the objects from before the live mode are collectable again
@@ -226,6 +229,18 @@ class LiveController(QObject):
             self.frozen_changed.emit(False)
         self.running_changed.emit(False)
         return ended
+
+    @Slot()
+    def finish(self, timeout: float = QUIT_TIMEOUT_S) -> bool:
+        """Stop, then wait up to ``timeout`` for threads that :meth:`stop` left running (a frame's analysis cannot be
+        cancelled mid-way): the app calls this when it quits, since a process that exits while a thread is inside
+        PyTorch or FFmpeg can abort. True when none is left."""
+        self.stop()
+        deadline = time.perf_counter() + timeout
+        for thread in self._lingering:
+            thread.join(max(0.0, deadline - time.perf_counter()))
+        self._lingering = [t for t in self._lingering if t.is_alive()]
+        return not self._lingering
 
     # -- transport ------------------------------------------------------------------------------------------
 
