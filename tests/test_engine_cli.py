@@ -119,6 +119,10 @@ def test_frames_resized_on_the_device_analyse_like_the_cpu_path(shipped_engine):
     assert result.predictions[0].label == reference.predictions[0].label
     np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=0.01)
     assert np.abs(result.cls_attention - reference.cls_attention).max() < 0.02
+    # prepared for another device (the engine moved to the CPU after running out of GPU memory): made again
+    prep.tensor = torch.zeros((1, 3, 1, 1), device="meta")
+    moved = engine.analyze(prep)
+    np.testing.assert_allclose(moved.probabilities, result.probabilities, atol=1e-5)
 
 
 def test_arrays_the_device_path_does_not_take_go_through_pillow(shipped_engine):

@@ -437,7 +437,9 @@ class Engine:
                  features: bool = False, traced: bool = False) -> tuple[Any, Any]:
         """One forward pass over same-size prepared images; raises :class:`_Cancelled` when ``cancelled()`` turns
         true mid-way (None: cannot be cancelled, and changes nothing on the model, so threads may run it at once)."""
-        x = torch.cat([p.tensor if p.tensor is not None else self._tensor(p.rgb, self.info) for p in preps])
+        # an input prepared on the device is used as it is, unless the engine has moved since (out of GPU memory)
+        x = torch.cat([p.tensor if p.tensor is not None and p.tensor.device == self.device
+                       else self._tensor(p.rgb, self.info) for p in preps])
         # Cancellation is also checked before every transformer block: a big model on the CPU stops within one block.
         traced = traced and not features
         hooks = [] if cancelled is None or traced else _cancel_hooks((self.model, self.depth_model), cancelled)
