@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vitviz.engine import Engine  # noqa: E402
@@ -42,8 +43,6 @@ print(f"{DEV} end-to-end (array input): {mean_ms:.1f} ms; timings {b.timings}", 
 
 # The live mode's path: frames resized on the device, the TorchScript trace replayed as a CUDA graph (checked once
 # against the trace when recorded; here against the CPU's eager pass, on frames the engine has not seen).
-from PIL import Image  # noqa: E402
-
 worst_live = {"prob": 0.0, "att": 0.0, "depth_rel": 0.0, "image_levels": 0.0}
 same_top1 = 0
 for seed in range(900_100, 900_110):
