@@ -363,13 +363,14 @@ def test_startup_opens_the_first_sample_with_the_shipped_model(qtbot, bare_windo
     assert bare_window.model_combo.currentText() == "tiny"
 
 
-def test_cumulative_rollout_matches_the_engine(qtbot, window, photo):
+def test_the_shown_rollout_is_the_rollout_of_the_full_attention(qtbot, window, photo):
     result = open_and_wait(qtbot, window, photo)
     rollouts = cumulative_rollout(result.attentions)
     p = result.num_prefix_tokens
     for layer in range(result.num_layers):
+        window.state.set_layer(layer)
         np.testing.assert_allclose(rollouts[layer][0, p:].reshape(result.grid.rows, result.grid.cols),
-                                   result.rollout(layer), rtol=1e-4, atol=1e-6)
+                                   window.state.attention_maps()[2], rtol=1e-5, atol=1e-7)
 
 
 def test_window_module_does_not_import_torch():
@@ -549,3 +550,24 @@ def test_class_evidence_follows_the_clicked_bar_and_the_method_without_rerunning
 
     window.state.set_threshold(0.6)
     assert "patches that hold 60%" in panel.info.text()
+
+
+def test_a_large_models_clicked_patch_is_computed_on_the_worker(qtbot, window, photo, monkeypatch):
+    """Above the full-tensor budget a result keeps queries and keys: a click asks the worker for the patch's rows,
+    the CLS maps stay until they arrive, and they equal the full tensors' rows."""
+    import vitviz.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "FULL_ATTENTION_BUDGET", 0)
+    result = open_and_wait(qtbot, window, photo)
+    assert result.attentions is None and result.attention.queries is not None
+    state = window.state
+    with qtbot.waitSignal(state.query_changed, timeout=TIMEOUT):
+        state.set_query(5)
+        assert state.query is None and state.pending_query == 5  # asked, not shown yet
+    assert state.query == 5
+    heads, _mean, roll = state.attention_maps()
+    reference = window.session.worker.engine.analyze(photo, attention="full")
+    p, layer = reference.num_prefix_tokens, state.layer
+    np.testing.assert_allclose(heads, reference.query_attention(layer, 5), atol=1e-6)
+    expected = cumulative_rollout(reference.attentions)[layer][p + 5, p:].reshape(result.grid.rows, result.grid.cols)
+    np.testing.assert_allclose(roll, expected, atol=1e-6)

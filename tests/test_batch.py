@@ -23,7 +23,7 @@ from vitviz.inputs import expand_inputs
 from .hardening_cases import BAD_IMAGES
 
 ALL_FILES = {"result.json", "input.png", "patch_grid.png", "heads_layer2.png", "rollout.png", "depth.png",
-             "attentions.npy", "cls_attention.npy", "depth.npy"}
+             "cls_attention.npy", "depth.npy"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,8 @@ def error_lines(err: str) -> list[str]:
 def assert_results_close(a, b):
     assert a.source == b.source and a.image.shape == b.image.shape
     np.testing.assert_allclose(a.probabilities, b.probabilities, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(a.attentions, b.attentions, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.cls_attention, b.cls_attention, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.rollout(), b.rollout(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(a.depth, b.depth, rtol=1e-4, atol=1e-5)
     assert [p.index for p in a.predictions] == [p.index for p in b.predictions]
 
@@ -90,7 +91,7 @@ def test_two_forward_streams_write_what_one_image_at_a_time_gives(engine, tmp_pa
         written = json.loads((opts.out / path.stem / "result.json").read_text())
         assert [p["index"] for p in written["predictions"]] == [p.index for p in alone.predictions]
         assert written["predictions"][0]["probability"] == pytest.approx(alone.predictions[0].probability, rel=1e-5)
-        np.testing.assert_allclose(np.load(opts.out / path.stem / "attentions.npy"), alone.attentions,
+        np.testing.assert_allclose(np.load(opts.out / path.stem / "cls_attention.npy"), alone.cls_attention,
                                    rtol=1e-4, atol=1e-6)
 
 
@@ -111,7 +112,8 @@ def test_writer_processes_write_the_maps_exactly(engine, tmp_path):
             if lib["user_api"] == "blas"] == blas_before
     for path in paths[:2]:
         reference = tmp_path / "reference" / path.stem
-        write_outputs(engine.analyze(path), reference, outputs=opts.outputs, png_compress_level=6)  # via Pillow
+        # via Pillow, from an analysis that keeps what the run keeps
+        write_outputs(engine.analyze(path, attention="summary"), reference, outputs=opts.outputs, png_compress_level=6)
         for name in ("input.png", "heads_layer2.png", "rollout.png", "depth.png"):
             fast = np.asarray(Image.open(opts.out / path.stem / name))
             np.testing.assert_allclose(fast, np.asarray(Image.open(reference / name)), atol=1)  # float rounding
@@ -137,7 +139,10 @@ def test_analyzer_on_a_dict_of_arrays_matches_the_engine(tiny_checkpoint, engine
     bad.write_text("not a picture")
     out = analyzer({"path": np.array([str(paths[0]), str(bad)])})
     assert out["error"][0] == "" and "bad.jpg" in out["error"][1] and "not an image" in out["error"][1]
-    assert out["attentions"][1].size == 0 and out["attentions"][0].shape == (3, 3, 17, 17)
+    assert out["rollout"][1].size == 0 and out["rollout"][0].shape == (4, 4)
+    assert "attentions" not in out  # the full tensors only for attention-full
+    full = Analyzer(tiny_checkpoint, device="cpu", outputs=["attention-full"])({"path": np.array([str(paths[0])])})
+    assert full["attentions"][0].shape == (3, 3, 17, 17)
     only_json = Analyzer(tiny_checkpoint, device="cpu", outputs=["json"])({"path": np.array([str(paths[0])])})
     assert "attentions" not in only_json and json.loads(only_json["summary"][0])["layers"] == 3
 
@@ -349,7 +354,7 @@ def test_ray_writes_the_same_files_as_the_local_path(local_ray, tiny_checkpoint,
         da, db = a.pop("depth"), b.pop("depth")
         assert da.pop("kind") == db.pop("kind") and da == pytest.approx(db, rel=1e-5)
         assert a == b
-        for f in ("attentions.npy", "cls_attention.npy", "depth.npy"):
+        for f in ("cls_attention.npy", "depth.npy"):
             np.testing.assert_allclose(np.load(local / name / f), np.load(remote / name / f), rtol=1e-4, atol=1e-6)
         for f in ("input.png", "heads_layer2.png"):
             a_px, b_px = (np.asarray(Image.open(d / name / f), dtype=int) for d in (local, remote))

@@ -161,17 +161,35 @@ def test_cli_writes_all_outputs(tiny_checkpoint, photo, tmp_path, capsys):
     names = {p.name for p in folder.iterdir()}
     assert names >= {
         "result.json", "input.png", "patch_grid.png", "heads_layer2.png", "rollout.png", "depth.png",
-        "attentions.npy", "cls_attention.npy", "depth.npy",
+        "cls_attention.npy", "depth.npy",
     }
+    assert "attentions.npy" not in names  # the full tensors only when asked for (attention-full)
     summary = json.loads((folder / "result.json").read_text())
     assert len(summary["predictions"]) == 2 and summary["predictions"][0]["label"] in TINY_LABELS
     assert summary["patch_grid"] == {"rows": 4, "cols": 6, "patch_size": 8}
     assert summary["timings_ms"]["total"] > 0
-    assert np.load(folder / "attentions.npy").shape == (3, 3, 25, 25)
+    assert np.load(folder / "cls_attention.npy").shape == (3, 3, 4, 6)
     assert np.load(folder / "depth.npy").shape == (32, 48)
     heads = np.asarray(Image.open(folder / "heads_layer2.png"))
     assert heads.shape[0] > 32 and heads.shape[1] > 48 * 2
     assert "photo.jpg" in capsys.readouterr().out
+
+
+def test_cli_attention_full_writes_the_full_tensors(tiny_checkpoint, photo, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["analyze", str(photo), "--out", str(out), "--model", str(tiny_checkpoint),
+                 "--outputs", "json,attention-npy,attention-full"]) == 0
+    err = capsys.readouterr().err
+    assert "attention-full writes" in err and "GB for 1 image" in err  # the size is said before writing
+    full = np.load(out / "photo" / "attentions.npy")
+    assert full.shape == (3, 3, 25, 25)
+    engine = Engine(tiny_checkpoint, device="cpu")
+    with torch.inference_mode():
+        x = engine._tensor(engine.prepare(photo).rgb, engine.info)
+        reference = torch.stack([a[0] for a in engine.model(x, return_attention=True).attentions]).numpy()
+    np.testing.assert_allclose(full, reference, atol=1e-6)
+    np.testing.assert_allclose(np.load(out / "photo" / "cls_attention.npy"),
+                               reference[:, :, 0, 1:].reshape(3, 3, 4, 6), atol=1e-6)
 
 
 def test_cli_fails_cleanly_on_corrupt_image(tiny_checkpoint, photo, tmp_path, capsys):

@@ -13,6 +13,7 @@ from tests.conftest import TINY_LABELS, tiny_config
 from vitviz.cli import main
 from vitviz.engine import Engine
 from vitviz.errors import VitvizError
+from vitviz.attention import AttentionMaps
 from vitviz.explain import Evidence, attention_gradients, evidence_map, mass_threshold_mask, resolve_targets
 from vitviz.models.checkpoint import ModelInfo, save_checkpoint
 from vitviz.models.vit import build_model
@@ -143,7 +144,8 @@ def evidence() -> Evidence:
     model = _model(num_register_tokens=1)
     x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
     attn, grads, logits = attention_gradients(model, x, torch.tensor([[0, 2]]))
-    return Evidence(attn[0].numpy(), (4, 4), model.num_prefix_tokens, "cls", list(TINY_LABELS),
+    maps = AttentionMaps.from_full(attn[0].numpy(), (4, 4), 8, model.num_prefix_tokens)
+    return Evidence(maps, (4, 4), model.num_prefix_tokens, "cls", list(TINY_LABELS),
                     torch.softmax(logits[0], -1).numpy(), [0, 2], grads[0].numpy())
 
 
@@ -180,7 +182,7 @@ def test_a_class_without_gradients_is_refused_clearly(evidence):
 
 
 def test_merged_evidence_holds_both_target_sets(evidence):
-    other = Evidence(evidence.attentions, evidence.grid, evidence.num_prefix_tokens, labels=evidence.labels,
+    other = Evidence(evidence.attention, evidence.grid, evidence.num_prefix_tokens, labels=evidence.labels,
                      targets=[4, 0], grads=evidence.grads[::-1].copy())
     merged = evidence.merged(other)
     assert merged.targets == [0, 2, 4]

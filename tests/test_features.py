@@ -262,7 +262,7 @@ def test_head_atlas_image_draws_every_head():
 def test_analyze_features_writes_the_files(photo, tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     args = ["analyze", str(photo), "--out", str(out), "--model", str(tiny_checkpoint), "--device", "cpu", "--quiet"]
-    assert main(args + ["--features", "--layer", "1"]) == 0
+    assert main(args + ["--features", "--layer", "1", "--outputs", "all,attention-full"]) == 0
     folder = out / "photo"
     with np.load(folder / "features.npz") as data:
         arrays = {k: data[k] for k in data.files}
@@ -273,8 +273,9 @@ def test_analyze_features_writes_the_files(photo, tiny_checkpoint, tmp_path):
     assert 0.0 <= arrays["pca_rgb"].min() and arrays["pca_rgb"].max() <= 1.0
     # The figures can be checked from attentions.npy, which keeps its meaning.
     attn = np.load(folder / "attentions.npy")
-    np.testing.assert_allclose(arrays["mean_attention_distance"], F.mean_attention_distance(attn, (4, 6, 8), 1))
-    np.testing.assert_allclose(arrays["cls_attention_entropy"], F.cls_attention_entropy(attn, 1))
+    np.testing.assert_allclose(arrays["mean_attention_distance"], F.mean_attention_distance(attn, (4, 6, 8), 1),
+                               rtol=1e-5)
+    np.testing.assert_allclose(arrays["cls_attention_entropy"], F.cls_attention_entropy(attn, 1), rtol=1e-5)
     pca = np.asarray(Image.open(folder / "pca_layer1.png"))
     assert pca.shape == (32, 48, 3)  # the input size, one 8x8 block per patch
     np.testing.assert_allclose(pca[::8, ::8] / 255.0, arrays["pca_rgb"][1], atol=1 / 255)

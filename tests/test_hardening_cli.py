@@ -88,7 +88,7 @@ def test_cli_analyses_odd_but_good_images(kind, tiny_checkpoint, tmp_path, capsy
     folder = out / path.stem
     names = {p.name for p in folder.iterdir()}
     assert {"result.json", "input.png", "patch_grid.png", "heads_layer2.png", "rollout.png", "depth.png",
-            "attentions.npy", "cls_attention.npy", "depth.npy"} <= names
+            "cls_attention.npy", "depth.npy"} <= names
     summary = json.loads((folder / "result.json").read_text())
     assert summary["patch_grid"]["rows"] >= 1 and summary["patch_grid"]["cols"] >= 1
     assert len(summary["predictions"]) == 5

@@ -146,7 +146,7 @@ def test_scene_frames_advance_and_results_belong_to_their_frame(qtbot, controlle
         assert shown.result.source.endswith(f"frame {frame.index}")
         expected = prepare_image(Image.fromarray(frame.image), cfg.image_size, cfg.patch_size)
         np.testing.assert_array_equal(shown.result.image, expected)  # the result was computed from this frame
-        assert shown.rollouts is not None
+        assert shown.result.attention is not None and shown.result.attention.rollout_rows.shape[0] == cfg.depth
     stats = controller.stats()
     assert stats.shown >= 5 and stats.engine_ms > 0
 

@@ -16,7 +16,8 @@ from vitviz.app.state import ViewState  # noqa: E402
 from vitviz.app.worker import ModelSummary, Shown  # noqa: E402
 from vitviz.engine import AnalysisResult, PatchGrid, Prediction  # noqa: E402
 from vitviz.features import FeatureSet, patch_similarity  # noqa: E402
-from vitviz.render import cls_maps, cumulative_rollout  # noqa: E402
+from vitviz.attention import AttentionMaps  # noqa: E402
+from vitviz.render import cls_maps  # noqa: E402
 
 LAYERS, HEADS, ROWS, COLS, PATCH = 3, 2, 3, 4, 8
 
@@ -37,13 +38,13 @@ def make_shown(seed: int = 0, depth: bool = True, classes: bool = True, device: 
         model_name="tiny", device=device, labels=labels if classes else [],
         probabilities=probs if classes else None,
         predictions=[Prediction(labels[i], i, float(probs[i])) for i in range(3)] if classes else [],
-        attentions=att, cls_attention=cls_maps(att, (ROWS, COLS)).astype(np.float32),
+        attention=AttentionMaps.from_full(att, (ROWS, COLS), PATCH), cls_attention=cls_maps(att, (ROWS, COLS)).astype(np.float32),
         depth=(1.0 + np.linspace(0, 3, h * w).reshape(h, w)).astype(np.float32) if depth else None,
         depth_kind="metric" if depth else None, depth_model_name="tiny" if depth else None,
         timings={"preprocess": 1.0, "forward": 5.0, "postprocess": 1.0, "total": 7.0},
     )
     result.hidden_states = rng.standard_normal((LAYERS, t, 16)).astype(np.float32)
-    return Shown(result, cumulative_rollout(att), features=FeatureSet.from_result(result, pca_layers=(LAYERS - 1,)))
+    return Shown(result, features=FeatureSet.from_result(result, pca_layers=(LAYERS - 1,)))
 
 
 @pytest.fixture
@@ -279,7 +280,7 @@ def test_evidence_panel_without_a_classifier_says_so_and_still_offers_attention(
     qtbot.addWidget(panel)
     panel.show()
     asked = []
-    state.evidence_requested.connect(lambda result, targets: asked.append(targets))
+    state.evidence_requested.connect(lambda result, request: asked.append(request[0]))
     shown = make_shown(classes=False)
     state.show(shown)
     assert panel.values is None and "needs a classifier" in panel.info.text() and not asked
@@ -297,7 +298,7 @@ def test_evidence_panel_asks_for_the_top_classes_once_when_shown(qtbot, state):
     panel = EvidencePanel(state)
     qtbot.addWidget(panel)
     asked = []
-    state.evidence_requested.connect(lambda result, targets: asked.append(targets))
+    state.evidence_requested.connect(lambda result, request: asked.append(request[0]))
     state.show(make_shown())
     assert asked == []  # hidden: no backward pass
     panel.show()

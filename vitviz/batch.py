@@ -17,20 +17,23 @@ from typing import Any, Sequence
 import numpy as np
 
 from .engine import AnalysisResult, Engine, PatchGrid, Prediction
-from .export import OUTPUTS
+from .export import FULL_OUTPUTS, OUTPUTS
 
 __all__ = ["Analyzer", "ARRAY_COLUMNS", "table_row", "result_from_row"]
 
 # Per-image arrays an Analyzer returns for writing files (object columns, one array per row; empty when it failed).
-ARRAY_COLUMNS = ("model_input", "attentions", "cls_attention", "depth")
+# ``rollout``: the CLS rollout map after the last layer ``[rows, cols]``; ``attentions``: the full tensors, only for
+# the output attention-full.
+ARRAY_COLUMNS = ("model_input", "rollout", "attentions", "cls_attention", "depth")
 # The arrays each output of vitviz.export.OUTPUTS needs.
 _NEEDS = {
     "json": (),
     "input": ("model_input",),
     "heads": ("model_input", "cls_attention"),
-    "rollout": ("model_input", "attentions"),
+    "rollout": ("model_input", "rollout"),
     "depth": ("depth",),
-    "attention-npy": ("attentions", "cls_attention"),
+    "attention-npy": ("cls_attention",),
+    "attention-full": ("attentions",),
     "depth-npy": ("depth",),
 }
 
@@ -91,8 +94,9 @@ class Analyzer:
     ) -> None:
         self.engine = Engine(model, device=device, half=half, depth_model=depth_model)
         self.topk = topk
-        wanted = tuple(OUTPUTS) if outputs is None else tuple(outputs)
+        wanted = tuple(o for o in OUTPUTS if o not in FULL_OUTPUTS) if outputs is None else tuple(outputs)
         self.arrays = tuple(c for c in ARRAY_COLUMNS if any(c in _NEEDS[o] for o in wanted))
+        self.attention = "full" if "attentions" in self.arrays else "summary"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(batch.values()))) if batch else 0
@@ -112,12 +116,13 @@ class Analyzer:
             except Exception as exc:  # noqa: BLE001 - one image's failure is its row's error, not the batch's
                 errors[i] = _reason(exc, None if paths is None else str(paths[i]))
         try:
-            for i, r in zip(preps, self.engine.analyze_batch(list(preps.values()), topk=self.topk)):
+            for i, r in zip(preps, self.engine.analyze_batch(list(preps.values()), topk=self.topk,
+                                                             attention=self.attention)):
                 results[i] = r
         except Exception:  # noqa: BLE001 - find the image that fails by analysing them one at a time
             for i, prep in preps.items():
                 try:
-                    results[i] = self.engine.analyze(prep, topk=self.topk)
+                    results[i] = self.engine.analyze(prep, topk=self.topk, attention=self.attention)
                 except Exception as exc:  # noqa: BLE001
                     errors[i] = _reason(exc, prep.loaded.source)
         return self._columns(batch, results, errors)
@@ -141,12 +146,14 @@ class Analyzer:
         out["summary"] = np.array([json.dumps(r.summary()) if r is not None else "" for r in results], dtype=object)
         out["num_prefix_tokens"] = np.array([r.num_prefix_tokens if r is not None else 0 for r in results], np.int64)
         empty = {"model_input": np.zeros((0, 0, 3), np.uint8), "attentions": np.zeros((0, 0, 0, 0), np.float32),
-                 "cls_attention": np.zeros((0, 0, 0, 0), np.float32), "depth": np.zeros((0, 0), np.float32)}
+                 "rollout": np.zeros((0, 0), np.float32), "cls_attention": np.zeros((0, 0, 0, 0), np.float32),
+                 "depth": np.zeros((0, 0), np.float32)}
         for col in self.arrays:
             arr = np.empty(n, dtype=object)
             for i, r in enumerate(results):
-                value = None if r is None else {"model_input": r.image, "attentions": r.attentions,
-                                                "cls_attention": r.cls_attention, "depth": r.depth}[col]
+                value = None if r is None else (r.rollout() if col == "rollout" and r.attention is not None else {
+                    "model_input": r.image, "attentions": r.attentions, "rollout": None,
+                    "cls_attention": r.cls_attention, "depth": r.depth}[col])
                 arr[i] = empty[col] if value is None else value
             out[col] = arr
         return out
@@ -174,7 +181,6 @@ def result_from_row(row: dict[str, Any]) -> AnalysisResult:
         model_name=summary["model"],
         device=summary["device"],
         predictions=[Prediction(p["label"], p["index"], p["probability"]) for p in summary["predictions"]],
-        attentions=array("attentions"),
         cls_attention=array("cls_attention"),
         num_prefix_tokens=int(row.get("num_prefix_tokens", 1)),
         depth=array("depth"),
@@ -185,6 +191,8 @@ def result_from_row(row: dict[str, Any]) -> AnalysisResult:
     )
     result.stored_summary = summary
     result.stored_layers = int(summary.get("layers") or 0)
+    result.stored_rollout = array("rollout")
+    result.stored_full = array("attentions")
     return result
 
 
@@ -194,9 +202,20 @@ class _StoredResult(AnalysisResult):
 
     stored_summary: dict[str, Any]
     stored_layers: int
+    stored_rollout: np.ndarray | None
+    stored_full: np.ndarray | None
 
     def summary(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.stored_summary))
+
+    @property
+    def attentions(self) -> np.ndarray | None:
+        return self.stored_full
+
+    def rollout(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        if self.stored_rollout is None:
+            raise ValueError("the row holds no rollout map")
+        return self.stored_rollout
 
     @property
     def num_layers(self) -> int:

@@ -57,7 +57,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="text file of image paths, folders or patterns, one a line (repeatable; like @LIST)")
     an.add_argument("--outputs", default="all", metavar="NAMES",
                     help="what to write per image, comma-separated: json, input, heads, rollout, depth, "
-                         "attention-npy, depth-npy, or png, npy, all (default), none (only results.csv)")
+                         "attention-npy (CLS rows), depth-npy, or png, npy, all (default), none (only results.csv); "
+                         "attention-full writes every layer's full attention tensors (not part of all: they grow with "
+                         "the square of the tokens, their size is printed first)")
     an.add_argument("--batch-size", type=int, default=None, metavar="N",
                     help="images per forward pass (default: 8 on the CPU, 64 on CUDA, 16 on MPS)")
     an.add_argument("--workers", type=int, default=None, metavar="N",
@@ -189,6 +191,11 @@ def analyze(args: argparse.Namespace) -> int:
         opts.explain = tuple(_explain_methods(args, engine))
         opts.domain_known = getattr(engine.info.domain_detector, "known", "")
         items = _inputs(args, expand_inputs)
+        if "attention-full" in outputs:
+            from .export import print_full_attention_estimate
+
+            print_full_attention_estimate([it.path for it in items if it.error is None], engine.info.config,
+                                          engine.model.num_prefix_tokens)
         report = run_local(items, engine, opts, _describe_failure, skipped)
     else:
         items = _inputs(args, expand_inputs)

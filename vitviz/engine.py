@@ -21,7 +21,7 @@ from .errors import CheckpointError, ImageLoadError, VitvizError
 from .images import LoadedImage, load_image, to_rgb
 from .models.vit import VisionTransformer
 from .paths import DEFAULT_MODEL, weights_dir
-from .render import attention_rollout, cls_maps
+from .attention import FULL_ATTENTION_BUDGET, AttentionMaps, AttentionRecorder, full_attention_bytes
 
 if TYPE_CHECKING:
     from .explain import Evidence
@@ -38,7 +38,15 @@ __all__ = [
     "prepare_image",
     "model_input_size",
     "PreparedImage",
+    "ATTENTION_MODES",
 ]
+
+# What an analysis keeps of the attention (Engine.analyze's ``attention``; see vitviz.attention):
+#   "summary": the prefix rows, rollout rows and head statistics alone (memory linear in the tokens);
+#   "auto": those, plus what answers a clicked patch at once: the full tensors where they fit FULL_ATTENTION_BUDGET
+#           (small models), else every layer's queries and keys (rows recomputed on demand); the app's choice;
+#   "full": the full tensors [layers, heads, T, T] as well (``vitviz analyze --outputs attention-full``).
+ATTENTION_MODES = ("summary", "auto", "full")
 
 MAX_ASPECT_TOKENS = 4  # the long side gets at most this many times the model's training resolution
 DISPLAY_MAX_SIDE = 1024  # long side (pixels) of the sharper copy of the image kept for enlarged views
@@ -133,7 +141,7 @@ class AnalysisResult:
     labels: list[str] = field(default_factory=list)
     probabilities: np.ndarray | None = None  # [num_classes]
     predictions: list[Prediction] = field(default_factory=list)  # top-k, best first
-    attentions: np.ndarray | None = None  # [layers, heads, T, T] full attention probabilities
+    attention: AttentionMaps | None = None  # what the analysis kept of the attention (vitviz.attention)
     cls_attention: np.ndarray | None = None  # [layers, heads, rows, cols] CLS -> patch attention
     num_prefix_tokens: int = 1
     depth: np.ndarray | None = None  # [H, W] float32 at the input resolution
@@ -164,19 +172,35 @@ class AnalysisResult:
     def num_heads(self) -> int:
         return 0 if self.cls_attention is None else self.cls_attention.shape[1]
 
-    def query_attention(self, layer: int, patch_index: int) -> np.ndarray:
-        """Attention of one patch's query to every patch, all heads: ``[heads, rows, cols]``."""
-        if self.attentions is None:
-            raise ValueError("this result holds no attentions")
-        row = self.attentions[layer][:, self.num_prefix_tokens + patch_index, self.num_prefix_tokens :]
-        return row.reshape(-1, self.grid.rows, self.grid.cols)
+    @property
+    def attentions(self) -> np.ndarray | None:
+        """The full attention tensors ``[layers, heads, T, T]`` when the analysis kept them (see ATTENTION_MODES)."""
+        return None if self.attention is None else self.attention.full
 
-    def rollout(self, upto_layer: int | None = None, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
-        """Attention rollout from CLS to the patches after ``upto_layer``: ``[rows, cols]``."""
-        if self.attentions is None:
-            raise ValueError("this result holds no attentions")
-        joint = attention_rollout(self.attentions, head_fusion, discard_ratio, upto_layer)
-        return joint[0, self.num_prefix_tokens :].reshape(self.grid.rows, self.grid.cols).astype(np.float32)
+    def query_attention(self, layer: int, patch_index: int) -> np.ndarray:
+        """Attention of one patch's query to every patch, all heads: ``[heads, rows, cols]`` (computed on first
+        use for the patch, from the kept queries and keys, then cached)."""
+        if self.attention is None or not self.attention.answers_queries:
+            raise ValueError("this result holds no attention beyond the CLS rows")
+        return self.attention.query_rows(patch_index)[layer]
+
+    def rollout(self, upto_layer: int | None = None, head_fusion: str = "mean", discard_ratio: float = 0.0,
+                patch_index: int | None = None) -> np.ndarray:
+        """Attention rollout to the patches after ``upto_layer`` (default: the last), ``[rows, cols]``: the row of
+        CLS, or of ``patch_index``'s token (computed on first use for the patch, then cached)."""
+        if self.attention is None:
+            raise ValueError("this result holds no attention")
+        a, p = self.attention, self.num_prefix_tokens
+        if patch_index is None:
+            row = a.rollout(upto_layer, head_fusion, discard_ratio)
+        else:
+            start = np.zeros(a.num_tokens)
+            start[p + patch_index] = 1.0
+            if head_fusion == "mean" and not discard_ratio:
+                row = a.query_rollout(patch_index)[-1 if upto_layer is None else upto_layer]
+            else:
+                row = a.rollout(upto_layer, head_fusion, discard_ratio, start)
+        return np.asarray(row[p:], np.float32).reshape(self.grid.rows, self.grid.cols)
 
     def summary(self) -> dict[str, Any]:
         """JSON-serialisable summary: predictions, geometry, timings, device."""
@@ -326,6 +350,7 @@ class Engine:
         keep_display_image: bool = False,
         features: bool = False,
         traced: bool = False,
+        attention: str = "auto",
     ) -> AnalysisResult | None:
         """Analyse one image; returns None if ``cancelled()`` turned true between stages.
 
@@ -337,17 +362,19 @@ class Engine:
         first use; :class:`vitviz.models.traced.TracedForward`), which does not hold Python's GIL, so that a UI
         thread painting meanwhile does not slow it down (the live mode). Not with ``features``; ``cancelled`` is
         then only checked between stages.
+        ``attention``: what the result keeps of the attention, one of :data:`ATTENTION_MODES`.
         """
         cancelled = cancelled or (lambda: False)
+        _check_mode(attention)
         with self._lock:
             try:
-                return self._analyze(image, topk, cancelled, keep_display_image, features, traced)
+                return self._analyze(image, topk, cancelled, keep_display_image, features, traced, attention)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
                 torch.cuda.empty_cache()
                 self._to_device(torch.device("cpu"))
-                result = self._analyze(image, topk, cancelled, keep_display_image, features, traced)
+                result = self._analyze(image, topk, cancelled, keep_display_image, features, traced, attention)
                 if result is not None:
                     result.notices.append("the GPU ran out of memory; this and later images run on the CPU")
                 return result
@@ -409,6 +436,7 @@ class Engine:
         topk: int = 5,
         features: bool = False,
         concurrent: bool = False,
+        attention: str = "summary",
     ) -> list[AnalysisResult]:
         """Analyse several images; those with the same model-input size share one forward pass.
 
@@ -416,8 +444,10 @@ class Engine:
         cannot be read raises (prepare images first with :meth:`prepare` to handle them one by one). In a batch,
         ``timings["forward"]`` is the batch's forward time divided by its size. ``concurrent``: do not take the
         engine's lock, so that several threads can run batches at once (batch analysis on a CPU runs two, each
-        with part of the cores); the caller makes sure that nothing changes the engine meanwhile.
+        with part of the cores); the caller makes sure that nothing changes the engine meanwhile. ``attention``: one
+        of :data:`ATTENTION_MODES` (by default the summary alone).
         """
+        _check_mode(attention)
         preps = [im if isinstance(im, PreparedImage) else self.prepare(im) for im in images]
         groups: dict[tuple, list[int]] = {}
         for i, prep in enumerate(preps):
@@ -427,21 +457,32 @@ class Engine:
             for indices in groups.values():
                 group = [preps[i] for i in indices]
                 t = time.perf_counter()
-                out, depth_out = self._forward(group, None, features)
+                out, depth_out, recorder = self._forward(group, None, features, False, attention)
                 forward_ms = (time.perf_counter() - t) * 1000.0 / len(group)
                 for j, i in enumerate(indices):
-                    results[i] = self._build_result(preps[i], out, depth_out, j, topk, False, forward_ms, features)
+                    results[i] = self._build_result(preps[i], out, depth_out, j, topk, False, forward_ms, features,
+                                                    recorder, attention)
         return results  # type: ignore[return-value]
 
     def _forward(self, preps: Sequence[PreparedImage], cancelled: Callable[[], bool] | None,
-                 features: bool = False, traced: bool = False) -> tuple[Any, Any]:
+                 features: bool = False, traced: bool = False,
+                 attention: str = "auto") -> tuple[Any, Any, AttentionRecorder | None]:
         """One forward pass over same-size prepared images; raises :class:`_Cancelled` when ``cancelled()`` turns
-        true mid-way (None: cannot be cancelled, and changes nothing on the model, so threads may run it at once)."""
+        true mid-way (None: cannot be cancelled, and changes nothing on the model, so threads may run it at once).
+
+        The full attention tensors come back (``out.attentions``) when traced, for ``attention="full"``, and for
+        ``"auto"`` when they fit :data:`vitviz.attention.FULL_ATTENTION_BUDGET`; else an
+        :class:`AttentionRecorder` holds what the result keeps."""
         # an input prepared on the device is used as it is, unless the engine has moved since (out of GPU memory)
         x = torch.cat([p.tensor if p.tensor is not None and p.tensor.device == self.device
                        else self._tensor(p.rgb, self.info) for p in preps])
         # Cancellation is also checked before every transformer block: a big model on the CPU stops within one block.
         traced = traced and not features
+        cfg, p = self.info.config, self.model.num_prefix_tokens
+        grid = (x.shape[-2] // cfg.patch_size, x.shape[-1] // cfg.patch_size)
+        full = traced or attention == "full" or (attention == "auto" and full_attention_bytes(
+            cfg.depth, cfg.num_heads, p + grid[0] * grid[1], len(preps)) <= FULL_ATTENTION_BUDGET)
+        recorder = None if full else AttentionRecorder(grid, cfg.patch_size, p)
         hooks = [] if cancelled is None or traced else _cancel_hooks((self.model, self.depth_model), cancelled)
         try:
             with torch.inference_mode():
@@ -452,7 +493,7 @@ class Engine:
                         self._traced = TracedForward(self.model)
                     out = self._traced(x)
                 else:
-                    out = self.model(x, return_attention=True, return_hidden=features)
+                    out = self.model(x, return_attention=full, return_hidden=features, attention_recorder=recorder)
                 depth_out = None
                 if out.depth is None and self.depth_model is not None:
                     dinfo = self.depth_info
@@ -464,10 +505,10 @@ class Engine:
         finally:
             for hook in hooks:
                 hook.remove()
-        return out, depth_out
+        return out, depth_out, recorder
 
-    def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool],
-                 keep_display_image: bool, features: bool = False, traced: bool = False) -> AnalysisResult | None:
+    def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool], keep_display_image: bool,
+                 features: bool = False, traced: bool = False, attention: str = "auto") -> AnalysisResult | None:
         t_start = time.perf_counter()
         prep = image if isinstance(image, PreparedImage) else self.prepare(image, display=keep_display_image)
         preprocess_ms = (time.perf_counter() - t_start) * 1000.0
@@ -475,25 +516,32 @@ class Engine:
             return None
         t = time.perf_counter()
         try:
-            out, depth_out = self._forward([prep], cancelled, features, traced)
+            out, depth_out, recorder = self._forward([prep], cancelled, features, traced, attention)
         except _Cancelled:
             return None
         forward_ms = (time.perf_counter() - t) * 1000.0
         if cancelled():
             return None
-        result = self._build_result(prep, out, depth_out, 0, topk, keep_display_image, forward_ms, features)
+        result = self._build_result(prep, out, depth_out, 0, topk, keep_display_image, forward_ms, features,
+                                    recorder, attention)
         if not isinstance(image, PreparedImage):
             result.timings["preprocess"] = preprocess_ms
         result.timings["total"] = (time.perf_counter() - t_start) * 1000.0
         return result
 
     def _build_result(self, prep: PreparedImage, out: Any, depth_out: Any, index: int, topk: int,
-                      keep_display_image: bool, forward_ms: float, features: bool = False) -> AnalysisResult:
+                      keep_display_image: bool, forward_ms: float, features: bool = False,
+                      recorder: AttentionRecorder | None = None, attention: str = "auto") -> AnalysisResult:
         """The :class:`AnalysisResult` of image ``index`` of a forward pass's outputs."""
         t = time.perf_counter()
         loaded, rgb, cfg = prep.loaded, prep.rgb, self.info.config
         grid_rows, grid_cols = out.grid
-        attentions = torch.stack([a[index] for a in out.attentions], dim=0).float().cpu().numpy()  # [L, heads, T, T]
+        if recorder is not None:
+            maps = recorder.maps(index, keep_queries=attention != "summary")
+        else:
+            full = torch.stack([a[index] for a in out.attentions], dim=0).float().cpu().numpy()  # [L, heads, T, T]
+            maps = AttentionMaps.from_full(full, out.grid, cfg.patch_size, out.num_prefix_tokens,
+                                           keep_full=attention != "summary")
         result = AnalysisResult(
             source=loaded.source,
             image=rgb,
@@ -501,8 +549,8 @@ class Engine:
             model_name=self.info.name,
             device=_device_name(self.device),
             labels=list(self.info.labels),
-            attentions=attentions,
-            cls_attention=cls_maps(attentions, out.grid, out.num_prefix_tokens).astype(np.float32),
+            attention=maps,
+            cls_attention=maps.cls_maps(),
             num_prefix_tokens=out.num_prefix_tokens,
             notices=list(loaded.notices),
         )
@@ -533,18 +581,27 @@ class Engine:
                           "total": prep.preprocess_ms + forward_ms + post_ms}
         return result
 
-    def evidence(self, image: Any, targets: str | int | Sequence[int] = "top5") -> Evidence:
+    def evidence(self, image: Any, targets: str | int | Sequence[int] = "top5",
+                 discard_ratio: float | None = None) -> Evidence:
         """Class evidence (see :mod:`vitviz.explain`) for ``image``: an :class:`AnalysisResult` of this engine (its
         model input is reused) or anything :meth:`analyze` accepts.
 
         ``targets``: ``"top1"``, ``"top5"``, ``"topK"``, a label, an index or a list of indices. One forward pass
         with gradients plus one batched backward pass for all targets; draw maps with :meth:`Evidence.map`.
-        Raises :class:`VitvizError` for a model without a classifier (use :meth:`Evidence.from_result` there).
+        Raises :class:`VitvizError` for a model without a classifier (use :meth:`Evidence.from_result` there), and
+        with a one-line reason when the image's attention and gradients cannot fit the device's memory. Above
+        :data:`vitviz.explain.EVIDENCE_BUDGET` the gradient maps are computed layer by layer, for grad-rollout with
+        ``discard_ratio`` (None: its default), and other options need another call.
         """
         from .explain import compute_evidence
 
         with self._lock:
-            return compute_evidence(self, image, targets)
+            return compute_evidence(self, image, targets, discard_ratio)
+
+
+def _check_mode(attention: str) -> None:
+    if attention not in ATTENTION_MODES:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_MODES)}, not {attention!r}")
 
 
 class _Cancelled(Exception):

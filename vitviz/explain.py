@@ -43,6 +43,7 @@ from .render import attention_rollout
 if TYPE_CHECKING:
     import torch
 
+    from .attention import AttentionMaps
     from .engine import AnalysisResult, Engine
     from .models.vit import VisionTransformer
 
@@ -58,6 +59,8 @@ __all__ = [
     "attention_gradients",
     "needs_classifier_message",
     "compute_evidence",
+    "streamed_gradient_maps",
+    "EVIDENCE_BUDGET",
     "warm_up",
 ]
 
@@ -66,6 +69,9 @@ GRADIENT_METHODS: frozenset[str] = frozenset({"grad-rollout", "relevance"})
 # Discard ratio used when none is given: none for rollout (Abnar & Zuidema, and the app's rollout view), vit-explain's
 # default 0.9 for gradient-weighted rollout.
 DEFAULT_DISCARD: dict[str, float] = {"rollout": 0.0, "grad-rollout": 0.9}
+# The gradients of every layer for every target class, with the attention, are held (and any option is drawn at
+# once) when they take at most this much; above it the maps are computed layer by layer in the backward passes.
+EVIDENCE_BUDGET = 256 * 2**20
 
 
 def needs_classifier_message(model_name: str = "this model") -> str:
@@ -218,72 +224,119 @@ def resolve_targets(spec: str | int | Sequence[int], labels: Sequence[str],
 
 @dataclass
 class Evidence:
-    """Attentions of one image and, per target class, the gradients of its logit with respect to them.
+    """One image's attention and the class-specific figures computed for it so far.
 
-    Made by :meth:`vitviz.engine.Engine.evidence` (one forward plus one batched backward) or, without gradients,
-    by :meth:`from_result`. :meth:`map` then draws any method for any held target with numpy only.
+    Made by :meth:`vitviz.engine.Engine.evidence` or, without gradients, by :meth:`from_result`; :meth:`map` draws
+    any method. For a model whose attention and gradients fit :data:`EVIDENCE_BUDGET` the gradients of every target
+    are held (``grads``, with the full attention tensors), so any method and option is drawn at once with numpy;
+    above it, the gradient methods' maps were computed layer by layer during the backward passes
+    (:func:`streamed_gradient_maps`) and are held per (method, class, discard ratio) in ``maps``.
     """
 
-    attentions: np.ndarray  # [layers, heads, T, T]
+    attention: AttentionMaps | None  # the image's attention (vitviz.attention)
     grid: tuple[int, int]
     num_prefix_tokens: int = 1
     pooling: str = "cls"
     labels: list[str] = field(default_factory=list)
     probabilities: np.ndarray | None = None  # [classes]
     targets: list[int] = field(default_factory=list)  # class indices, in the order of ``grads``
-    grads: np.ndarray | None = None  # [targets, layers, heads, T, T] d logit / d attention; None: not computed
+    grads: np.ndarray | None = None  # [targets, layers, heads, T, T] d logit / d attention; None: not held
     model_name: str = "this model"
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds
+    maps: dict[tuple[str, int, float], np.ndarray] = field(default_factory=dict)  # (method, class, discard) -> map
 
     @classmethod
     def from_result(cls, result: AnalysisResult, pooling: str = "cls") -> Evidence:
         """Evidence without gradients from an analysis (``attention`` and ``rollout`` only); costs nothing."""
-        if result.attentions is None:
-            raise VitvizError("this result holds no attentions")
-        return cls(result.attentions, (result.grid.rows, result.grid.cols), result.num_prefix_tokens, pooling,
+        if result.attention is None:
+            raise VitvizError("this result holds no attention")
+        return cls(result.attention, (result.grid.rows, result.grid.cols), result.num_prefix_tokens, pooling,
                    list(result.labels), result.probabilities, model_name=result.model_name)
+
+    @property
+    def attentions(self) -> np.ndarray | None:
+        """The full attention tensors ``[layers, heads, T, T]`` when held."""
+        return None if self.attention is None else self.attention.full
 
     @property
     def has_classifier(self) -> bool:
         return bool(self.labels)
 
-    def has(self, target: int) -> bool:
-        """Whether the gradients of class ``target`` are held (a class-specific map can be drawn for it)."""
-        return self.grads is not None and int(target) in self.targets
+    def has(self, target: int, method: str | None = None, discard_ratio: float | None = None) -> bool:
+        """Whether a class-specific map can be drawn for class ``target`` (with ``method`` and ``discard_ratio``
+        when the maps were computed layer by layer)."""
+        if self.grads is not None:
+            return int(target) in self.targets
+        if method is None:
+            return any(key[1] == int(target) for key in self.maps)
+        return _map_key(method, target, discard_ratio) in self.maps
 
     def map(self, method: str, target: int | None = None, layer: int | None = None, head_fusion: str = "mean",
             discard_ratio: float | None = None) -> np.ndarray:
         """The ``[rows, cols]`` map of ``method`` for class ``target`` (default: the first target); see
         :func:`evidence_map` for the options."""
         _check_method(method)
-        grads = None
+        a = self.attention
+        if a is None:
+            raise VitvizError("this evidence holds no attention")
         if method in GRADIENT_METHODS:
             if not self.has_classifier:
                 raise VitvizError(needs_classifier_message(self.model_name))
             if target is None and self.targets:
                 target = self.targets[0]
-            if target is None or not self.has(target):
+            if target is None or not self.has(target, method, discard_ratio):
                 held = ", ".join(self.labels[i] for i in self.targets) or "none"
                 name = self.labels[target] if target is not None and 0 <= target < len(self.labels) else target
                 raise VitvizError(f"no gradients for class {name!r} (held: {held}); compute them with "
                                   "Engine.evidence")
-            grads = self.grads[self.targets.index(int(target))]
-        return evidence_map(self.attentions, grads, method, self.num_prefix_tokens, self.grid, layer, head_fusion,
-                            discard_ratio, self.pooling)
+            if self.grads is None:
+                if layer is not None and layer % a.num_layers != a.num_layers - 1:
+                    raise VitvizError(f"{method} was computed through every layer only (the model is too large to "
+                                      "keep its gradients)")
+                return self.maps[_map_key(method, target, discard_ratio)]
+        if a.full is not None:
+            grads = None if method not in GRADIENT_METHODS else self.grads[self.targets.index(int(target))]
+            return evidence_map(a.full, grads, method, self.num_prefix_tokens, self.grid, layer, head_fusion,
+                                discard_ratio, self.pooling)
+        layers = a.num_layers
+        last = layers - 1 if layer is None else (layer if layer >= 0 else layers + layer)
+        if not 0 <= last < layers:
+            raise ValueError(f"layer {layer} is out of range: the model has {layers} layers")
+        if method == "attention":
+            return _to_grid(a.prefix_rows[last, :, 0].astype(np.float64).mean(axis=0), self.num_prefix_tokens,
+                            self.grid)
+        ratio = DEFAULT_DISCARD.get(method, 0.0) if discard_ratio is None else float(discard_ratio)
+        if self.pooling == "cls" and head_fusion == "mean" and not ratio:
+            return _to_grid(a.rollout_rows[last], self.num_prefix_tokens, self.grid)
+        readout = _readout(a.num_tokens, self.num_prefix_tokens, self.pooling)
+        try:
+            return _to_grid(a.rollout(last, head_fusion, ratio, start=readout), self.num_prefix_tokens, self.grid)
+        except ValueError as exc:
+            raise VitvizError(str(exc)) from exc
 
     def merged(self, other: Evidence) -> Evidence:
-        """This evidence plus the targets of ``other`` (same image) that it does not hold yet."""
-        if other.grads is None:
+        """This evidence plus the targets and maps of ``other`` (same image) that it does not hold yet."""
+        if other.grads is None and not other.maps:
             return self
-        if self.grads is None:
+        if self.grads is None and not self.maps:
             return other
-        new = [k for k, t in enumerate(other.targets) if t not in self.targets]
-        if not new:
-            return self
-        grads = np.concatenate([self.grads, other.grads[new]], axis=0)
-        return Evidence(self.attentions, self.grid, self.num_prefix_tokens, self.pooling, self.labels,
-                        self.probabilities, self.targets + [other.targets[k] for k in new], grads, self.model_name,
-                        dict(self.timings))
+        if self.grads is not None and other.grads is not None:
+            new = [k for k, t in enumerate(other.targets) if t not in self.targets]
+            if not new:
+                return self
+            grads = np.concatenate([self.grads, other.grads[new]], axis=0)
+            return Evidence(self.attention, self.grid, self.num_prefix_tokens, self.pooling, self.labels,
+                            self.probabilities, self.targets + [other.targets[k] for k in new], grads,
+                            self.model_name, dict(self.timings))
+        targets = self.targets + [t for t in other.targets if t not in self.targets]
+        return Evidence(self.attention, self.grid, self.num_prefix_tokens, self.pooling, self.labels,
+                        self.probabilities, targets, None, self.model_name, dict(other.timings),
+                        {**self.maps, **other.maps})
+
+
+def _map_key(method: str, target: int, discard_ratio: float | None) -> tuple[str, int, float]:
+    ratio = DEFAULT_DISCARD.get(method, 0.0) if discard_ratio is None else float(discard_ratio)
+    return method, int(target), ratio if method == "grad-rollout" else 0.0
 
 
 def attention_gradients(
@@ -358,27 +411,107 @@ def warm_up() -> None:
         torch.autograd.grad(x * 2.0, x, grad_outputs=torch.eye(2), is_grads_batched=True)
 
 
-def compute_evidence(engine: Engine, image: Any, targets: str | int | Sequence[int] = "top5") -> Evidence:
+def streamed_gradient_maps(
+    model: VisionTransformer, x: torch.Tensor, targets: Sequence[int], discard_ratio: float | None = None,
+) -> tuple[dict[tuple[str, int, float], np.ndarray], torch.Tensor, torch.Tensor]:
+    """The ``grad-rollout`` and ``relevance`` maps of each target class of one image, computed layer by layer.
+
+    One forward pass keeps the attention probabilities in the autograd graph (its memory: every layer's
+    ``[heads, T, T]``, as any gradient of the attention needs); then one backward pass per target, during which a
+    hook on each layer's attention folds ``mean_h[(dy/dA ⊙ A)^+]`` into the two row vectors of the methods as soon
+    as that layer's gradient exists, from the last layer down (``r (I + W_(L-1)) ... (I + W_0)`` for relevance, the
+    rollout steps for grad-rollout), and lets it go: no layer's gradient outlives its hook. The maps equal
+    :func:`evidence_map`'s through every layer. Returns (maps keyed as :attr:`Evidence.maps`, the detached
+    attentions ``[L, H, T, T]`` of the image, the logits ``[C]``).
+    """
+    import torch
+
+    from .attention import _discarded
+
+    ratio = DEFAULT_DISCARD["grad-rollout"] if discard_ratio is None else float(discard_ratio)
+    p, pooling = model.num_prefix_tokens, model.config.head_pool
+    maps: dict[tuple[str, int, float], np.ndarray] = {}
+    with torch.enable_grad():
+        out = model.forward_features(x[:1], return_attention=True)
+        logits = model.classify(out.tokens)[0]
+        attns = out.attentions
+        t = attns[0].shape[-1]
+        grid = out.grid
+        state: dict[str, np.ndarray] = {}
+
+        def fold(layer: int):
+            def hook(grad: torch.Tensor) -> None:
+                w = (grad[0].double() * attns[layer][0].detach().double()).clamp_(min=0).mean(dim=0).cpu().numpy()
+                state["relevance"] = state["relevance"] + state["relevance"] @ w
+                step = 0.5 * _discarded(w, ratio) + 0.5 * np.eye(t)
+                step /= step.sum(axis=-1, keepdims=True)
+                state["grad-rollout"] = state["grad-rollout"] @ step
+            return hook
+
+        for k, target in enumerate(targets):
+            readout = _readout(t, p, pooling)
+            state.update({"relevance": readout.copy(), "grad-rollout": readout.copy()})
+            hooks = [a.register_hook(fold(layer)) for layer, a in enumerate(attns)]
+            try:
+                torch.autograd.grad(logits[int(target)], attns[0], retain_graph=k < len(targets) - 1)
+            finally:
+                for h in hooks:
+                    h.remove()
+            maps[_map_key("relevance", target, None)] = _to_grid(state["relevance"], p, grid)
+            maps[_map_key("grad-rollout", target, ratio)] = _to_grid(state["grad-rollout"], p, grid)
+    return maps, torch.stack([a.detach()[0] for a in attns]), logits.detach()
+
+
+def _available_memory(device: Any) -> int | None:
+    """Bytes free for a new allocation on ``device`` (None when unknown)."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _too_large_message(need: int, free: int | None, model_name: str) -> str:
+    have = "" if free is None else f", {free / 2**30:.1f} GB is free"
+    return (f"class evidence for this image needs about {need / 2**30:.1f} GB for {model_name}'s attention and its "
+            f"gradients{have}: try a smaller image or the CPU")
+
+
+def compute_evidence(engine: Engine, image: Any, targets: str | int | Sequence[int] = "top5",
+                     discard_ratio: float | None = None) -> Evidence:
     """:meth:`vitviz.engine.Engine.evidence` (without its lock): see there."""
     import time
 
     import torch
 
+    from .attention import AttentionMaps, full_attention_bytes
     from .engine import AnalysisResult, _as_loaded, prepare_image
 
     t0 = time.perf_counter()
     cfg = engine.info.config
-    if isinstance(image, AnalysisResult):
-        if image.model_name != engine.info.name:
-            raise VitvizError(f"this analysis was made with {image.model_name}, not {engine.info.name}: analyse the "
+    result = image if isinstance(image, AnalysisResult) else None
+    if result is not None:
+        if result.model_name != engine.info.name:
+            raise VitvizError(f"this analysis was made with {result.model_name}, not {engine.info.name}: analyse the "
                               "image again first")
-        rgb = image.image
+        rgb = result.image
     else:
         rgb = prepare_image(_as_loaded(image).image, cfg.image_size, cfg.patch_size)
     labels = list(engine.info.labels)
     if engine.model.head is None or not labels:
         raise VitvizError(needs_classifier_message(engine.info.name))
     x = engine._tensor(rgb, engine.info)
+    grid = (rgb.shape[0] // cfg.patch_size, rgb.shape[1] // cfg.patch_size)
+    p = engine.model.num_prefix_tokens
+    full_bytes = full_attention_bytes(cfg.depth, cfg.num_heads, p + grid[0] * grid[1])
+    count = len(resolve_targets(targets, labels, np.zeros(len(labels))))
     chosen: list[int] = []
 
     def pick(logits: torch.Tensor) -> torch.Tensor:
@@ -387,21 +520,50 @@ def compute_evidence(engine: Engine, image: Any, targets: str | int | Sequence[i
         return torch.tensor([chosen])
 
     t = time.perf_counter()
-    attn, grads, logits = attention_gradients(engine.model, x, pick)
+    # the batched backward holds the attention, the graph's copy of it and every target's gradients at once
+    streamed = full_bytes * (2 * count + 2) > EVIDENCE_BUDGET
+    need = full_bytes * 4  # the streamed passes: attention in the graph, its scores, a layer's gradient in flight
+    free = _available_memory(engine.device)
+    if streamed and free is not None and need > free:
+        raise VitvizError(_too_large_message(need, free, engine.info.name))
+    try:
+        if streamed:
+            if result is not None and result.probabilities is not None:
+                chosen = resolve_targets(targets, labels, result.probabilities)
+            else:
+                with torch.inference_mode():
+                    pick(engine.model.classify(engine.model.forward_features(x).tokens))
+            maps, attn, logits = streamed_gradient_maps(engine.model, x, chosen, discard_ratio)
+            attention = result.attention if result is not None and result.attention is not None else \
+                AttentionMaps.from_full(attn.float().cpu().numpy(), grid, cfg.patch_size, p, keep_full=False)
+            grads = None
+            del attn
+        else:
+            attn, grads_t, logits_b = attention_gradients(engine.model, x, pick)
+            logits = logits_b[0]
+            attention = AttentionMaps.from_full(attn[0].float().cpu().numpy(), grid, cfg.patch_size, p)
+            grads, maps = grads_t[0].float().cpu().numpy(), {}
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        raise VitvizError(_too_large_message(need, free, engine.info.name)) from exc
+    except RuntimeError as exc:
+        if "memory" not in str(exc).lower():
+            raise
+        raise VitvizError(_too_large_message(need, free, engine.info.name)) from exc
     if engine.device.type == "cuda":
         torch.cuda.synchronize()
     ms = (time.perf_counter() - t) * 1000.0
-    probs = torch.softmax(logits[0].float(), dim=-1).cpu().numpy()
+    probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     ev = Evidence(
-        attentions=attn[0].float().cpu().numpy(),
-        grid=(rgb.shape[0] // cfg.patch_size, rgb.shape[1] // cfg.patch_size),
-        num_prefix_tokens=engine.model.num_prefix_tokens,
+        attention=attention,
+        grid=grid,
+        num_prefix_tokens=p,
         pooling=cfg.head_pool,
         labels=labels,
         probabilities=probs,
-        targets=chosen,
-        grads=grads[0].float().cpu().numpy(),
+        targets=list(chosen),
+        grads=grads,
         model_name=engine.info.name,
+        maps=maps,
     )
     ev.timings = {"forward_backward": ms, "total": (time.perf_counter() - t0) * 1000.0}
     return ev

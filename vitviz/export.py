@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from .engine import AnalysisResult
     from .explain import Evidence
 
-__all__ = ["write_outputs", "OUTPUTS", "OUTPUT_ALIASES", "parse_outputs", "output_files", "feature_arrays",
-           "write_features", "write_evidence", "class_slug"]
+__all__ = ["write_outputs", "OUTPUTS", "OUTPUT_ALIASES", "FULL_OUTPUTS", "parse_outputs", "output_files",
+           "feature_arrays", "write_features", "write_evidence", "class_slug"]
 
 # What ``vitviz analyze --outputs`` can pick: each name is a set of files in an image's folder.
 OUTPUTS: dict[str, tuple[str, ...]] = {
@@ -24,11 +24,15 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "heads": ("heads_layer{layer}.png",),
     "rollout": ("rollout.png",),
     "depth": ("depth.png",),
-    "attention-npy": ("attentions.npy", "cls_attention.npy"),
+    "attention-npy": ("cls_attention.npy",),
+    "attention-full": ("attentions.npy",),
     "depth-npy": ("depth.npy",),
 }
+# Not part of "all": the full tensors grow with the square of the tokens (1.2 GB for one 518x770 photo through a
+# ViT-S/14); estimate_full_attention says how much before a run writes them.
+FULL_OUTPUTS = frozenset({"attention-full"})
 OUTPUT_ALIASES: dict[str, tuple[str, ...]] = {
-    "all": tuple(OUTPUTS),
+    "all": tuple(name for name in OUTPUTS if name not in FULL_OUTPUTS),
     "png": ("input", "heads", "rollout", "depth"),
     "npy": ("attention-npy", "depth-npy"),
     "none": (),
@@ -90,8 +94,11 @@ def write_outputs(
     if layers and "rollout" in want:
         save_png("rollout.png", overlay(result.image, normalize(result.rollout()), cmap, alpha))
     if layers and "attention-npy" in want:
-        save_npy("attentions.npy", result.attentions.astype(np.float32))
         save_npy("cls_attention.npy", result.cls_attention)
+    if layers and "attention-full" in want:
+        if result.attentions is None:
+            raise VitvizError("the full attention tensors were not kept: analyse with attention=\"full\"")
+        save_npy("attentions.npy", result.attentions.astype(np.float32))
     if result.depth is not None and "depth" in want:
         d = result.depth
         values = normalize(d)
@@ -107,14 +114,14 @@ def feature_arrays(result: AnalysisResult, scaling: str = "minmax") -> dict[str,
     """The arrays of ``features.npz`` (see vitviz.features for the definitions): ``mean_attention_distance`` and
     ``cls_attention_entropy`` ``[layers, heads]``, ``token_norms`` ``[layers, T]``, ``pca_rgb``
     ``[layers, rows, cols, 3]`` (0-1) and ``num_prefix_tokens``. Needs a result analysed with ``features=True``."""
-    from .features import cls_attention_entropy, mean_attention_distance, pca_rgb, token_norms
+    from .features import pca_rgb, token_norms
 
-    if result.attentions is None or result.hidden_states is None:
+    if result.attention is None or result.hidden_states is None:
         raise VitvizError("no hidden states in this result: analyse it with features=True (vitviz analyze --features)")
     p, grid = result.num_prefix_tokens, result.grid
     return {
-        "mean_attention_distance": mean_attention_distance(result.attentions, grid, p),
-        "cls_attention_entropy": cls_attention_entropy(result.attentions, p),
+        "mean_attention_distance": result.attention.mean_distance.astype(np.float32),
+        "cls_attention_entropy": result.attention.cls_entropy(),
         "token_norms": token_norms(result.hidden_states),
         "pca_rgb": np.stack([pca_rgb(h, p, grid, scaling=scaling) for h in result.hidden_states]),
         "num_prefix_tokens": np.int64(p),
@@ -246,9 +253,39 @@ def output_files(outputs: frozenset[str], layers: int, layer: int, has_depth: bo
     drawn = layer if layer >= 0 else layers + layer
     files: set[str] = set()
     for name in outputs:
-        if name in ("heads", "rollout", "attention-npy") and not layers:
+        if name in ("heads", "rollout", "attention-npy", "attention-full") and not layers:
             continue
         if name in ("depth", "depth-npy") and not has_depth:
             continue
         files.update(f.format(layer=drawn) for f in OUTPUTS[name])
     return files
+
+
+def full_attention_estimate(paths: list[str], config: Any, num_prefix_tokens: int) -> int:
+    """Bytes that ``attentions.npy`` (output attention-full) takes for these images with a model of ``config``
+    (read from the files' headers; an unreadable file counts as nothing: it will fail on its own)."""
+    from PIL import Image
+
+    from .attention import full_attention_bytes
+    from .engine import model_input_size
+
+    total = 0
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                size = im.size
+        except Exception:  # noqa: BLE001 - reported when the image is analysed
+            continue
+        w, h = model_input_size(size, config.image_size, config.patch_size)
+        tokens = num_prefix_tokens + (w // config.patch_size) * (h // config.patch_size)
+        total += full_attention_bytes(config.depth, config.num_heads, tokens) + 128
+    return total
+
+
+def print_full_attention_estimate(paths: list[str], config: Any, num_prefix_tokens: int) -> None:
+    """Say on stderr how much attention-full will write, before a run starts writing it."""
+    import sys
+
+    size = full_attention_estimate(paths, config, num_prefix_tokens)
+    print(f"vitviz: attention-full writes the full attention tensors [layers, heads, T, T]: about "
+          f"{size / 1e9:.2f} GB for {len(paths)} image(s) (they grow with the square of the tokens)", file=sys.stderr)

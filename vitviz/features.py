@@ -1,7 +1,8 @@
 """Figures of the representation inside a ViT, from one forward pass: mean attention distance and CLS attention
 entropy per head, token norms, PCA of patch features as RGB and patch-to-patch cosine similarity (pure numpy).
 
-Inputs are the arrays of an :class:`vitviz.engine.AnalysisResult`: ``attentions [layers, heads, T, T]`` and
+Inputs are the arrays of an :class:`vitviz.engine.AnalysisResult` (whose ``attention`` holds the head statistics
+already, computed during the forward pass: vitviz.attention) or full ``attentions [layers, heads, T, T]`` and
 ``hidden_states [layers, T, D]`` (block outputs before the final norm; ``Engine.analyze(..., features=True)``), with
 ``T = num_prefix_tokens + rows * cols`` and the patches in row-major order. A ``grid`` is either an object with
 ``rows``, ``cols`` (and ``patch_size``) attributes, such as :class:`vitviz.engine.PatchGrid`, or a tuple
@@ -142,9 +143,12 @@ def cls_attention_entropy(attentions: np.ndarray, num_prefix_tokens: int = 1) ->
     """Entropy in nats of the CLS row's attention to the patch keys, renormalised to sum to 1: ``[..., heads]``.
 
     ``log(N)`` for uniform attention over N patches, 0 for attention to a single patch; NaN when the CLS row gives
-    the patches no attention at all (only in hand-made matrices).
+    the patches no attention at all (only in hand-made matrices). ``attentions`` may also be the prefix tokens' rows
+    alone, ``[..., P, T]`` (what an analysis keeps: vitviz.attention).
     """
-    a = _check_attentions(attentions, num_prefix_tokens)
+    a = np.asarray(attentions)
+    if a.ndim < 2 or not 0 <= num_prefix_tokens < a.shape[-1] or a.shape[-2] < 1:
+        raise ValueError(f"expected attention rows [..., rows, T] with T > {num_prefix_tokens}, got {a.shape}")
     row = a[..., 0, num_prefix_tokens:].astype(np.float64)
     mass = row.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -305,15 +309,25 @@ class FeatureSet:
         cls, attentions: np.ndarray, hidden_states: np.ndarray, grid: Any, num_prefix_tokens: int,
         pca_layers: tuple[int, ...] = (),
     ) -> "FeatureSet":
-        """All head statistics and token norms, plus the plain min-max PCA of ``pca_layers`` (negative: from the
-        end)."""
+        """All head statistics (from full attention tensors) and token norms, plus the plain min-max PCA of
+        ``pca_layers`` (negative: from the end)."""
+        return cls.from_statistics(mean_attention_distance(attentions, grid, num_prefix_tokens),
+                                   cls_attention_entropy(attentions, num_prefix_tokens), hidden_states, grid,
+                                   num_prefix_tokens, pca_layers)
+
+    @classmethod
+    def from_statistics(
+        cls, mean_distance: np.ndarray, cls_entropy: np.ndarray, hidden_states: np.ndarray, grid: Any,
+        num_prefix_tokens: int, pca_layers: tuple[int, ...] = (),
+    ) -> "FeatureSet":
+        """From head statistics computed already (e.g. during the forward pass: vitviz.attention)."""
         h = np.asarray(hidden_states)
         fs = cls(
             hidden_states=h,
             grid=grid,
             num_prefix_tokens=num_prefix_tokens,
-            mean_distance=mean_attention_distance(attentions, grid, num_prefix_tokens),
-            cls_entropy=cls_attention_entropy(attentions, num_prefix_tokens),
+            mean_distance=np.asarray(mean_distance, np.float32),
+            cls_entropy=np.asarray(cls_entropy, np.float32),
             token_norms=token_norms(h),
             uniform_distance=uniform_attention_distance(grid),
         )
@@ -324,9 +338,11 @@ class FeatureSet:
     @classmethod
     def from_result(cls, result: Any, pca_layers: tuple[int, ...] = ()) -> "FeatureSet":
         """From an :class:`vitviz.engine.AnalysisResult` analysed with ``features=True``."""
-        if result.attentions is None or result.hidden_states is None:
+        if result.attention is None or result.hidden_states is None:
             raise ValueError("this result holds no hidden states: analyse it with features=True")
-        return cls.compute(result.attentions, result.hidden_states, result.grid, result.num_prefix_tokens, pca_layers)
+        a = result.attention
+        return cls.from_statistics(a.mean_distance, a.cls_entropy(), result.hidden_states, result.grid,
+                                   result.num_prefix_tokens, pca_layers)
 
     @property
     def num_layers(self) -> int:

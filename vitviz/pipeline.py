@@ -67,6 +67,14 @@ class RunOptions:
     target: str = "top1"
     domain_known: str = ""  # what the model knows, for the out-of-domain notice (e.g. "10 synthetic shapes")
 
+    @property
+    def attention(self) -> str:
+        """What the analyses keep of the attention (vitviz.engine.ATTENTION_MODES): the full tensors only when
+        they are written."""
+        if "attention-full" in self.outputs:
+            return "full"
+        return "auto" if "rollout" in self.explain else "summary"  # other rollout rows: from queries and keys
+
     def write_kwargs(self) -> dict[str, Any]:
         return dict(layer=self.layer, cmap=self.cmap, depth_cmap=self.depth_cmap, alpha=self.alpha,
                     outputs=self.outputs, png_compress_level=self.png_compress_level)
@@ -335,13 +343,14 @@ def forward_streams(device: str, drawing: bool = False) -> int:
 class _torch_threads:
     """On the CPU, the forward passes together get half the cores while the pipeline runs (decoding and writing use
     the rest), with at least one thread per stream: torch's threads spin-wait, and with more threads than free
-    cores a forward pass can take many times longer."""
+    cores a forward pass can take many times longer. A run of a single batch keeps every core: nothing is decoded or
+    written while its forward pass runs."""
 
-    def __init__(self, device_type: str, streams: int = 1) -> None:
+    def __init__(self, device_type: str, streams: int = 1, single_batch: bool = False) -> None:
         import torch
 
         self._torch, self._before = torch, torch.get_num_threads()
-        if device_type == "cpu":  # even with one decoding thread and one writer, those compete with it
+        if device_type == "cpu" and not single_batch:  # even with one decoding thread and one writer, those compete with it
             torch.set_num_threads(max(1, min(self._before, (os.cpu_count() or 2) // 2 // streams)))
 
     def restore(self) -> None:
@@ -360,6 +369,15 @@ def _evidence(engine: Any, result: Any, opts: RunOptions) -> tuple[Any, list[str
         evidence = engine.evidence(result, targets)
     else:
         evidence = Evidence.from_result(result, engine.info.config.head_pool)
+    attention = result.attention
+    if attention is not None and attention.queries is not None:
+        for target in targets or [None]:  # the rollout maps now, from the queries and keys, which stay here
+            if "rollout" in opts.explain:
+                evidence.map("rollout", target)
+        lean = attention.without_queries()
+        if evidence.attention is attention:
+            evidence.attention = lean
+        result.attention = lean
     return evidence, list(opts.explain), targets
 
 
@@ -382,7 +400,7 @@ def run_local(
     workers = opts.worker_count()
     streams = forward_streams(engine.device.type, drawing=bool(opts.outputs & DRAWN) or opts.features
                               or bool(opts.explain))
-    threads = _torch_threads(engine.device.type, streams)
+    threads = _torch_threads(engine.device.type, streams, single_batch=len(todo) <= batch_size)
     forwards = ThreadPoolExecutor(streams, thread_name_prefix="vitviz-forward")
     free_streams = threading.Semaphore(streams)
     running: list[Future] = []
@@ -411,13 +429,13 @@ def run_local(
     def run(group: list[tuple[InputItem, Any]]) -> None:
         try:
             results = engine.analyze_batch([prep for _, prep in group], topk=opts.topk, features=opts.features,
-                                           concurrent=streams > 1)
+                                           concurrent=streams > 1, attention=opts.attention)
         except Exception:  # noqa: BLE001 - find the image that fails by analysing them one at a time
             results = []
             for item, prep in group:
                 try:  # (a batch of one, like the batches: no lock or hooks that the other stream would race)
                     results.append(engine.analyze_batch([prep], topk=opts.topk, features=opts.features,
-                                                        concurrent=streams > 1)[0])
+                                                        concurrent=streams > 1, attention=opts.attention)[0])
                 except Exception as exc:  # noqa: BLE001
                     results.append(exc)
         for (item, _), result in zip(group, results):
@@ -512,6 +530,11 @@ def run_ray(
     t0 = time.perf_counter()
     net, _ = resolve_model(model)  # check the model before starting anything; its shape sets the expected files
     has_depth = net.depth_head is not None or bool(depth_model)
+    if "attention-full" in opts.outputs:
+        from .export import print_full_attention_estimate
+
+        print_full_attention_estimate([it.path for it in items if it.error is None], net.config,
+                                      net.num_prefix_tokens)
     store, todo, skipped = _prepare_store(items, opts, len(net.blocks), has_depth, opts.topk)
     del net
     if skipped and on_skipped:

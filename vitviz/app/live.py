@@ -24,7 +24,6 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 
 from ..live import CaptureThread, Frame, FrameSource, LatestFrame, LiveSourceError, Recorder, ema_result, open_source
-from ..render import cumulative_rollout
 from .worker import Shown, describe_error
 
 __all__ = ["LiveController", "LiveStats", "SourceInfo", "qimage_to_rgb"]
@@ -366,8 +365,7 @@ class LiveController(QObject):
                     previous = result
                 else:
                     previous = None
-                rollouts = cumulative_rollout(result.attentions) if result.attentions is not None else None
-                shown = Shown(result, rollouts, engine_ms)
+                shown = Shown(result, engine_ms)
             # Hand over only once the UI has taken the previous pair: at most one pair waits for the UI while the
             # engine works on the next frame, so a slow window never builds a queue and the engine never waits idle.
             while not self._ui_free.wait(0.1):

@@ -180,6 +180,8 @@ class MainWindow(QMainWindow):
         s.analysis_ready.connect(self.state.show)
         s.evidence_ready.connect(self.state.add_evidence)
         self.state.evidence_requested.connect(s.explain)
+        self.state.query_requested.connect(s.query)
+        s.query_ready.connect(self.state.query_ready)
         self.state.model_requested.connect(self.picker.choose_model)  # asks before downloading
         self.state.target_changed.connect(lambda _t: self.side_views.setCurrentWidget(self.evidence_panel))
         s.preview_ready.connect(self._on_preview)
@@ -321,6 +323,8 @@ class MainWindow(QMainWindow):
     def _on_failed(self, kind: str, message: str) -> None:
         if kind == "model":  # the previous model, device and depth model stay
             self.picker.refresh()
+        elif kind == "query":  # a later click on the same patch asks again
+            self.state.pending_query = None
         self.show_error(message, topic=kind if kind in ("image", "model") else "error")
 
     # ------------------------------------------------------------------------------------------- events

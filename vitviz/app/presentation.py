@@ -14,7 +14,7 @@ from PySide6.QtCore import QRect, QRectF, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from ..render import apply_colormap, colormap_lut, cumulative_rollout, normalize, overlay
+from ..render import apply_colormap, colormap_lut, normalize, overlay
 from . import paths
 from .widgets import to_qimage
 
@@ -136,9 +136,8 @@ def attention_frames(result: Any, kind: str = "mean") -> np.ndarray:
     """Where the CLS token looks after each layer, ``[layers, rows, cols]`` each scaled to [0, 1]: the mean over heads
     of that layer (``kind="mean"``) or the attention rollout up to it (``kind="rollout"``)."""
     rows, cols = result.grid.rows, result.grid.cols
-    if kind == "rollout" and getattr(result, "attentions", None) is not None:
-        joint = cumulative_rollout(result.attentions)
-        maps = joint[:, 0, result.num_prefix_tokens :].reshape(-1, rows, cols)
+    if kind == "rollout" and getattr(result, "attention", None) is not None:
+        maps = result.attention.rollout_rows[:, result.num_prefix_tokens :].reshape(-1, rows, cols)
     elif getattr(result, "cls_attention", None) is not None:
         maps = np.asarray(result.cls_attention, dtype=np.float32).mean(axis=1)
     else:

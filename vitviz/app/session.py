@@ -24,7 +24,8 @@ class Session(QObject):
     ``export_ready(folder, files)``, ``failed(kind, message)`` (kind: "model", "image", "export", "startup"),
     ``busy_changed(busy)``, ``activity(text)`` (what it is busy with), ``download_progress(done, total)``,
     ``load_cancelled()`` (the user stopped a download; the previous model stays), ``evidence_ready(result,
-    evidence)`` (class-evidence gradients for a result).
+    evidence)`` (class-evidence gradients for a result), ``query_ready(result, patch)`` (a clicked patch's
+    attention rows, now cached in the result).
     """
 
     environment_ready = Signal(dict)
@@ -38,6 +39,7 @@ class Session(QObject):
     download_progress = Signal(object, object)
     load_cancelled = Signal()
     evidence_ready = Signal(object, object)
+    query_ready = Signal(object, int)
 
     # requests to the worker (queued across threads)
     _req_warm_up = Signal()
@@ -45,6 +47,7 @@ class Session(QObject):
     _req_analyze = Signal(int, object)
     _req_export = Signal(int, object, str, dict)
     _req_explain = Signal(int, object, object)
+    _req_query = Signal(int, object, int)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -73,6 +76,7 @@ class Session(QObject):
         self._req_analyze.connect(self.worker.analyze)
         self._req_export.connect(self.worker.export)
         self._req_explain.connect(self.worker.explain)
+        self._req_query.connect(self.worker.query)
         self.worker.environment_ready.connect(self.environment_ready)
         self.worker.model_ready.connect(self._on_model_ready)
         self.worker.analysis_ready.connect(self._on_analysis_ready)
@@ -83,6 +87,7 @@ class Session(QObject):
         self.worker.download_progress.connect(self._on_download_progress)
         self.worker.load_cancelled.connect(self._on_load_cancelled)
         self.worker.evidence_ready.connect(self._on_evidence_ready)
+        self.worker.query_ready.connect(self._on_query_ready)
         self.thread.start()
         self._req_warm_up.emit()
 
@@ -126,11 +131,21 @@ class Session(QObject):
         self._req_export.emit(req, result, folder, options)
         return req
 
-    def explain(self, result: Any, targets: list[int]) -> int:
-        """Compute the class evidence of ``targets`` for a displayed ``result`` on the worker."""
+    def explain(self, result: Any, request: Any) -> int:
+        """Compute the class evidence of ``request`` = (targets, grad-rollout's discard ratio or None), or a list
+        of targets, for a displayed ``result`` on the worker."""
+        targets, discard = request if isinstance(request, tuple) else (request, None)
         req = self._next("Computing class evidence…")
         self._update_busy()
-        self._req_explain.emit(req, result, list(targets))
+        self._req_explain.emit(req, result, (list(targets), discard))
+        return req
+
+    def query(self, result: Any, patch: int) -> int:
+        """Compute what ``patch`` attends to in a displayed ``result`` on the worker (a large model's rows are
+        recomputed from its queries and keys)."""
+        req = self._next(f"Computing the attention of patch #{patch}…")
+        self._update_busy()
+        self._req_query.emit(req, result, int(patch))
         return req
 
     def cancel_load(self) -> None:
@@ -194,6 +209,10 @@ class Session(QObject):
     def _on_evidence_ready(self, req: int, result: Any, evidence: Any) -> None:
         self._finish(req)
         self.evidence_ready.emit(result, evidence)
+
+    def _on_query_ready(self, req: int, result: Any, patch: int) -> None:
+        self._finish(req)
+        self.query_ready.emit(result, patch)
 
     def _on_load_cancelled(self, req: int) -> None:
         self._finish(req)

@@ -37,8 +37,10 @@ class ViewState(QObject):
         head_changed(head or None): the head picked for a closer look (e.g. in the head atlas).
         target_changed(class index or None): the class whose evidence is shown (None: the top prediction).
         evidence_changed(): new class evidence for the displayed result, or another method or method option.
-        evidence_requested(result, targets): a view needs the gradients of these classes (the window asks the
+        evidence_requested(result, (targets, discard ratio)): a view needs the gradients of these classes (the window asks the
             worker; :meth:`add_evidence` brings the answer).
+        query_requested(result, patch): a clicked patch's rows must be computed first (a large model keeps only
+            queries and keys; the window asks the worker and :meth:`query_ready` brings the answer).
         model_requested(spec): a view offers another model (e.g. a photo model for a photo); the window loads it.
         status(text): a one-line description for the status bar (hover readouts).
 
@@ -59,6 +61,7 @@ class ViewState(QObject):
     target_changed = Signal(object)
     evidence_changed = Signal()
     evidence_requested = Signal(object, object)
+    query_requested = Signal(object, int)
     model_requested = Signal(str)
     status = Signal(str)
 
@@ -70,6 +73,7 @@ class ViewState(QObject):
         self.model: ModelSummary | None = None
         self.layer = 0
         self.query: int | None = None
+        self.pending_query: int | None = None  # a clicked patch whose rows the worker is computing
         self.hover: int | None = None
         self.head: int | None = None
         self.target: int | None = None  # class whose evidence is shown; None: the top prediction
@@ -119,14 +123,13 @@ class ViewState(QObject):
         layer, q = self.layer, self.query
         prefix = result.num_prefix_tokens
         rows, cols = result.grid.rows, result.grid.cols
+        attention = result.attention
         if q is None:
-            maps, token = result.cls_attention[layer], 0
+            maps = result.cls_attention[layer]
+            roll = attention.rollout_rows[layer] if attention is not None else None
         else:
-            maps, token = result.query_attention(layer, q), prefix + q
-        if shown.rollouts is not None:
-            roll = shown.rollouts[layer][token, prefix:].reshape(rows, cols)
-        else:
-            roll = np.zeros((rows, cols), np.float32)
+            maps, roll = attention.query_rows(q)[layer], attention.query_rollout(q)[layer]
+        roll = np.zeros((rows, cols), np.float32) if roll is None else roll[prefix:].reshape(rows, cols)
         maps = np.asarray(maps, np.float32)
         return maps, maps.mean(axis=0), roll.astype(np.float32)
 
@@ -149,6 +152,12 @@ class ViewState(QObject):
             self.model_changed.emit(self.model)
         if previous is None or previous.grid.num_patches != result.grid.num_patches:
             self.query = None
+        self.pending_query = None
+        if self.query is not None and (result.attention is None or not result.attention.answers_queries):
+            self.query = None
+        elif self.query is not None and not result.attention.has_query(self.query):
+            self.pending_query = self.query  # the same patch of the new image: asked for below, CLS meanwhile
+            self.query = None
         if previous is None or previous.num_layers != result.num_layers:
             self.layer = result.num_layers - 1  # start on the last layer
         if previous is None or previous.num_heads != result.num_heads:
@@ -159,6 +168,8 @@ class ViewState(QObject):
         self.layer = min(self.layer, max(0, result.num_layers - 1))
         self.hover = None
         self.result_changed.emit(shown)
+        if self.pending_query is not None:
+            self.query_requested.emit(result, self.pending_query)
 
     # ------------------------------------------------------------------------------------------------ evidence
 
@@ -210,8 +221,10 @@ class ViewState(QObject):
         self.evidence = evidence if self.evidence is None else self.evidence.merged(evidence)
         self.evidence_changed.emit()
 
-    def request_evidence(self, targets: list[int]) -> None:
-        self.evidence_requested.emit(self.result, list(targets))
+    def request_evidence(self, targets: list[int], discard_ratio: float | None = None) -> None:
+        """Ask for the gradients of ``targets`` (a large model's maps are computed for grad-rollout's
+        ``discard_ratio``; None: its default)."""
+        self.evidence_requested.emit(self.result, (list(targets), discard_ratio))
 
     def show_preview(self, preview: Preview) -> None:
         """Show an image that could not be analysed because no model is loaded."""
@@ -243,12 +256,23 @@ class ViewState(QObject):
     def set_query(self, patch: int | None) -> None:
         """Show what ``patch``'s query attends to (all heads); None returns to the CLS token."""
         result = self.result
-        if patch is not None and (result is None or result.attentions is None
+        if patch is not None and (result is None or result.attention is None or not result.attention.answers_queries
                                   or not 0 <= patch < result.grid.num_patches):
             return
+        if patch is not None and not result.attention.has_query(patch):
+            if patch != self.pending_query:
+                self.pending_query = patch
+                self.query_requested.emit(result, patch)
+            return
+        self.pending_query = None
         if patch != self.query:
             self.query = patch
             self.query_changed.emit(patch)
+
+    def query_ready(self, result: Any, patch: int) -> None:
+        """The worker computed ``patch``'s rows for ``result``: show them if that is still what was asked for."""
+        if result is self.result and patch == self.pending_query:
+            self.set_query(patch)
 
     def toggle_query(self, patch: int | None) -> None:
         """A click on a patch: select it, or return to CLS when it is already selected."""

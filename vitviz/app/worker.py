@@ -20,7 +20,6 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from ..errors import LoadCancelled
 from ..features import FeatureSet
-from ..render import cumulative_rollout
 
 __all__ = ["RequestTracker", "AnalysisWorker", "ModelSummary", "Shown", "describe_error"]
 
@@ -73,8 +72,7 @@ class ModelSummary:
 class Shown:
     """A finished analysis plus the extras the window needs to redraw any layer instantly."""
 
-    result: Any  # vitviz.engine.AnalysisResult
-    rollouts: np.ndarray | None  # [layers, T, T] cumulative attention rollout after each layer
+    result: Any  # vitviz.engine.AnalysisResult (its ``attention`` holds the rollout rows of every layer)
     worker_ms: float = 0.0
     extra_notices: list[str] = field(default_factory=list)
     features: Any = None  # vitviz.features.FeatureSet: head statistics, token norms, PCA (last layer precomputed)
@@ -116,6 +114,7 @@ class AnalysisWorker(QObject):
     download_progress = Signal(int, object, object)  # request id, bytes done, bytes total (pretrained downloads)
     load_cancelled = Signal(int)  # request id: the load stopped on RequestTracker.cancel_load; the old model stays
     evidence_ready = Signal(int, object, object)  # request id, the AnalysisResult, vitviz.explain.Evidence
+    query_ready = Signal(int, object, int)  # request id, the AnalysisResult, the patch whose rows are now cached
 
     def __init__(self, tracker: RequestTracker, topk: int = 5) -> None:
         super().__init__()
@@ -222,15 +221,14 @@ class AnalysisWorker(QObject):
                                          keep_display_image=True, features=True)
             if result is None or cancelled():
                 return
-            rollouts = cumulative_rollout(result.attentions) if result.attentions is not None else None
             features = None
-            if result.attentions is not None and result.hidden_states is not None:
+            if result.attention is not None and result.hidden_states is not None:
                 features = FeatureSet.from_result(result, pca_layers=(result.num_layers - 1,))
             if cancelled():
                 return
             if isinstance(source, tuple):  # (array, display name) from the clipboard or a test
                 result.source = source[1]
-            shown = Shown(result, rollouts, (time.perf_counter() - t0) * 1000.0, features=features)
+            shown = Shown(result, (time.perf_counter() - t0) * 1000.0, features=features)
             self.analysis_ready.emit(request_id, shown)
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -263,11 +261,29 @@ class AnalysisWorker(QObject):
         """Gradients of the ``targets`` classes' logits for a displayed result: one forward plus one backward."""
         try:
             if self.engine is not None and not self.tracker.closing:
-                self.evidence_ready.emit(request_id, result, self.engine.evidence(result, list(targets)))
+                targets, discard = targets if isinstance(targets, tuple) else (targets, None)
+                self.evidence_ready.emit(request_id, result, self.engine.evidence(result, list(targets), discard))
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             self.failed.emit(request_id, "evidence", describe_error(exc, "computing the class evidence"))
+        finally:
+            self.finished.emit(request_id)
+
+    # -- a clicked patch -------------------------------------------------------------------------------------
+
+    @Slot(int, object, int)
+    def query(self, request_id: int, result: object, patch: int) -> None:
+        """Compute (and cache in the result) what ``patch``'s token attends to in every layer, and its rollout."""
+        try:
+            if not self.tracker.closing:
+                result.attention.query_rows(patch)
+                result.attention.query_rollout(patch)
+                self.query_ready.emit(request_id, result, patch)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self.failed.emit(request_id, "query", describe_error(exc, f"computing the attention of patch #{patch}"))
         finally:
             self.finished.emit(request_id)
 

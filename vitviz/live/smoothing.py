@@ -9,8 +9,10 @@ import numpy as np
 
 __all__ = ["SMOOTHED_FIELDS", "ema_result"]
 
-# The maps that are averaged; predictions and probabilities are left as the model gave them for this frame.
-SMOOTHED_FIELDS = ("attentions", "cls_attention", "depth")
+# The maps that are averaged; predictions and probabilities are left as the model gave them for this frame. The
+# attention (vitviz.attention.AttentionMaps) is averaged as full tensors when both frames kept them (the rollout is
+# then that of the averaged attention), else as its prefix rows and rollout rows.
+SMOOTHED_FIELDS = ("attention", "cls_attention", "depth")
 
 
 def ema_result(previous: Any | None, current: Any, alpha: float) -> Any:
@@ -30,6 +32,27 @@ def ema_result(previous: Any | None, current: Any, alpha: float) -> Any:
             continue
         if name == "depth" and getattr(current, "depth_kind", None) != getattr(previous, "depth_kind", None):
             continue
+        if name == "attention":
+            setattr(out, name, _blend_attention(before, now, alpha))
+            continue
         blended = alpha * np.asarray(now, dtype=np.float32) + (1.0 - alpha) * np.asarray(before, dtype=np.float32)
         setattr(out, name, blended.astype(np.asarray(now).dtype, copy=False))
     return out
+
+
+def _blend(now: np.ndarray, before: np.ndarray, alpha: float) -> np.ndarray:
+    return (alpha * np.asarray(now, np.float32) + (1.0 - alpha) * np.asarray(before, np.float32)).astype(np.float32)
+
+
+def _blend_attention(before: Any, now: Any, alpha: float) -> Any:
+    """``alpha * now + (1 - alpha) * before`` of two frames' AttentionMaps; ``now`` when their shapes differ."""
+    from ..attention import AttentionMaps
+
+    if now.prefix_rows.shape != before.prefix_rows.shape:
+        return now
+    if now.full is not None and before.full is not None:
+        return AttentionMaps.from_full(_blend(now.full, before.full, alpha), now.grid, now.patch_size,
+                                       now.num_prefix_tokens)
+    return dataclasses.replace(now, prefix_rows=_blend(now.prefix_rows, before.prefix_rows, alpha),
+                               rollout_rows=_blend(now.rollout_rows, before.rollout_rows, alpha),
+                               queries=None, keys=None, full=None)

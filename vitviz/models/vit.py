@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -137,11 +137,16 @@ class Attention(nn.Module):
         # explicit softmax(QK^T)V is faster, above all in the backward pass (see VisionTransformer.set_fused_attention).
         self.fused = True
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, return_attention: bool = False,
+                recorder: Callable[..., torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``recorder(q, k, v, scale)``, when given, computes the attention output itself (and keeps what it needs
+        of the probabilities: vitviz.attention.AttentionRecorder); else the fused kernel or the explicit product."""
         b, t, c = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B, heads, T, head_dim]
-        if self.fused and not return_attention:
+        if recorder is not None and not return_attention:
+            attn, out = None, recorder(q, k, v, self.scale)
+        elif self.fused and not return_attention:
             attn, out = None, F.scaled_dot_product_attention(q, k, v)
         else:
             attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
@@ -192,8 +197,9 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y, attn = self.attn(self.norm1(x), return_attention)
+    def forward(self, x: torch.Tensor, return_attention: bool = False,
+                recorder: Callable[..., torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        y, attn = self.attn(self.norm1(x), return_attention, recorder)
         x = x + self.ls1(y)
         x = x + self.ls2(self.mlp(self.norm2(x)))
         return x, attn
@@ -387,14 +393,18 @@ class VisionTransformer(nn.Module):
         return tokens, grid
 
     def forward_features(
-        self, x: torch.Tensor, return_attention: bool = False, return_hidden: bool = False
+        self, x: torch.Tensor, return_attention: bool = False, return_hidden: bool = False,
+        attention_recorder: Callable[..., torch.Tensor] | None = None,
     ) -> ViTOutput:
-        """Run the encoder; optionally collect per-layer attention probabilities and hidden states."""
+        """Run the encoder; optionally collect per-layer attention probabilities and hidden states.
+
+        ``attention_recorder`` (vitviz.attention.AttentionRecorder) computes every block's attention and keeps what
+        an analysis needs of it, in memory linear in the tokens; ``return_attention`` keeps the full tensors."""
         tokens, grid = self.embed(x)
         attentions: list[torch.Tensor] | None = [] if return_attention else None
         hidden: list[torch.Tensor] | None = [] if return_hidden else None
         for block in self.blocks:
-            tokens, attn = block(tokens, return_attention)
+            tokens, attn = block(tokens, return_attention, attention_recorder)
             if attentions is not None:
                 attentions.append(attn)
             if hidden is not None:
@@ -416,11 +426,12 @@ class VisionTransformer(nn.Module):
             cls = torch.cat([cls, tokens[:, self.num_prefix_tokens :].mean(dim=1)], dim=-1)
         return self.head(cls)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False, return_hidden: bool = False) -> ViTOutput:
+    def forward(self, x: torch.Tensor, return_attention: bool = False, return_hidden: bool = False,
+                attention_recorder: Callable[..., torch.Tensor] | None = None) -> ViTOutput:
         """Full pass: tokens, logits, depth (when the model has those heads) and optionally attentions and every
         block's output tokens (``hidden_states``, before the final norm; kept anyway for "dpt"/"fusion" heads)."""
         need_hidden = return_hidden or self.config.depth_head in ("dpt", "fusion")
-        out = self.forward_features(x, return_attention, return_hidden=need_hidden)
+        out = self.forward_features(x, return_attention, need_hidden, attention_recorder)
         out.logits = self.classify(out.tokens)
         if self.depth_head is not None:
             size = (x.shape[-2], x.shape[-1])

@@ -61,7 +61,7 @@ class EvidencePanel(LazyPanel):
         self.body.addLayout(controls)
         self.body.addWidget(ThresholdControl(state))
         self.add_map(state, "Which patches made the model choose a class appears here.")
-        self._asked: set[tuple[int, int]] = set()  # (result id, class) already requested from the worker
+        self._asked: set[tuple[int, int, float | None]] = set()  # (result id, class, discard) asked of the worker
 
         state.result_changed.connect(self._on_result)
         for signal in (state.evidence_changed, state.layer_changed, state.attention_style_changed):
@@ -89,7 +89,7 @@ class EvidencePanel(LazyPanel):
         state = self.state
         self._sync_controls()
         result = state.result
-        if result is None or result.attentions is None:
+        if result is None or result.attention is None:
             self.values = None
             self.canvas.set_image(None)
             self.legend.set_scale(None, None, None)
@@ -103,7 +103,7 @@ class EvidencePanel(LazyPanel):
                                        "rollout still show where it looks.")
             return
         evidence = state.evidence
-        if gradient and (evidence is None or not evidence.has(target)):
+        if gradient and (evidence is None or not evidence.has(target, method, state.discard_ratio)):
             self._ask(result, target)
             self._show_message(result, f"Computing the evidence for “{result.labels[target]}” (one forward and one "
                                        "backward pass on the worker)…")
@@ -148,10 +148,11 @@ class EvidencePanel(LazyPanel):
     def _ask(self, result, target: int) -> None:
         """Ask the worker for the gradients of the top classes (and ``target``), each class once per result."""
         top = [int(i) for i in np.argsort(-result.probabilities, kind="stable")[:TOP]]
-        wanted = [c for c in dict.fromkeys([target, *top]) if (id(result), c) not in self._asked]
+        discard = self.state.discard_ratio if self.state.method == "grad-rollout" else None
+        wanted = [c for c in dict.fromkeys([target, *top]) if (id(result), c, discard) not in self._asked]
         if target in wanted:
-            self._asked.update((id(result), c) for c in wanted)
-            self.state.request_evidence(wanted)
+            self._asked.update((id(result), c, discard) for c in wanted)
+            self.state.request_evidence(wanted, discard)
 
     def _sync_controls(self) -> None:
         state = self.state

@@ -32,7 +32,8 @@ class InputPanel(Panel):
         self.canvas.setToolTip("Hover a patch to see where it is; click it to show its query attention")
         self.canvas.hovered.connect(
             lambda pos: hover_patch(state, pos, "click: show this patch's query attention" if state.result is not None
-                                    and state.result.attentions is not None else ""))
+                                    and state.result.attention is not None
+                                    and state.result.attention.answers_queries else ""))
         self.canvas.clicked.connect(lambda pos: state.toggle_query(state.patch_at(pos)))
         self.info = QLabel("")
         self.info.setObjectName("Muted")

@@ -1,0 +1,147 @@
+"""What an analysis keeps of the attention (vitviz.attention): the same figures as the full tensors give, in memory
+that grows with the tokens, and rows of other tokens computed on demand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vitviz.attention as attention_module
+import vitviz.explain as explain_module
+from vitviz.attention import AttentionMaps, AttentionRecorder
+from vitviz.engine import Engine
+from vitviz.explain import evidence_map
+from vitviz.features import cls_attention_entropy, mean_attention_distance
+from vitviz.models.vit import build_model
+from vitviz.render import attention_rollout, cumulative_rollout
+
+from .conftest import tiny_config
+
+PATCH = 8
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(3)
+    m = build_model(tiny_config(num_register_tokens=2, depth=4, depth_head="none")).eval()
+    with torch.no_grad():  # sharp, uneven attention
+        m.pos_embed.normal_(0, 0.7)
+        m.cls_token.normal_(0, 0.7)
+        m.reg_token.normal_(0, 0.7)
+    return m
+
+
+@pytest.fixture(scope="module")
+def both(model):
+    """(full tensors per image, recorder) of one forward pass each over two images of a 5x7 grid, with the
+    recorder's slices forced to a few queries so that slices, prefix rows and patch rows meet mid-slice."""
+    x = torch.randn(2, 3, 5 * PATCH, 7 * PATCH, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        full = model(x, return_attention=True)
+        saved = attention_module.SLICE_BYTES
+        attention_module.SLICE_BYTES = 4 * 3 * 5 * 38  # 5 queries a slice (3 heads, 38 tokens, 2 images: 2 rows)
+        try:
+            recorder = AttentionRecorder(full.grid, PATCH, model.num_prefix_tokens)
+            kept = model(x, attention_recorder=recorder)
+        finally:
+            attention_module.SLICE_BYTES = saved
+    torch.testing.assert_close(kept.logits, full.logits, rtol=1e-5, atol=1e-6)  # the same forward pass
+    return [torch.stack([a[i] for a in full.attentions]).numpy() for i in range(2)], recorder
+
+
+def test_the_kept_figures_equal_those_of_the_full_tensors(both, model):
+    fulls, recorder = both
+    p = model.num_prefix_tokens
+    for i, full in enumerate(fulls):
+        maps = recorder.maps(i)
+        np.testing.assert_allclose(maps.prefix_rows, full[:, :, :p], atol=1e-6)
+        np.testing.assert_allclose(maps.cls_maps(), full[:, :, 0, p:].reshape(4, 3, 5, 7), atol=1e-6)
+        np.testing.assert_allclose(maps.rollout_rows, cumulative_rollout(full)[:, 0], atol=1e-6)
+        np.testing.assert_allclose(maps.mean_distance, mean_attention_distance(full, (5, 7, PATCH), p), rtol=1e-5)
+        np.testing.assert_allclose(maps.cls_entropy(), cls_attention_entropy(full, p), rtol=1e-5, atol=1e-6)
+        assert maps.full is None and maps.queries.shape == (4, 3, 38, 8)  # linear in the tokens
+
+
+def test_a_query_row_on_demand_equals_the_full_tensors_row(both, model):
+    fulls, recorder = both
+    p = model.num_prefix_tokens
+    maps = recorder.maps(1)
+    joint = cumulative_rollout(fulls[1])
+    for patch in (0, 13, 34):
+        np.testing.assert_allclose(maps.query_rows(patch), fulls[1][:, :, p + patch, p:].reshape(4, 3, 5, 7),
+                                   atol=1e-6)
+        np.testing.assert_allclose(maps.query_rollout(patch), joint[:, p + patch], atol=1e-6)
+        assert maps.has_query(patch) and maps.query_rows(patch) is maps.query_rows(patch)  # cached
+    with pytest.raises(ValueError, match="outside"):
+        maps.query_rows(35)
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max", "min"])
+@pytest.mark.parametrize("discard", [0.0, 0.9])
+def test_every_rollout_option_from_queries_and_keys(both, fusion, discard):
+    fulls, recorder = both
+    maps = recorder.maps(0)
+    for upto in (0, 3):
+        expected = attention_rollout(fulls[0], fusion, discard, upto)[0]
+        np.testing.assert_allclose(maps.rollout(upto, fusion, discard), expected, atol=1e-6)
+
+
+def test_maps_from_full_tensors_answer_the_same(both, model):
+    fulls, recorder = both
+    from_full = AttentionMaps.from_full(fulls[0], (5, 7), PATCH, model.num_prefix_tokens)
+    recorded = recorder.maps(0)
+    np.testing.assert_allclose(from_full.rollout_rows, recorded.rollout_rows, atol=1e-6)
+    np.testing.assert_allclose(from_full.query_rollout(20), recorded.query_rollout(20), atol=1e-6)
+    lean = recorded.without_queries()
+    assert not lean.answers_queries and lean.nbytes < recorded.nbytes
+    with pytest.raises(ValueError, match="kept only the CLS rollout"):
+        lean.rollout(2, "max")
+
+
+def test_the_engine_keeps_the_summary_or_the_full_tensors_as_asked(tiny_checkpoint, photo):
+    engine = Engine(tiny_checkpoint, device="cpu")
+    full = engine.analyze(photo, attention="full")
+    summary = engine.analyze(photo, attention="summary")
+    auto = engine.analyze(photo)  # a tiny model's tensors fit the budget: kept
+    assert full.attentions is not None and summary.attentions is None and auto.attentions is not None
+    t = full.attentions.shape[-1]
+    kept = summary.attention
+    assert kept.queries is None and kept.full is None
+    assert all(t not in a.shape[:-1] for a in (kept.prefix_rows, kept.rollout_rows))  # nothing T x T
+    np.testing.assert_allclose(summary.cls_attention, full.cls_attention, atol=1e-6)
+    for layer in range(full.num_layers):
+        np.testing.assert_allclose(summary.rollout(layer), full.rollout(layer), atol=1e-6)
+    np.testing.assert_allclose(summary.attention.mean_distance, full.attention.mean_distance, rtol=1e-5)
+    np.testing.assert_allclose(summary.probabilities, full.probabilities, atol=1e-6)
+    with pytest.raises(ValueError, match="no attention beyond"):
+        summary.query_attention(0, 3)
+
+
+def test_streamed_evidence_equals_the_maps_of_held_gradients(tiny_checkpoint, photo, monkeypatch):
+    engine = Engine(tiny_checkpoint, device="cpu")
+    result = engine.analyze(photo, attention="full")
+    held = engine.evidence(result, [0, 3])
+    assert held.grads is not None
+    monkeypatch.setattr(explain_module, "EVIDENCE_BUDGET", 0)  # as for a model too large to hold its gradients
+    streamed = engine.evidence(result, [0, 3], discard_ratio=0.5)
+    assert streamed.grads is None and streamed.targets == [0, 3]
+    for target in (0, 3):
+        grads = held.grads[held.targets.index(target)]
+        for method, discard in (("relevance", None), ("grad-rollout", 0.5)):
+            expected = evidence_map(result.attentions, grads, method, 1, (4, 6), discard_ratio=discard)
+            np.testing.assert_allclose(streamed.map(method, target, discard_ratio=discard), expected, atol=1e-6)
+        assert streamed.has(target, "grad-rollout", 0.5) and not streamed.has(target, "grad-rollout", 0.9)
+    merged = streamed.merged(engine.evidence(result, [1]))
+    assert merged.targets == [0, 3, 1] and merged.has(1, "relevance")
+
+
+def test_evidence_too_large_for_the_memory_is_one_line(tiny_checkpoint, photo, monkeypatch):
+    engine = Engine(tiny_checkpoint, device="cpu")
+    monkeypatch.setattr(explain_module, "EVIDENCE_BUDGET", 0)
+    monkeypatch.setattr(explain_module, "_available_memory", lambda device: 1000)
+    from vitviz.errors import VitvizError
+
+    with pytest.raises(VitvizError, match=r"needs about .* GB .* free") as info:
+        engine.evidence(engine.analyze(photo), "top1")
+    assert "\n" not in str(info.value)
