@@ -320,7 +320,6 @@ def bench_end_to_end(arch: str, model, info, device, runs: int, warmup: int, ima
     import torch
 
     from vitviz.engine import Engine
-    from vitviz.render import cumulative_rollout
 
     if device.type == "cuda":  # the peak of this engine's analyses, not of earlier measurements in this process
         torch.cuda.reset_peak_memory_stats(device)
@@ -337,16 +336,17 @@ def bench_end_to_end(arch: str, model, info, device, runs: int, warmup: int, ima
             totals.append(dt)
             for k, v in result.timings.items():
                 stages.setdefault(k, []).append(v)
-    # What the app's worker does next, on the same thread, before the window gets the result: the cumulative
-    # rollout, right after the forward pass (torch's threads may still be spinning); then the app idles until the
-    # user's next action. Timed separately so that its BLAS threads do not slow the back-to-back analyses above.
+    # What a click on a patch costs next (its rows in every layer and its rollout, computed on demand since the
+    # rollout rows of CLS come with the analysis). Timed separately so that its BLAS threads do not slow the
+    # back-to-back analyses above.
     for _ in range(runs):
         result = engine.analyze(image)
         t1 = time.perf_counter()
-        cumulative_rollout(result.attentions)
+        result.attention.query_rows(0)
+        result.attention.query_rollout(0)
         rollouts.append((time.perf_counter() - t1) * 1000.0)
         time.sleep(0.25)
-    assert result is not None and result.predictions and result.attentions is not None and result.depth is not None
+    assert result is not None and result.predictions and result.attention is not None and result.depth is not None
     out = {
         "image": str(image.relative_to(ROOT) if image.is_relative_to(ROOT) else image),
         "input_hw": list(result.image.shape[:2]),
@@ -355,7 +355,7 @@ def bench_end_to_end(arch: str, model, info, device, runs: int, warmup: int, ima
         "heads": result.num_heads,
         "analyze": stats(totals),
         "stages_median_ms": {k: round(stats(v)["median_ms"], 3) for k, v in stages.items()},
-        "app_worker_rollout": stats(rollouts),
+        "app_click_query": stats(rollouts),
         "device": result.device,
     }
     if device.type == "cuda":
@@ -477,12 +477,12 @@ def report(data: dict[str, Any]) -> str:
             st = e["stages_median_ms"]
             rows.append([m["label"], f"{e['input_hw'][1]}×{e['input_hw'][0]}", fmt(e["analyze"]["median_ms"]),
                          fmt(e["analyze"]["p90_ms"]), fmt(st.get("preprocess")), fmt(st.get("forward")),
-                         fmt(st.get("postprocess")), fmt(e.get("app_worker_rollout", {}).get("median_ms")),
+                         fmt(st.get("postprocess")), fmt(e.get("app_click_query", {}).get("median_ms")),
                          fmt(mem.get("peak_rss_mb"), 0), m["weights"]])
         lines += ["", f"End-to-end: image file → AnalysisResult (predictions + all attentions + depth), {dev}, "
                       f"{data['settings']['runs']} runs", ""]
         lines.append(table(rows, ["model", "input", "median ms", "p90 ms", "pre ms", "forward ms", "post ms",
-                                  "+app rollout ms", "peak RSS MB", "weights"]))
+                                  "click a patch ms", "peak RSS MB", "weights"]))
         rows = []
         for arch, m in models.items():
             f = m.get("forward", {}).get(dev)

@@ -7,7 +7,7 @@ Every figure comes from its own fresh process, in one run:
 - ``cli``: ``vitviz analyze PHOTO --model FOLDER`` with the default outputs: peak RSS of the process, bytes written
   for the image, and the analysis total of ``result.json``;
 - ``transformers``: ``DepthAnythingForDepthEstimation`` of the same weights on the same input, without attentions
-  (its default SDPA attention), median of 3 forward passes after one warm-up;
+  (its only attention implementation, "eager": transformers refuses SDPA for this class), median of 3 forward passes after one warm-up;
 - ``app``: the window (offscreen) loading the model and showing the photo: peak RSS;
 - with ``--before REV``, the CLI of an earlier commit (a git worktree) on the same case.
 
@@ -52,10 +52,10 @@ def make_case(folder: Path) -> tuple[Path, Path]:
     return folder / "model", photo
 
 
-def child(args: list[str], env: dict[str, str] | None = None) -> dict:
+def child(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> dict:
     """Run ``python args`` in a fresh process; returns its JSON line plus its peak RSS (MB) and wall time."""
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=3600)
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=3600)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"{args}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
@@ -177,7 +177,7 @@ def main() -> None:
                           ".ru_maxrss/1024,'bytes_written':sum(p.stat().st_size for p in f.iterdir()),"
                           "'timings_ms':s['timings_ms']}))")
                 record["cli_before"] = child(["-c", script, str(photo), str(model), str(tmp_path / "before-out")],
-                                             env=env)
+                                             env=env, cwd=worktree)  # python -c puts the working folder first
                 record["cli_before"]["revision"] = args.before
             finally:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],

@@ -47,12 +47,12 @@ WINDOW_SIZE = (1560, 940)
 
 
 def prepared_shown(name: str, seed: int = 0):
-    """A realistic finished analysis (``Shown``: result + cumulative rollouts) of the given size."""
+    """A realistic finished analysis (``Shown``: result with its attention maps and features) of the given size."""
     import numpy as np
     from PIL import Image
 
     from vitviz.app.worker import Shown
-    from vitviz.render import cumulative_rollout
+    from vitviz.attention import AttentionMaps
     from vitviz.engine import AnalysisResult, PatchGrid, Prediction
     from vitviz.features import FeatureSet
     from vitviz.render import cls_maps
@@ -74,20 +74,20 @@ def prepared_shown(name: str, seed: int = 0):
     result = AnalysisResult(
         source=f"bench-{name}-{seed}.jpg", image=img, grid=PatchGrid(grid, grid, patch, (size, size), (512, 512)),
         model_name=name, device="cpu", labels=labels, probabilities=p.astype(np.float32),
-        predictions=[Prediction(labels[i], int(i), float(p[i])) for i in order], attentions=att,
+        predictions=[Prediction(labels[i], int(i), float(p[i])) for i in order],
         cls_attention=cls_maps(att, (grid, grid)).astype(np.float32), depth=depth, depth_kind="metric",
         depth_model_name=name, timings={"preprocess": 1.0, "forward": 10.0, "postprocess": 1.0, "total": 12.0},
     )
     result.hidden_states = rng.standard_normal((layers, t, WIDTHS[name])).astype(np.float32)
     times, feature_times = [], []
     for _ in range(7):
-        t0 = time.perf_counter()
-        rollouts = cumulative_rollout(att)
+        t0 = time.perf_counter()  # the attention maps of full tensors (rollout rows, head statistics)
+        result.attention = AttentionMaps.from_full(att, (grid, grid), patch)
         times.append((time.perf_counter() - t0) * 1000.0)
         t0 = time.perf_counter()  # what the worker adds for the Features and Head atlas views (last layer's PCA)
         features = FeatureSet.from_result(result, pca_layers=(layers - 1,))
         feature_times.append((time.perf_counter() - t0) * 1000.0)
-    return Shown(result, rollouts, features=features), stats(times)["median_ms"], stats(feature_times)["median_ms"]
+    return Shown(result, features=features), stats(times)["median_ms"], stats(feature_times)["median_ms"]
 
 
 def none_refs_lost_per_call() -> int:

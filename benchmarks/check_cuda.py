@@ -29,7 +29,8 @@ for seed in range(900_000, 900_020):
     img = render_scene(seed, 128).image
     a, b = cpu.analyze(img), gpu.analyze(img)
     worst["prob"] = max(worst["prob"], float(np.abs(a.probabilities - b.probabilities).max()))
-    worst["att"] = max(worst["att"], float(np.abs(a.attentions - b.attentions).max()))
+    worst["att"] = max(worst["att"], float(np.abs(a.attention.prefix_rows - b.attention.prefix_rows).max()),
+                       float(np.abs(a.attention.rollout_rows - b.attention.rollout_rows).max()))
     worst["depth_rel"] = max(worst["depth_rel"], float((np.abs(a.depth - b.depth) / a.depth).max()))
     assert a.predictions[0].label == b.predictions[0].label, seed
     same_half += half.analyze(img).predictions[0].label == a.predictions[0].label
