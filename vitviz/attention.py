@@ -32,6 +32,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from .render import discard_weakest
+
 __all__ = [
     "SLICE_BYTES",
     "FULL_ATTENTION_BUDGET",
@@ -218,7 +220,7 @@ def rollout_rows(
             carried = torch.cat([carried, starts])
         if discard_ratio > 0:
             fused = torch.cat([fuse(a) for _, a in source.slices(layer)])  # this layer's [T, T]
-            step = torch.from_numpy(_discarded(fused.double().cpu().numpy(), discard_ratio))
+            step = torch.from_numpy(discard_weakest(fused.double().cpu().numpy(), discard_ratio))
             step = (0.5 * step + 0.5 * torch.eye(t, dtype=step.dtype))
             step /= step.sum(dim=-1, keepdim=True)
             carried = (carried.double().cpu() @ step).to(device=source.device, dtype=source.dtype)
@@ -233,17 +235,6 @@ def rollout_rows(
         carried = nxt
     n = starts.shape[0]
     return carried.reshape(len(layers), n, t).flip(0).to(torch.float32)
-
-
-def _discarded(fused: np.ndarray, ratio: float) -> np.ndarray:
-    """``fused`` with ``ratio`` of its weakest links zeroed, never a link to token 0 (as attention_rollout does)."""
-    t = fused.shape[-1]
-    flat = fused.reshape(-1).copy()
-    k = int(flat.size * ratio)
-    if k:
-        weakest = np.argpartition(flat, k)[:k]
-        flat[weakest[weakest % t != 0]] = 0.0
-    return flat.reshape(t, t)
 
 
 # ------------------------------------------------------------------------------------------------ one image's maps

@@ -426,7 +426,7 @@ def streamed_gradient_maps(
     """
     import torch
 
-    from .attention import _discarded
+    from .render import discard_weakest
 
     ratio = DEFAULT_DISCARD["grad-rollout"] if discard_ratio is None else float(discard_ratio)
     p, pooling = model.num_prefix_tokens, model.config.head_pool
@@ -443,7 +443,7 @@ def streamed_gradient_maps(
             def hook(grad: torch.Tensor) -> None:
                 w = (grad[0].double() * attns[layer][0].detach().double()).clamp_(min=0).mean(dim=0).cpu().numpy()
                 state["relevance"] = state["relevance"] + state["relevance"] @ w
-                step = 0.5 * _discarded(w, ratio) + 0.5 * np.eye(t)
+                step = 0.5 * discard_weakest(w, ratio) + 0.5 * np.eye(t)
                 step /= step.sum(axis=-1, keepdims=True)
                 state["grad-rollout"] = state["grad-rollout"] @ step
             return hook

@@ -19,6 +19,7 @@ __all__ = [
     "draw_patch_grid",
     "attention_rollout",
     "cumulative_rollout",
+    "discard_weakest",
     "cls_maps",
     "tile_images",
 ]
@@ -156,17 +157,23 @@ def attention_rollout(
     for layer in range(last + 1):
         fused = fuse(a[layer], axis=0)
         if discard_ratio > 0:
-            flat = fused.reshape(-1).copy()
-            k = int(flat.size * discard_ratio)
-            if k:
-                weakest = np.argpartition(flat, k)[:k]
-                weakest = weakest[weakest % t != 0]  # keep every token's link to token 0 (CLS)
-                flat[weakest] = 0.0
-            fused = flat.reshape(t, t)
+            fused = discard_weakest(fused, discard_ratio)
         step = 0.5 * fused + 0.5 * eye
         step /= step.sum(axis=-1, keepdims=True)
         joint = step @ joint
     return joint
+
+
+def discard_weakest(fused: np.ndarray, ratio: float) -> np.ndarray:
+    """A copy of a ``[T, T]`` fused attention matrix with ``ratio`` of its weakest links zeroed, never a link to token
+    0 (CLS): the discard rule of attention rollout."""
+    t = fused.shape[-1]
+    flat = np.array(fused, dtype=np.float64).reshape(-1)
+    k = int(flat.size * ratio)
+    if k:
+        weakest = np.argpartition(flat, k)[:k]
+        flat[weakest[weakest % t != 0]] = 0.0
+    return flat.reshape(t, t)
 
 
 def cumulative_rollout(attentions: np.ndarray) -> np.ndarray:
