@@ -96,12 +96,13 @@ def run_transformers(model: str, photo: str) -> None:
     x = (x - mean) / std
     times = []
     with torch.inference_mode():
-        for i in range(4):
+        for _ in range(4):
             t = time.perf_counter()
             net(pixel_values=x)
-            if i:
-                times.append((time.perf_counter() - t) * 1000.0)
+            times.append((time.perf_counter() - t) * 1000.0)
+    first, times = times[0], times[1:]  # the first call of the process (as the CLI's one photo), then warm ones
     print(json.dumps({"forward_ms": round(statistics.median(times), 1), "runs_ms": [round(v, 1) for v in times],
+                      "first_call_ms": round(first, 1),
                       "input": list(x.shape), "attn_implementation": net.config._attn_implementation,
                       "threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1),
                       "mean_abs_input": float(np.abs(rgb).mean())}))
@@ -188,6 +189,9 @@ def main() -> None:
         "cli_peak_rss_mb<=1000": record["cli"]["peak_rss_mb"],
         "cli_bytes_written<=20MB": record["cli"]["bytes_written"],
         "analysis_total_over_transformers_forward<=1.5": round(total / hf, 3),
+        # for context, not the goal: the CLI's single photo is its process's first forward pass
+        "analysis_total_over_transformers_first_call": round(total / min(
+            record["transformers"]["first_call_ms"], record["transformers_again"]["first_call_ms"]), 3),
         "app_peak_rss_mb<=1500": record["app"]["peak_rss_mb"],
     }
     out = ROOT / "benchmarks" / "results" / f"tokens-{record['date']}.json"

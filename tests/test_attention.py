@@ -32,20 +32,21 @@ def model():
     return m
 
 
+@pytest.fixture(autouse=True)
+def few_queries_a_slice(monkeypatch):
+    """Recomputed attention comes 5 queries a slice (3 heads, 38 tokens), so that slices, prefix rows and patch
+    rows meet mid-slice."""
+    monkeypatch.setattr(attention_module, "SLICE_BYTES", 4 * 3 * 5 * 38)
+
+
 @pytest.fixture(scope="module")
 def both(model):
-    """(full tensors per image, recorder) of one forward pass each over two images of a 5x7 grid, with the
-    recorder's slices forced to a few queries so that slices, prefix rows and patch rows meet mid-slice."""
+    """(full tensors per image, recorder) of one forward pass each over two images of a 5x7 grid."""
     x = torch.randn(2, 3, 5 * PATCH, 7 * PATCH, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         full = model(x, return_attention=True)
-        saved = attention_module.SLICE_BYTES
-        attention_module.SLICE_BYTES = 4 * 3 * 5 * 38  # 5 queries a slice (3 heads, 38 tokens, 2 images: 2 rows)
-        try:
-            recorder = AttentionRecorder(full.grid, PATCH, model.num_prefix_tokens)
-            kept = model(x, attention_recorder=recorder)
-        finally:
-            attention_module.SLICE_BYTES = saved
+        recorder = AttentionRecorder(full.grid, PATCH, model.num_prefix_tokens)
+        kept = model(x, attention_recorder=recorder)
     torch.testing.assert_close(kept.logits, full.logits, rtol=1e-5, atol=1e-6)  # the same forward pass
     return [torch.stack([a[i] for a in full.attentions]).numpy() for i in range(2)], recorder
 
@@ -102,7 +103,8 @@ def test_maps_from_full_tensors_answer_the_same(both, model):
 def test_the_engine_keeps_the_summary_or_the_full_tensors_as_asked(tiny_checkpoint, photo):
     engine = Engine(tiny_checkpoint, device="cpu")
     full = engine.analyze(photo, attention="full")
-    summary = engine.analyze(photo, attention="summary")
+    summary = engine.analyze(photo, attention="summary", features=True)
+    assert engine.analyze(photo, attention="summary").attention.mean_distance is None  # not asked for
     auto = engine.analyze(photo)  # a tiny model's tensors fit the budget: kept
     assert full.attentions is not None and summary.attentions is None and auto.attentions is not None
     t = full.attentions.shape[-1]

@@ -1,13 +1,16 @@
 """What an analysis keeps of a ViT's attention: memory that grows with the tokens T, not with T².
 
-A forward pass with an :class:`AttentionRecorder` computes each block's attention one slice of queries at a time
-(never more than about :data:`SLICE_BYTES` of probabilities at once) and keeps, per layer and head:
+A forward pass with an :class:`AttentionRecorder` runs each block's attention in PyTorch's fused kernel (as the
+model does without one) and keeps, per layer and head:
 
-- the rows of the prefix tokens (CLS, registers): ``prefix_rows [L, H, P, T]``;
-- the head statistics of the Features view and ``features.npz``: mean attention distance ``[L, H]`` (the CLS
-  entropy follows from the prefix rows);
+- the rows of the prefix tokens (CLS, registers): ``prefix_rows [L, H, P, T]``, computed from those queries alone;
 - the scaled queries and keys ``[L, H, T, head_dim]``, so that any row of any layer's attention can be recomputed
-  later: a clicked patch's query attention, or rollout rows.
+  later: rollout rows, a clicked patch's query attention, the head statistics.
+
+After the pass, :meth:`AttentionRecorder.maps` makes one sweep over every layer's attention, recomputed one slice
+of queries at a time (never more than about :data:`SLICE_BYTES` of probabilities at once), that yields the rollout
+rows and, when asked, the mean attention distance of every head ``[L, H]`` (the CLS entropy follows from the
+prefix rows).
 
 **Rollout, exactly, without a T x T matrix.** Attention rollout (Abnar & Zuidema 2020) after layer ``l`` is
 ``J_l = S_l S_(l-1) ... S_0`` with ``S_k = D_k^-1 (0.5 fuse_h(A_k) + 0.5 I)`` (``D_k`` the row sums). A row of it,
@@ -27,10 +30,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .render import discard_weakest
 
@@ -43,10 +47,14 @@ __all__ = [
     "full_attention_bytes",
 ]
 
-SLICE_BYTES = 32 * 2**20  # attention probabilities computed at once: one slice of queries, all heads
+# Attention probabilities recomputed at once: one slice of queries, all heads. Small enough to stay in a CPU's
+# cache-friendly range (a few hundred queries of a 2,000-token image), large enough for efficient products.
+SLICE_BYTES = 12 * 2**20
 # The app keeps a result's full attention tensors when they take at most this much (the shipped model: 0.6 MB,
 # ViT-B/16 at 224 px: 22 MB); above it, the summary alone (Engine.analyze's ``attention="auto"``).
 FULL_ATTENTION_BUDGET = 64 * 2**20
+# Distances between patch centres are computed once per sweep and kept for every layer when they fit this much.
+DISTANCE_CACHE_BYTES = 64 * 2**20
 
 
 def full_attention_bytes(layers: int, heads: int, tokens: int, images: int = 1) -> int:
@@ -59,92 +67,108 @@ def _slice_rows(heads: int, tokens: int, batch: int = 1, minimum: int = 1) -> in
     return max(minimum, SLICE_BYTES // (4 * max(1, batch * heads * tokens)))
 
 
-def _patch_distances(rows: int, cols: int, patch_size: float, queries: torch.Tensor, device: torch.device,
-                     dtype: torch.dtype) -> torch.Tensor:
-    """``[len(queries), N]`` distances (input pixels) between the patch centres of ``queries`` and every patch."""
-    n = torch.arange(rows * cols, device=device)
-    y, x = torch.div(n, cols, rounding_mode="floor").to(torch.float64), (n % cols).to(torch.float64)
-    qy, qx = y[queries], x[queries]
-    d = torch.sqrt((qy[:, None] - y[None]) ** 2 + (qx[:, None] - x[None]) ** 2) * float(patch_size)
-    return d.to(dtype)
-
-
 # ------------------------------------------------------------------------------------------------ recording
 
 
 class AttentionRecorder:
-    """Computes every block's attention in slices of queries during a forward pass and keeps what the views need.
+    """Keeps what the views need of every block's attention during a forward pass.
 
     Pass it as ``attention_recorder`` to :meth:`vitviz.models.vit.VisionTransformer.forward`; each block's
-    attention calls it once with its queries, keys and values and gets the attention output back (the same
-    ``softmax(q k^T / sqrt(d)) v`` as the model's explicit path). ``grid`` is the patch grid of the input and
-    ``num_prefix_tokens`` the tokens before the patches. ``keep_queries``: keep each layer's queries and keys for
-    rows computed later (query rows, rollout); they are needed by :meth:`maps` to compute the rollout rows.
+    attention calls it once with its queries, keys and values and gets the attention output back, from the same
+    fused kernel the model uses without a recorder. ``grid`` is the patch grid of the input and
+    ``num_prefix_tokens`` the tokens before the patches.
     """
 
     def __init__(self, grid: tuple[int, int], patch_size: int, num_prefix_tokens: int) -> None:
         self.grid, self.patch_size, self.prefix = (int(grid[0]), int(grid[1])), int(patch_size), int(num_prefix_tokens)
         self.prefix_rows: list[torch.Tensor] = []  # per layer [B, H, P, T]
-        self.distance: list[torch.Tensor] = []  # per layer [B, H] mean attention distance
         self.queries: list[torch.Tensor] = []  # per layer [B, H, T, d], scaled
         self.keys: list[torch.Tensor] = []
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-        b, h, t, _ = q.shape
-        p, n = self.prefix, self.grid[0] * self.grid[1]
-        if t != p + n:
+        t, p = q.shape[2], self.prefix
+        if t != p + self.grid[0] * self.grid[1]:
             raise ValueError(f"{t} tokens do not match {p} prefix tokens + a {self.grid[0]}x{self.grid[1]} grid")
         qs = q * scale
-        kt = k.transpose(-2, -1)
-        out = torch.empty_like(v)
-        prefix = q.new_empty(b, h, p, t)
-        weighted = torch.zeros(b, h, n, dtype=torch.float64, device=q.device)
-        mass = torch.zeros_like(weighted)
-        step = _slice_rows(h, t, b, minimum=max(p, 1))
-        for s in range(0, t, step):
-            e = min(t, s + step)
-            a = torch.softmax(qs[:, :, s:e] @ kt, dim=-1)  # [B, H, rows, T]
-            out[:, :, s:e] = a @ v
-            if s < p:
-                prefix[:, :, s : min(e, p)] = a[:, :, : min(e, p) - s]
-            first = max(s, p)
-            if first < e:  # patch queries of this slice: distance-weighted and total attention to the patch keys
-                rows = torch.arange(first - p, e - p, device=q.device)
-                keys = a[:, :, first - s :, p:].float()
-                dist = _patch_distances(*self.grid, self.patch_size, rows, q.device, torch.float32)
-                weighted[:, :, rows] = torch.einsum("bhqk,qk->bhq", keys, dist).double()
-                mass[:, :, rows] = keys.sum(dim=-1).double()
-        valid = mass > 0
-        per_query = torch.where(valid, weighted / torch.where(valid, mass, torch.ones_like(mass)), 0.0)
-        self.distance.append(per_query.sum(-1) / valid.sum(-1))  # NaN where no query attends to a patch
-        self.prefix_rows.append(prefix)
+        self.prefix_rows.append(torch.softmax(qs[:, :, :p] @ k.transpose(-2, -1), dim=-1))
         self.queries.append(qs)
-        self.keys.append(k)
-        return out
+        self.keys.append(k.contiguous())  # not a view that would keep the block's whole q, k, v tensor alive
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
 
-    def maps(self, index: int, keep_queries: bool = True) -> AttentionMaps:
-        """Image ``index``'s :class:`AttentionMaps`, its rollout rows computed here (on the pass's device)."""
-        q = torch.stack([x[index] for x in self.queries])  # [L, H, T, d]
-        k = torch.stack([x[index] for x in self.keys])
+    def maps(self, index: int, keep_queries: bool = True, head_statistics: bool = True) -> AttentionMaps:
+        """Image ``index``'s :class:`AttentionMaps`: its rollout rows and, with ``head_statistics``, every head's
+        mean attention distance, computed here in one sweep over the layers (on the pass's device)."""
+        q, k = [x[index] for x in self.queries], [x[index] for x in self.keys]  # per layer [H, T, d], no copies
         source = _QueryKeySource(q, k)
-        t = q.shape[2]
-        start = torch.zeros(1, t, dtype=torch.float32, device=q.device)
+        start = torch.zeros(1, source.num_tokens, dtype=torch.float32, device=q[0].device)
         start[0, 0] = 1.0
-        rollout = rollout_rows(source, start)[:, 0]  # [L, T]
+        distance = (_HeadDistance(self.grid, self.patch_size, self.prefix, source.num_layers, source.num_heads)
+                    if head_statistics else None)
+        rollout = rollout_rows(source, start, visit=distance)[:, 0]  # [L, T]
         return AttentionMaps(
             prefix_rows=_numpy(torch.stack([x[index] for x in self.prefix_rows])),
             rollout_rows=_numpy(rollout),
-            mean_distance=_numpy(torch.stack([x[index] for x in self.distance])),
+            mean_distance=distance.result() if distance is not None else None,
             grid=self.grid,
             patch_size=self.patch_size,
             num_prefix_tokens=self.prefix,
-            queries=_numpy(q) if keep_queries else None,
-            keys=_numpy(k) if keep_queries else None,
+            queries=_stacked_numpy(q) if keep_queries else None,
+            keys=_stacked_numpy(k) if keep_queries else None,
         )
+
+
+class _HeadDistance:
+    """Mean attention distance of every head (as :func:`vitviz.features.mean_attention_distance`), accumulated
+    from the slices of attention that a rollout sweep visits: ``visit(layer, first_query, probabilities)``."""
+
+    def __init__(self, grid: tuple[int, int], patch_size: int, prefix: int, layers: int, heads: int) -> None:
+        self.grid, self.patch_size, self.prefix = grid, patch_size, prefix
+        n = grid[0] * grid[1]
+        self.weighted = torch.zeros(layers, heads, n, dtype=torch.float64)  # sum_k a_qk d_qk per patch query
+        self.mass = torch.zeros_like(self.weighted)  # sum_k a_qk over the patch keys
+        self.cache_distances = 4 * 2 * n * n <= DISTANCE_CACHE_BYTES
+        self._distances: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _distances_and_ones(self, first: int, stop: int, device: torch.device) -> torch.Tensor:
+        """``[stop - first, N, 2]``: distance (input pixels) from patch queries first..stop to every patch, and 1."""
+        key = (first, stop)
+        if key in self._distances:
+            return self._distances[key]
+        rows, cols = self.grid
+        n = torch.arange(rows * cols, device=device, dtype=torch.float64)
+        y, x = torch.div(n, cols, rounding_mode="floor"), n % cols
+        d = torch.sqrt((y[first:stop, None] - y[None]) ** 2 + (x[first:stop, None] - x[None]) ** 2) * self.patch_size
+        both = torch.stack([d, torch.ones_like(d)], dim=-1).float()
+        if self.cache_distances:
+            self._distances[key] = both
+        return both
+
+    def __call__(self, layer: int, first_query: int, probabilities: torch.Tensor) -> None:
+        p, stop = self.prefix, first_query + probabilities.shape[1]
+        first = max(first_query, p)
+        if first >= stop:
+            return
+        keys = probabilities[:, first - first_query :, p:].float().transpose(0, 1)  # [queries, H, N]
+        both = torch.bmm(keys, self._distances_and_ones(first - p, stop - p, keys.device))  # [queries, H, 2]
+        self.weighted[layer, :, first - p : stop - p] = both[..., 0].T.double().cpu()
+        self.mass[layer, :, first - p : stop - p] = both[..., 1].T.double().cpu()
+
+    def result(self) -> np.ndarray:
+        valid = self.mass > 0
+        per_query = torch.where(valid, self.weighted / torch.where(valid, self.mass, 1.0), 0.0)
+        return (per_query.sum(-1) / valid.sum(-1)).float().numpy()  # NaN where no query attends to a patch
 
 
 def _numpy(x: torch.Tensor) -> np.ndarray:
     return x.detach().float().cpu().numpy()
+
+
+def _stacked_numpy(layers: Sequence[torch.Tensor]) -> np.ndarray:
+    """``[L, ...]`` float32 numpy of per-layer tensors, filled layer by layer (one copy, not two)."""
+    out = np.empty((len(layers), *layers[0].shape), dtype=np.float32)
+    for i, x in enumerate(layers):
+        out[i] = _numpy(x)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ layer sources
@@ -168,12 +192,13 @@ class _FullSource:
 class _QueryKeySource:
     """Attention of every layer recomputed from scaled queries and keys ``[L, H, T, d]``, one slice at a time."""
 
-    def __init__(self, queries: np.ndarray | torch.Tensor, keys: np.ndarray | torch.Tensor) -> None:
-        self.q, self.k = torch.as_tensor(queries), torch.as_tensor(keys)
-        self.num_layers, self.num_heads, self.num_tokens = self.q.shape[0], self.q.shape[1], self.q.shape[2]
-        # the carried rows in float64 where that is cheap (as the rollout from full tensors), float32 on a GPU
-        self.device = self.q.device
-        self.dtype = torch.float32 if self.device.type in ("cuda", "mps") else torch.float64
+    def __init__(self, queries: np.ndarray | torch.Tensor | Sequence[torch.Tensor],
+                 keys: np.ndarray | torch.Tensor | Sequence[torch.Tensor]) -> None:
+        """``queries``, ``keys``: ``[L, H, T, d]`` arrays, or one ``[H, T, d]`` tensor per layer."""
+        self.q = [torch.as_tensor(x) for x in queries]
+        self.k = [torch.as_tensor(x) for x in keys]
+        self.num_layers, (self.num_heads, self.num_tokens) = len(self.q), self.q[0].shape[:2]
+        self.device, self.dtype = self.q[0].device, torch.float32
 
     def slices(self, layer: int) -> Iterator[tuple[int, torch.Tensor]]:
         q, kt = self.q[layer], self.k[layer].transpose(-2, -1)
@@ -194,12 +219,15 @@ def rollout_rows(
     head_fusion: str = "mean",
     discard_ratio: float = 0.0,
     upto: Sequence[int] | None = None,
+    visit: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Rows ``starts @ J_l`` of attention rollout after each layer ``l`` in ``upto`` (default: every layer):
     ``[len(upto), n, T]`` for ``starts [n, T]`` (see the module docstring for the sweep).
 
     Same rule as :func:`vitviz.render.attention_rollout`: heads fused by mean, max or min, ``discard_ratio`` of a
     layer's weakest fused links zeroed (never a link to token 0), ``0.5 A + 0.5 I`` renormalised row by row.
+    ``visit(layer, first_query, probabilities [H, rows, T])``, when given, sees every slice of attention the sweep
+    computes (every layer up to the highest of ``upto``), so that other figures come from the same pass.
     """
     if head_fusion not in _FUSE:
         raise ValueError(f"head_fusion must be mean, max or min, not {head_fusion!r}")
@@ -218,15 +246,26 @@ def rollout_rows(
     for layer in range(layers[-1], -1, -1):
         if layer in wanted:
             carried = torch.cat([carried, starts])
+        slices = source.slices(layer)
+        if visit is not None:
+            slices = _visited(slices, layer, visit)
         if discard_ratio > 0:
-            fused = torch.cat([fuse(a) for _, a in source.slices(layer)])  # this layer's [T, T]
+            fused = torch.cat([fuse(a) for _, a in slices])  # this layer's [T, T]
             step = torch.from_numpy(discard_weakest(fused.double().cpu().numpy(), discard_ratio))
             step = (0.5 * step + 0.5 * torch.eye(t, dtype=step.dtype))
             step /= step.sum(dim=-1, keepdim=True)
             carried = (carried.double().cpu() @ step).to(device=source.device, dtype=source.dtype)
             continue
         nxt = torch.zeros_like(carried)
-        for s, a in source.slices(layer):
+        support = torch.nonzero(carried.abs().sum(dim=0)).flatten()
+        if visit is None and len(support) * 8 <= t:  # e.g. the CLS start at the top layer: only its rows needed
+            f = fuse(source.rows(layer, support)).to(carried.dtype)  # [tokens, T]
+            scaled = carried[:, support] / (0.5 * f.sum(dim=-1) + 0.5)
+            nxt += 0.5 * (scaled @ f)
+            nxt[:, support] += 0.5 * scaled
+            carried = nxt
+            continue
+        for s, a in slices:
             f = fuse(a).to(carried.dtype)  # [rows, T]
             e = s + f.shape[0]
             scaled = carried[:, s:e] / (0.5 * f.sum(dim=-1) + 0.5)  # rows of D^-1 (0.5 A + 0.5 I)
@@ -235,6 +274,13 @@ def rollout_rows(
         carried = nxt
     n = starts.shape[0]
     return carried.reshape(len(layers), n, t).flip(0).to(torch.float32)
+
+
+def _visited(slices: Iterator[tuple[int, torch.Tensor]], layer: int,
+             visit: Callable[[int, int, torch.Tensor], None]) -> Iterator[tuple[int, torch.Tensor]]:
+    for s, a in slices:
+        visit(layer, s, a)
+        yield s, a
 
 
 # ------------------------------------------------------------------------------------------------ one image's maps
@@ -251,7 +297,7 @@ class AttentionMaps:
 
     prefix_rows: np.ndarray  # [L, H, P, T] attention of the prefix tokens' queries
     rollout_rows: np.ndarray  # [L, T] CLS row of the rollout up to each layer (mean fusion, nothing discarded)
-    mean_distance: np.ndarray  # [L, H] mean attention distance, input pixels
+    mean_distance: np.ndarray | None  # [L, H] mean attention distance, input pixels (None: not asked for)
     grid: tuple[int, int]
     patch_size: int
     num_prefix_tokens: int = 1

@@ -357,7 +357,8 @@ class Engine:
         ``keep_display_image``: also keep a sharper copy of the image for enlarged views
         (``AnalysisResult.display_image``); the app asks for it, batch analysis does not need it.
         ``features``: also keep every block's output tokens (``AnalysisResult.hidden_states``) from the same forward
-        pass, for the PCA, similarity and token-norm views (vitviz.features).
+        pass, for the PCA, similarity and token-norm views (vitviz.features), and every head's mean attention
+        distance (``result.attention.mean_distance``; None without ``features`` unless the full tensors were kept).
         ``traced``: run the forward pass through a TorchScript trace of the model for this input size (made on
         first use; :class:`vitviz.models.traced.TracedForward`), which does not hold Python's GIL, so that a UI
         thread painting meanwhile does not slow it down (the live mode). Not with ``features``; ``cancelled`` is
@@ -537,7 +538,7 @@ class Engine:
         loaded, rgb, cfg = prep.loaded, prep.rgb, self.info.config
         grid_rows, grid_cols = out.grid
         if recorder is not None:
-            maps = recorder.maps(index, keep_queries=attention != "summary")
+            maps = recorder.maps(index, keep_queries=attention != "summary", head_statistics=features)
         else:
             full = torch.stack([a[index] for a in out.attentions], dim=0).float().cpu().numpy()  # [L, heads, T, T]
             maps = AttentionMaps.from_full(full, out.grid, cfg.patch_size, out.num_prefix_tokens,
