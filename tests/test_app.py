@@ -456,9 +456,18 @@ def test_notices_are_shown_and_recent_files_listed(qtbot, window, tmp_path):
     assert "two.gif" in entries
 
 
-def test_display_problems_are_explained_before_qt_aborts(monkeypatch):
-    """Qt kills the process when its platform plugin cannot load; vitviz explains the usual causes instead."""
-    import ctypes.util
+def _fake_ldd(folder: Path, missing: list[str]) -> None:
+    """An ``ldd`` that reports ``missing`` as not found, as on a minimal Debian without Qt's X11 libraries."""
+    lines = ["\tlibQt6XcbQpa.so.6 => /x/libQt6XcbQpa.so.6 (0x1)", "\tlibxcb.so.1 => /lib/libxcb.so.1 (0x2)"]
+    lines += [f"\t{name} => not found" for name in missing]
+    script = folder / "ldd"
+    script.write_text("#!/bin/sh\ncat <<'EOF'\n" + "\n".join(lines) + "\nEOF\n")
+    script.chmod(0o755)
+
+
+def test_display_problems_are_explained_before_qt_aborts(monkeypatch, tmp_path):
+    """Qt kills the process when its platform plugin cannot load; vitviz names what is missing instead."""
+    import os
 
     from vitviz.app import display_problem
 
@@ -466,12 +475,24 @@ def test_display_problems_are_explained_before_qt_aborts(monkeypatch):
     assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
     assert "DISPLAY is not set" in display_problem({}, "linux")
     assert display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
-    assert "libxcb-cursor0" in display_problem({"DISPLAY": ":0"}, "linux")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    _fake_ldd(tmp_path, ["libxcb-icccm.so.4", "libxcb-keysyms.so.1", "libxcb-icccm.so.4"])
+    message = display_problem({"DISPLAY": ":0"}, "linux")
+    assert "libxcb-icccm.so.4, libxcb-keysyms.so.1" in message and "\n" not in message
+    assert "sudo apt install libxcb-icccm4 libxcb-keysyms1;" in message
+    assert "sudo dnf install xcb-util-wm xcb-util-keysyms" in message
     env = {"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}
     assert display_problem(env, "linux") is None and env["QT_QPA_PLATFORM"] == "wayland"
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libxcb-cursor.so.0")
+    _fake_ldd(tmp_path, ["libfoo-unheard-of.so.3"])
+    assert "package of libfoo-unheard-of.so.3" in display_problem({"DISPLAY": ":0"}, "linux")
+    _fake_ldd(tmp_path, [])
     assert display_problem({"DISPLAY": ":0"}, "linux") is None
+
+
+def test_without_ldd_the_loader_error_names_the_missing_library(tmp_path):
+    from vitviz.app import _dlopen_missing
+
+    assert _dlopen_missing(str(tmp_path / "libqxcb-gone.so")) == [str(tmp_path / "libqxcb-gone.so")]
 
 
 def test_pretrained_download_shows_progress_in_status_bar(qtbot, bare_window, tiny_checkpoint, monkeypatch):

@@ -241,8 +241,12 @@ def test_bad_images_in_a_batch_fail_alone(tiny_checkpoint, tmp_path, capsys, mon
     written = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert written == [p.stem for p in good if str(p) != poisoned]
     rows = table(out)
-    assert sorted(r["name"] for r in rows) == written  # one row per analysed image
-    assert all(r["label_1"] and float(r["prob_1"]) > 0 and float(r["total_ms"]) > 0 for r in rows)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert sorted(r["name"] for r in ok) == written  # one row per analysed image
+    assert all(r["label_1"] and float(r["prob_1"]) > 0 and float(r["total_ms"]) > 0 and not r["error"] for r in ok)
+    failed = {r["name"]: r["error"] for r in rows if r["status"] == "error"}  # and one per failed image, with why
+    assert len(failed) == len(bad) + 1 and len(rows) == len(inputs)
+    assert failed[Path(poisoned).stem] == f"{poisoned}: unexpected error: RuntimeError: simulated kernel failure"
     assert f"vitviz: {len(bad) + 1} of {len(inputs)} image(s) failed" in err.splitlines()[-1]
 
 
@@ -359,4 +363,7 @@ def test_ray_writes_the_same_files_as_the_local_path(local_ray, tiny_checkpoint,
         for f in ("input.png", "heads_layer2.png"):
             a_px, b_px = (np.asarray(Image.open(d / name / f), dtype=int) for d in (local, remote))
             assert np.abs(a_px - b_px).max() <= 1
-    assert sorted(r["name"] for r in table(remote)) == names
+    rows = table(remote)
+    assert sorted(r["name"] for r in rows if r["status"] == "ok") == names
+    assert [(r["name"], r["error"]) for r in rows if r["status"] == "error"] == [
+        ("zz-bad", f"{bad}: the file is empty (0 bytes)")]

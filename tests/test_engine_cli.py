@@ -208,8 +208,9 @@ def test_cli_bad_model_exits_2(photo, tmp_path, capsys):
 
 
 def test_cli_layer_out_of_range(tiny_checkpoint, photo, tmp_path, capsys):
-    assert main(["analyze", str(photo), "--out", str(tmp_path), "--model", str(tiny_checkpoint), "--layer", "9"]) == 1
-    assert "out of range" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main(["analyze", str(photo), "--out", str(out), "--model", str(tiny_checkpoint), "--layer", "9"]) == 2
+    assert "out of range" in capsys.readouterr().err and not out.exists()  # refused before the first image
 
 
 def test_console_script_runs_as_module(tiny_checkpoint, photo, tmp_path):

@@ -6,6 +6,7 @@ file and the reason, never a traceback (unless ``VITVIZ_DEBUG=1``) and never a s
 
 from __future__ import annotations
 
+import csv
 import json
 import warnings
 
@@ -58,7 +59,10 @@ def test_cli_refuses_a_bad_image_with_one_line(kind, tiny_checkpoint, tmp_path, 
     assert not any("Traceback" in line for line in err)
     assert set(err) - set(errors) <= {"vitviz: 1 of 1 image(s) failed"}
     assert not shown
-    assert list(out.iterdir()) == []  # nothing half-written
+    assert {p.name for p in out.iterdir()} <= {"results.csv", "results.parquet"}  # nothing half-written
+    with open(out / "results.csv", newline="") as fh:  # but the table says which image failed, and why
+        rows = list(csv.DictReader(fh))
+    assert [(r["status"], r["error"]) for r in rows] == [("error", errors[0].removeprefix("vitviz: error: "))]
 
 
 def test_cli_reports_each_bad_image_and_still_analyses_the_good_ones(tiny_checkpoint, photo, tmp_path, capsys):

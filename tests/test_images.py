@@ -155,3 +155,20 @@ def test_webp(tmp_path):
     p = tmp_path / "pic.webp"
     Image.fromarray(_gradient()).save(p, lossless=True)
     assert np.array_equal(np.asarray(load_image(p).image), _gradient())
+
+
+def test_image_arrays_of_any_common_type_become_the_picture_they_show():
+    from vitviz.engine import _as_loaded
+    from vitviz.errors import ImageLoadError
+
+    grey = np.linspace(0.0, 1.0, 12, dtype=np.float32).reshape(3, 4)  # a float image in 0-1, as scikit-image gives
+    rgb = np.asarray(_as_loaded(grey).image)
+    assert rgb.shape == (3, 4, 3) and rgb[0, 0, 0] == 0 and rgb[-1, -1, 0] == 255  # not all black
+    deep = np.full((2, 2, 3), 65535, dtype=np.uint16)
+    loaded = _as_loaded(deep)
+    assert np.asarray(loaded.image).min() == 255 and "16-bit" in loaded.notices[0]  # not wrapped around to 255 % 256
+    assert np.asarray(_as_loaded(np.eye(3, dtype=bool)).image)[0, 0, 1] == 255
+    with pytest.raises(ImageLoadError, match="NaN"):
+        _as_loaded(np.full((2, 2), np.nan))
+    with pytest.raises(ImageLoadError, match="shape"):
+        _as_loaded(np.zeros((0, 5, 3), np.uint8))

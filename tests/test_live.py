@@ -18,6 +18,7 @@ from vitviz.engine import AnalysisResult, Engine, PatchGrid, prepare_image
 from vitviz.live import (
     CameraError,
     CaptureThread,
+    DomainWindow,
     LatestFrame,
     MissingLiveExtra,
     Recorder,
@@ -26,7 +27,8 @@ from vitviz.live import (
     live_extra_available,
     open_source,
 )
-from vitviz.live.scene import SceneSource, animate_spec
+from vitviz.live.scene import DEFAULT_SCENE_SEED, SceneSource, animate_spec
+from vitviz.models.domain import DomainVerdict
 from vitviz.live.sources import Frame, VideoFileSource
 from vitviz.synthetic.scenes import random_spec, render_spec
 
@@ -521,3 +523,38 @@ def test_live_menu_says_which_extra_video_needs(qtbot, monkeypatch, tmp_path):
     assert '.[live]' in window.live.act_video.text() and '.[live]' in window.live.camera_menu.title()
     assert not window.live.camera_menu.isEnabled()
     window.close()
+
+
+def test_the_default_live_scene_is_named_right_and_in_domain_on_its_loop():
+    """The shipped model reads its own default live scene (benchmarks/choose_live_scene.py measured all 96 frames;
+    here every fourth of them)."""
+    source = SceneSource(frames=24, prerender=False)
+    assert source.seed == DEFAULT_SCENE_SEED
+    results = Engine(None, device="cpu").analyze_batch([source.render(i)[0] for i in range(24)], topk=1)
+    good = sum(r.predictions[0].label == source._label and r.domain.in_domain for r in results)  # noqa: SLF001
+    assert good / 24 >= 0.95, f"{good} of 24 frames named {source._label} and in domain"  # noqa: SLF001
+
+
+def _verdicts(scores, threshold=100.0):
+    return [DomainVerdict("mahalanobis", float(s), threshold, s <= threshold) for s in scores]
+
+
+def test_one_odd_frame_neither_shows_nor_hides_the_out_of_domain_note():
+    window = DomainWindow()
+    shown = [not window.update(v).in_domain for v in _verdicts([60, 70, 65, 900, 62, 68, 64])]
+    assert not any(shown)  # one wild frame among in-domain ones: no note
+    shown = [not window.update(v).in_domain for v in _verdicts([300, 320, 310, 290, 305])]
+    assert shown[-1] and shown.index(True) >= 1  # a lasting change shows it, after a frame or two
+    shown = [not window.update(v).in_domain for v in _verdicts([310, 40, 300, 295, 305])]
+    assert all(shown)  # one in-domain frame among out-of-domain ones: the note stays
+    shown = [not window.update(v).in_domain for v in _verdicts([95, 96, 94, 97, 95, 96])]
+    assert all(shown)  # just under the threshold is not far enough under it to hide the note (hysteresis)
+    shown = [not window.update(v).in_domain for v in _verdicts([50, 55, 52, 51, 50])]
+    assert not shown[-1]
+
+
+def test_a_new_detector_starts_the_window_afresh():
+    window = DomainWindow()
+    for v in _verdicts([300] * 5):
+        window.update(v)
+    assert window.update(DomainVerdict("energy", -12.0, -8.0, True)).in_domain

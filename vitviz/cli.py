@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from .errors import VitvizError
 
@@ -17,8 +17,53 @@ __all__ = ["main"]
 COMMANDS = ("gui", "analyze", "models", "live")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (and exit status 2), naming the help to read."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"is an opacity between 0 and 1, not {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def _colormap(text: str) -> str:
+    from .render import COLORMAPS
+
+    if text not in COLORMAPS:
+        raise argparse.ArgumentTypeError(f"unknown colormap {text!r}; choose from {', '.join(COLORMAPS)}")
+    return text
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vitviz",
         description="Look inside Vision Transformers: predictions, per-head CLS attention and depth.",
         epilog="Run 'vitviz' alone to open the app on the shipped model.",
@@ -30,7 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _model_options(gui)
     gui.add_argument("--present", nargs="?", const="", default=None, metavar="IMAGE|FOLDER",
                      help="start in presentation mode: one image, or cycle through a folder (default: the samples)")
-    gui.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+    gui.add_argument("--interval", type=_seconds, default=None, metavar="SECONDS",
                      help="presentation mode: seconds per image when cycling through a folder")
 
     an = sub.add_parser("analyze", help="analyse images and write maps, arrays and JSON to a folder")
@@ -41,10 +86,10 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="output folder: one subfolder per image, and results.csv with one row per image")
     _model_options(an)
     an.add_argument("--layer", type=int, default=-1, help="layer whose per-head CLS maps are drawn (default: last)")
-    an.add_argument("--topk", type=int, default=5, help="number of predictions to report (default: 5)")
-    an.add_argument("--cmap", default="inferno", help="colormap of attention maps (default: inferno)")
-    an.add_argument("--depth-cmap", default="turbo", help="colormap of the depth map (default: turbo)")
-    an.add_argument("--alpha", type=float, default=0.6, help="overlay opacity of attention maps (default: 0.6)")
+    an.add_argument("--topk", type=_at_least_one, default=5, help="number of predictions to report (default: 5)")
+    an.add_argument("--cmap", default="inferno", type=_colormap, help="colormap of attention maps (default: inferno)")
+    an.add_argument("--depth-cmap", default="turbo", type=_colormap, help="colormap of the depth map (default: turbo)")
+    an.add_argument("--alpha", type=_fraction, default=0.6, help="overlay opacity of attention maps (default: 0.6)")
     an.add_argument("--features", action="store_true",
                     help="also write features.npz (mean attention distance, CLS entropy, token norms, PCA colours), "
                          "pca_layerL.png and head_atlas.png")
@@ -60,9 +105,9 @@ def _build_parser() -> argparse.ArgumentParser:
                          "attention-npy (CLS rows), depth-npy, or png, npy, all (default), none (only results.csv); "
                          "attention-full writes every layer's full attention tensors (not part of all: they grow with "
                          "the square of the tokens, their size is printed first)")
-    an.add_argument("--batch-size", type=int, default=None, metavar="N",
+    an.add_argument("--batch-size", type=_at_least_one, default=None, metavar="N",
                     help="images per forward pass (default: 8 on the CPU, 64 on CUDA, 16 on MPS)")
-    an.add_argument("--workers", type=int, default=None, metavar="N",
+    an.add_argument("--workers", type=_at_least_one, default=None, metavar="N",
                     help="decoding threads and writing processes (default: the number of CPUs, at most 8)")
     an.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                     help="run the forward passes on a Ray cluster (ADDRESS, e.g. ray://head:10001 or auto), or on "
@@ -89,7 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
         args_list = ["gui", *args_list]
-    args = _build_parser().parse_args(args_list)
+    try:
+        args = _build_parser().parse_args(args_list)
+    except SystemExit as exc:  # --help (0) or a usage error, already printed on one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         if args.command == "analyze":
             return analyze(args)
@@ -165,8 +213,6 @@ def analyze(args: argparse.Namespace) -> int:
     from .pipeline import SCALE_HINT, RunOptions, run_local, run_ray
 
     outputs = parse_outputs(args.outputs)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise VitvizError("--batch-size must be at least 1")
     if args.ray is not None:
         try:
             import ray  # noqa: F401
@@ -188,6 +234,7 @@ def analyze(args: argparse.Namespace) -> int:
         from .engine import Engine
 
         engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
+        _check_layer(args.layer, len(engine.model.blocks))
         opts.explain = tuple(_explain_methods(args, engine))
         opts.domain_known = getattr(engine.info.domain_detector, "known", "")
         items = _inputs(args, expand_inputs)
@@ -207,9 +254,18 @@ def analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_layer(layer: int, layers: int) -> None:
+    """``--layer`` against the model, before any image (VitvizError: exit 2)."""
+    if not -layers <= layer < layers:
+        raise VitvizError(f"--layer {layer} is out of range: the model has {layers} layers (0..{layers - 1}, "
+                          "or -1 for the last)")
+
+
 def _explain_methods(args: argparse.Namespace, engine: object) -> list[str]:
     """The methods of ``--explain``, checked against the model before any image runs (VitvizError: exit 2)."""
     if not args.explain:
+        if args.target != "top1":
+            raise VitvizError(f"--target {args.target!r} chooses the classes of --explain: add --explain METHOD")
         return []
     from .explain import GRADIENT_METHODS, METHODS, needs_classifier_message, resolve_targets
 

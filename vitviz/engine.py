@@ -629,14 +629,47 @@ def _as_loaded(image: Any) -> LoadedImage:
         notices: list[str] = []
         return LoadedImage(to_rgb(image, notices), "image", image.size, notices)
     if isinstance(image, np.ndarray):
-        arr = image
-        if arr.ndim == 2:
-            arr = np.repeat(arr[..., None], 3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.size == 0:
-            raise ImageLoadError(f"expected an RGB image array [H, W, 3], got shape {image.shape}")
-        pil = Image.fromarray(np.ascontiguousarray(arr[..., :3]).astype(np.uint8))
-        return LoadedImage(pil, "array", pil.size, [])
+        notices = []
+        pil = Image.fromarray(_rgb8(image, notices))
+        return LoadedImage(pil, "array", pil.size, notices)
     raise ImageLoadError(f"cannot analyse an object of type {type(image).__name__}")
+
+
+def _rgb8(image: np.ndarray, notices: list[str]) -> np.ndarray:
+    """An image array ``[H, W]``, ``[H, W, 1-4]`` (grey, grey + alpha, RGB, RGBA; alpha is dropped) as uint8 RGB.
+
+    uint8 is taken as it is, bool as black and white, floats within 0-1 as fractions (else as 0-255 levels), other
+    integers above 255 as 16-bit levels; values outside the range are clipped, with a notice."""
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] in (1, 2):
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageLoadError(f"expected an image array [H, W] or [H, W, 3], got shape {image.shape}")
+    arr = arr[..., :3]
+    if arr.dtype == np.uint8:
+        rgb = arr
+    elif arr.dtype == np.bool_:
+        rgb = arr.astype(np.uint8) * 255
+    elif arr.dtype.kind in "iuf":
+        values = arr.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise ImageLoadError("the image array holds NaN or infinite values")
+        lo, hi = float(values.min()), float(values.max())
+        if arr.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
+            values = values * 255.0
+        elif arr.dtype.kind in "iu" and hi > 255:
+            values = values / 257.0  # 16-bit levels
+            notices.append("16-bit levels shown in 8 bits")
+        if values.min() < 0 or values.max() > 255:
+            notices.append("values outside the image range were clipped")
+        rgb = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    else:
+        raise ImageLoadError(f"cannot read an image array of type {arr.dtype}")
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    return np.ascontiguousarray(rgb)
 
 
 def _device_name(device: torch.device) -> str:

@@ -112,9 +112,9 @@ class Console:
             self._tqdm.write(line)
             self.bar.update(1)
 
-    def failed(self, item: InputItem, exc: BaseException) -> None:
+    def failed(self, message: str) -> None:
         with self.lock:
-            self._tqdm.write(f"vitviz: error: {self.describe_error(item, exc)}", file=sys.stderr)
+            self._tqdm.write(f"vitviz: error: {message}", file=sys.stderr)
             self.bar.update(1)
 
     def close(self) -> None:
@@ -175,18 +175,26 @@ class OutputStore:
         """Record the image's table row, then move its finished folder into place."""
         final = self.out / name
         with self._lock:
-            self._append({"name": name, **table_row(summary, self.topk)})
+            self._append({"name": name, "status": "ok", "error": "", **table_row(summary, self.topk)})
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():  # an incomplete folder from an earlier run with other --outputs
                 shutil.rmtree(final)
             os.replace(temp, final)
         return final
 
+    def record_failure(self, name: str, message: str) -> None:
+        """A failed image's row: status "error" and the one-line reason (no folder is written for it)."""
+        with self._lock:
+            self._append({"name": name, "status": "error", "error": message})
+
     def _append(self, row: dict[str, Any]) -> None:
         table = self.out / TABLE
+        if self._fields is not None and set(row) - set(self._fields):  # e.g. an analysed image after failed ones
+            if self._table is not None:
+                self._table.close()
+                self._table = None
+            self._rewrite_with(self._fields + [k for k in row if k not in self._fields])
         if self._table is None:
-            if self._fields is not None and set(row) - set(self._fields):
-                self._rewrite_with(self._fields + [k for k in row if k not in self._fields])
             new = self._fields is None
             self._fields = self._fields or list(row)
             self._table = open(table, "a", newline="", encoding="utf-8")
@@ -284,9 +292,11 @@ class _Writers:
         self.slots.acquire()
 
     def fail(self, item: InputItem, exc: BaseException) -> None:
+        message = self.console.describe_error(item, exc)
         with self._lock:
             self.report.failed += 1
-        self.console.failed(item, exc)
+        self.store.record_failure(item.name, message)
+        self.console.failed(message)
         self.slots.release()
 
     def submit(self, item: InputItem, result: Any, evidence: tuple[Any, list[str], list[int]] | None = None) -> None:

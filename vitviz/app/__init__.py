@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-__all__ = ["run_app", "create_app", "display_problem", "MainWindow"]
+__all__ = ["run_app", "create_app", "display_problem", "missing_xcb_libraries", "MainWindow"]
 
 
 def __getattr__(name: str):
@@ -50,7 +50,6 @@ def display_problem(env: dict[str, str] | None = None, platform: str | None = No
 
     Qt aborts the whole process when its platform plugin cannot load, so the common causes are checked first.
     """
-    import ctypes.util
 
     env = os.environ if env is None else env
     platform = platform or sys.platform
@@ -67,15 +66,103 @@ def display_problem(env: dict[str, str] | None = None, platform: str | None = No
             "no display to open the window on (DISPLAY is not set); "
             "use 'vitviz analyze IMAGE --out DIR' without a display"
         )
-    if ctypes.util.find_library("xcb-cursor") is None:
+    missing = missing_xcb_libraries()
+    if missing:
         if has_wayland and not chosen:
             env["QT_QPA_PLATFORM"] = "wayland"
             return None
-        return (
-            "Qt's X11 support needs the system library libxcb-cursor0, which is not installed "
-            "(Debian/Ubuntu: sudo apt install libxcb-cursor0; Fedora: sudo dnf install xcb-util-cursor)"
-        )
+        return missing_libraries_message(missing)
     return None
+
+
+# The system libraries of Qt's X11 plugin (PySide6 6.x), with the packages that install them: (Debian/Ubuntu, Fedora).
+XCB_PACKAGES = {
+    "libxcb-cursor.so.0": ("libxcb-cursor0", "xcb-util-cursor"),
+    "libxcb-icccm.so.4": ("libxcb-icccm4", "xcb-util-wm"),
+    "libxcb-keysyms.so.1": ("libxcb-keysyms1", "xcb-util-keysyms"),
+    "libxcb-image.so.0": ("libxcb-image0", "xcb-util-image"),
+    "libxcb-render-util.so.0": ("libxcb-render-util0", "xcb-util-renderutil"),
+    "libxcb-util.so.1": ("libxcb-util1", "xcb-util"),
+    "libxcb-randr.so.0": ("libxcb-randr0", "libxcb"),
+    "libxcb-shape.so.0": ("libxcb-shape0", "libxcb"),
+    "libxcb-shm.so.0": ("libxcb-shm0", "libxcb"),
+    "libxcb-sync.so.1": ("libxcb-sync1", "libxcb"),
+    "libxcb-xfixes.so.0": ("libxcb-xfixes0", "libxcb"),
+    "libxcb-render.so.0": ("libxcb-render0", "libxcb"),
+    "libxcb-xkb.so.1": ("libxcb-xkb1", "libxcb"),
+    "libxcb.so.1": ("libxcb1", "libxcb"),
+    "libX11-xcb.so.1": ("libx11-xcb1", "libX11-xcb"),
+    "libX11.so.6": ("libx11-6", "libX11"),
+    "libxkbcommon-x11.so.0": ("libxkbcommon-x11-0", "libxkbcommon-x11"),
+    "libxkbcommon.so.0": ("libxkbcommon0", "libxkbcommon"),
+    "libEGL.so.1": ("libegl1", "libglvnd-egl"),
+    "libGL.so.1": ("libgl1", "libglvnd-glx"),
+    "libOpenGL.so.0": ("libopengl0", "libglvnd-opengl"),
+    "libfontconfig.so.1": ("libfontconfig1", "fontconfig"),
+    "libfreetype.so.6": ("libfreetype6", "freetype"),
+    "libdbus-1.so.3": ("libdbus-1-3", "dbus-libs"),
+    "libglib-2.0.so.0": ("libglib2.0-0", "glib2"),
+    "libgthread-2.0.so.0": ("libglib2.0-0", "glib2"),
+}
+
+
+def _xcb_plugin() -> str | None:
+    """Path of Qt's X11 platform plugin inside the installed PySide6 (found without importing Qt)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("PySide6")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        plugin = os.path.join(folder, "Qt", "plugins", "platforms", "libqxcb.so")
+        if os.path.isfile(plugin):
+            return plugin
+    return None
+
+
+def missing_xcb_libraries(plugin: str | None = None, ldd_output: str | None = None) -> list[str]:
+    """The shared libraries (sonames) that Qt's X11 plugin needs and the system lacks, as the dynamic loader's
+    ``ldd`` lists them ("=> not found"); where ``ldd`` itself is missing, the one library a ``dlopen`` of the plugin
+    names. Empty when everything loads (or the plugin is not there to check)."""
+    import re
+    import subprocess
+
+    plugin = plugin or _xcb_plugin()
+    if plugin is None:
+        return []
+    if ldd_output is None:
+        try:
+            ldd_output = subprocess.run(["ldd", plugin], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return _dlopen_missing(plugin)
+    found = re.findall(r"^\s*(\S+)\s+=>\s+not found", ldd_output, flags=re.MULTILINE)
+    return list(dict.fromkeys(found))
+
+
+def _dlopen_missing(plugin: str) -> list[str]:
+    """The library named by the loader's error when the plugin is opened (in a child process: Qt's libraries are
+    not loaded into this one before its window is due)."""
+    import re
+    import subprocess
+
+    code = "import ctypes,sys\ntry: ctypes.CDLL(sys.argv[1])\nexcept OSError as e: print(e)"
+    try:
+        out = subprocess.run([sys.executable, "-c", code, plugin], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return re.findall(r"(\S+\.so[.\d]*): cannot open shared object file", out)
+
+
+def missing_libraries_message(missing: list[str]) -> str:
+    """One line naming the missing libraries and the commands that install them."""
+    known = [XCB_PACKAGES[name] for name in missing if name in XCB_PACKAGES]
+    debian = " ".join(dict.fromkeys(d for d, _ in known))
+    fedora = " ".join(dict.fromkeys(f for _, f in known))
+    text = f"Qt's X11 support cannot load the system libraries {', '.join(missing)}"
+    if known:
+        text += f" (Debian/Ubuntu: sudo apt install {debian}; Fedora: sudo dnf install {fedora})"
+    unknown = [name for name in missing if name not in XCB_PACKAGES]
+    if unknown:
+        text += f"; find the package of {', '.join(unknown)} with your distribution's package search"
+    return text
 
 
 def run_app(

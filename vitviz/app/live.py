@@ -23,7 +23,8 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 
-from ..live import CaptureThread, Frame, FrameSource, LatestFrame, LiveSourceError, Recorder, ema_result, open_source
+from ..live import (CaptureThread, DomainWindow, Frame, FrameSource, LatestFrame, LiveSourceError, Recorder,
+                    ema_result, open_source)
 from .worker import Shown, describe_error
 
 __all__ = ["LiveController", "LiveStats", "SourceInfo", "qimage_to_rgb"]
@@ -333,6 +334,7 @@ class LiveController(QObject):
     def _analyse_loop(self, gen: int, slot: LatestFrame, stop: threading.Event) -> None:
         _yield_to_ui()
         previous = None  # the last smoothed result
+        domain = DomainWindow()  # the out-of-domain note follows a few frames, not each one
         failures = 0
         while not stop.is_set():
             if self._frozen and not self._stepping:
@@ -359,6 +361,8 @@ class LiveController(QObject):
                 failures = 0
                 engine_ms = (time.perf_counter() - t0) * 1000.0
                 result.source = f"{frame.source} · frame {frame.index}"
+                if result.domain is not None:
+                    result.domain = domain.update(result.domain)
                 alpha = self.smoothing
                 if alpha is not None:
                     result = ema_result(previous, result, alpha)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .capture import CaptureThread, LatestFrame
 from .record import Recorder
-from .smoothing import ema_result
+from .smoothing import DomainWindow, ema_result
 from .sources import (
     CameraError,
     CameraInfo,
@@ -34,6 +34,7 @@ __all__ = [
     "Recorder",
     "VideoError",
     "ema_result",
+    "DomainWindow",
     "list_cameras",
     "live_extra_available",
     "open_source",

@@ -1,13 +1,15 @@
-"""Temporal smoothing of the live maps: an exponential moving average over successive analysis results."""
+"""Temporal smoothing in the live mode: an exponential moving average of the maps over successive analysis results,
+and an out-of-domain verdict decided over a short window of frames (:class:`DomainWindow`)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SMOOTHED_FIELDS", "ema_result"]
+__all__ = ["SMOOTHED_FIELDS", "ema_result", "DomainWindow"]
 
 # The maps that are averaged; predictions and probabilities are left as the model gave them for this frame. The
 # attention (vitviz.attention.AttentionMaps) is averaged as full tensors when both frames kept them (the rollout is
@@ -56,3 +58,36 @@ def _blend_attention(before: Any, now: Any, alpha: float) -> Any:
     return dataclasses.replace(now, prefix_rows=_blend(now.prefix_rows, before.prefix_rows, alpha),
                                rollout_rows=_blend(now.rollout_rows, before.rollout_rows, alpha),
                                queries=None, keys=None, full=None)
+
+
+class DomainWindow:
+    """The out-of-domain verdict of a stream of frames, so that the note neither flickers nor follows one odd frame.
+
+    Each frame's score is taken relative to its threshold; the verdict follows the median of the last ``frames``
+    of them (one odd frame in a window of five moves the median no further than its neighbours), with hysteresis:
+    the note appears when that median rises above 1 (the detector's threshold) and goes only when it falls below
+    ``leave`` (0.9: 10 % under the threshold). A new detector (another model) starts afresh.
+    """
+
+    def __init__(self, frames: int = 5, leave: float = 0.9) -> None:
+        self.ratios: deque[float] = deque(maxlen=max(1, int(frames)))
+        self.leave = float(leave)
+        self.out_of_domain = False
+        self._detector: tuple[str, float] | None = None
+
+    def update(self, verdict: Any) -> Any:
+        """The verdict to show for this frame (a :class:`vitviz.models.domain.DomainVerdict` like ``verdict``, its
+        score the window's median score)."""
+        if not np.isfinite(verdict.score):
+            return verdict
+        detector = (verdict.method, float(verdict.threshold))
+        if detector != self._detector:
+            self._detector, self.out_of_domain = detector, False
+            self.ratios.clear()
+        threshold = float(verdict.threshold)
+        scale = abs(threshold) or 1.0
+        self.ratios.append(float(verdict.score) / scale)
+        median = float(np.median(self.ratios))
+        enter = threshold / scale  # 1, or -1 for a negative threshold (energy scores)
+        self.out_of_domain = median > (enter - (1.0 - self.leave) if self.out_of_domain else enter)
+        return dataclasses.replace(verdict, score=median * scale, in_domain=not self.out_of_domain)
