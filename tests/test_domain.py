@@ -15,6 +15,7 @@ from vitviz.errors import CheckpointError
 from vitviz.models.checkpoint import load_checkpoint
 from vitviz.models.domain import (
     DomainDetector,
+    DomainVerdict,
     calibrate_threshold,
     fit_mahalanobis,
     load_sidecar,
@@ -92,12 +93,32 @@ def test_result_json_has_a_domain_block_only_for_models_with_a_detector(mini, tm
         assert result.domain is None and "domain" not in result.summary()
 
 
-def test_cli_prints_a_notice_for_out_of_domain_images_only(tmp_path, capsys):
-    assert main(["analyze", str(PHOTOS[1]), str(SCENES[0]), "--out", str(tmp_path), "--quiet"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    notices = [line for line in lines if "looks like none of them" in line]
-    assert len(notices) == 1 and notices[0].startswith(str(PHOTOS[1]))
-    assert "only knows 10 synthetic shapes" in notices[0] and "--model deit-small" in notices[0]
+def test_cli_sums_up_out_of_domain_images_once_per_run(tmp_path, capsys):
+    cone = SAMPLES / "scene-cone.png"  # just over the threshold today: "unusual", not "like none of them"
+    images = [str(p) for p in (*PHOTOS, SCENES[0], cone)]
+    assert main(["analyze", *images, "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    summary = [line for line in out if "image(s) look like none" in line]
+    assert summary == [f"vitviz: {len(PHOTOS)} of {len(images)} image(s) look like none of the 10 synthetic shapes "
+                       "this model knows, 1 more is unusual for it; see the domain_* columns of results.csv "
+                       "(--verbose: a line per image). For photos, use --model deit-small"]
+    assert not any(line.startswith(str(PHOTOS[0])) and "none of them" in line for line in out)  # no line per image
+
+    assert main(["analyze", *images, "--out", str(tmp_path / "b"), "--quiet", "--verbose"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    far = [line for line in out if "looks like none of them" in line]
+    assert sorted(line.split(":")[0] for line in far) == sorted(map(str, PHOTOS))
+    assert all("only knows 10 synthetic shapes" in line and "--model deit-small" in line for line in far)
+    (soft,) = [line for line in out if line.startswith(f"{cone}: this image is unusual for this model")]
+    assert "within 1.25x" in soft and "none of them" not in soft
+    assert not any("image(s) look like none" in line for line in out)
+
+
+def test_near_the_threshold_the_verdict_is_unusual_rather_than_unknown():
+    assert DomainVerdict("mahalanobis", 120.0, 100.0, False).unusual
+    assert not DomainVerdict("mahalanobis", 126.0, 100.0, False).unusual
+    assert not DomainVerdict("mahalanobis", 90.0, 100.0, True).unusual
+    assert DomainVerdict("energy", -7.0, -8.0, False).unusual  # energy thresholds are negative
 
 
 def _fitted(dim: int = 6, classes: int = 3, feature: str = "cls") -> tuple[DomainDetector, torch.Tensor, torch.Tensor]:

@@ -227,3 +227,10 @@ def test_loading_a_text_file_named_jpg_is_refused(engine, tmp_path):
     fake.write_text("hello, not an image")
     with pytest.raises(ImageLoadError, match="not an image"):
         engine.analyze(fake)
+
+
+def test_version_prints_the_package_version(capsys):
+    import vitviz
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"vitviz {vitviz.__version__}"

@@ -358,3 +358,8 @@ def test_an_out_of_domain_image_gets_a_plain_note_and_a_photo_model(qtbot, state
     shown.result.domain = DomainVerdict("mahalanobis", 100.0, 439.4, True)
     state.show(shown)
     assert not panel.note.isVisible()
+    shown = make_shown()  # just over the threshold: a softer word, and no photo model offered
+    shown.result.domain = DomainVerdict("mahalanobis", 512.1, 439.4, False)
+    state.show(shown)
+    assert panel.note.isVisible() and "unusual for this model" in panel.note_text.text()
+    assert "mean nothing" not in panel.note_text.text() and not panel.note_button.isVisible()

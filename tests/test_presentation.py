@@ -122,6 +122,9 @@ def test_the_answer_holds_the_predicted_label_and_the_runner_ups(qtbot, window, 
     view.show_result(unknown)
     assert "don't know this kind of picture" in view.answer_text()
     assert top.label not in view.answer_text() + view.runner_text()
+    unusual = dataclasses.replace(result, domain=DomainVerdict("mahalanobis", 512.1, 439.4, False))
+    view.show_result(unusual)  # only just over the threshold: the answer stays, with a caution
+    assert top.label in view.answer_text() and "unusual for me" in view.runner_text()
 
 
 def test_the_window_notes_a_photo_is_unlike_the_shipped_models_scenes(qtbot, window, folder):

@@ -106,6 +106,7 @@ def test_any_command_line_ends_in_a_clear_status(tiny_checkpoint, opts, image):
                           *argv_opts])
         assert "unexpected error" not in err.lower() and "Traceback" not in err, err
         assert code in (0, 1, 2), (code, err)
+        assert not (out / ".partial").exists(), "a half-written image folder was left behind"
         if bad:
             assert code == 2, f"{argv_opts} was accepted: {err}"
         if code == 2:

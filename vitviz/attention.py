@@ -312,14 +312,13 @@ class AttentionMaps:
                   keep_full: bool = True) -> AttentionMaps:
         """The same figures from full tensors ``[L, H, T, T]`` (for small models, and to check the recorder)."""
         from .features import mean_attention_distance
+        from .render import cumulative_rollout
 
         a = np.asarray(full, dtype=np.float32)
         p = num_prefix_tokens
-        start = torch.zeros(1, a.shape[-1], dtype=torch.float64)
-        start[0, 0] = 1.0
         return cls(
             prefix_rows=np.ascontiguousarray(a[:, :, :p]),
-            rollout_rows=rollout_rows(_FullSource(a), start)[:, 0].numpy(),
+            rollout_rows=np.ascontiguousarray(cumulative_rollout(a)[:, 0], dtype=np.float32),  # small T: all rows
             mean_distance=mean_attention_distance(a, (grid[0], grid[1], patch_size), p),
             grid=(int(grid[0]), int(grid[1])),
             patch_size=int(patch_size),

@@ -68,6 +68,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Look inside Vision Transformers: predictions, per-head CLS attention and depth.",
         epilog="Run 'vitviz' alone to open the app on the shipped model.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"vitviz {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     gui = sub.add_parser("gui", help="open the desktop app (the default)")
@@ -94,6 +97,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="also write features.npz (mean attention distance, CLS entropy, token norms, PCA colours), "
                          "pca_layerL.png and head_atlas.png")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
+    an.add_argument("--verbose", action="store_true",
+                    help="a line per image outside the model's domain (default: one summary at the end)")
     an.add_argument("--explain", default=None, metavar="METHOD[,METHOD...]",
                     help="also write class-evidence maps: attention, rollout, grad-rollout, relevance")
     an.add_argument("--target", default="top1", metavar="top1|top5|CLASS",
@@ -132,7 +137,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vitviz`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
+    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")):
         args_list = ["gui", *args_list]
     try:
         args = _build_parser().parse_args(args_list)
@@ -224,7 +229,7 @@ def analyze(args: argparse.Namespace) -> int:
     opts = RunOptions(
         out=args.out, outputs=outputs, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap,
         alpha=args.alpha, topk=args.topk, batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
-        features=args.features, target=args.target,
+        features=args.features, target=args.target, verbose=args.verbose,
     )
 
     def skipped(n: int) -> None:
@@ -248,6 +253,11 @@ def analyze(args: argparse.Namespace) -> int:
         items = _inputs(args, expand_inputs)
         report = run_ray(items, args.ray, args.model, args.depth_model, args.device, args.half, opts,
                          _describe_failure, skipped)
+    if report.out_of_domain and not args.verbose:
+        from .models.domain import out_of_domain_summary
+
+        print("vitviz: " + out_of_domain_summary(report.out_of_domain - report.unusual, report.unusual, report.total,
+                                                 opts.domain_known))
     if report.failed:
         print(f"vitviz: {report.failed} of {report.total} image(s) failed", file=sys.stderr)
         return 1

@@ -66,6 +66,7 @@ class RunOptions:
     explain: tuple[str, ...] = ()  # class-evidence methods to write (vitviz.explain), for the --target classes
     target: str = "top1"
     domain_known: str = ""  # what the model knows, for the out-of-domain notice (e.g. "10 synthetic shapes")
+    verbose: bool = False  # an out-of-domain line per image (else one summary at the end of the run)
 
     @property
     def attention(self) -> str:
@@ -91,6 +92,8 @@ class RunReport:
     analysed: int = 0
     skipped: int = 0
     failed: int = 0
+    out_of_domain: int = 0  # analysed images outside the model's domain (far, or only unusual)
+    unusual: int = 0  # of those, the ones only just over the detector's threshold
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
 
@@ -107,10 +110,11 @@ class Console:
         self.describe_error = describe_error
         self.lock = threading.Lock()
 
-    def done(self, line: str) -> None:
+    def done(self, line: str, count: bool = True) -> None:
         with self.lock:
             self._tqdm.write(line)
-            self.bar.update(1)
+            if count:
+                self.bar.update(1)
 
     def failed(self, message: str) -> None:
         with self.lock:
@@ -326,7 +330,12 @@ class _Writers:
         if domain is not None and not domain["in_domain"]:
             from .models.domain import DomainVerdict, out_of_domain_message
 
-            self.console.done(f"{item.path}: {out_of_domain_message(DomainVerdict(**domain), self.opts.domain_known)}")
+            verdict = DomainVerdict(**domain)
+            with self._lock:
+                self.report.out_of_domain += 1
+                self.report.unusual += verdict.unusual
+            if self.opts.verbose:
+                self.console.done(f"{item.path}: {out_of_domain_message(verdict, self.opts.domain_known)}", count=False)
         self.slots.release()
 
     def close(self, cancel: bool = False) -> None:

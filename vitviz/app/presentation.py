@@ -62,8 +62,14 @@ def _percent(p: float) -> str:
 
 
 def _out_of_domain(result: Any) -> bool:
+    """Far outside the model's domain (an image only just over the detector's threshold is "unusual" instead)."""
     domain = getattr(result, "domain", None)  # a vitviz.models.domain.DomainVerdict, for models with a detector
-    return domain is not None and not domain.in_domain
+    return domain is not None and not domain.in_domain and not domain.unusual
+
+
+def _unusual(result: Any) -> bool:
+    domain = getattr(result, "domain", None)
+    return domain is not None and domain.unusual
 
 
 def answer_lines(result: Any) -> tuple[str, str]:
@@ -88,6 +94,8 @@ def answer_lines(result: Any) -> tuple[str, str]:
         )
     else:
         runner = "Nothing else came close."
+    if _unusual(result):
+        runner = "This picture is a bit unusual for me, so I may be wrong."
     return answer, runner
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "sidecar_path",
     "load_sidecar",
     "out_of_domain_message",
+    "out_of_domain_summary",
 ]
 
 METHODS = ("mahalanobis", "energy")
@@ -41,6 +42,7 @@ FEATURES = ("cls", "patch_mean")
 SIDECAR_SUFFIX = ".ood.safetensors"
 FORMAT = "vitviz-ood"
 METHOD_TITLES = {"mahalanobis": "Mahalanobis", "energy": "energy"}
+NEAR_THRESHOLD = 1.25  # scores up to this many times the threshold are "unusual", not "like none of them"
 
 
 @dataclass
@@ -51,6 +53,12 @@ class DomainVerdict:
     score: float
     threshold: float
     in_domain: bool
+
+    @property
+    def unusual(self) -> bool:
+        """Out of domain, but only just: the score exceeds the threshold by at most a quarter of it (up to 1.25x
+        the threshold), where the wording is softer ("unusual for this model") than for an image far outside."""
+        return not self.in_domain and self.score - self.threshold <= (NEAR_THRESHOLD - 1.0) * abs(self.threshold)
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "score": self.score, "threshold": self.threshold, "in_domain": self.in_domain}
@@ -201,8 +209,28 @@ def load_sidecar(weights: str | Path, model: Any) -> DomainDetector | None:
 
 def out_of_domain_message(verdict: DomainVerdict, known: str = "", photo_model: str = "deit-small") -> str:
     """One line for a user whose image the model does not recognise (no file name; callers add it)."""
-    what = f"this model only knows {known}" if known else "this model was trained on other kinds of images"
     title = METHOD_TITLES.get(verdict.method, verdict.method)
-    return (f"{what}; this image looks like none of them ({title} score {verdict.score:.4g} > threshold "
-            f"{verdict.threshold:.4g}). For photos, use --model {photo_model}")
+    score = f"{title} score {verdict.score:.4g} > threshold {verdict.threshold:.4g}"
+    if verdict.unusual:
+        what = f"it knows {known}" if known else "it was trained on other kinds of images"
+        return f"this image is unusual for this model ({score}, within {NEAR_THRESHOLD:g}x); {what}, so its guess " \
+               "may be off"
+    what = f"this model only knows {known}" if known else "this model was trained on other kinds of images"
+    return f"{what}; this image looks like none of them ({score}). For photos, use --model {photo_model}"
 
+
+
+def out_of_domain_summary(far: int, unusual: int, total: int, known: str = "",
+                          photo_model: str = "deit-small") -> str:
+    """One line for the end of a run: of ``total`` images, ``far`` looked like nothing the model knows and
+    ``unusual`` were only just over its detector's threshold."""
+    them = f"the {known} this model knows" if known else "the images this model was trained on"
+    are = "is" if unusual == 1 else "are"
+    if far and unusual:
+        head = f"{far} of {total} image(s) look like none of {them}, {unusual} more {are} unusual for it"
+    elif far:
+        head = f"{far} of {total} image(s) look like none of {them}"
+    else:
+        head = f"{unusual} of {total} image(s) {are} unusual for this model"
+    text = f"{head}; see the domain_* columns of results.csv (--verbose: a line per image)"
+    return text + (f". For photos, use --model {photo_model}" if far else "")

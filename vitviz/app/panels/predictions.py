@@ -88,12 +88,19 @@ class PredictionsPanel(Panel):
             self.note.hide()
             return
         examples = ", ".join(result.labels[:3])
-        self.note_text.setText(
-            f"<b>This model only knows {len(result.labels)} simple synthetic shapes</b> ({examples}…), and this "
-            "picture looks like none of them, so the guesses below mean nothing. The attention and depth views still "
-            "show where it looked.")
+        if domain.unusual:  # only just over the threshold: a caution, not a verdict
+            self.note_text.setText(
+                f"<b>This picture is unusual for this model</b>, which knows {len(result.labels)} simple synthetic "
+                f"shapes ({examples}…): treat the guesses below with care.")
+        else:
+            self.note_text.setText(
+                f"<b>This model only knows {len(result.labels)} simple synthetic shapes</b> ({examples}…), and "
+                "this picture looks like none of them, so the guesses below mean nothing. The attention and depth "
+                "views still show where it looked.")
         self.note_text.setToolTip(f"{domain.method} score {domain.score:.4g} > threshold {domain.threshold:.4g}")
-        self._show_cost()
+        self.note_button.setVisible(not domain.unusual)
+        if not domain.unusual:
+            self._show_cost()
         self.note.show()
 
     def _show_cost(self) -> None:
