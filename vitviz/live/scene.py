@@ -18,7 +18,7 @@ import threading
 import numpy as np
 
 from ..synthetic.scenes import CLASSES, make_shape, random_spec, render_spec
-from .sources import Frame, FrameSource
+from .frames import Frame, FrameSource
 
 __all__ = ["SceneSource", "animate_spec", "DEFAULT_SCENE_SEED"]
 
