@@ -597,7 +597,17 @@ class Engine:
         from .explain import compute_evidence
 
         with self._lock:
-            return compute_evidence(self, image, targets, discard_ratio)
+            t0 = time.perf_counter()
+            result = image if isinstance(image, AnalysisResult) else None
+            if result is not None:
+                if result.model_name != self.info.name:
+                    raise VitvizError(f"this analysis was made with {result.model_name}, not {self.info.name}: "
+                                      "analyse the image again first")
+                rgb = result.image
+            else:
+                cfg = self.info.config
+                rgb = prepare_image(_as_loaded(image).image, cfg.image_size, cfg.patch_size)
+            return compute_evidence(self, rgb, result, targets, discard_ratio, started=t0)
 
 
 def _check_mode(attention: str) -> None:

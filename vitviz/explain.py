@@ -484,26 +484,20 @@ def _too_large_message(need: int, free: int | None, model_name: str) -> str:
             f"gradients{have}: try a smaller image or the CPU")
 
 
-def compute_evidence(engine: Engine, image: Any, targets: str | int | Sequence[int] = "top5",
-                     discard_ratio: float | None = None) -> Evidence:
-    """:meth:`vitviz.engine.Engine.evidence` (without its lock): see there."""
+def compute_evidence(engine: Engine, rgb: np.ndarray, result: AnalysisResult | None,
+                     targets: str | int | Sequence[int] = "top5", discard_ratio: float | None = None,
+                     started: float | None = None) -> Evidence:
+    """:meth:`vitviz.engine.Engine.evidence` (without its lock) for the model input ``rgb``: see there. ``result``
+    is the engine's analysis of that image when the caller has one (None otherwise); ``started``, the
+    ``time.perf_counter()`` at which the caller began (image loading included), starts the total time."""
     import time
 
     import torch
 
     from .attention import AttentionMaps, full_attention_bytes
-    from .engine import AnalysisResult, _as_loaded, prepare_image
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if started is None else started
     cfg = engine.info.config
-    result = image if isinstance(image, AnalysisResult) else None
-    if result is not None:
-        if result.model_name != engine.info.name:
-            raise VitvizError(f"this analysis was made with {result.model_name}, not {engine.info.name}: analyse the "
-                              "image again first")
-        rgb = result.image
-    else:
-        rgb = prepare_image(_as_loaded(image).image, cfg.image_size, cfg.patch_size)
     labels = list(engine.info.labels)
     if engine.model.head is None or not labels:
         raise VitvizError(needs_classifier_message(engine.info.name))
