@@ -1,0 +1,122 @@
+"""What presentation mode says and shows of a result: answer lines, captions, attention frames and nearness."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+
+from ...render import normalize
+from .theme import ACCENT
+
+__all__ = ["answer_lines", "explanations", "attention_frames", "nearness"]
+
+
+def _percent(p: float) -> str:
+    v = 100.0 * float(p)
+    if v < 1.0:
+        return "less than 1 %"
+    return f"{min(v, 99.0) if v < 100.0 else 100.0:.0f} %"
+
+
+def _out_of_domain(result: Any) -> bool:
+    """Far outside the model's domain (an image only just over the detector's threshold is "unusual" instead)."""
+    domain = getattr(result, "domain", None)  # a vitviz.models.domain.DomainVerdict, for models with a detector
+    return domain is not None and not domain.in_domain and not domain.unusual
+
+
+def _unusual(result: Any) -> bool:
+    domain = getattr(result, "domain", None)
+    return domain is not None and domain.unusual
+
+
+def answer_lines(result: Any) -> tuple[str, str]:
+    """The answer line and the line below it (rich text) for a result: the top class with its probability and the
+    runner-ups; a model without classifier, or an image outside the model's domain, gets a sentence instead."""
+    if _out_of_domain(result):
+        return (
+            "I don't know this kind of picture",
+            "It looks too different from the pictures I learned from, so I won't guess a name.",
+        )
+    predictions = list(getattr(result, "predictions", None) or [])
+    if not predictions:
+        return ("This model has no class labels; it learned to see by itself", "")
+    top = predictions[0]
+    label = html.escape(top.label.replace("_", " "))
+    article = "an" if label[:1].lower() in "aeiou" else "a"
+    answer = f"I think this is {article} <b style='color:{ACCENT}'>{label}</b> — {_percent(top.probability)}"
+    others = [p for p in predictions[1:4] if p.probability >= 0.005]
+    if others:
+        runner = "Maybe also: " + " · ".join(
+            f"{html.escape(p.label.replace('_', ' '))} {_percent(p.probability)}" for p in others
+        )
+    else:
+        runner = "Nothing else came close."
+    if _unusual(result):
+        runner = "This picture is a bit unusual for me, so I may be wrong."
+    return answer, runner
+
+
+def explanations(result: Any) -> dict[str, str]:
+    """Captions for a 12-year-old, one per part: ``patch``, ``attention``, ``depth`` and ``wrong``."""
+    grid = result.grid
+    layers = int(getattr(result, "num_layers", 0) or 0)
+    classes = len(getattr(result, "labels", None) or [])
+    texts = {
+        "patch": (
+            f"The computer cuts the picture into {grid.num_patches} little squares, like puzzle pieces, "
+            "and looks at all of them at the same time. The thin lines show the squares."
+        ),
+        "attention": (
+            f"It looks at the picture {layers} times, each time more carefully. Bright squares are the ones "
+            "it pays most attention to in that round, like where your eyes go first."
+            if layers
+            else "This model does not tell us where it looks."
+        ),
+        "depth": (
+            "From this one flat picture, it also guesses how far away every spot is, like you can with one eye "
+            "closed. Bright means near, dark means far."
+            if getattr(result, "depth", None) is not None
+            else "This model does not guess distances."
+        ),
+    }
+    if _out_of_domain(result):
+        texts["wrong"] = (
+            "It learned from examples, not rules. This picture is too different from its examples, so "
+            "instead of making up a wrong name it tells you it does not know."
+        )
+    elif classes:
+        texts["wrong"] = (
+            f"Why it can be wrong: it only knows the {classes} kinds of things it practised on, and it learned from "
+            "examples, not rules, so an unusual picture can fool it. The % shows how sure it is, not whether it is right."
+        )
+    else:
+        texts["wrong"] = (
+            "It was never told the names of things, so it cannot say what it sees. It learned by comparing "
+            "many pictures, and a very unusual picture can still confuse it."
+        )
+    return texts
+
+
+def attention_frames(result: Any, kind: str = "mean") -> np.ndarray:
+    """Where the CLS token looks after each layer, ``[layers, rows, cols]`` each scaled to [0, 1]: the mean over heads
+    of that layer (``kind="mean"``) or the attention rollout up to it (``kind="rollout"``)."""
+    rows, cols = result.grid.rows, result.grid.cols
+    if kind == "rollout" and getattr(result, "attention", None) is not None:
+        maps = result.attention.rollout_rows[:, result.num_prefix_tokens :].reshape(-1, rows, cols)
+    elif getattr(result, "cls_attention", None) is not None:
+        maps = np.asarray(result.cls_attention, dtype=np.float32).mean(axis=1)
+    else:
+        return np.zeros((0, rows, cols), np.float32)
+    return normalize(maps, axis=(1, 2))
+
+
+def nearness(result: Any) -> np.ndarray | None:
+    """The depth map as nearness in [0, 1] (1 = nearest), whatever the model's depth kind; None without depth."""
+    depth = getattr(result, "depth", None)
+    if depth is None:
+        return None
+    values = normalize(depth)
+    # metric depth grows with distance; relative inverse depth (Depth Anything) grows with nearness
+    return values if getattr(result, "depth_kind", None) == "relative_inverse" else 1.0 - values
