@@ -154,7 +154,7 @@ true class as the target (top-1 on these scenes {_pct(meta['top1_on_these_scenes
 map on the object's exact mask, weighted by patch coverage (a uniform map gives {_pct(meta['mask_area'])}); *deletion
 AUC*: the area under the class probability as patches are replaced by the image mean, most relevant first (lower is
 better); *insertion AUC*: the same as patches are pasted onto a blurred copy (higher is better); `random` is a random
-patch order. Methods and settings: README, "Class evidence"; nothing was tuned on these scenes.
+patch order. Methods and settings: docs/command-line.md, "Class evidence"; nothing was tuned on these scenes.
 
 | method | mask energy ↑ | deletion AUC ↓ | insertion AUC ↑ |
 | --- | --- | --- | --- |
@@ -236,7 +236,7 @@ procedurally rendered 3D scenes** (`vitviz.synthetic.scenes`, generator version 
 classes on a ground plane in front of a wall, with distractors, random camera pose, colours, textures and lighting).
 It is a teaching and demonstration model for looking at attention and depth; it is **not meant for real
 photographs**: on photos its class predictions are meaningless and its depth is a rough guess. Use a pretrained
-model (README, *Pretrained models*) for real images.
+model (docs/models.md, *Pretrained models*) for real images.
 
 ## Files
 
