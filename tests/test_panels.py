@@ -337,7 +337,7 @@ def test_an_out_of_domain_image_gets_a_plain_note_and_a_photo_model(qtbot, state
 
     looked_up_on = []
     monkeypatch.setattr(predictions, "_download_size",
-                        lambda: looked_up_on.append(threading.current_thread()) or "download 88 MB")
+                        lambda: looked_up_on.append(threading.current_thread()) or "88 MB")
     panel = PredictionsPanel(state)
     qtbot.addWidget(panel)
     panel.show()
@@ -349,7 +349,7 @@ def test_an_out_of_domain_image_gets_a_plain_note_and_a_photo_model(qtbot, state
     assert panel.note.isVisible() and "3 simple synthetic shapes" in panel.note_text.text()
     assert "DeiT-S" in panel.note_button.text() and panel.chart.labels()  # the bars stay, below the note
     # what the photo model costs is looked up off the UI thread (it imports the Hub client), then shown
-    qtbot.waitUntil(lambda: panel.note_button.text() == "Use DeiT-S for photos (download 88 MB)")
+    qtbot.waitUntil(lambda: panel.note_button.text() == "Use DeiT-S for photos (88 MB)")
     assert looked_up_on and looked_up_on[0] is not threading.main_thread()
     with qtbot.waitSignal(state.model_requested) as blocker:
         panel.note_button.click()

@@ -155,7 +155,7 @@ class MainWindow(QMainWindow):
         outer.setSpacing(6)
         self.banner = MessageBar(central)
         outer.addWidget(self.banner)
-        left = splitter(Qt.Orientation.Vertical, [self.input_panel, self.predictions_panel], [560, 340])
+        left = splitter(Qt.Orientation.Vertical, [self.input_panel, self.predictions_panel], [480, 420])
         right = splitter(Qt.Orientation.Vertical, [self.side_views, self.details_panel], [520, 380])
         self.splitter = splitter(Qt.Orientation.Horizontal, [left, self.center_views, right], [430, 700, 400])
         for i, stretch in enumerate((3, 5, 3)):

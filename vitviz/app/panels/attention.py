@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlid
 from ...render import COLORMAPS, colormap_lut, overlay
 from ..state import ViewState
 from ..widgets import ColorBar, MapDialog, Panel, TileGrid
-from .common import combo, set_combo_text
+from .common import WrappedLabel, combo, set_combo_text
 from .layer_slider import LayerSlider
 from .threshold import ThresholdControl, apply_threshold
 
@@ -33,17 +33,23 @@ class AttentionPanel(Panel):
         self.cls_button.clicked.connect(lambda: state.set_query(None))
         self.cls_button.hide()
         self.add_header_widget(self.cls_button)
+        # two rows of controls, so that the panel fits a 1280-pixel window: layer and opacity; threshold and colours
         self.body.addLayout(self._build_controls())
         self.threshold = ThresholdControl(state)
-        self.body.addWidget(self.threshold)
+        second = QHBoxLayout()
+        second.setSpacing(8)
+        second.addWidget(self.threshold, 1)
+        second.addWidget(self.cmap_combo)
+        second.addWidget(self.norm_combo)
+        self.body.addLayout(second)
         self.tiles = TileGrid(placeholder="Attention maps of every head appear here.")
         self.tiles.tile_clicked.connect(self.open_detail)
         self.tiles.tile_hovered.connect(self._on_tile_hover)
         self.body.addWidget(self.tiles, 1)
         self.legend = ColorBar(Qt.Orientation.Horizontal)
         self.body.addWidget(self.legend)
-        hint = QLabel("Click a map to enlarge it · click a patch of the input to see what that patch attends to "
-                      "· ← → change the layer")
+        hint = WrappedLabel("Click a map to enlarge it · click a patch of the input to see what that patch attends "
+                            "to · ← → change the layer")
         hint.setObjectName("Muted")
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.body.addWidget(hint)
@@ -82,14 +88,12 @@ class AttentionPanel(Panel):
         controls.addSpacing(10)
         self.cmap_combo = combo(COLORMAPS, state.cmap, "Colormap of the attention maps")
         self.cmap_combo.currentTextChanged.connect(state.set_colormap)
-        controls.addWidget(self.cmap_combo)
         self.norm_combo = QComboBox()
         self.norm_combo.addItem("per head", "head")
         self.norm_combo.addItem("per layer", "layer")
         self.norm_combo.setCurrentIndex(0 if state.normalisation == "head" else 1)
         self.norm_combo.setToolTip("Colour scale: each head's own range, or one range for the whole layer")
         self.norm_combo.currentIndexChanged.connect(lambda i: state.set_normalisation(self.norm_combo.itemData(i)))
-        controls.addWidget(self.norm_combo)
         return controls
 
     # ---------------------------------------------------------------------------------------------- drawing

@@ -2,16 +2,55 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QComboBox, QLabel
 
 from ..state import ViewState
 from ..widgets import ColorBar, ImageCanvas, Panel, SteadyText
 
 MUTED = "#5b6470"
+
+
+class WrappedLabel(QLabel):
+    """A word-wrapped label that claims the height its text needs at its width: Qt's layouts do not always honour a
+    label's height-for-width, and the out-of-domain note was cut off in a 1280-pixel window."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(text)
+        self.setWordWrap(True)
+
+    def needed_height(self, width: int) -> int:
+        """The height the text needs at ``width`` (not QLabel.heightForWidth, which never goes below the height
+        this label has claimed)."""
+        margins = self.contentsMargins()
+        doc = QTextDocument()
+        doc.setDocumentMargin(0)
+        doc.setDefaultFont(self.font())
+        doc.setHtml(self.text()) if self.textFormat() == Qt.TextFormat.RichText or "<" in self.text() \
+            else doc.setPlainText(self.text())
+        doc.setTextWidth(max(1, width - margins.left() - margins.right() - 2 * max(0, self.margin())))
+        return int(math.ceil(doc.size().height())) + margins.top() + margins.bottom() + 2 * max(0, self.margin())
+
+    def _claim_height(self) -> None:
+        needed = self.needed_height(self.width()) if self.text() else 0
+        if needed != self.minimumHeight() or needed != self.maximumHeight():
+            self.setFixedHeight(needed)  # neither cut off nor stretched beyond its text
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt's name
+        return False  # the layout goes by the fixed height this label claims, not by a height-for-width of its own
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self._claim_height()
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._claim_height()
 
 
 def html(text: Any) -> str:

@@ -97,7 +97,7 @@ class InputPanel(Panel):
 
     def _set_notices(self, notices: list[str]) -> None:
         if notices:
-            self.notices.setText("ⓘ " + " · ".join(notices))
+            self.notices.setText(" · ".join(notices))
             self.notices.setToolTip("\n".join(notices))
             self.notices.show()
         else:

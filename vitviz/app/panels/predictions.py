@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFrame, QPushButton, QSizePolicy, QVBoxLayout
 
 from ..state import ViewState
 from ..widgets import Panel, PredictionChart, format_percent
-from .common import html, muted
+from .common import WrappedLabel, html, muted
 
 PHOTO_MODEL = "deit-small"  # what the out-of-domain note offers instead
 
@@ -22,21 +22,24 @@ class PredictionsPanel(Panel):
     def __init__(self, state: ViewState) -> None:
         super().__init__("Predictions")
         self.state = state
-        self._cost: str | None = None  # "downloaded" / "download 88 MB", once looked up
+        self._cost: str | None = None  # "downloaded" / "88 MB" (to download), once looked up
         self._looking_up = False
         self._photo_model_cost.connect(self._on_cost)
         state.model_changed.connect(self._forget_cost)  # e.g. the photo model has just been downloaded
         self.note = QFrame()  # shown when the model says the image is unlike anything it was trained on
         self.note.setStyleSheet("QFrame { background: #fff4e5; border: 1px solid #f7d9a8; border-radius: 6px; }"
                                 "QLabel { color: #6b4100; background: transparent; border: none; }")
-        row = QHBoxLayout(self.note)
-        self.note_text = QLabel("")
-        self.note_text.setWordWrap(True)
+        # the text above its button, each the panel's full width: beside the button, the text of a narrow panel
+        # (1280 px windows) was squeezed to a few words a line and cut off
+        self.note.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)  # as tall as its text and button
+        column = QVBoxLayout(self.note)
+        self.note_text = WrappedLabel()
         self.note_button = QPushButton("Use DeiT-S for photos")
-        self.note_button.setToolTip("A model trained on real photos (ImageNet): it names 1,000 kinds of things")
+        self.note_button.setToolTip("A model trained on real photos (ImageNet): it names 1,000 kinds of things; the "
+                                    "size in brackets is its download, once")
         self.note_button.clicked.connect(lambda: state.model_requested.emit(PHOTO_MODEL))
-        row.addWidget(self.note_text, 1)
-        row.addWidget(self.note_button)
+        column.addWidget(self.note_text)
+        column.addWidget(self.note_button, 0, Qt.AlignmentFlag.AlignRight)
         self.note.hide()
         self.body.addWidget(self.note)
         self.chart = PredictionChart()
@@ -138,4 +141,4 @@ def _download_size() -> str:
         return ""
     if info.cached:
         return "downloaded"
-    return f"download {info.size_bytes / 1e6:.0f} MB" if info.size_bytes else "download"
+    return f"{info.size_bytes / 1e6:.0f} MB" if info.size_bytes else "download"  # short: the panel may be narrow

@@ -29,14 +29,14 @@ class ThresholdControl(QWidget):
         self.state = state
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
-        self.check = QCheckBox("Show only the patches holding")
+        self.check = QCheckBox("Only the patches holding")
         self.check.setToolTip("Show only the smallest set of patches that holds this share of each map's mass "
                               "(DINO's threshold view)")
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(5, 95)
         self.slider.setSingleStep(5)
         self.slider.setValue(int(round((state.threshold or DEFAULT_FRACTION) * 100)))
-        self.slider.setMinimumWidth(80)
+        self.slider.setMinimumWidth(60)
         self.slider.setMaximumWidth(120)
         self.label = QLabel()
         for w in (self.check, self.slider, self.label):
@@ -58,4 +58,4 @@ class ThresholdControl(QWidget):
             w.setChecked(value) if w is self.check else w.setValue(value)
             w.blockSignals(False)
         self.slider.setEnabled(on)
-        self.label.setText(f"{int(round(fraction * 100))} % of each map's mass")
+        self.label.setText(f"{int(round(fraction * 100))} % of its mass")

@@ -98,6 +98,19 @@ class ColorBar(QWidget):
                 p.drawLine(QPointF(bar.right(), y), QPointF(bar.right() + 4, y))
                 p.drawText(QRectF(bar.right() + 7, y - fm.height() / 2, self.width(), fm.height()),
                            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
+        elif self.lo is None or self.hi is None:  # words at the two ends: each inside the bar's span, never overlapping
+            bar = QRectF(2, 2, max(4, self.width() - 4), self.bar)
+            p.fillRect(bar, self._gradient(bar.topLeft(), bar.topRight()))
+            p.setPen(QPen(QColor(0, 0, 0, 90), 1))
+            p.drawRect(bar)
+            p.setPen(text_color)
+            half = max(10, int(bar.width() - 12) // 2)
+            row = QRectF(bar.left(), bar.bottom() + 3, bar.width(), fm.height())
+            low, high = (fm.elidedText(t, Qt.TextElideMode.ElideRight, half) for t in self.end_labels)
+            p.drawText(row, Qt.AlignmentFlag.AlignLeft, low)
+            p.drawText(row, Qt.AlignmentFlag.AlignRight, high)
+            if low != self.end_labels[0] or high != self.end_labels[1]:
+                self.setToolTip(f"{self.end_labels[0]} … {self.end_labels[1]}")  # the whole words, when cut short
         else:
             lw = max(fm.horizontalAdvance(labels[0][1]), fm.horizontalAdvance(labels[-1][1])) // 2 + 2
             bar = QRectF(lw, 2, max(4, self.width() - 2 * lw), self.bar)
