@@ -203,9 +203,9 @@ def run_app(
         QTimer.singleShot(0, start)
         return int(app.exec())
     window.show()
-    # Start loading once the window is on screen: the worker imports torch meanwhile.
-    QTimer.singleShot(0, lambda: window.startup(image=image, model=model, device=device or "auto",
-                                                depth_model=depth_model))
+    # Start loading once the window has painted: the worker imports torch meanwhile.
+    window.after_first_paint(lambda: window.startup(image=image, model=model, device=device or "auto",
+                                                    depth_model=depth_model))
     if live:
-        QTimer.singleShot(0, lambda: window.live.start(live))
+        window.after_first_paint(lambda: window.live.start(live))
     return int(app.exec())

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QImage, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QToolButton, QVBoxLayout, QWidget
 
@@ -85,6 +85,30 @@ class MainWindow(QMainWindow):
         self._connect_picker()
         if (geometry := self.settings.value("window/geometry")) is None or not self.restoreGeometry(geometry):
             self.resize(1560, 940)
+        self._painted = False
+        self._after_paint: list[Callable[[], None]] = [self.session.warm_up]
+        self.installEventFilter(self)
+        QTimer.singleShot(2000, self.session.warm_up)  # a window never shown (tests, presentation) warms up anyway
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if watched is self and not self._painted and event.type() == QEvent.Type.Paint:
+            self._painted = True
+            self.removeEventFilter(self)
+            QTimer.singleShot(0, self._run_after_paint)  # once this paint is on screen
+        return super().eventFilter(watched, event)
+
+    def after_first_paint(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the window has painted (at once if it has): start-up work that takes Python's lock
+        (importing torch, loading a model, decoding an image) waits until the window is on screen."""
+        if self._painted and not self._after_paint:
+            QTimer.singleShot(0, callback)
+        else:
+            self._after_paint.append(callback)
+
+    def _run_after_paint(self) -> None:
+        callbacks, self._after_paint = self._after_paint, []
+        for callback in callbacks:
+            callback()
 
     # ------------------------------------------------------------------------------------------------ building
 

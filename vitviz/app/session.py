@@ -89,7 +89,14 @@ class Session(QObject):
         self.worker.evidence_ready.connect(self._on_evidence_ready)
         self.worker.query_ready.connect(self._on_query_ready)
         self.thread.start()
-        self._req_warm_up.emit()
+        self._warming = False
+
+    def warm_up(self) -> None:
+        """Let the worker import torch and report the devices and pretrained models (once). The window calls it
+        after its first paint: the import holds Python's lock for seconds, and the window should paint first."""
+        if not self._warming:
+            self._warming = True
+            self._req_warm_up.emit()
 
     @property
     def is_busy(self) -> bool:

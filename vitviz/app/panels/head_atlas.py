@@ -25,9 +25,6 @@ MEASURES = {"distance": ("Mean attention distance", "pixels"), "entropy": ("CLS 
 class HeadAtlasPanel(LazyPanel):
     def __init__(self, state: ViewState) -> None:
         super().__init__("Head atlas")
-        import pyqtgraph as pg
-
-        self.pg = pg
         self.state = state
         self.measure = "distance"
         self.measure_combo = QComboBox()
@@ -57,6 +54,12 @@ class HeadAtlasPanel(LazyPanel):
         state.result_changed.connect(self.refresh)
         for signal in (state.layer_changed, state.head_changed, state.attention_style_changed):
             signal.connect(self.refresh)
+
+    @property
+    def pg(self):  # noqa: ANN201 - the pyqtgraph module, imported when the atlas is first drawn (not at launch)
+        import pyqtgraph
+
+        return pyqtgraph
 
     def _build_plot(self) -> None:
         pg = self.pg

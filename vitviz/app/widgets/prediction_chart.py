@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -13,6 +13,8 @@ from .formatting import format_percent
 from .style import ACCENT, TEXT_MUTED
 
 __all__ = ["PredictionChart"]
+
+PLOT_DELAY_MS = 200  # after the window is constructed: it has painted by then
 
 
 class PredictionChart(QWidget):
@@ -27,20 +29,44 @@ class PredictionChart(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        import pyqtgraph as pg
-
-        self._pg = pg
+        self._pg: Any = None
+        self._plot: Any = None  # the pyqtgraph PlotWidget, made after the window's first paint (see _build_plot)
         self._labels: list[str] = []
         self._probs: list[float] = []
         self.selected: int | None = None
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.plot = pg.PlotWidget(background=self.palette().base().color())
-        self.plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.plot.setMinimumHeight(120)
-        self.plot.setFrameShape(QFrame.Shape.NoFrame)
-        self.plot.setAcceptDrops(False)  # files dropped on the chart go to the window
-        item = self.plot.getPlotItem()
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self.setMinimumHeight(120)
+        self.placeholder = QLabel("", self)
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet(f"color: {TEXT_MUTED.name()};")
+        self.placeholder.setWordWrap(True)
+        self._layout.addWidget(self.placeholder)
+        self.placeholder.hide()
+        self._items: list[object] = []
+        self._axis_key: tuple | None = None  # what the class axis and the ranges were last set up for
+        self._outlined: tuple[int, int | None] | None = None  # (bars item, row) whose outline is drawn
+        # Importing pyqtgraph takes 0.3-1 s: the window paints first, the plot follows (or comes at first use).
+        QTimer.singleShot(PLOT_DELAY_MS, self, self._build_plot)  # (not after the chart is gone)
+
+    @property
+    def plot(self) -> Any:
+        """The pyqtgraph PlotWidget (made now if it was not yet)."""
+        self._build_plot()
+        return self._plot
+
+    def _build_plot(self) -> None:
+        if self._plot is not None:
+            return
+        import pyqtgraph as pg
+
+        self._pg = pg
+        plot = pg.PlotWidget(background=self.palette().base().color())
+        plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        plot.setMinimumHeight(120)
+        plot.setFrameShape(QFrame.Shape.NoFrame)
+        plot.setAcceptDrops(False)  # files dropped on the chart go to the window
+        item = plot.getPlotItem()
         item.hideButtons()
         item.setMenuEnabled(False)
         item.setMouseEnabled(x=False, y=False)
@@ -51,17 +77,10 @@ class PredictionChart(QWidget):
         axis.setPen(pg.mkPen(None))
         if hasattr(axis, "setTickPen"):
             axis.setTickPen(pg.mkPen(None))
-        self.placeholder = QLabel("", self)
-        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.placeholder.setStyleSheet(f"color: {TEXT_MUTED.name()};")
-        self.placeholder.setWordWrap(True)
-        layout.addWidget(self.plot)
-        layout.addWidget(self.placeholder)
-        self.placeholder.hide()
-        self._items: list[object] = []
-        self._axis_key: tuple | None = None  # what the class axis and the ranges were last set up for
-        self._outlined: tuple[int, int | None] | None = None  # (bars item, row) whose outline is drawn
-        self.plot.scene().sigMouseClicked.connect(self._on_click)
+        plot.scene().sigMouseClicked.connect(self._on_click)
+        self._layout.insertWidget(0, plot)
+        plot.setVisible(not self.placeholder.isVisible())
+        self._plot = plot
 
     def row_at(self, scene_pos) -> int | None:
         """The bar (0 = top) at a scene position of the plot, or None between or beyond the bars."""
@@ -98,7 +117,8 @@ class PredictionChart(QWidget):
 
     def show_placeholder(self, text: str) -> None:
         self.set_predictions([])
-        self.plot.hide()
+        if self._plot is not None:
+            self._plot.hide()
         self.placeholder.setText(text)
         self.placeholder.show()
 
@@ -106,8 +126,11 @@ class PredictionChart(QWidget):
         return label if len(label) <= self.MAX_LABEL_CHARS else label[: self.MAX_LABEL_CHARS - 1] + "…"
 
     def set_predictions(self, predictions: Sequence[tuple[str, float]]) -> None:
-        pg = self._pg
+        if not predictions and self._plot is None:
+            self._labels, self._probs = [], []
+            return
         item = self.plot.getPlotItem()
+        pg = self._pg
         n = len(predictions)
         if len(self._items) != (n + 2 if n else 0):  # a track, the bars and one label per bar
             for old in self._items:
@@ -166,5 +189,5 @@ class PredictionChart(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
-        if self._labels:
+        if self._labels and self._plot is not None:
             self.set_predictions(list(zip(self._labels, self._probs)))
