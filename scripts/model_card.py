@@ -143,8 +143,16 @@ def _explain_section(data: dict) -> str:
     verdict = (" ".join(f"{m.capitalize()} {'beats' if ok else 'does not beat'} both raw attention and rollout on "
                         "deletion and insertion AUC." for m, ok in beats.items())
                + f" The most mass on the object: {best}, {_pct(data[best]['mask_energy'])} (goal ≥ 70 %: "
-               f"{'met' if data[best]['mask_energy'] >= 0.7 else 'not met'}). Insertion hardly separates the methods "
-               "from a random order when the blurred image alone is still classified correctly.")
+               f"{'met' if data[best]['mask_energy'] >= 0.7 else 'not met'}).")
+    start = meta.get("insertion_start", "a Gaussian-blurred copy")
+    if "start_probability" in meta:
+        methods = [data[m]["insertion_auc"] for m in ("attention", "rollout", "grad-rollout", "relevance")]
+        below = data["random"]["insertion_auc"] < min(methods) - 0.05
+        verdict += (f"\n\nInsertion starts from {start}: that image alone gets a target-class probability of "
+                    f"{meta['start_probability']:.3f} ± {meta.get('start_probability_se', float('nan')):.3f} on these "
+                    f"scenes. A random order scores {data['random']['insertion_auc']:.3f}, "
+                    f"{'clearly below' if below else 'not clearly below'} every method "
+                    f"({min(methods):.3f}–{max(methods):.3f}).")
     return f"""
 ## Class evidence: how faithful each method is
 
@@ -153,8 +161,8 @@ Measured by `python benchmarks/eval_explanations.py --model weights/{meta['model
 true class as the target (top-1 on these scenes {_pct(meta['top1_on_these_scenes'])}). *Mask energy*: the share of the
 map on the object's exact mask, weighted by patch coverage (a uniform map gives {_pct(meta['mask_area'])}); *deletion
 AUC*: the area under the class probability as patches are replaced by the image mean, most relevant first (lower is
-better); *insertion AUC*: the same as patches are pasted onto a blurred copy (higher is better); `random` is a random
-patch order. Methods and settings: docs/command-line.md, "Class evidence"; nothing was tuned on these scenes.
+better); *insertion AUC*: the same as patches are pasted, most relevant first, onto {start} (higher is better);
+`random` is a random patch order. Methods and settings: docs/command-line.md, "Class evidence"; nothing was tuned on these scenes.
 
 | method | mask energy ↑ | deletion AUC ↓ | insertion AUC ↑ |
 | --- | --- | --- | --- |
