@@ -96,6 +96,9 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--features", action="store_true",
                     help="also write features.npz (mean attention distance, CLS entropy, token norms, PCA colours), "
                          "pca_layerL.png and head_atlas.png")
+    an.add_argument("--lens", action="store_true",
+                    help="also write lens.npz: the logit lens, every layer's class probabilities from the CLS token "
+                         "and, for the top 5 classes, from every patch token (needs a classifier)")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.add_argument("--verbose", action="store_true",
                     help="a line per image outside the model's domain (default: one summary at the end)")
@@ -224,12 +227,12 @@ def analyze(args: argparse.Namespace) -> int:
             import ray.data  # noqa: F401
         except ImportError:
             raise VitvizError(SCALE_HINT) from None
-    if args.ray is not None and (args.features or args.explain):
-        raise VitvizError("--features and --explain run on this machine only: leave out --ray for them")
+    if args.ray is not None and (args.features or args.explain or args.lens):
+        raise VitvizError("--features, --explain and --lens run on this machine only: leave out --ray for them")
     opts = RunOptions(
         out=args.out, outputs=outputs, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap,
         alpha=args.alpha, topk=args.topk, batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
-        features=args.features, target=args.target, verbose=args.verbose,
+        features=args.features, target=args.target, verbose=args.verbose, lens=args.lens,
     )
 
     def skipped(n: int) -> None:
@@ -240,6 +243,8 @@ def analyze(args: argparse.Namespace) -> int:
 
         engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
         _check_layer(args.layer, len(engine.model.blocks))
+        if args.lens and engine.model.head is None:
+            raise VitvizError(f"--lens: the logit lens needs a model with a classifier; {engine.info.name} has none")
         opts.explain = tuple(_explain_methods(args, engine))
         opts.domain_known = getattr(engine.info.domain_detector, "known", "")
         items = _inputs(args, expand_inputs)

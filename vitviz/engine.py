@@ -609,6 +609,19 @@ class Engine:
                 rgb = prepare_image(_as_loaded(image).image, cfg.image_size, cfg.patch_size)
             return compute_evidence(self, rgb, result, targets, discard_ratio, started=t0)
 
+    def lens(self, result: AnalysisResult, topk: int | None = None) -> Any:
+        """The logit lens (:class:`vitviz.lens.LogitLens`) of ``result``, analysed by this engine with
+        ``features=True``; :class:`VitvizError` for a model without classifier or a result without hidden states."""
+        from .lens import LENS_TOPK, logit_lens
+
+        if self.model.head is None:
+            raise VitvizError(f"the logit lens needs a model with a classifier; {self.info.name} has none")
+        if result.hidden_states is None:
+            raise VitvizError("the logit lens needs the hidden states: analyse the image with features=True")
+        with self._lock:
+            return logit_lens(self.model, result.hidden_states, (result.grid.rows, result.grid.cols),
+                              list(self.info.labels), topk or LENS_TOPK)
+
 
 def _check_mode(attention: str) -> None:
     if attention not in ATTENTION_MODES:

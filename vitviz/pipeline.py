@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .batch import table_row
@@ -36,6 +37,7 @@ __all__ = ["RunOptions", "OutputStore", "RunReport", "default_batch_size", "forw
 
 SCALE_HINT = "install the scale extra: pip install -e '.[scale]'"
 TABLE = "results.csv"
+LENS_FILE = "lens.npz"  # the logit lens of an image (--lens)
 PARTIAL = ".partial"  # temporary folders of images being written, under --out
 DRAWN = frozenset({"input", "heads", "rollout", "depth"})  # outputs rendered and encoded as PNG
 PROCESS_WRITERS_FROM = 32  # below this many images, writing in one thread beats starting processes
@@ -63,6 +65,7 @@ class RunOptions:
     png_compress_level: int = 1
     progress: bool = True
     features: bool = False  # also features.npz, pca_layerL.png and head_atlas.png (vitviz.features)
+    lens: bool = False  # also lens.npz, the logit lens (vitviz.lens)
     explain: tuple[str, ...] = ()  # class-evidence methods to write (vitviz.explain), for the --target classes
     target: str = "top1"
     domain_known: str = ""  # what the model knows, for the out-of-domain notice (e.g. "10 synthetic shapes")
@@ -240,11 +243,14 @@ class OutputStore:
 
 
 def _write_job(result: Any, folder: Path, kwargs: dict[str, Any], features: bool = False,
-               evidence: tuple[Any, list[str], list[int]] | None = None) -> dict[str, Any]:
+               evidence: tuple[Any, list[str], list[int]] | None = None, lens: Any = None) -> dict[str, Any]:
     """Write one result's files into ``folder`` (runs in a writer process); returns its summary for the table.
 
-    ``features``: also the representation figures; ``evidence``: (Evidence, methods, target classes) to draw."""
+    ``features``: also the representation figures; ``evidence``: (Evidence, methods, target classes) to draw;
+    ``lens``: a :class:`vitviz.lens.LogitLens` for ``lens.npz``."""
     write_outputs(result, folder, **kwargs)
+    if lens is not None:
+        np.savez(folder / LENS_FILE, **lens.arrays())
     if features:
         write_features(result, folder, layer=kwargs["layer"], png_compress_level=kwargs["png_compress_level"])
     if evidence is not None:
@@ -303,11 +309,12 @@ class _Writers:
         self.console.failed(message)
         self.slots.release()
 
-    def submit(self, item: InputItem, result: Any, evidence: tuple[Any, list[str], list[int]] | None = None) -> None:
+    def submit(self, item: InputItem, result: Any, evidence: tuple[Any, list[str], list[int]] | None = None,
+               lens: Any = None) -> None:
         with self._lock:
             self._index += 1
             temp = self.store.temp_folder(self._index)
-        future = self.pool.submit(_write_job, result, temp, self.kwargs, self.opts.features, evidence)
+        future = self.pool.submit(_write_job, result, temp, self.kwargs, self.opts.features, evidence, lens)
         device = result.device
         future.add_done_callback(lambda f: self._finish(f, item, temp, device))
 
@@ -345,7 +352,8 @@ class _Writers:
 
 def _prepare_store(items: Sequence[InputItem], opts: RunOptions, layers: int, has_depth: bool,
                    topk: int) -> tuple[OutputStore, list[InputItem], int]:
-    store = OutputStore(opts.out, output_files(opts.outputs, layers, opts.layer, has_depth), topk)
+    expected = output_files(opts.outputs, layers, opts.layer, has_depth) | ({LENS_FILE} if opts.lens else set())
+    store = OutputStore(opts.out, expected, topk)
     store.start()
     todo = [it for it in items if it.error is not None or not store.is_done(it.name)]
     return store, todo, len(items) - len(todo)
@@ -445,15 +453,17 @@ def run_local(
             decoded.put((item, future))
         decoded.put(None)
 
+    hidden = opts.features or opts.lens  # the hidden states: for the feature views and the logit lens
+
     def run(group: list[tuple[InputItem, Any]]) -> None:
         try:
-            results = engine.analyze_batch([prep for _, prep in group], topk=opts.topk, features=opts.features,
+            results = engine.analyze_batch([prep for _, prep in group], topk=opts.topk, features=hidden,
                                            concurrent=streams > 1, attention=opts.attention)
         except Exception:  # noqa: BLE001 - find the image that fails by analysing them one at a time
             results = []
             for item, prep in group:
                 try:  # (a batch of one, like the batches: no lock or hooks that the other stream would race)
-                    results.append(engine.analyze_batch([prep], topk=opts.topk, features=opts.features,
+                    results.append(engine.analyze_batch([prep], topk=opts.topk, features=hidden,
                                                         concurrent=streams > 1, attention=opts.attention)[0])
                 except Exception as exc:  # noqa: BLE001
                     results.append(exc)
@@ -463,10 +473,13 @@ def run_local(
                 continue
             try:
                 evidence = _evidence(engine, result, opts) if opts.explain else None
+                lens = engine.lens(result) if opts.lens else None
             except Exception as exc:  # noqa: BLE001 - this image alone fails
                 writers.fail(item, exc)
                 continue
-            writers.submit(item, result, evidence)
+            if not opts.features:
+                result.hidden_states = None  # kept for the lens only: not sent to the writers
+            writers.submit(item, result, evidence, lens)
 
     def start(group: list[tuple[InputItem, Any]]) -> None:
         """Run ``group`` on the next free stream (waits for one); raises what an earlier batch raised."""

@@ -1,0 +1,82 @@
+"""What the logit lens adds to an analysis (issue 27's goal: <= 10 %), on the shipped model and a random ViT-S/16.
+
+    python benchmarks/bench_lens.py [--runs 20]      # writes benchmarks/results/lens-<date>.json
+
+Per model, interleaved rounds (benchmarks/_common.time_round_robin) of:
+
+- ``analysis``: ``Engine.analyze(image)``, the plain analysis the CLI runs;
+- ``analysis+lens``: ``Engine.analyze(image, features=True)`` (the hidden states the lens reads) then
+  ``Engine.lens(result)``.
+
+The added share is the median of the per-round ratios minus one. ViT-S/16 has random weights, a 1000-class head and
+the simple depth head (as in bench_inference.py); its lens computes 1000 logits for each of the 196 patch tokens of
+each of the 12 layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    BENCH_IMAGE,
+    machine_info,
+    machine_line,
+    paired_ratio,
+    result_path,
+    table,
+    time_round_robin,
+    write_json,
+)
+
+
+def engines() -> dict:
+    import torch
+
+    from vitviz.engine import Engine
+    from vitviz.models.checkpoint import ModelInfo
+    from vitviz.models.vit import ViTConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = ViTConfig(image_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=1000,
+                    depth_head="simple")
+    model = build_model(cfg).eval()
+    info = ModelInfo(name="vit-s16-random", config=cfg, labels=[f"class {i}" for i in range(1000)],
+                     depth_kind="metric")
+    return {"vitviz-mini": Engine(None, device="cpu"), "vit-s16": Engine(loaded=(model, info), device="cpu")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--name", default="lens")
+    args = parser.parse_args(argv)
+    info = machine_info()
+    print("Machine:", machine_line(info), flush=True)
+    out: dict = {"machine": info, "runs": args.runs, "models": {}}
+    rows = []
+    for name, engine in engines().items():
+        image = str(BENCH_IMAGE)
+        raw: dict[str, list[float]] = {}
+        timings = time_round_robin({
+            "analysis": lambda e=engine: e.analyze(image),
+            "analysis+lens": lambda e=engine: e.lens(e.analyze(image, features=True)),
+        }, args.warmup, args.runs, raw=raw)
+        ratio = paired_ratio(raw["analysis+lens"], raw["analysis"])
+        out["models"][name] = {"timings": timings, "ratio": ratio, "added": round(ratio["median"] - 1.0, 3)}
+        rows.append([name, f"{timings['analysis']['median_ms']:.1f}", f"{timings['analysis+lens']['median_ms']:.1f}",
+                     f"{100 * (ratio['median'] - 1):+.1f} % ({100 * (ratio['p10'] - 1):+.1f}…"
+                     f"{100 * (ratio['p90'] - 1):+.1f})"])
+        print(name, rows[-1], flush=True)
+    print()
+    print(table(rows, ["model", "analysis ms", "+ lens ms", "added (p10…p90 of rounds)"]))
+    print("wrote", write_json(out, result_path(args.name)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
