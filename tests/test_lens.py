@@ -82,3 +82,33 @@ def test_cli_lens_needs_a_classifier(tmp_path, photo, capsys):
     out = tmp_path / "out"
     assert main(["analyze", str(photo), "--out", str(out), "--model", str(tmp_path / "headless.json"), "--lens"]) == 2
     assert "needs a model with a classifier" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_lens_view_plots_every_layer_and_follows_the_layer(qtbot, tiny_checkpoint, photo, tmp_path):
+    pytest.importorskip("pytestqt")
+    from PySide6.QtCore import QSettings
+
+    from vitviz.app.main_window import MainWindow
+
+    (tmp_path / "samples").mkdir()
+    window = MainWindow(settings=QSettings(str(tmp_path / "v.ini"), QSettings.Format.IniFormat),
+                        samples=tmp_path / "samples")
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitSignal(window.model_ready, timeout=30_000):
+        window.load_model(str(tiny_checkpoint), "cpu")
+    with qtbot.waitSignal(window.result_ready, timeout=30_000):
+        window.open_image(str(photo))
+    panel = window.lens_panel
+    window.side_views.setCurrentWidget(panel)
+    qtbot.waitUntil(lambda: panel.plot is not None)
+    lens = window.state.shown.lens
+    curves = panel.plot.getPlotItem().listDataItems()
+    assert len(curves) == len(lens.classes)
+    np.testing.assert_allclose(curves[0].getData()[1], lens.cls_probabilities[:, lens.classes[0]], atol=1e-6)
+    window.state.set_layer(0)
+    np.testing.assert_allclose(panel.values, lens.patch_probabilities[0, :, :, 0], atol=1e-6)
+    assert "layer 0" in panel.title.text() and panel.layer_line.value() == 0
+    window.state.set_target(int(lens.classes[1]))  # another class: its map
+    np.testing.assert_allclose(panel.values, lens.patch_probabilities[0, :, :, 1], atol=1e-6)
+    window.close()

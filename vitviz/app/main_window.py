@@ -21,7 +21,7 @@ from .file_menus import RecentFiles, fill_samples_menu
 from .live_mode import LiveMode
 from .model_picker import ModelPicker
 from .panels import (
-    AttentionPanel, DepthPanel, DetailsPanel, EvidencePanel, FeaturesPanel, HeadAtlasPanel, InputPanel,
+    AttentionPanel, DepthPanel, DetailsPanel, EvidencePanel, FeaturesPanel, HeadAtlasPanel, InputPanel, LensPanel,
     PredictionsPanel,
 )
 from .panels.common import source_name
@@ -72,6 +72,7 @@ class MainWindow(QMainWindow):
         self.atlas_panel = add_view(self.center_views, HeadAtlasPanel(self.state), "Head atlas")
         self.depth_panel = add_view(self.side_views, DepthPanel(self.state), "Depth")
         self.evidence_panel = add_view(self.side_views, EvidencePanel(self.state), "Class evidence")
+        self.lens_panel = add_view(self.side_views, LensPanel(self.state), "Logit lens")
         self.details_panel = DetailsPanel(self.state)
         self.presentation = PresentationView.for_window(self)  # full screen, for an audience (F11)
         self.live = LiveMode(self.state, self.session, self)  # camera, video files, the built-in live scene

@@ -76,6 +76,7 @@ class Shown:
     worker_ms: float = 0.0
     extra_notices: list[str] = field(default_factory=list)
     features: Any = None  # vitviz.features.FeatureSet: head statistics, token norms, PCA (last layer precomputed)
+    lens: Any = None  # vitviz.lens.LogitLens, for models with a classifier
 
 
 @dataclass
@@ -228,7 +229,10 @@ class AnalysisWorker(QObject):
                 return
             if isinstance(source, tuple):  # (array, display name) from the clipboard or a test
                 result.source = source[1]
-            shown = Shown(result, (time.perf_counter() - t0) * 1000.0, features=features)
+            lens = None
+            if result.hidden_states is not None and self.engine.model.head is not None:
+                lens = self.engine.lens(result)
+            shown = Shown(result, (time.perf_counter() - t0) * 1000.0, features=features, lens=lens)
             self.analysis_ready.emit(request_id, shown)
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):

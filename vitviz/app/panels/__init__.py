@@ -8,7 +8,8 @@ from .evidence import EvidencePanel
 from .features import FeaturesPanel
 from .head_atlas import HeadAtlasPanel
 from .input import InputPanel
+from .lens import LensPanel
 from .predictions import PredictionsPanel
 
 __all__ = ["InputPanel", "PredictionsPanel", "AttentionPanel", "FeaturesPanel", "HeadAtlasPanel", "DepthPanel",
-           "EvidencePanel", "DetailsPanel"]
+           "EvidencePanel", "LensPanel", "DetailsPanel"]
