@@ -8,7 +8,10 @@ Per model, interleaved rounds (benchmarks/_common.time_round_robin) of:
 - ``analysis+lens``: ``Engine.analyze(image, features=True)`` (the hidden states the lens reads) then
   ``Engine.lens(result)``.
 
-The added share is the median of the per-round ratios minus one. ViT-S/16 has random weights, a 1000-class head and
+- ``lens``: ``Engine.lens`` alone on a kept result.
+
+The added share is the median of the per-round ratios minus one; the lens alone over the analysis's median is the
+steadier figure on a noisy machine. ViT-S/16 has random weights, a 1000-class head and
 the simple depth head (as in bench_inference.py); its lens computes 1000 logits for each of the 196 patch tokens of
 each of the 12 layers.
 """
@@ -62,18 +65,22 @@ def main(argv: list[str] | None = None) -> int:
     for name, engine in engines().items():
         image = str(BENCH_IMAGE)
         raw: dict[str, list[float]] = {}
+        kept = engine.analyze(image, features=True)
         timings = time_round_robin({
             "analysis": lambda e=engine: e.analyze(image),
             "analysis+lens": lambda e=engine: e.lens(e.analyze(image, features=True)),
+            "lens": lambda e=engine: e.lens(kept),
         }, args.warmup, args.runs, raw=raw)
         ratio = paired_ratio(raw["analysis+lens"], raw["analysis"])
-        out["models"][name] = {"timings": timings, "ratio": ratio, "added": round(ratio["median"] - 1.0, 3)}
+        alone = timings["lens"]["median_ms"] / timings["analysis"]["median_ms"]
+        out["models"][name] = {"timings": timings, "ratio": ratio, "added": round(ratio["median"] - 1.0, 3),
+                               "lens_alone_over_analysis": round(alone, 3)}
         rows.append([name, f"{timings['analysis']['median_ms']:.1f}", f"{timings['analysis+lens']['median_ms']:.1f}",
                      f"{100 * (ratio['median'] - 1):+.1f} % ({100 * (ratio['p10'] - 1):+.1f}…"
-                     f"{100 * (ratio['p90'] - 1):+.1f})"])
+                     f"{100 * (ratio['p90'] - 1):+.1f})", f"{timings['lens']['median_ms']:.1f} ({100 * alone:.1f} %)"])
         print(name, rows[-1], flush=True)
     print()
-    print(table(rows, ["model", "analysis ms", "+ lens ms", "added (p10…p90 of rounds)"]))
+    print(table(rows, ["model", "analysis ms", "+ lens ms", "added (p10…p90 of rounds)", "lens alone ms"]))
     print("wrote", write_json(out, result_path(args.name)))
     return 0
 

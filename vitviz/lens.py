@@ -9,7 +9,7 @@ Block ``l``'s output tokens go through the model's final norm and its classifier
   token stands in for both halves of the head's input.
 
 Everything is computed from the hidden states an analysis keeps with ``features=True`` (block outputs before the
-final norm), one layer at a time (at most ``[N, C]`` logits at once).
+final norm), several layers at a time (at most :data:`LOGITS_BYTES` of patch logits at once).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 __all__ = ["LogitLens", "logit_lens", "LENS_TOPK"]
 
 LENS_TOPK = 5  # classes of the final prediction whose patch maps are kept
+LOGITS_BYTES = 32 * 2**20  # patch logits computed at once (several layers' [N, C] together)
 
 
 @dataclass
@@ -73,12 +74,14 @@ def logit_lens(model: Any, hidden_states: np.ndarray | torch.Tensor, grid: tuple
         cls = torch.softmax(model.classify(normed).float(), dim=-1)  # [L, C]
         k = max(1, min(int(topk), cls.shape[-1]))
         classes = torch.argsort(cls[-1], descending=True)[:k]
+        n = rows * cols
+        per_chunk = max(1, LOGITS_BYTES // (4 * n * cls.shape[-1]))  # layers whose patch logits are made at once
         maps = []
-        for layer in range(layers):  # one layer's [N, C] logits at a time
-            patches = normed[layer, p:]
+        for first in range(0, layers, per_chunk):  # one product for several layers: faster than one per layer
+            patches = normed[first : first + per_chunk, p:].reshape(-1, normed.shape[-1])
             logits = model.head(torch.cat([patches, patches], dim=-1) if pair else patches).float()
-            maps.append(torch.softmax(logits, dim=-1)[:, classes].reshape(rows, cols, k))
+            maps.append(torch.softmax(logits, dim=-1)[:, classes].reshape(-1, rows, cols, k))
     idx = classes.cpu().numpy().astype(np.int64)
     names = [labels[i] if labels and i < len(labels) else str(i) for i in idx.tolist()]
-    return LogitLens(cls.cpu().numpy().astype(np.float32), torch.stack(maps).cpu().numpy().astype(np.float32), idx,
+    return LogitLens(cls.cpu().numpy().astype(np.float32), torch.cat(maps).cpu().numpy().astype(np.float32), idx,
                      names)
