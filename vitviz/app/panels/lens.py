@@ -61,8 +61,11 @@ class LensPanel(LazyPanel):
         item.setMouseEnabled(x=False, y=False)
         item.setLabel("bottom", "layer")
         item.setLabel("left", "probability")
-        item.setYRange(0.0, 1.0, padding=0.02)
-        self.plot_legend = item.addLegend(offset=(10, 10), labelTextSize="9pt")  # top left: early layers are unsure
+        # the legend in three columns above the curves: the y axis runs to 1.45 with ticks up to 1 only
+        item.setYRange(0.0, 1.45, padding=0.0)
+        item.getAxis("left").setTicks([[(v, f"{v:g}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)], []])
+        self.plot_legend = item.addLegend(offset=(8, 2), labelTextSize="9pt", colCount=3,
+                                          labelTextColor=self.palette().windowText().color())
         self.layer_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#888888", width=1, style=pg.QtCore.Qt.DashLine))
         layout = QVBoxLayout(self._plot_slot)
         layout.setContentsMargins(0, 0, 0, 0)
