@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from .errors import VitvizError
 
@@ -24,34 +24,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _checked(convert: Callable[[str], Any], what: str, ok: Callable[[Any], bool], must: str) -> Callable[[str], Any]:
+    """An argparse ``type=``: ``convert`` the text (else "'x' is not {what}"), then ``ok(value)`` (else ``must``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{must}, not {text}")
+        return value
+
+    return parse
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"is an opacity between 0 and 1, not {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
+_at_least_one = _checked(int, "a whole number", lambda v: v >= 1, "must be at least 1")
+_fraction = _checked(float, "a number", lambda v: 0.0 <= v <= 1.0, "is an opacity between 0 and 1")
+_seconds = _checked(float, "a number of seconds", lambda v: 0.0 < v < float("inf"),
+                    "must be a positive number of seconds")
 
 
 def _colormap(text: str) -> str:

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout
 
 from ...render import normalize, overlay
 from ..state import ViewState
-from ..widgets import ACCENT, ImageCanvas
+from ..widgets import ACCENT, ImageCanvas, static_plot
 from .common import LazyPanel, muted
 
 __all__ = ["HeadAtlasPanel", "MEASURES"]
@@ -63,12 +63,8 @@ class HeadAtlasPanel(LazyPanel):
 
     def _build_plot(self) -> None:
         pg = self.pg
-        self.plot = pg.PlotWidget(background=self.palette().base().color())
-        self.plot.setAcceptDrops(False)
+        self.plot = static_plot(self)
         item = self.plot.getPlotItem()
-        item.hideButtons()
-        item.setMenuEnabled(False)
-        item.setMouseEnabled(x=False, y=False)
         item.showGrid(x=False, y=True, alpha=0.25)
         item.setLabel("bottom", "layer")
         self.scatter = pg.ScatterPlotItem(hoverable=True, tip=None, size=11, pxMode=True,

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QWidget
 
 from ...render import colormap_lut, overlay
 from ..state import ViewState
+from ..widgets import static_plot
 from .common import LazyPanel, html, muted
 from .layer_slider import LayerSlider
 
@@ -53,12 +54,8 @@ class LensPanel(LazyPanel):
         import pyqtgraph as pg
         from PySide6.QtWidgets import QVBoxLayout
 
-        self.plot = pg.PlotWidget(background=self.palette().base().color())
-        self.plot.setAcceptDrops(False)
+        self.plot = static_plot(self)
         item = self.plot.getPlotItem()
-        item.hideButtons()
-        item.setMenuEnabled(False)
-        item.setMouseEnabled(x=False, y=False)
         item.setLabel("bottom", "layer")
         item.setLabel("left", "probability")
         # the legend in three columns above the curves: the y axis runs to 1.45 with ticks up to 1 only

@@ -13,6 +13,7 @@ from .message_bar import MessageBar
 from .panel import Panel
 from .prediction_chart import PredictionChart
 from .qimage import to_qimage
+from .static_plot import static_plot
 from .steady_text import SteadyText
 from .style import ACCENT, HOVER, STYLE
 from .tile_grid import TileGrid
@@ -36,4 +37,5 @@ __all__ = [
     "splitter",
     "view_tabs",
     "add_view",
+    "static_plot",
 ]

@@ -10,6 +10,7 @@ from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from .formatting import format_percent
+from .static_plot import static_plot
 from .style import ACCENT, TEXT_MUTED
 
 __all__ = ["PredictionChart"]
@@ -61,15 +62,11 @@ class PredictionChart(QWidget):
         import pyqtgraph as pg
 
         self._pg = pg
-        plot = pg.PlotWidget(background=self.palette().base().color())
+        plot = static_plot(self)
         plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         plot.setMinimumHeight(120)
         plot.setFrameShape(QFrame.Shape.NoFrame)
-        plot.setAcceptDrops(False)  # files dropped on the chart go to the window
         item = plot.getPlotItem()
-        item.hideButtons()
-        item.setMenuEnabled(False)
-        item.setMouseEnabled(x=False, y=False)
         item.hideAxis("bottom")
         item.getViewBox().setDefaultPadding(0.0)
         axis = item.getAxis("left")
