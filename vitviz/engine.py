@@ -22,9 +22,11 @@ from .images import LoadedImage, load_image, to_rgb
 from .models.vit import VisionTransformer
 from .paths import DEFAULT_MODEL, weights_dir
 from .attention import FULL_ATTENTION_BUDGET, AttentionMaps, AttentionRecorder, full_attention_bytes
+from .importance import check_heads, compute_head_importance, head_mask
 
 if TYPE_CHECKING:
     from .explain import Evidence
+    from .importance import HeadImportance
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -157,6 +159,9 @@ class AnalysisResult:
     hidden_states: np.ndarray | None = None
     # Whether the image looks like the model's training data; None for models without an out-of-domain detector.
     domain: DomainVerdict | None = None
+    logits: np.ndarray | None = None  # [num_classes] float32, before the softmax of ``probabilities``
+    # Heads knocked out in this analysis, (layer, head) 0-based and sorted (Engine.analyze's ``ablate``).
+    ablated: list[tuple[int, int]] = field(default_factory=list)
 
     def detail_image(self) -> tuple[np.ndarray, int]:
         """The sharpest copy of the model's view and its scale relative to ``image`` (a whole number >= 1)."""
@@ -225,7 +230,8 @@ class AnalysisResult:
             },
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
             "notices": list(self.notices),
-        } | ({} if self.domain is None else {"domain": self.domain.to_json()})
+        } | ({} if self.domain is None else {"domain": self.domain.to_json()}) | (
+            {"ablated": [{"layer": layer, "head": head} for layer, head in self.ablated]} if self.ablated else {})
 
 
 def model_input_size(size: tuple[int, int], image_size: int, patch_size: int) -> tuple[int, int]:
@@ -351,6 +357,7 @@ class Engine:
         features: bool = False,
         traced: bool = False,
         attention: str = "auto",
+        ablate: Sequence[tuple[int, int]] = (),
     ) -> AnalysisResult | None:
         """Analyse one image; returns None if ``cancelled()`` turned true between stages.
 
@@ -364,18 +371,24 @@ class Engine:
         thread painting meanwhile does not slow it down (the live mode). Not with ``features``; ``cancelled`` is
         then only checked between stages.
         ``attention``: what the result keeps of the attention, one of :data:`ATTENTION_MODES`.
+        ``ablate``: heads to knock out, ``(layer, head)`` pairs, 0-based (:class:`VitvizError` when out of range):
+        their attention outputs are zeroed before each block's output projection (their attention maps stay as they
+        were); the result lists them (``result.ablated``). Not traced: a knockout runs the eager model.
         """
         cancelled = cancelled or (lambda: False)
         _check_mode(attention)
+        ablate = self._check_ablate(ablate)
+        traced = traced and not ablate
         with self._lock:
             try:
-                return self._analyze(image, topk, cancelled, keep_display_image, features, traced, attention)
+                return self._analyze(image, topk, cancelled, keep_display_image, features, traced, attention, ablate)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
                 torch.cuda.empty_cache()
                 self._to_device(torch.device("cpu"))
-                result = self._analyze(image, topk, cancelled, keep_display_image, features, traced, attention)
+                result = self._analyze(image, topk, cancelled, keep_display_image, features, traced, attention,
+                                       ablate)
                 if result is not None:
                     result.notices.append("the GPU ran out of memory; this and later images run on the CPU")
                 return result
@@ -438,6 +451,7 @@ class Engine:
         features: bool = False,
         concurrent: bool = False,
         attention: str = "summary",
+        ablate: Sequence[tuple[int, int]] = (),
     ) -> list[AnalysisResult]:
         """Analyse several images; those with the same model-input size share one forward pass.
 
@@ -446,9 +460,10 @@ class Engine:
         ``timings["forward"]`` is the batch's forward time divided by its size. ``concurrent``: do not take the
         engine's lock, so that several threads can run batches at once (batch analysis on a CPU runs two, each
         with part of the cores); the caller makes sure that nothing changes the engine meanwhile. ``attention``: one
-        of :data:`ATTENTION_MODES` (by default the summary alone).
+        of :data:`ATTENTION_MODES` (by default the summary alone). ``ablate``: heads knocked out (see :meth:`analyze`).
         """
         _check_mode(attention)
+        ablate = self._check_ablate(ablate)
         preps = [im if isinstance(im, PreparedImage) else self.prepare(im) for im in images]
         groups: dict[tuple, list[int]] = {}
         for i, prep in enumerate(preps):
@@ -458,16 +473,17 @@ class Engine:
             for indices in groups.values():
                 group = [preps[i] for i in indices]
                 t = time.perf_counter()
-                out, depth_out, recorder = self._forward(group, None, features, False, attention)
+                out, depth_out, recorder = self._forward(group, None, features, False, attention, ablate)
                 forward_ms = (time.perf_counter() - t) * 1000.0 / len(group)
                 for j, i in enumerate(indices):
                     results[i] = self._build_result(preps[i], out, depth_out, j, topk, False, forward_ms, features,
-                                                    recorder, attention)
+                                                    recorder, attention, ablate)
         return results  # type: ignore[return-value]
 
     def _forward(self, preps: Sequence[PreparedImage], cancelled: Callable[[], bool] | None,
                  features: bool = False, traced: bool = False,
-                 attention: str = "auto") -> tuple[Any, Any, AttentionRecorder | None]:
+                 attention: str = "auto",
+                 ablate: Sequence[tuple[int, int]] = ()) -> tuple[Any, Any, AttentionRecorder | None]:
         """One forward pass over same-size prepared images; raises :class:`_Cancelled` when ``cancelled()`` turns
         true mid-way (None: cannot be cancelled, and changes nothing on the model, so threads may run it at once).
 
@@ -494,7 +510,9 @@ class Engine:
                         self._traced = TracedForward(self.model)
                     out = self._traced(x)
                 else:
-                    out = self.model(x, return_attention=full, return_hidden=features, attention_recorder=recorder)
+                    mask = head_mask(ablate, len(self.model.blocks), cfg.num_heads, x.device, x.dtype)
+                    out = self.model(x, return_attention=full, return_hidden=features, attention_recorder=recorder,
+                                     head_mask=mask)
                 depth_out = None
                 if out.depth is None and self.depth_model is not None:
                     dinfo = self.depth_info
@@ -509,7 +527,8 @@ class Engine:
         return out, depth_out, recorder
 
     def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool], keep_display_image: bool,
-                 features: bool = False, traced: bool = False, attention: str = "auto") -> AnalysisResult | None:
+                 features: bool = False, traced: bool = False, attention: str = "auto",
+                 ablate: Sequence[tuple[int, int]] = ()) -> AnalysisResult | None:
         t_start = time.perf_counter()
         prep = image if isinstance(image, PreparedImage) else self.prepare(image, display=keep_display_image)
         preprocess_ms = (time.perf_counter() - t_start) * 1000.0
@@ -517,14 +536,14 @@ class Engine:
             return None
         t = time.perf_counter()
         try:
-            out, depth_out, recorder = self._forward([prep], cancelled, features, traced, attention)
+            out, depth_out, recorder = self._forward([prep], cancelled, features, traced, attention, ablate)
         except _Cancelled:
             return None
         forward_ms = (time.perf_counter() - t) * 1000.0
         if cancelled():
             return None
         result = self._build_result(prep, out, depth_out, 0, topk, keep_display_image, forward_ms, features,
-                                    recorder, attention)
+                                    recorder, attention, ablate)
         if not isinstance(image, PreparedImage):
             result.timings["preprocess"] = preprocess_ms
         result.timings["total"] = (time.perf_counter() - t_start) * 1000.0
@@ -532,7 +551,8 @@ class Engine:
 
     def _build_result(self, prep: PreparedImage, out: Any, depth_out: Any, index: int, topk: int,
                       keep_display_image: bool, forward_ms: float, features: bool = False,
-                      recorder: AttentionRecorder | None = None, attention: str = "auto") -> AnalysisResult:
+                      recorder: AttentionRecorder | None = None, attention: str = "auto",
+                      ablate: Sequence[tuple[int, int]] = ()) -> AnalysisResult:
         """The :class:`AnalysisResult` of image ``index`` of a forward pass's outputs."""
         t = time.perf_counter()
         loaded, rgb, cfg = prep.loaded, prep.rgb, self.info.config
@@ -554,9 +574,12 @@ class Engine:
             cls_attention=maps.cls_maps(),
             num_prefix_tokens=out.num_prefix_tokens,
             notices=list(loaded.notices),
+            ablated=list(ablate),
         )
         if out.logits is not None:
-            probs = torch.softmax(out.logits[index].float(), dim=-1).cpu().numpy()
+            logits = out.logits[index].float()
+            probs = torch.softmax(logits, dim=-1).cpu().numpy()
+            result.logits = logits.cpu().numpy()
             result.probabilities = probs
             order = np.argsort(-probs)[: max(1, topk)]
             result.predictions = [Prediction(self.info.labels[i], int(i), float(probs[i])) for i in order]
@@ -599,15 +622,38 @@ class Engine:
         with self._lock:
             t0 = time.perf_counter()
             result = image if isinstance(image, AnalysisResult) else None
-            if result is not None:
-                if result.model_name != self.info.name:
-                    raise VitvizError(f"this analysis was made with {result.model_name}, not {self.info.name}: "
-                                      "analyse the image again first")
-                rgb = result.image
-            else:
-                cfg = self.info.config
-                rgb = prepare_image(_as_loaded(image).image, cfg.image_size, cfg.patch_size)
-            return compute_evidence(self, rgb, result, targets, discard_ratio, started=t0)
+            return compute_evidence(self, self._model_input(image), result, targets, discard_ratio, started=t0)
+
+    def _model_input(self, image: Any) -> np.ndarray:
+        """The model input (uint8 RGB) of ``image``: an :class:`AnalysisResult` of this engine's model (its input is
+        reused) or anything :meth:`analyze` accepts (read and resized)."""
+        if isinstance(image, AnalysisResult):
+            if image.model_name != self.info.name:
+                raise VitvizError(f"this analysis was made with {image.model_name}, not {self.info.name}: "
+                                  "analyse the image again first")
+            return image.image
+        cfg = self.info.config
+        return prepare_image(_as_loaded(image).image, cfg.image_size, cfg.patch_size)
+
+    def _check_ablate(self, ablate: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``ablate`` sorted and checked against the model (:class:`VitvizError` naming a head out of range)."""
+        return check_heads(ablate, len(self.model.blocks), self.info.config.num_heads, "knocked-out head")
+
+    def head_importance(self, image: Any, target: int | str | None = None,
+                        progress: Callable[[int, int], None] | None = None, batch_size: int | None = None,
+                        ablate: Sequence[tuple[int, int]] = ()) -> HeadImportance:
+        """What knocking out each head alone does to ``image``'s prediction (:class:`vitviz.importance.HeadImportance`):
+        the drop of the ``target`` class's logit and probability (default: the unablated top-1) and, for a model with
+        its own depth head, the mean relative change of the depth map. ``image``: an :class:`AnalysisResult` of this
+        engine (its model input is reused) or anything :meth:`analyze` accepts. Batched on the engine's device, one
+        batch element per head (``batch_size``: heads per batch, None: by memory); ``progress(done, total)`` after
+        each batch. ``ablate``: heads knocked out in every pass, the unablated one included.
+        :class:`VitvizError` for a model with neither a classifier nor a depth head.
+        """
+        with self._lock:
+            x = self._tensor(self._model_input(image), self.info)
+            labels = list(self.info.labels) if self.model.head is not None else []
+            return compute_head_importance(self.model, x, labels, target, ablate, progress, batch_size, self.info.name)
 
     def lens(self, result: AnalysisResult, topk: int | None = None) -> Any:
         """The logit lens (:class:`vitviz.lens.LogitLens`) of ``result``, analysed by this engine with

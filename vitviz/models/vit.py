@@ -8,6 +8,10 @@ Every block can hand back its per-head attention probabilities ``[B, heads, T, T
 CLS row of any layer and head can be drawn. When attentions are not requested the fused
 ``scaled_dot_product_attention`` kernel is used instead.
 
+Heads can be knocked out: a ``head_mask`` (one entry per block) multiplies each head's attention output before the
+output projection, so a 0 drops that head's contribution while its attention probabilities stay as they were
+(vitviz.importance measures what each head does to the prediction this way).
+
 The same modules serve the shipped model and the pretrained families (ViT, DeiT, DINO, DINOv2) through the options
 in :class:`ViTConfig` (qkv bias, layer scale, register tokens, classifier pooling, depth head kind).
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -138,9 +142,13 @@ class Attention(nn.Module):
         self.fused = True
 
     def forward(self, x: torch.Tensor, return_attention: bool = False,
-                recorder: Callable[..., torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                recorder: Callable[..., torch.Tensor] | None = None,
+                head_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``recorder(q, k, v, scale)``, when given, computes the attention output itself (and keeps what it needs
-        of the probabilities: vitviz.attention.AttentionRecorder); else the fused kernel or the explicit product."""
+        of the probabilities: vitviz.attention.AttentionRecorder); else the fused kernel or the explicit product.
+
+        ``head_mask``: ``[heads]`` or ``[B, heads]`` factors of the heads' outputs before the output projection
+        (1 keeps a head, 0 knocks it out); the attention probabilities returned or recorded are unchanged."""
         b, t, c = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B, heads, T, head_dim]
@@ -151,6 +159,8 @@ class Attention(nn.Module):
         else:
             attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
             out = attn @ v
+        if head_mask is not None:  # out: [B, heads, T, head_dim]
+            out = out * head_mask.to(out.dtype).reshape(-1, self.num_heads, 1, 1)
         out = out.transpose(1, 2).reshape(b, t, c)
         return self.proj(out), attn if return_attention else None
 
@@ -198,8 +208,9 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
 
     def forward(self, x: torch.Tensor, return_attention: bool = False,
-                recorder: Callable[..., torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y, attn = self.attn(self.norm1(x), return_attention, recorder)
+                recorder: Callable[..., torch.Tensor] | None = None,
+                head_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        y, attn = self.attn(self.norm1(x), return_attention, recorder, head_mask)
         x = x + self.ls1(y)
         x = x + self.ls2(self.mlp(self.norm2(x)))
         return x, attn
@@ -395,16 +406,23 @@ class VisionTransformer(nn.Module):
     def forward_features(
         self, x: torch.Tensor, return_attention: bool = False, return_hidden: bool = False,
         attention_recorder: Callable[..., torch.Tensor] | None = None,
+        head_mask: Sequence[torch.Tensor | None] | torch.Tensor | None = None,
     ) -> ViTOutput:
         """Run the encoder; optionally collect per-layer attention probabilities and hidden states.
 
         ``attention_recorder`` (vitviz.attention.AttentionRecorder) computes every block's attention and keeps what
-        an analysis needs of it, in memory linear in the tokens; ``return_attention`` keeps the full tensors."""
+        an analysis needs of it, in memory linear in the tokens; ``return_attention`` keeps the full tensors.
+        ``head_mask``: one entry per block, None (every head kept) or ``[heads]`` / ``[B, heads]`` factors of the
+        heads' outputs (0: knocked out; see :class:`Attention`); a tensor ``[depth, heads]`` or
+        ``[depth, B, heads]`` works too."""
+        if head_mask is not None and len(head_mask) != len(self.blocks):
+            raise ValueError(f"head_mask has {len(head_mask)} entries for {len(self.blocks)} blocks")
         tokens, grid = self.embed(x)
         attentions: list[torch.Tensor] | None = [] if return_attention else None
         hidden: list[torch.Tensor] | None = [] if return_hidden else None
-        for block in self.blocks:
-            tokens, attn = block(tokens, return_attention, attention_recorder)
+        for i, block in enumerate(self.blocks):
+            tokens, attn = block(tokens, return_attention, attention_recorder,
+                                 None if head_mask is None else head_mask[i])
             if attentions is not None:
                 attentions.append(attn)
             if hidden is not None:
@@ -426,12 +444,24 @@ class VisionTransformer(nn.Module):
             cls = torch.cat([cls, tokens[:, self.num_prefix_tokens :].mean(dim=1)], dim=-1)
         return self.head(cls)
 
+    @property
+    def depth_needs_hidden(self) -> bool:
+        """Whether the depth head reads the blocks' outputs (``hidden_states``), not only the final tokens."""
+        return self.config.depth_head in ("dpt", "fusion")
+
     def forward(self, x: torch.Tensor, return_attention: bool = False, return_hidden: bool = False,
-                attention_recorder: Callable[..., torch.Tensor] | None = None) -> ViTOutput:
+                attention_recorder: Callable[..., torch.Tensor] | None = None,
+                head_mask: Sequence[torch.Tensor | None] | torch.Tensor | None = None) -> ViTOutput:
         """Full pass: tokens, logits, depth (when the model has those heads) and optionally attentions and every
-        block's output tokens (``hidden_states``, before the final norm; kept anyway for "dpt"/"fusion" heads)."""
-        need_hidden = return_hidden or self.config.depth_head in ("dpt", "fusion")
-        out = self.forward_features(x, return_attention, need_hidden, attention_recorder)
+        block's output tokens (``hidden_states``, before the final norm; kept anyway for "dpt"/"fusion" heads).
+        ``head_mask`` knocks heads out (see :meth:`forward_features`)."""
+        need_hidden = return_hidden or self.depth_needs_hidden
+        out = self.forward_features(x, return_attention, need_hidden, attention_recorder, head_mask)
+        return self.forward_heads(out, x)
+
+    def forward_heads(self, out: ViTOutput, x: torch.Tensor) -> ViTOutput:
+        """Fill in ``out.logits`` and ``out.depth`` from the encoder's output for the input ``x`` (the final tokens,
+        and ``out.hidden_states`` for "dpt"/"fusion" depth heads); returns ``out``."""
         out.logits = self.classify(out.tokens)
         if self.depth_head is not None:
             size = (x.shape[-2], x.shape[-1])
