@@ -592,3 +592,32 @@ def test_a_large_models_clicked_patch_is_computed_on_the_worker(qtbot, window, p
     np.testing.assert_allclose(heads, reference.query_attention(layer, 5), atol=1e-6)
     expected = cumulative_rollout(reference.attentions)[layer][p + 5, p:].reshape(result.grid.rows, result.grid.cols)
     np.testing.assert_allclose(roll, expected, atol=1e-6)
+
+
+def test_a_large_models_rollout_options_are_computed_on_the_worker(qtbot, window, photo, monkeypatch):
+    """Max fusion with a discard ratio sweeps every layer's attention from the queries and keys: the worker does it,
+    the view says so meanwhile, and then shows the same map as the full tensors give."""
+    import threading
+
+    import vitviz.attention as attention_module
+    import vitviz.engine as engine_module
+    from vitviz.explain import Evidence
+
+    monkeypatch.setattr(engine_module, "FULL_ATTENTION_BUDGET", 0)
+    sweeps = []
+    real = attention_module.rollout_rows
+    monkeypatch.setattr(attention_module, "rollout_rows",
+                        lambda *a, **k: sweeps.append(threading.current_thread()) or real(*a, **k))
+    result = open_and_wait(qtbot, window, photo)
+    assert result.attentions is None
+    window.side_views.setCurrentWidget(window.evidence_panel)
+    state = window.state
+    state.set_method("rollout")
+    sweeps.clear()
+    state.set_rollout_options("max", 0.5)
+    assert "on the worker" in window.evidence_panel.info.text() and window.evidence_panel.values is None
+    qtbot.waitUntil(lambda: window.evidence_panel.values is not None, timeout=TIMEOUT)
+    assert sweeps and all(t is not threading.main_thread() for t in sweeps)  # never on the UI thread
+    reference = window.session.worker.engine.analyze(photo, attention="full")
+    expected = Evidence.from_result(reference).map("rollout", None, head_fusion="max", discard_ratio=0.5)
+    np.testing.assert_allclose(window.evidence_panel.values, expected, atol=1e-6)

@@ -411,13 +411,9 @@ class AttentionMaps:
                 start: np.ndarray | None = None) -> np.ndarray:
         """The row ``start @ J`` (default: the CLS row) of the rollout after ``upto_layer`` (default: the last),
         over every token ``[T]``. The kept rows answer the default; other options recompute (cached)."""
-        last = self.num_layers - 1 if upto_layer is None else int(upto_layer) % self.num_layers
-        if start is None and head_fusion == "mean" and not discard_ratio:
+        last, vec, key = self._rollout_key(upto_layer, head_fusion, discard_ratio, start)
+        if key is None:
             return self.rollout_rows[last]
-        vec = np.zeros(self.num_tokens) if start is None else np.asarray(start, dtype=np.float64)
-        if start is None:
-            vec[0] = 1.0
-        key = ("joint", last, head_fusion, float(discard_ratio), vec.tobytes())
         with self._lock:
             if key not in self._cache:
                 if not self.answers_queries:
@@ -426,6 +422,24 @@ class AttentionMaps:
                 row = rollout_rows(self._source(), torch.from_numpy(vec)[None], head_fusion, discard_ratio, [last])
                 self._cache[key] = row[0, 0].numpy()
             return self._cache[key]
+
+    def _rollout_key(self, upto_layer: int | None, head_fusion: str, discard_ratio: float,
+                     start: np.ndarray | None) -> tuple[int, np.ndarray | None, Any]:
+        """(layer, start vector, cache key) of a rollout row; the key is None for the kept CLS rows."""
+        last = self.num_layers - 1 if upto_layer is None else int(upto_layer) % self.num_layers
+        if start is None and head_fusion == "mean" and not discard_ratio:
+            return last, None, None
+        vec = np.zeros(self.num_tokens) if start is None else np.asarray(start, dtype=np.float64)
+        if start is None:
+            vec[0] = 1.0
+        return last, vec, ("joint", last, head_fusion, float(discard_ratio), vec.tobytes())
+
+    def rollout_is_cheap(self, upto_layer: int | None = None, head_fusion: str = "mean", discard_ratio: float = 0.0,
+                         start: np.ndarray | None = None) -> bool:
+        """Whether :meth:`rollout` answers at once: the kept rows, a cached row, or full tensors of a small model
+        (else it sweeps every layer's attention from the queries and keys: work for the app's worker thread)."""
+        _last, _vec, key = self._rollout_key(upto_layer, head_fusion, discard_ratio, start)
+        return key is None or self.full is not None or not self.answers_queries or key in self._cache
 
     def without_queries(self) -> AttentionMaps:
         """The same maps without the queries, keys and full tensors (for writing, or sending to another process);

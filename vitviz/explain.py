@@ -314,6 +314,21 @@ class Evidence:
         except ValueError as exc:
             raise VitvizError(str(exc)) from exc
 
+    def map_is_cheap(self, method: str, layer: int | None = None, head_fusion: str = "mean",
+                     discard_ratio: float | None = None) -> bool:
+        """Whether :meth:`map` of ``method`` with these options answers at once. False only for a large model's
+        rollout with other options than the kept rows': a sweep over every layer's attention, for a worker thread
+        (the gradient methods say what they lack through :meth:`has`)."""
+        a = self.attention
+        if method != "rollout" or a is None:
+            return True
+        last = a.num_layers - 1 if layer is None else layer % a.num_layers
+        ratio = DEFAULT_DISCARD.get(method, 0.0) if discard_ratio is None else float(discard_ratio)
+        if self.pooling == "cls" and head_fusion == "mean" and not ratio:
+            return True
+        return a.rollout_is_cheap(last, head_fusion, ratio, _readout(a.num_tokens, self.num_prefix_tokens,
+                                                                      self.pooling))
+
     def merged(self, other: Evidence) -> Evidence:
         """This evidence plus the targets and maps of ``other`` (same image) that it does not hold yet."""
         if other.grads is None and not other.maps:

@@ -206,6 +206,8 @@ class MainWindow(QMainWindow):
         s.evidence_ready.connect(self.state.add_evidence)
         self.state.evidence_requested.connect(s.explain)
         self.state.query_requested.connect(s.query)
+        self.state.map_requested.connect(s.evidence_map)
+        s.map_ready.connect(self.state.map_ready)
         s.query_ready.connect(self.state.query_ready)
         self.state.model_requested.connect(self.picker.choose_model)  # asks before downloading
         self.state.target_changed.connect(lambda _t: self.side_views.setCurrentWidget(self.evidence_panel))

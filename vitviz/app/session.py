@@ -40,6 +40,7 @@ class Session(QObject):
     load_cancelled = Signal()
     evidence_ready = Signal(object, object)
     query_ready = Signal(object, int)
+    map_ready = Signal(object)
 
     # requests to the worker (queued across threads)
     _req_warm_up = Signal()
@@ -48,6 +49,7 @@ class Session(QObject):
     _req_export = Signal(int, object, str, dict)
     _req_explain = Signal(int, object, object)
     _req_query = Signal(int, object, int)
+    _req_map = Signal(int, object, object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -77,6 +79,7 @@ class Session(QObject):
         self._req_export.connect(self.worker.export)
         self._req_explain.connect(self.worker.explain)
         self._req_query.connect(self.worker.query)
+        self._req_map.connect(self.worker.evidence_map)
         self.worker.environment_ready.connect(self.environment_ready)
         self.worker.model_ready.connect(self._on_model_ready)
         self.worker.analysis_ready.connect(self._on_analysis_ready)
@@ -88,6 +91,7 @@ class Session(QObject):
         self.worker.load_cancelled.connect(self._on_load_cancelled)
         self.worker.evidence_ready.connect(self._on_evidence_ready)
         self.worker.query_ready.connect(self._on_query_ready)
+        self.worker.map_ready.connect(self._on_map_ready)
         self.thread.start()
         self._warming = False
 
@@ -155,6 +159,14 @@ class Session(QObject):
         self._req_query.emit(req, result, int(patch))
         return req
 
+    def evidence_map(self, result: Any, request: Any) -> int:
+        """Compute (and cache) a map of a displayed ``result`` on the worker: ``request`` = (evidence, method, layer,
+        head fusion, discard ratio), as :meth:`vitviz.explain.Evidence.map` takes them."""
+        req = self._next("Computing the rollout…")
+        self._update_busy()
+        self._req_map.emit(req, result, request)
+        return req
+
     def cancel_load(self) -> None:
         """Stop the model download in progress (within 0.1 s); the loaded model stays."""
         self.tracker.cancel_load(self.latest_model_req)  # directly: the worker thread is busy downloading
@@ -220,6 +232,10 @@ class Session(QObject):
     def _on_query_ready(self, req: int, result: Any, patch: int) -> None:
         self._finish(req)
         self.query_ready.emit(result, patch)
+
+    def _on_map_ready(self, req: int, result: Any) -> None:
+        self._finish(req)
+        self.map_ready.emit(result)
 
     def _on_load_cancelled(self, req: int) -> None:
         self._finish(req)

@@ -41,6 +41,8 @@ class ViewState(QObject):
             worker; :meth:`add_evidence` brings the answer).
         query_requested(result, patch): a clicked patch's rows must be computed first (a large model keeps only
             queries and keys; the window asks the worker and :meth:`query_ready` brings the answer).
+        map_requested(result, (evidence, method, layer, head fusion, discard ratio)): a rollout with other options
+            than the kept rows, for a large model, is computed on the worker; :meth:`map_ready` brings the answer.
         model_requested(spec): a view offers another model (e.g. a photo model for a photo); the window loads it.
         status(text): a one-line description for the status bar (hover readouts).
 
@@ -62,6 +64,7 @@ class ViewState(QObject):
     evidence_changed = Signal()
     evidence_requested = Signal(object, object)
     query_requested = Signal(object, int)
+    map_requested = Signal(object, object)
     model_requested = Signal(str)
     status = Signal(str)
 
@@ -74,6 +77,7 @@ class ViewState(QObject):
         self.layer = 0
         self.query: int | None = None
         self.pending_query: int | None = None  # a clicked patch whose rows the worker is computing
+        self._map_asked: tuple | None = None  # (result id, options) of the map the worker is computing
         self.hover: int | None = None
         self.head: int | None = None
         self.target: int | None = None  # class whose evidence is shown; None: the top prediction
@@ -225,6 +229,20 @@ class ViewState(QObject):
         """Ask for the gradients of ``targets`` (a large model's maps are computed for grad-rollout's
         ``discard_ratio``; None: its default)."""
         self.evidence_requested.emit(self.result, (list(targets), discard_ratio))
+
+    def request_map(self, evidence: Any, method: str, layer: int | None, head_fusion: str,
+                    discard_ratio: float | None) -> None:
+        """Ask the worker for ``evidence``'s map of ``method`` with these options (once per result and options)."""
+        request = (method, layer, head_fusion, discard_ratio)
+        if (id(self.result), request) != self._map_asked:
+            self._map_asked = (id(self.result), request)
+            self.map_requested.emit(self.result, (evidence, *request))
+
+    def map_ready(self, result: Any) -> None:
+        """The worker cached a map of ``result``: draw it if that result is still shown."""
+        if result is self.result:
+            self._map_asked = None
+            self.evidence_changed.emit()
 
     def show_preview(self, preview: Preview) -> None:
         """Show an image that could not be analysed because no model is loaded."""

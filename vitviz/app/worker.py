@@ -116,6 +116,7 @@ class AnalysisWorker(QObject):
     load_cancelled = Signal(int)  # request id: the load stopped on RequestTracker.cancel_load; the old model stays
     evidence_ready = Signal(int, object, object)  # request id, the AnalysisResult, vitviz.explain.Evidence
     query_ready = Signal(int, object, int)  # request id, the AnalysisResult, the patch whose rows are now cached
+    map_ready = Signal(int, object)  # request id, the AnalysisResult one of whose maps is now cached
 
     def __init__(self, tracker: RequestTracker, topk: int = 5) -> None:
         super().__init__()
@@ -288,6 +289,22 @@ class AnalysisWorker(QObject):
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             self.failed.emit(request_id, "query", describe_error(exc, f"computing the attention of patch #{patch}"))
+        finally:
+            self.finished.emit(request_id)
+
+    @Slot(int, object, object)
+    def evidence_map(self, request_id: int, result: object, request: object) -> None:
+        """Compute (and cache in the result's attention) ``request`` = (evidence, method, layer, head fusion,
+        discard ratio): a large model's rollout with other options, a sweep over every layer."""
+        evidence, method, layer, fusion, discard = request
+        try:
+            if not self.tracker.closing:
+                evidence.map(method, None, layer=layer, head_fusion=fusion, discard_ratio=discard)
+                self.map_ready.emit(request_id, result)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self.failed.emit(request_id, "query", describe_error(exc, "computing the rollout"))
         finally:
             self.finished.emit(request_id)
 

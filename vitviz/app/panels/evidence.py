@@ -109,9 +109,16 @@ class EvidencePanel(LazyPanel):
                                        "backward pass on the worker)…")
             return
         source = evidence if evidence is not None else Evidence.from_result(result)
+        layer = state.layer if method == "attention" else None
+        if not source.map_is_cheap(method, layer, state.head_fusion, state.discard_ratio):
+            state.request_map(source, method, layer, state.head_fusion, state.discard_ratio)
+            self._show_message(result, f"Computing the rollout ({state.head_fusion} of the heads"
+                                       f"{'' if not state.discard_ratio else f', {state.discard_ratio:.0%} discarded'})"
+                                       " on the worker: a sweep over every layer's attention…")
+            return
         try:
-            values = source.map(method, target, layer=state.layer if method == "attention" else None,
-                                head_fusion=state.head_fusion, discard_ratio=state.discard_ratio)
+            values = source.map(method, target, layer=layer, head_fusion=state.head_fusion,
+                                discard_ratio=state.discard_ratio)
         except VitvizError as exc:
             self._show_message(result, str(exc))
             return
