@@ -336,3 +336,87 @@ def test_head_importance_of_a_classifier_alone(x):
         for layer, head in [(0, 0), (1, 2), (2, 1)]:
             alone = net(x, head_mask=_mask(net, [(layer, head)])).logits[0]
             assert imp.logit_drop[layer, head] == pytest.approx(float(base[imp.target] - alone[imp.target]), abs=TOL)
+
+
+# ------------------------------------------------------------------------------------------------ the command line
+
+
+def _cli(photo, checkpoint, out, *extra):
+    return main(["analyze", str(photo), "--out", str(out), "--model", str(checkpoint), "--device", "cpu", "--quiet",
+                 *extra])
+
+
+def test_cli_ablate_lists_the_heads_in_result_json(tiny_checkpoint, photo, tmp_path, engine):
+    out = tmp_path / "out"
+    assert _cli(photo, tiny_checkpoint, out, "--ablate", "2.1,0.2", "--outputs", "json") == 0
+    summary = json.loads((out / "photo" / "result.json").read_text())
+    assert summary["ablated"] == [{"layer": 0, "head": 2}, {"layer": 2, "head": 1}]
+    expected = engine.analyze(photo, ablate=[(0, 2), (2, 1)])
+    assert summary["predictions"][0]["label"] == expected.predictions[0].label
+    assert summary["predictions"][0]["probability"] == pytest.approx(expected.predictions[0].probability, abs=1e-6)
+    assert _cli(photo, tiny_checkpoint, tmp_path / "plain", "--outputs", "json") == 0
+    assert "ablated" not in json.loads((tmp_path / "plain" / "photo" / "result.json").read_text())
+
+
+def test_cli_head_importance_writes_the_table(tiny_checkpoint, photo, tmp_path, engine, capsys):
+    out = tmp_path / "out"
+    assert _cli(photo, tiny_checkpoint, out, "--head-importance", "--outputs", "json") == 0
+    with open(out / "photo" / "head_importance.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["layer", "head", "target", "logit_drop", "prob_drop", "depth_absrel"]
+    assert [(int(r["layer"]), int(r["head"])) for r in rows] == [(lay, head) for lay in range(3) for head in range(3)]
+    imp = engine.head_importance(photo)
+    assert {r["target"] for r in rows} == {imp.target_label}
+    for r in rows:
+        layer, head = int(r["layer"]), int(r["head"])
+        assert float(r["logit_drop"]) == pytest.approx(imp.logit_drop[layer, head], abs=1e-7)
+        assert float(r["prob_drop"]) == pytest.approx(imp.prob_drop[layer, head], abs=1e-7)
+        assert float(r["depth_absrel"]) == pytest.approx(imp.depth_absrel[layer, head], rel=1e-5)
+    # a resumed run counts the folder as complete; one without the table in it is analysed again
+    capsys.readouterr()
+    assert _cli(photo, tiny_checkpoint, out, "--head-importance", "--outputs", "json") == 0
+    assert "skipping 1 image(s)" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert _cli(photo, tiny_checkpoint, plain, "--outputs", "json") == 0
+    assert not (plain / "photo" / "head_importance.csv").exists()
+    assert _cli(photo, tiny_checkpoint, plain, "--head-importance", "--outputs", "json") == 0
+    assert "skipping" not in capsys.readouterr().err and (plain / "photo" / "head_importance.csv").is_file()
+
+
+def test_cli_head_importance_of_a_classifier_without_depth(photo, tmp_path):
+    from vitviz.models.checkpoint import save_checkpoint
+
+    net = build_model(tiny_config(depth_head="none"))
+    save_checkpoint(net, ModelInfo(name="classifier", config=net.config, labels=TINY_LABELS, description="test"),
+                    tmp_path / "classifier")
+    assert _cli(photo, tmp_path / "classifier.json", tmp_path / "out", "--head-importance", "--outputs", "none") == 0
+    with open(tmp_path / "out" / "photo" / "head_importance.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert len(list(reader)) == 9
+    assert reader.fieldnames == ["layer", "head", "target", "logit_drop", "prob_drop"]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("9.0", "vitviz: error: --ablate 9.0: layer 9 is out of range: the model has 3 layers (0..2)"),
+    ("0.99", "vitviz: error: --ablate 0.99: head 99 is out of range: each layer has 3 heads (0..2)"),
+    ("x", "vitviz analyze: error: argument --ablate: 'x' is not LAYER.HEAD"),
+    ("1", "vitviz analyze: error: argument --ablate: '1' is not LAYER.HEAD"),
+    ("0.1,2", "vitviz analyze: error: argument --ablate: '2' is not LAYER.HEAD"),
+])
+def test_cli_bad_ablate_values_exit_2_and_write_nothing(tiny_checkpoint, photo, tmp_path, capsys, value, message):
+    out = tmp_path / "out"
+    assert _cli(photo, tiny_checkpoint, out, "--ablate", value) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_head_importance_needs_a_classifier_or_depth(photo, tmp_path, capsys):
+    from vitviz.models.checkpoint import save_checkpoint
+
+    net = build_model(tiny_config(num_classes=0, depth_head="none"))
+    save_checkpoint(net, ModelInfo(name="bare", config=net.config, labels=[], description="test"), tmp_path / "bare")
+    out = tmp_path / "out"
+    assert _cli(photo, tmp_path / "bare.json", out, "--head-importance") == 2
+    assert "--head-importance: head importance measures" in capsys.readouterr().err and not out.exists()

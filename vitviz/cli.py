@@ -45,6 +45,19 @@ _seconds = _checked(float, "a number of seconds", lambda v: 0.0 < v < float("inf
                     "must be a positive number of seconds")
 
 
+def _heads(text: str) -> list[tuple[int, int]]:
+    """``--ablate``: ``L.H[,L.H...]``, 0-based layer and head numbers (their range is checked against the model)."""
+    import re
+
+    heads = []
+    for token in text.split(","):
+        if not re.fullmatch(r"\d+\.\d+", token.strip(), re.ASCII):
+            raise argparse.ArgumentTypeError(f"{token.strip()!r} is not LAYER.HEAD (0-based numbers, e.g. 3.1)")
+        layer, head = token.strip().split(".")
+        heads.append((int(layer), int(head)))
+    return heads
+
+
 def _colormap(text: str) -> str:
     from .render import COLORMAPS
 
@@ -90,6 +103,12 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--lens", action="store_true",
                     help="also write lens.npz: the logit lens, every layer's class probabilities from the CLS token "
                          "and, for the top 5 classes, from every patch token (needs a classifier)")
+    an.add_argument("--ablate", type=_heads, default=[], metavar="L.H[,L.H...]",
+                    help="knock out these attention heads (layer.head, 0-based, as the app labels them): their "
+                         "outputs are zeroed before the output projection; result.json lists them")
+    an.add_argument("--head-importance", action="store_true",
+                    help="also write head_importance.csv: what knocking out each head alone does to the top-1 class "
+                         "(logit and probability drop) and, for depth models, to the depth map (one row per head)")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.add_argument("--verbose", action="store_true",
                     help="a line per image outside the model's domain (default: one summary at the end)")
@@ -220,6 +239,8 @@ def analyze(args: argparse.Namespace) -> int:
             raise VitvizError(SCALE_HINT) from None
     if args.ray is not None and (args.features or args.explain or args.lens):
         raise VitvizError("--features, --explain and --lens run on this machine only: leave out --ray for them")
+    if args.ray is not None and (args.ablate or args.head_importance):
+        raise VitvizError("--ablate and --head-importance run on this machine only: leave out --ray for them")
     opts = RunOptions(
         out=args.out, outputs=outputs, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap,
         alpha=args.alpha, topk=args.topk, batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
@@ -236,6 +257,7 @@ def analyze(args: argparse.Namespace) -> int:
         _check_layer(args.layer, len(engine.model.blocks))
         if args.lens and engine.model.head is None:
             raise VitvizError(f"--lens: the logit lens needs a model with a classifier; {engine.info.name} has none")
+        opts.ablate, opts.head_importance = tuple(_check_heads(args, engine)), args.head_importance
         opts.explain = tuple(_explain_methods(args, engine))
         opts.domain_known = getattr(engine.info.domain_detector, "known", "")
         items = _inputs(args, expand_inputs)
@@ -265,6 +287,16 @@ def _check_layer(layer: int, layers: int) -> None:
     if not -layers <= layer < layers:
         raise VitvizError(f"--layer {layer} is out of range: the model has {layers} layers (0..{layers - 1}, "
                           "or -1 for the last)")
+
+
+def _check_heads(args: argparse.Namespace, engine: Any) -> list[tuple[int, int]]:
+    """``--ablate``'s heads against the model, and that ``--head-importance`` has something to measure, before any
+    image (VitvizError: exit 2)."""
+    from .importance import check_heads, needs_classifier_or_depth
+
+    if args.head_importance and engine.model.head is None and engine.model.depth_head is None:
+        raise VitvizError(f"--head-importance: {needs_classifier_or_depth(engine.info.name)}")
+    return check_heads(args.ablate, len(engine.model.blocks), engine.info.config.num_heads, "--ablate")
 
 
 def _explain_methods(args: argparse.Namespace, engine: object) -> list[str]:

@@ -13,9 +13,11 @@ from .errors import VitvizError
 if TYPE_CHECKING:
     from .engine import AnalysisResult
     from .explain import Evidence
+    from .importance import HeadImportance
 
 __all__ = ["write_outputs", "OUTPUTS", "OUTPUT_ALIASES", "FULL_OUTPUTS", "parse_outputs", "output_files",
-           "feature_arrays", "write_features", "write_evidence", "class_slug"]
+           "feature_arrays", "write_features", "write_evidence", "class_slug", "HEAD_IMPORTANCE_FILE",
+           "write_head_importance"]
 
 # What ``vitviz analyze --outputs`` can pick: each name is a set of files in an image's folder.
 OUTPUTS: dict[str, tuple[str, ...]] = {
@@ -157,6 +159,27 @@ def write_features(result: AnalysisResult, folder: Path, layer: int = -1, scalin
     atlas_png = folder / "head_atlas.png"
     save_png(atlas_png, atlas, png_compress_level)
     return [npz, pca_png, atlas_png]
+
+
+HEAD_IMPORTANCE_FILE = "head_importance.csv"  # vitviz analyze --head-importance
+
+
+def write_head_importance(importance: HeadImportance, folder: Path) -> Path:
+    """Write ``head_importance.csv``: one row per head, layer by layer, with the columns ``layer, head, target,
+    logit_drop, prob_drop`` and, for a model with its own depth head, ``depth_absrel`` (see vitviz.importance;
+    empty cells where a figure is not measured, e.g. the class columns of a model without a classifier)."""
+    import csv
+
+    rows = importance.rows()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / HEAD_IMPORTANCE_FILE
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None or (isinstance(v, float) and np.isnan(v)) else
+                             (f"{v:.9g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return path
 
 
 def class_slug(labels: list[str], index: int) -> str:

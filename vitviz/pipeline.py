@@ -29,7 +29,8 @@ from threadpoolctl import threadpool_limits
 
 from .batch import table_row
 from .errors import VitvizError
-from .export import output_files, write_evidence, write_features, write_outputs
+from .export import (HEAD_IMPORTANCE_FILE, output_files, write_evidence, write_features, write_head_importance,
+                     write_outputs)
 from .inputs import InputItem
 
 __all__ = ["RunOptions", "OutputStore", "RunReport", "default_batch_size", "forward_streams", "run_local", "run_ray",
@@ -66,6 +67,8 @@ class RunOptions:
     progress: bool = True
     features: bool = False  # also features.npz, pca_layerL.png and head_atlas.png (vitviz.features)
     lens: bool = False  # also lens.npz, the logit lens (vitviz.lens)
+    ablate: tuple[tuple[int, int], ...] = ()  # heads knocked out in every analysis, (layer, head) 0-based
+    head_importance: bool = False  # also head_importance.csv (vitviz.importance)
     explain: tuple[str, ...] = ()  # class-evidence methods to write (vitviz.explain), for the --target classes
     target: str = "top1"
     domain_known: str = ""  # what the model knows, for the out-of-domain notice (e.g. "10 synthetic shapes")
@@ -243,12 +246,16 @@ class OutputStore:
 
 
 def _write_job(result: Any, folder: Path, kwargs: dict[str, Any], features: bool = False,
-               evidence: tuple[Any, list[str], list[int]] | None = None, lens: Any = None) -> dict[str, Any]:
+               evidence: tuple[Any, list[str], list[int]] | None = None, lens: Any = None,
+               importance: Any = None) -> dict[str, Any]:
     """Write one result's files into ``folder`` (runs in a writer process); returns its summary for the table.
 
     ``features``: also the representation figures; ``evidence``: (Evidence, methods, target classes) to draw;
-    ``lens``: a :class:`vitviz.lens.LogitLens` for ``lens.npz``."""
+    ``lens``: a :class:`vitviz.lens.LogitLens` for ``lens.npz``; ``importance``: a
+    :class:`vitviz.importance.HeadImportance` for ``head_importance.csv``."""
     write_outputs(result, folder, **kwargs)
+    if importance is not None:
+        write_head_importance(importance, folder)
     if lens is not None:
         np.savez(folder / LENS_FILE, **lens.arrays())
     if features:
@@ -310,11 +317,12 @@ class _Writers:
         self.slots.release()
 
     def submit(self, item: InputItem, result: Any, evidence: tuple[Any, list[str], list[int]] | None = None,
-               lens: Any = None) -> None:
+               lens: Any = None, importance: Any = None) -> None:
         with self._lock:
             self._index += 1
             temp = self.store.temp_folder(self._index)
-        future = self.pool.submit(_write_job, result, temp, self.kwargs, self.opts.features, evidence, lens)
+        future = self.pool.submit(_write_job, result, temp, self.kwargs, self.opts.features, evidence, lens,
+                                  importance)
         device = result.device
         future.add_done_callback(lambda f: self._finish(f, item, temp, device))
 
@@ -353,6 +361,8 @@ class _Writers:
 def _prepare_store(items: Sequence[InputItem], opts: RunOptions, layers: int, has_depth: bool,
                    topk: int) -> tuple[OutputStore, list[InputItem], int]:
     expected = output_files(opts.outputs, layers, opts.layer, has_depth) | ({LENS_FILE} if opts.lens else set())
+    if opts.head_importance:
+        expected.add(HEAD_IMPORTANCE_FILE)
     store = OutputStore(opts.out, expected, topk)
     store.start()
     todo = [it for it in items if it.error is not None or not store.is_done(it.name)]
@@ -458,13 +468,14 @@ def run_local(
     def run(group: list[tuple[InputItem, Any]]) -> None:
         try:
             results = engine.analyze_batch([prep for _, prep in group], topk=opts.topk, features=hidden,
-                                           concurrent=streams > 1, attention=opts.attention)
+                                           concurrent=streams > 1, attention=opts.attention, ablate=opts.ablate)
         except Exception:  # noqa: BLE001 - find the image that fails by analysing them one at a time
             results = []
             for item, prep in group:
                 try:  # (a batch of one, like the batches: no lock or hooks that the other stream would race)
                     results.append(engine.analyze_batch([prep], topk=opts.topk, features=hidden,
-                                                        concurrent=streams > 1, attention=opts.attention)[0])
+                                                        concurrent=streams > 1, attention=opts.attention,
+                                                        ablate=opts.ablate)[0])
                 except Exception as exc:  # noqa: BLE001
                     results.append(exc)
         for (item, _), result in zip(group, results):
@@ -474,12 +485,13 @@ def run_local(
             try:
                 evidence = _evidence(engine, result, opts) if opts.explain else None
                 lens = engine.lens(result) if opts.lens else None
+                importance = engine.head_importance(result, ablate=opts.ablate) if opts.head_importance else None
             except Exception as exc:  # noqa: BLE001 - this image alone fails
                 writers.fail(item, exc)
                 continue
             if not opts.features:
                 result.hidden_states = None  # kept for the lens only: not sent to the writers
-            writers.submit(item, result, evidence, lens)
+            writers.submit(item, result, evidence, lens, importance)
 
     def start(group: list[tuple[InputItem, Any]]) -> None:
         """Run ``group`` on the next free stream (waits for one); raises what an earlier batch raised."""
