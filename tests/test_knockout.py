@@ -325,17 +325,43 @@ def test_head_importance_without_classifier_or_depth(photo):
         bare.head_importance(photo)
 
 
-def test_head_importance_of_a_classifier_alone(x):
-    """No depth head: no depth column; a 'cls+mean' head and registers are handled like the rest."""
-    net = build_model(tiny_config(depth_head="none", head_pool="cls+mean", num_register_tokens=2)).eval()
+@pytest.mark.parametrize("pool", ["cls", "cls+mean"])
+def test_head_importance_of_a_classifier_alone(x, pool):
+    """No depth head: no depth column; the last block computes CLS alone for a "cls" head (all tokens for
+    "cls+mean"); registers are handled like the rest."""
+    net = build_model(tiny_config(depth_head="none", head_pool=pool, num_register_tokens=2)).eval()
     randomize(net, seed=14)
     imp = compute_head_importance(net, x, labels=list("abcde"), batch_size=4)
     assert imp.depth_absrel is None and "depth_absrel" not in imp.rows()[0]
     with torch.no_grad():
         base = net(x).logits[0]
-        for layer, head in [(0, 0), (1, 2), (2, 1)]:
-            alone = net(x, head_mask=_mask(net, [(layer, head)])).logits[0]
-            assert imp.logit_drop[layer, head] == pytest.approx(float(base[imp.target] - alone[imp.target]), abs=TOL)
+        probs = torch.softmax(base, -1)
+        for layer in range(3):
+            for head in range(3):
+                alone = net(x, head_mask=_mask(net, [(layer, head)])).logits[0]
+                drop = float(base[imp.target] - alone[imp.target])
+                assert imp.logit_drop[layer, head] == pytest.approx(drop, abs=TOL)
+                drop = float(probs[imp.target] - torch.softmax(alone, -1)[imp.target])
+                assert imp.prob_drop[layer, head] == pytest.approx(drop, abs=TOL)
+    assert np.abs(imp.logit_drop).max() > 0.05
+
+
+def test_a_block_can_compute_the_first_tokens_alone(model, x):
+    with torch.no_grad():
+        tokens, _ = model.embed(x)
+        block = model.blocks[1]
+        mask = torch.tensor([[1.0, 0.0, 1.0]])
+        for fused in (True, False):
+            block.attn.fused = fused
+            try:
+                full, _ = block(tokens, head_mask=mask)
+                first, _ = block(tokens, head_mask=mask, queries=2)
+            finally:
+                block.attn.fused = True
+            assert first.shape == (1, 2, 24) and _max_diff(first, full[:, :2]) < TOL
+        first, attn = block(tokens, return_attention=True, queries=1)
+        full, full_attn = block(tokens, return_attention=True)
+        assert _max_diff(first, full[:, :1]) < TOL and _max_diff(attn, full_attn[:, :, :1]) < TOL
 
 
 # ------------------------------------------------------------------------------------------------ the command line

@@ -143,15 +143,20 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False,
                 recorder: Callable[..., torch.Tensor] | None = None,
-                head_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                head_mask: torch.Tensor | None = None,
+                queries: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``recorder(q, k, v, scale)``, when given, computes the attention output itself (and keeps what it needs
         of the probabilities: vitviz.attention.AttentionRecorder); else the fused kernel or the explicit product.
 
         ``head_mask``: ``[heads]`` or ``[B, heads]`` factors of the heads' outputs before the output projection
-        (1 keeps a head, 0 knocks it out); the attention probabilities returned or recorded are unchanged."""
+        (1 keeps a head, 0 knocks it out); the attention probabilities returned or recorded are unchanged.
+        ``queries``: the output of the first ``queries`` tokens alone (e.g. CLS's, where nothing else is read
+        afterwards); not with a recorder."""
         b, t, c = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B, heads, T, head_dim]
+        if queries is not None:
+            q, t = q[:, :, :queries], min(t, queries)
         if recorder is not None and not return_attention:
             attn, out = None, recorder(q, k, v, self.scale)
         elif self.fused and not return_attention:
@@ -209,9 +214,11 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False,
                 recorder: Callable[..., torch.Tensor] | None = None,
-                head_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y, attn = self.attn(self.norm1(x), return_attention, recorder, head_mask)
-        x = x + self.ls1(y)
+                head_mask: torch.Tensor | None = None,
+                queries: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``queries``: the first ``queries`` tokens' outputs alone (see :class:`Attention`)."""
+        y, attn = self.attn(self.norm1(x), return_attention, recorder, head_mask, queries)
+        x = (x if queries is None else x[:, :queries]) + self.ls1(y)
         x = x + self.ls2(self.mlp(self.norm2(x)))
         return x, attn
 
