@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QToolButton, QVBoxLayo
 
 from . import dialogs, paths
 from .file_menus import RecentFiles, fill_samples_menu
+from .heads import HeadTools
 from .live_mode import LiveMode
 from .model_picker import ModelPicker
 from .panels import (
@@ -25,6 +26,7 @@ from .panels import (
     PredictionsPanel,
 )
 from .panels.common import source_name
+from .panels.knockout_bar import heads_text
 from .presentation import PresentationView
 from .session import Session
 from .state import ViewState
@@ -146,6 +148,8 @@ class MainWindow(QMainWindow):
         self.view_menu.addSeparator()
         self.view_menu.addAction(self.act_present)
         bar.addMenu(self.view_menu)
+        self.heads = HeadTools(self)  # head knockout and importance
+        bar.addMenu(self.heads.menu)
         bar.addMenu(self.live.menu)
         self.picker = ModelPicker(self.session, self.act_checkpoint, self)
         bar.addMenu(self.picker.menu)
@@ -332,7 +336,8 @@ class MainWindow(QMainWindow):
         if shown is None:
             return
         result = shown.result
-        self.setWindowTitle(f"{source_name(result.source)} — vitviz")
+        out = f" — knocked out: {heads_text(result.ablated)}" if getattr(result, "ablated", None) else ""
+        self.setWindowTitle(f"{source_name(result.source)}{out} — vitviz")
         self.banner.dismiss_topics("image")
         if isinstance(self.session.current_source, str) and result.source == self.session.current_source:
             self.recent.add(self.session.current_source)  # an opened file (not a live frame)

@@ -25,7 +25,8 @@ class Session(QObject):
     ``busy_changed(busy)``, ``activity(text)`` (what it is busy with), ``download_progress(done, total)``,
     ``load_cancelled()`` (the user stopped a download; the previous model stays), ``evidence_ready(result,
     evidence)`` (class-evidence gradients for a result), ``query_ready(result, patch)`` (a clicked patch's
-    attention rows, now cached in the result).
+    attention rows, now cached in the result), ``importance_progress(done, total)`` and ``importance_ready(result,
+    importance)`` (head importance, :mod:`vitviz.importance`).
     """
 
     environment_ready = Signal(dict)
@@ -41,15 +42,18 @@ class Session(QObject):
     evidence_ready = Signal(object, object)
     query_ready = Signal(object, int)
     map_ready = Signal(object)
+    importance_progress = Signal(int, int)
+    importance_ready = Signal(object, object)
 
     # requests to the worker (queued across threads)
     _req_warm_up = Signal()
     _req_model = Signal(int, str, str, object)
-    _req_analyze = Signal(int, object)
+    _req_analyze = Signal(int, object, object)
     _req_export = Signal(int, object, str, dict)
     _req_explain = Signal(int, object, object)
     _req_query = Signal(int, object, int)
     _req_map = Signal(int, object, object)
+    _req_importance = Signal(int, object, object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +62,7 @@ class Session(QObject):
         self.pending: set[int] = set()
         self.latest_model_req = 0
         self.latest_image_req = 0
+        self.latest_importance_req = 0
         self.model_spec: str | None = None  # of the loaded model
         self.device = "auto"  # asked for (the loaded model's, unless a load is pending)
         self.depth_model: str | None = None
@@ -80,6 +85,7 @@ class Session(QObject):
         self._req_explain.connect(self.worker.explain)
         self._req_query.connect(self.worker.query)
         self._req_map.connect(self.worker.evidence_map)
+        self._req_importance.connect(self.worker.importance)
         self.worker.environment_ready.connect(self.environment_ready)
         self.worker.model_ready.connect(self._on_model_ready)
         self.worker.analysis_ready.connect(self._on_analysis_ready)
@@ -92,6 +98,8 @@ class Session(QObject):
         self.worker.evidence_ready.connect(self._on_evidence_ready)
         self.worker.query_ready.connect(self._on_query_ready)
         self.worker.map_ready.connect(self._on_map_ready)
+        self.worker.importance_progress.connect(self._on_importance_progress)
+        self.worker.importance_ready.connect(self._on_importance_ready)
         self.thread.start()
         self._warming = False
 
@@ -127,13 +135,32 @@ class Session(QObject):
         self._req_model.emit(req, spec, self.device, self.depth_model)
         return req
 
-    def analyze(self, source: Any) -> int:
-        """Analyse ``source`` (a path or ``(array, name)``); older analyses are cancelled between stages."""
-        req = self.latest_image_req = self._next(f"Analysing {source_name(source)}…")
+    def analyze(self, source: Any, ablate: Any = ()) -> int:
+        """Analyse ``source`` (a path or ``(array, name)``) with the heads ``ablate`` ((layer, head) pairs)
+        knocked out; older analyses are cancelled between stages."""
+        ablate = [tuple(pair) for pair in ablate]
+        doing = (f"Knocking out {len(ablate)} head{'s' * (len(ablate) != 1)}…" if ablate
+                 else f"Analysing {source_name(source)}…")
+        req = self.latest_image_req = self._next(doing)
         self.tracker.latest_analysis = req
         self.requested_source = source
         self._update_busy()
-        self._req_analyze.emit(req, source)
+        self._req_analyze.emit(req, source, ablate)
+        return req
+
+    def supersede_analysis(self) -> None:
+        """Drop the pending analyses (their answers are ignored, a running one is cancelled between stages): what
+        is shown now stays, e.g. the whole model's analysis brought back by "Restore the model"."""
+        self._seq += 1
+        self.latest_image_req = self.tracker.latest_analysis = self._seq
+        self.requested_source = self.current_source
+
+    def importance(self, result: Any, target: int | None) -> int:
+        """Rank every head of a displayed ``result`` by what knocking it out alone does to class ``target`` (None:
+        the top one), on the worker; progress comes as ``importance_progress``."""
+        req = self.latest_importance_req = self._next("Ranking the heads by importance…")
+        self._update_busy()
+        self._req_importance.emit(req, result, target)
         return req
 
     def export(self, result: Any, folder: str, options: dict) -> int:
@@ -236,6 +263,15 @@ class Session(QObject):
     def _on_map_ready(self, req: int, result: Any) -> None:
         self._finish(req)
         self.map_ready.emit(result)
+
+    def _on_importance_progress(self, req: int, done: int, total: int) -> None:
+        if req == self.latest_importance_req:
+            self.importance_progress.emit(done, total)
+
+    def _on_importance_ready(self, req: int, result: Any, importance: Any) -> None:
+        self._finish(req)
+        if req == self.latest_importance_req:
+            self.importance_ready.emit(result, importance)
 
     def _on_load_cancelled(self, req: int) -> None:
         self._finish(req)

@@ -45,6 +45,17 @@ class ViewState(QObject):
             than the kept rows, for a large model, is computed on the worker; :meth:`map_ready` brings the answer.
         model_requested(spec): a view offers another model (e.g. a photo model for a photo); the window loads it.
         status(text): a one-line description for the status bar (hover readouts).
+        head_selection_changed(heads): the set of (layer, head) picked for a knockout (Ctrl-click on a head).
+        knockout_requested(heads): re-analyse the shown image with these heads knocked out (the window asks the
+            worker; the answer comes back through :meth:`show` with ``result.ablated`` set).
+        knockout_changed(heads): the heads knocked out in the displayed result ([]: the whole model).
+        model_restored(): :meth:`restore_model` brought back the whole model's analysis (pending knockouts are moot).
+        importance_requested(result, target class or None): rank every head of ``result`` by what knocking it out
+            alone does (the window asks the worker; :meth:`set_importance` brings the answer).
+        importance_changed(): head importance arrived for the displayed result.
+
+    While heads are knocked out, ``original`` is the un-ablated :class:`~vitviz.app.worker.Shown` of the same image
+    (kept, not recomputed: :meth:`restore_model` shows it again).
 
     ``threshold``, when not None, is the DINO-style view of every map: only the smallest set of patches that holds
     that fraction of the map's mass is shown (it changes with ``attention_style_changed`` and ``evidence_changed``).
@@ -67,6 +78,12 @@ class ViewState(QObject):
     map_requested = Signal(object, object)
     model_requested = Signal(str)
     status = Signal(str)
+    head_selection_changed = Signal(object)
+    knockout_requested = Signal(object)
+    knockout_changed = Signal(object)
+    model_restored = Signal()
+    importance_requested = Signal(object, object)
+    importance_changed = Signal()
 
     def __init__(self, parent: QObject | None = None, *, cmap: str = "inferno", depth_cmap: str = "turbo",
                  opacity: float = 0.6, normalisation: str = "head", grid: bool = True, smooth: bool = True) -> None:
@@ -86,6 +103,11 @@ class ViewState(QObject):
         self.discard_ratio: float | None = None  # None: the method's default (vitviz.explain.DEFAULT_DISCARD)
         self.threshold: float | None = None  # DINO-style mass threshold view of every map; None: off
         self.evidence: Any = None  # vitviz.explain.Evidence of the displayed result, with the gradients held so far
+        self.selected_heads: frozenset[tuple[int, int]] = frozenset()  # (layer, head) picked for a knockout
+        self.knocked_out: list[tuple[int, int]] = []  # heads knocked out in the displayed result
+        self.original: Shown | None = None  # the un-ablated analysis of the shown image while heads are knocked out
+        self.depth_change = False  # the Depth view shows the knockout's change instead of the depth
+        self._importance: tuple[Any, Any] | None = None  # (result, vitviz.importance.HeadImportance)
         self.cmap = cmap if cmap in COLORMAPS else "inferno"
         self.depth_cmap = depth_cmap if depth_cmap in COLORMAPS else "turbo"
         self.opacity = float(min(1.0, max(0.0, opacity)))
@@ -146,9 +168,16 @@ class ViewState(QObject):
 
     def show(self, shown: Shown) -> None:
         """Display a finished analysis; keeps the layer and query where they still make sense."""
-        previous = self.result
+        previous_shown, previous = self.shown, self.result
         result = shown.result
         self.shown, self.preview = shown, None
+        knocked = list(getattr(result, "ablated", None) or [])
+        if not knocked:
+            self.original = None
+        elif (self.original is None and previous is not None and not getattr(previous, "ablated", None)
+              and previous.source == result.source):
+            self.original = previous_shown  # the whole model's view of this image, for restoring and comparing
+        knockout_changed, self.knocked_out = knocked != self.knocked_out, knocked
         model = self.model
         if model is not None and result.model_name == model.name and result.device != model.device:
             # the engine moved the model (a GPU out-of-memory fallback to the CPU): the details follow it
@@ -166,14 +195,72 @@ class ViewState(QObject):
             self.layer = result.num_layers - 1  # start on the last layer
         if previous is None or previous.num_heads != result.num_heads:
             self.head = None
+        if previous is None or (previous.num_layers, previous.num_heads) != (result.num_layers, result.num_heads):
+            self.selected_heads = frozenset()
         if previous is None or previous.labels != result.labels:
             self.target = None
         self.evidence = None  # gradients belong to one image: asked for again when a view needs them
         self.layer = min(self.layer, max(0, result.num_layers - 1))
         self.hover = None
         self.result_changed.emit(shown)
+        if knockout_changed:
+            self.knockout_changed.emit(list(knocked))
         if self.pending_query is not None:
             self.query_requested.emit(result, self.pending_query)
+
+    # ------------------------------------------------------------------------------------------------ heads
+
+    def toggle_head_selection(self, layer: int, head: int) -> None:
+        """Pick (layer, head) for a knockout, or unpick it when it is picked."""
+        result = self.result
+        if result is None or not (0 <= layer < result.num_layers and 0 <= head < result.num_heads):
+            return
+        self.selected_heads = self.selected_heads ^ {(int(layer), int(head))}
+        self.head_selection_changed.emit(self.selected_heads)
+
+    def clear_head_selection(self) -> None:
+        if self.selected_heads:
+            self.selected_heads = frozenset()
+            self.head_selection_changed.emit(self.selected_heads)
+
+    def request_knockout(self, heads: Any = None) -> None:
+        """Re-analyse the shown image without ``heads`` (default: the picked ones)."""
+        heads = sorted(self.selected_heads if heads is None else {(int(l), int(h)) for l, h in heads})
+        if self.shown is not None and heads:
+            self.knockout_requested.emit(heads)
+
+    def restore_model(self) -> bool:
+        """Show the whole model's analysis of the image again (the one kept while heads were knocked out) and
+        forget the picked heads; False when no heads are knocked out."""
+        if self.original is None:
+            return False
+        self.show(self.original)
+        self.clear_head_selection()
+        self.model_restored.emit()
+        return True
+
+    def set_depth_change(self, on: bool) -> None:
+        """Show the knockout's change of the depth map (knocked out − whole model) instead of the depth."""
+        if bool(on) != self.depth_change:
+            self.depth_change = bool(on)
+            self.depth_style_changed.emit()
+
+    @property
+    def importance(self) -> Any:
+        """The :class:`vitviz.importance.HeadImportance` of the displayed result, or None (not ranked yet)."""
+        held = self._importance
+        return held[1] if held is not None and held[0] is self.result and self.result is not None else None
+
+    def request_importance(self) -> None:
+        """Rank the heads of the displayed result for the shown class (the worker computes it)."""
+        if self.result is not None:
+            self.importance_requested.emit(self.result, self.target_class)
+
+    def set_importance(self, result: Any, importance: Any) -> None:
+        """Head importance computed for ``result`` (kept with it: restoring the model brings it back)."""
+        self._importance = (result, importance)
+        if result is self.result:
+            self.importance_changed.emit()
 
     # ------------------------------------------------------------------------------------------------ evidence
 
@@ -247,6 +334,9 @@ class ViewState(QObject):
     def show_preview(self, preview: Preview) -> None:
         """Show an image that could not be analysed because no model is loaded."""
         self.shown, self.preview, self.query, self.hover = None, preview, None, None
+        self.original, knocked, self.knocked_out = None, self.knocked_out, []
+        if knocked:
+            self.knockout_changed.emit([])
         self.result_changed.emit(None)
         self.preview_changed.emit(preview)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
-from ..errors import LoadCancelled
+from ..errors import LoadCancelled, VitvizError
 from ..features import FeatureSet
 
 __all__ = ["RequestTracker", "AnalysisWorker", "ModelSummary", "Shown", "describe_error"]
@@ -117,6 +117,8 @@ class AnalysisWorker(QObject):
     evidence_ready = Signal(int, object, object)  # request id, the AnalysisResult, vitviz.explain.Evidence
     query_ready = Signal(int, object, int)  # request id, the AnalysisResult, the patch whose rows are now cached
     map_ready = Signal(int, object)  # request id, the AnalysisResult one of whose maps is now cached
+    importance_progress = Signal(int, int, int)  # request id, heads done, heads in all
+    importance_ready = Signal(int, object, object)  # request id, the AnalysisResult, vitviz.importance.HeadImportance
 
     def __init__(self, tracker: RequestTracker, topk: int = 5) -> None:
         super().__init__()
@@ -209,8 +211,9 @@ class AnalysisWorker(QObject):
 
     # -- analysis --------------------------------------------------------------------------------------------
 
-    @Slot(int, object)
-    def analyze(self, request_id: int, source: object) -> None:
+    @Slot(int, object, object)
+    def analyze(self, request_id: int, source: object, ablate: object = ()) -> None:
+        """Analyse ``source``; ``ablate``: (layer, head) pairs knocked out (``result.ablated`` lists them)."""
         cancelled = lambda: self.tracker.is_stale(request_id)  # noqa: E731
         try:
             if cancelled():
@@ -220,7 +223,7 @@ class AnalysisWorker(QObject):
                 self._preview(request_id, source)
                 return
             result = self.engine.analyze(self._as_input(source), topk=self.topk, cancelled=cancelled,
-                                         keep_display_image=True, features=True)
+                                         keep_display_image=True, features=True, ablate=list(ablate or ()))
             if result is None or cancelled():
                 return
             features = None
@@ -305,6 +308,34 @@ class AnalysisWorker(QObject):
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             self.failed.emit(request_id, "query", describe_error(exc, "computing the rollout"))
+        finally:
+            self.finished.emit(request_id)
+
+    # -- head importance -------------------------------------------------------------------------------------
+
+    @Slot(int, object, object)
+    def importance(self, request_id: int, result: object, target: object) -> None:
+        """Knock out every head of ``result``'s model alone (its knocked-out heads stay out) and measure the
+        ``target`` class (None: the top one) and the depth map; progress after each batch of heads."""
+        try:
+            if self.engine is None or self.tracker.closing:
+                return
+            if result.model_name != self.engine.info.name:
+                raise VitvizError("the model changed since this image was analysed: rank the heads again")
+
+            def progress(done: int, total: int) -> None:
+                if self.tracker.closing:
+                    raise LoadCancelled("the window is closing")
+                self.importance_progress.emit(request_id, int(done), int(total))
+
+            importance = self.engine.head_importance(result, target, progress=progress, ablate=list(result.ablated))
+            self.importance_ready.emit(request_id, result, importance)
+        except LoadCancelled:
+            pass
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self.failed.emit(request_id, "importance", describe_error(exc, "ranking the heads"))
         finally:
             self.finished.emit(request_id)
 

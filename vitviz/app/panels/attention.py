@@ -9,8 +9,9 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlid
 
 from ...render import COLORMAPS, colormap_lut, overlay
 from ..state import ViewState
-from ..widgets import ColorBar, MapDialog, Panel, TileGrid
+from ..widgets import KNOCKED_OUT, PICKED, ColorBar, MapDialog, Panel, TileGrid
 from .common import WrappedLabel, combo, set_combo_text
+from .knockout_bar import KnockoutButtons
 from .layer_slider import LayerSlider
 from .threshold import ThresholdControl, apply_threshold
 
@@ -33,6 +34,8 @@ class AttentionPanel(Panel):
         self.cls_button.clicked.connect(lambda: state.set_query(None))
         self.cls_button.hide()
         self.add_header_widget(self.cls_button)
+        self.knockout_buttons = KnockoutButtons(state)
+        self.add_header_widget(self.knockout_buttons)
         # two rows of controls, so that the panel fits a 1280-pixel window: layer and opacity; threshold and colours
         self.body.addLayout(self._build_controls())
         self.threshold = ThresholdControl(state)
@@ -44,11 +47,12 @@ class AttentionPanel(Panel):
         self.body.addLayout(second)
         self.tiles = TileGrid(placeholder="Attention maps of every head appear here.")
         self.tiles.tile_clicked.connect(self.open_detail)
+        self.tiles.tile_ctrl_clicked.connect(self._toggle_head)
         self.tiles.tile_hovered.connect(self._on_tile_hover)
         self.body.addWidget(self.tiles, 1)
         self.legend = ColorBar(Qt.Orientation.Horizontal)
         self.body.addWidget(self.legend)
-        hint = WrappedLabel("Click a map to enlarge it · click a patch of the input to see what that patch attends "
+        hint = WrappedLabel("Click a map to enlarge it · Ctrl-click heads to knock them out · click a patch of the input to see what that patch attends "
                             "to · ← → change the layer")
         hint.setObjectName("Muted")
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -63,6 +67,8 @@ class AttentionPanel(Panel):
         state.attention_style_changed.connect(self.refresh)
         state.hover_changed.connect(self._on_hover)
         state.grid_changed.connect(self._on_grid)
+        state.head_selection_changed.connect(lambda _h: self._mark_heads())
+        state.knockout_changed.connect(lambda _h: self._mark_heads())
 
     def _build_controls(self) -> QHBoxLayout:
         state = self.state
@@ -152,8 +158,7 @@ class AttentionPanel(Panel):
             tile.set_image(rgb)
             tile.set_marked_patch(query)
         n = len(heads)
-        for i in range(n):
-            self.tiles.tiles[i].set_caption(f"head {i}")
+        self._mark_heads()
         self.tiles.tiles[n].set_caption("mean of heads")
         self.tiles.tiles[n + 1].set_caption(f"rollout 0–{layer}")
         self.values, self.ranges = values, ranges
@@ -166,6 +171,23 @@ class AttentionPanel(Panel):
             self.legend.set_scale(lut, None, None, end_labels=("low (each map's min)", "high (each map's max)"))
         self._update_mode(n)
         self._update_detail()
+
+    def _mark_heads(self) -> None:
+        """Caption and frame the heads of the layer that are picked for a knockout or knocked out."""
+        state = self.state
+        if state.shown is None or len(self.tiles.tiles) < 2:
+            return
+        out = set(state.knocked_out)
+        for i, tile in enumerate(self.tiles.tiles[:-2]):
+            key = (state.layer, i)
+            mark = KNOCKED_OUT if key in out else PICKED if key in state.selected_heads else None
+            tile.set_mark(mark)
+            tile.set_caption(f"head {i}" + (" · knocked out" if key in out else " · picked" if mark else ""))
+
+    def _toggle_head(self, tile: int) -> None:
+        """Ctrl-click on a head's tile: pick it for a knockout, or unpick it."""
+        if self.state.shown is not None and tile < len(self.tiles.tiles) - 2:
+            self.state.toggle_head_selection(self.state.layer, tile)
 
     def _sync_style_controls(self) -> None:
         state = self.state

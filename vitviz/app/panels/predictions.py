@@ -75,13 +75,19 @@ class PredictionsPanel(Panel):
             self.chart.show_placeholder("This model has no classification head.")
             self.set_title("Predictions")
             return
-        self.chart.set_predictions([(p.label, p.probability) for p in result.predictions])
+        original = self.state.original.result if self.state.original is not None and result.ablated else None
+        before = None
+        if original is not None and original.probabilities is not None:
+            before = [float(original.probabilities[p.index]) for p in result.predictions]
+        self.chart.set_predictions([(p.label, p.probability) for p in result.predictions], before)
         self._mark_target()
         top = result.predictions[0]
+        about = (f" · {len(result.ablated)} head{'s' * (len(result.ablated) != 1)} knocked out: change against the "
+                 "whole model" if before is not None else f" · top {len(result.predictions)} of {len(result.labels)} "
+                 "classes")
         self.set_title(
             f"Prediction: <span style='color:#1f6feb'>{html(top.label)}</span> "
-            f"<span style='font-weight:400'>{format_percent(top.probability)}</span>"
-            + muted(f" · top {len(result.predictions)} of {len(result.labels)} classes")
+            f"<span style='font-weight:400'>{format_percent(top.probability)}</span>" + muted(about)
         )
 
     def _show_note(self, result) -> None:

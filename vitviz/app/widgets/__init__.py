@@ -15,13 +15,15 @@ from .prediction_chart import PredictionChart
 from .qimage import to_qimage
 from .static_plot import static_plot
 from .steady_text import SteadyText
-from .style import ACCENT, HOVER, STYLE
+from .style import ACCENT, HOVER, KNOCKED_OUT, PICKED, STYLE
 from .tile_grid import TileGrid
 
 __all__ = [
     "STYLE",
     "ACCENT",
     "HOVER",
+    "PICKED",
+    "KNOCKED_OUT",
     "SteadyText",
     "to_qimage",
     "nice_ticks",

@@ -41,6 +41,8 @@ class ImageCanvas(QWidget):
         self.hover_patch: int | None = None
         self.marked_patch: int | None = None
         self.selected = False
+        self.mark: QColor | None = None  # a frame of this colour round the image (e.g. a head picked or knocked out)
+        self.click_modifiers = Qt.KeyboardModifier.NoModifier  # the keyboard modifiers of the last click
         self.clickable = False
         self.smooth = True
         self.margin = 2
@@ -100,6 +102,12 @@ class ImageCanvas(QWidget):
     def set_selected(self, selected: bool) -> None:
         if selected != self.selected:
             self.selected = selected
+            self.update()
+
+    def set_mark(self, color: QColor | None) -> None:
+        """Frame the image in ``color`` (None: no frame)."""
+        if color != self.mark:
+            self.mark = color
             self.update()
 
     def set_clickable(self, clickable: bool) -> None:
@@ -218,6 +226,7 @@ class ImageCanvas(QWidget):
             dragged, self._press, self._dragging = self._dragging, None, False
             self.set_clickable(self.clickable)  # restore the cursor
             if not dragged:
+                self.click_modifiers = event.modifiers()
                 self.clicked.emit(self.to_image(event.position()))
             event.accept()
             return
@@ -250,6 +259,7 @@ class ImageCanvas(QWidget):
             event.accept()
             return
         if event.button() == Qt.MouseButton.LeftButton:
+            self.click_modifiers = event.modifiers()
             self.clicked.emit(self.to_image(event.position()))
             event.accept()
             return
@@ -297,6 +307,9 @@ class ImageCanvas(QWidget):
             p.drawRect(pr)
             p.setPen(QPen(QUERY, 2))
             p.drawRect(pr)
+        if self.mark is not None:
+            p.setPen(QPen(self.mark, 5, Qt.PenStyle.DashLine))
+            p.drawRect(r.adjusted(2, 2, -2, -2))
         if self.selected:
             p.setPen(QPen(ACCENT, 3))
             p.drawRect(r.adjusted(-1, -1, 1, 1))

@@ -22,7 +22,8 @@ class PredictionChart(QWidget):
     """Top-k class probabilities as a horizontal bar chart (pyqtgraph), best at the top, labels never clipped.
 
     A click on a bar (or its label) emits ``bar_clicked(row)``, row 0 being the top bar; ``set_selected(row)``
-    outlines one bar.
+    outlines one bar. With ``before`` probabilities (e.g. the whole model's, while heads are knocked out), each bar
+    shows its change in percentage points beside its percentage, and a faint mark where it was.
     """
 
     MAX_LABEL_CHARS = 36
@@ -34,6 +35,8 @@ class PredictionChart(QWidget):
         self._plot: Any = None  # the pyqtgraph PlotWidget, made after the window's first paint (see _build_plot)
         self._labels: list[str] = []
         self._probs: list[float] = []
+        self._before: list[float] | None = None
+        self._marks: Any = None  # the faint marks of the ``before`` probabilities
         self.selected: int | None = None
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
@@ -112,6 +115,16 @@ class PredictionChart(QWidget):
     def probabilities(self) -> list[float]:
         return list(self._probs)
 
+    def deltas(self) -> list[str]:
+        """The change shown beside each bar, top first (e.g. "−12.3 pts"); [] without ``before``."""
+        if self._before is None:
+            return []
+        return [_delta(p, b) for p, b in zip(self._probs, self._before)]
+
+    def _bar_text(self, row: int) -> str:
+        text = format_percent(self._probs[row])
+        return text if self._before is None else f"{text}  {_delta(self._probs[row], self._before[row])}"
+
     def show_placeholder(self, text: str) -> None:
         self.set_predictions([])
         if self._plot is not None:
@@ -122,7 +135,10 @@ class PredictionChart(QWidget):
     def _elide(self, label: str) -> str:
         return label if len(label) <= self.MAX_LABEL_CHARS else label[: self.MAX_LABEL_CHARS - 1] + "…"
 
-    def set_predictions(self, predictions: Sequence[tuple[str, float]]) -> None:
+    def set_predictions(self, predictions: Sequence[tuple[str, float]], before: Sequence[float] | None = None) -> None:
+        """Show ``predictions`` (label, probability), best first; ``before``: each class's probability to compare
+        with (None: no comparison)."""
+        self._before = None if before is None or not predictions else [float(b) for b in before]
         if not predictions and self._plot is None:
             self._labels, self._probs = [], []
             return
@@ -136,6 +152,7 @@ class PredictionChart(QWidget):
             self._outlined = None
         self._labels = [label for label, _ in predictions]
         self._probs = [float(p) for _, p in predictions]
+        self._draw_marks(item)
         if not predictions:
             item.getAxis("left").setTicks([[]])
             self._axis_key = None
@@ -148,8 +165,8 @@ class PredictionChart(QWidget):
         if self._items:
             # As many bars as before: update the items in place (creating pyqtgraph items costs more than drawing).
             self._items[1].setOpts(width=probs)
-            for text, y, p in zip(self._items[2:], ys, probs):
-                text.setText(format_percent(float(p)), color=text_color)
+            for row, (text, y) in enumerate(zip(self._items[2:], ys)):
+                text.setText(self._bar_text(row), color=text_color)
                 text.setPos(1.02, float(y))
         else:
             brushes = [pg.mkBrush(ACCENT)] + [pg.mkBrush("#9fb3c8")] * (n - 1)
@@ -162,13 +179,13 @@ class PredictionChart(QWidget):
             item.addItem(bars)
             self._items.append(bars)
             self.set_selected(self.selected if self.selected is not None and self.selected < n else None)
-            for y, p in zip(ys, probs):
-                text = pg.TextItem(format_percent(float(p)), color=text_color, anchor=(0, 0.5))
+            for row, y in enumerate(ys):
+                text = pg.TextItem(self._bar_text(row), color=text_color, anchor=(0, 0.5))
                 text.setPos(1.02, float(y))
                 item.addItem(text)
                 self._items.append(text)
         shown = [self._elide(label) for label in self._labels]
-        axis_key = (tuple(shown), self.font().key(), text_color.rgba(), self.plot.width())
+        axis_key = (tuple(shown), self.font().key(), text_color.rgba(), self.plot.width(), self._before is None)
         if axis_key == self._axis_key:  # same classes in the same order (a live frame): the axis and ranges stay
             return
         self._axis_key = axis_key
@@ -180,11 +197,31 @@ class PredictionChart(QWidget):
         fm = QFontMetrics(font)
         axis.setWidth(max(fm.horizontalAdvance(s) for s in shown) + 16)
         # room on the right of the bar tracks for the "100.0%" column
-        room = (QFontMetrics(font).horizontalAdvance("100.0%") + 16) / max(60.0, self.plot.width() - axis.width())
-        item.setXRange(0.0, 1.0 + max(0.12, room), padding=0)
+        widest = "100.0%" if self._before is None else "100.0%  −100.0 pts"
+        room = (QFontMetrics(font).horizontalAdvance(widest) + 16) / max(60.0, self.plot.width() - axis.width())
+        item.setXRange(0.0, 1.0 + min(1.5, max(0.12, room)), padding=0)
         item.setYRange(-0.6, n - 0.4, padding=0)
+
+    def _draw_marks(self, item: Any) -> None:
+        """A faint tick where each bar ended before (none without ``before``)."""
+        pg = self._pg
+        if self._marks is None:
+            self._marks = pg.ScatterPlotItem(symbol="|", size=22, pen=pg.mkPen("#5b6470", width=2), brush=None)
+            self._marks.setZValue(5)
+            item.addItem(self._marks)
+        if self._before is None:
+            self._marks.setData([], [])
+            return
+        ys = np.arange(len(self._probs), dtype=float)[::-1]
+        self._marks.setData(np.asarray(self._before), ys)
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
         if self._labels and self._plot is not None:
-            self.set_predictions(list(zip(self._labels, self._probs)))
+            self.set_predictions(list(zip(self._labels, self._probs)), self._before)
+
+
+def _delta(p: float, before: float) -> str:
+    """The change from ``before`` to ``p`` in percentage points, with a true minus sign: "−12.3 pts"."""
+    points = (p - before) * 100.0
+    return f"{'−' if points < 0 else '+'}{abs(points):.1f} pts"

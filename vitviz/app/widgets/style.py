@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor
 
-__all__ = ["ACCENT", "QUERY", "HOVER", "TEXT_MUTED", "STYLE"]
+__all__ = ["ACCENT", "QUERY", "HOVER", "TEXT_MUTED", "PICKED", "KNOCKED_OUT", "STYLE"]
 
 ACCENT = QColor("#1f6feb")  # selection, top prediction
 QUERY = QColor("#00d8ff")  # the query patch
 HOVER = QColor("#ffcc33")  # the hovered patch
 TEXT_MUTED = QColor("#5b6470")
+PICKED = QColor("#f08c00")  # a head picked for a knockout (Ctrl-click)
+KNOCKED_OUT = QColor("#d1242f")  # a knocked-out head
 STYLE = """
 QFrame#Panel { background: palette(base); border: 1px solid #d5dbe3; border-radius: 8px; }
 QLabel#PanelTitle { font-weight: 600; }

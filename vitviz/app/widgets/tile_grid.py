@@ -18,6 +18,7 @@ class TileGrid(QWidget):
     """A grid of captioned :class:`ImageCanvas` tiles, laid out to make the tiles as large as possible."""
 
     tile_clicked = Signal(int)
+    tile_ctrl_clicked = Signal(int)  # a click with Ctrl (Cmd on macOS) held
     tile_hovered = Signal(int, object)  # tile index, (x, y) image pixel or None
 
     def __init__(self, parent: QWidget | None = None, placeholder: str = "") -> None:
@@ -38,12 +39,16 @@ class TileGrid(QWidget):
             tile.set_opaque()
             tile.set_clickable(True)
             tile.min_grid_step = 14.0
-            tile.clicked.connect(lambda _pos, i=i: self.tile_clicked.emit(i))
+            tile.clicked.connect(lambda _pos, i=i: self._on_click(i))
             tile.hovered.connect(lambda pos, i=i: self.tile_hovered.emit(i, pos))
             tile.show()
             self.tiles.append(tile)
         self._relayout()
         self.update()
+
+    def _on_click(self, i: int) -> None:
+        ctrl = bool(self.tiles[i].click_modifiers & Qt.KeyboardModifier.ControlModifier)
+        (self.tile_ctrl_clicked if ctrl else self.tile_clicked).emit(i)
 
     def set_aspect(self, aspect: float) -> None:
         self._aspect = max(0.05, float(aspect))
