@@ -164,9 +164,10 @@ class Attention(nn.Module):
         else:
             attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
             out = attn @ v
-        if head_mask is not None:  # out: [B, heads, T, head_dim]
-            out = out * head_mask.to(out.dtype).reshape(-1, self.num_heads, 1, 1)
-        out = out.transpose(1, 2).reshape(b, t, c)
+        out = out.transpose(1, 2)  # [B, T, heads, head_dim]: contiguous from the fused kernel
+        if head_mask is not None:
+            out = out * head_mask.to(out.dtype).reshape(-1, 1, self.num_heads, 1)
+        out = out.reshape(b, t, c)
         return self.proj(out), attn if return_attention else None
 
 
