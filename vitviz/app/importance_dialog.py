@@ -47,7 +47,7 @@ class ImportanceDialog(QDialog):
         super().__init__(parent)
         self.state, self.settings = state, settings
         self.setWindowTitle("Head importance — vitviz")
-        self.resize(520, 560)
+        self.resize(600, 560)
         column = QVBoxLayout(self)
         self.caption = QLabel("")
         self.caption.setWordWrap(True)
@@ -57,6 +57,7 @@ class ImportanceDialog(QDialog):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setStretchLastSection(True)
         self.table.cellDoubleClicked.connect(self._pick)
         column.addWidget(self.table, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)

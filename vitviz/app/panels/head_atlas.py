@@ -23,6 +23,16 @@ from .knockout_bar import KnockoutButtons
 
 __all__ = ["HeadAtlasPanel", "MEASURES"]
 
+ABOUT = {  # the line under the plot, per measure
+    "distance": "Each point is one head (hover to name it). Low distance: the head looks at neighbouring patches; "
+                "high: across the image. Click a point to pick its layer and head; Ctrl-click to pick it for a knockout.",
+    "entropy": "Each point is one head (hover to name it). Low entropy: the class token looks at a few patches; "
+               "high: all over the image. Click a point to pick its layer and head; Ctrl-click to pick it for a "
+               "knockout.",
+    "importance": "Each point is one head: how many points the shown class's probability drops when that head alone is "
+                  "knocked out (above 0: the head helped). Ctrl-click points to pick heads, then Knock out.",
+}
+
 MEASURES = {"distance": ("Mean attention distance", "pixels"), "entropy": ("CLS attention entropy", "nats"),
             "importance": ("Importance (prob drop)", "pts")}
 
@@ -53,8 +63,7 @@ class HeadAtlasPanel(LazyPanel):
         side.addWidget(self.head_caption)
         self.row.addLayout(side, 1)
         self.body.addLayout(self.row, 1)
-        self.info = QLabel("Each point is one head (hover to name it). Low distance: the head looks at neighbouring "
-                           "patches; high: across the image. Click a point to pick its layer and head.")
+        self.info = QLabel(ABOUT["distance"])
         self.info.setObjectName("Muted")
         self.info.setWordWrap(True)
         self.body.addWidget(self.info)
@@ -90,6 +99,7 @@ class HeadAtlasPanel(LazyPanel):
         if measure in MEASURES:
             self.measure = measure
             self.measure_combo.setCurrentIndex(list(MEASURES).index(measure))
+            self.info.setText(ABOUT[measure])
             self.refresh()
 
     def values(self) -> np.ndarray | None:

@@ -198,7 +198,8 @@ class PredictionChart(QWidget):
         axis.setWidth(max(fm.horizontalAdvance(s) for s in shown) + 16)
         # room on the right of the bar tracks for the "100.0%" column
         widest = "100.0%" if self._before is None else "100.0%  −100.0 pts"
-        room = (QFontMetrics(font).horizontalAdvance(widest) + 16) / max(60.0, self.plot.width() - axis.width())
+        text = QFontMetrics(font).horizontalAdvance(widest) + 16
+        room = text / max(30.0, self.plot.width() - axis.width() - text)  # the text's share of the range beyond 1
         item.setXRange(0.0, 1.0 + min(1.5, max(0.12, room)), padding=0)
         item.setYRange(-0.6, n - 0.4, padding=0)
 
