@@ -92,7 +92,8 @@ class ImportanceDialog(QDialog):
                     item = _Number(float(value), str(value))
                 else:
                     shown = value * 100 if key != "logit_drop" else value
-                    item = _Number(float(value), "—" if math.isnan(value) else f"{shown:+.3f}")
+                    sign = "+" if key != "depth_absrel" else ""  # a drop can be negative, a change cannot
+                    item = _Number(float(value), "—" if math.isnan(value) else f"{shown:{sign}.3f}")
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(3 if not math.isnan(rows[0]["prob_drop"]) else columns - 1, Qt.SortOrder.DescendingOrder)
