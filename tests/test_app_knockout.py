@@ -103,3 +103,16 @@ def test_rank_heads_by_importance_on_the_worker(qtbot, window, photo, tiny_check
     window.atlas_panel.set_measure("importance")
     np.testing.assert_allclose(window.atlas_panel.values(), importance.prob_drop * 100)
     assert len(window.atlas_panel.points) == len(rows)
+
+
+def test_restore_drops_a_pending_knockout(qtbot, window, photo):
+    first = open_and_wait(qtbot, window, photo)
+    state = window.state
+    with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT):
+        state.request_knockout([(0, 0)])
+    state.toggle_head_selection(1, 2)
+    state.request_knockout()  # still on the worker when the model is restored
+    assert state.restore_model()
+    assert window.current_result is first
+    qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
+    assert window.current_result is first and state.knocked_out == []

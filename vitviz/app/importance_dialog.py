@@ -96,7 +96,8 @@ class ImportanceDialog(QDialog):
                     item = _Number(float(value), "—" if math.isnan(value) else f"{shown:{sign}.3f}")
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
-        self.table.sortByColumn(3 if not math.isnan(rows[0]["prob_drop"]) else columns - 1, Qt.SortOrder.DescendingOrder)
+        by = 3 if not math.isnan(rows[0]["prob_drop"]) else columns - 1  # the class's drop, else the depth change
+        self.table.sortByColumn(by, Qt.SortOrder.DescendingOrder)
         self.table.resizeColumnsToContents()
         what = (f"class <b>{html(imp.target_label)}</b> (probability {imp.probability:.1%})" if imp.target_label
                 is not None else "the depth map")

@@ -52,7 +52,8 @@ class AttentionPanel(Panel):
         self.body.addWidget(self.tiles, 1)
         self.legend = ColorBar(Qt.Orientation.Horizontal)
         self.body.addWidget(self.legend)
-        hint = WrappedLabel("Click a map to enlarge it · Ctrl-click heads to knock them out · click a patch of the input to see what that patch attends "
+        hint = WrappedLabel("Click a map to enlarge it · Ctrl-click heads to knock them out · click a patch of the "
+                            "input to see what that patch attends "
                             "to · ← → change the layer")
         hint.setObjectName("Muted")
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)

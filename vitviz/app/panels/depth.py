@@ -109,10 +109,12 @@ class DepthPanel(Panel):
         self.canvas.set_image(apply_colormap(np.clip(0.5 + change / (2 * top), 0.0, 1.0), "coolwarm"))
         self.bar.set_scale(colormap_lut("coolwarm"), -top, top, "Δ m" if metric else "Δ")
         heads = len(self.state.knocked_out)
-        self.set_title(f"Depth change {muted(f'· {heads} head' + 's' * (heads != 1) + ' knocked out − whole model')}")
+        about = f"· {heads} head{'s' * (heads != 1)} knocked out − whole model"
+        self.set_title(f"Depth change {muted(about)}")
         unit = " m" if metric else ""
+        colours = "red: farther without the heads, blue: nearer" if metric else "red: larger without the heads"
         self.info.setText(f"mean |change| {float(np.nanmean(np.abs(change))):.3g}{unit}, largest {top:.3g}{unit} · "
-                          + ("red: farther without the heads, blue: nearer" if metric else "red: larger without the heads"))
+                          + colours)
         self.canvas.set_marked_patch(self.state.query)
         if self.detail.isVisible():
             self._update_detail()

@@ -25,7 +25,8 @@ __all__ = ["HeadAtlasPanel", "MEASURES"]
 
 ABOUT = {  # the line under the plot, per measure
     "distance": "Each point is one head (hover to name it). Low distance: the head looks at neighbouring patches; "
-                "high: across the image. Click a point to pick its layer and head; Ctrl-click to pick it for a knockout.",
+                "high: across the image. Click a point to pick its layer and head; Ctrl-click to pick it for a "
+                "knockout.",
     "entropy": "Each point is one head (hover to name it). Low entropy: the class token looks at a few patches; "
                "high: all over the image. Click a point to pick its layer and head; Ctrl-click to pick it for a "
                "knockout.",
