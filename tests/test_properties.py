@@ -41,7 +41,7 @@ INVALID = {
     "--batch-size": st.sampled_from(["0", "-2", "x"]),
     "--outputs": st.sampled_from(["bogus", "json,,nope"]),
     "--explain": st.sampled_from(["nope", ","]),
-    "--target": st.sampled_from(["nosuchclass", "top7"]),
+    "--target": st.sampled_from(["nosuchclass", "top0", "99"]),  # a label it lacks, K < 1, an index out of range
 }
 MODES = ["RGB", "L", "1", "P", "RGBA", "LA", "CMYK", "I;16", "I", "F"]
 
