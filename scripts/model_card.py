@@ -3,6 +3,7 @@
     python -m vitviz.synthetic.train --export weights/vitviz-mini ...       # writes vitviz-mini.{safetensors,json,train.json}
     python benchmarks/eval_shipped_model.py --write                 # writes vitviz-mini.eval.json
     python benchmarks/eval_ood.py --write        # optional: vitviz-mini.ood.safetensors, results/ood-vitviz-mini.json
+    python benchmarks/eval_head_importance.py --json benchmarks/results/head-importance-eval-DATE.json   # optional
     python scripts/model_card.py [--generation-minutes 8.1] [--note "..."]   # writes weights/README.md
 
 Every figure in the card comes from those files; ``--generation-minutes`` states how long generating the training
@@ -172,6 +173,105 @@ better); *insertion AUC*: the same as patches are pasted, most relevant first, o
 """
 
 
+def _heads_section(data: dict, source: str = "") -> str:
+    """The card's section on head importance, from ``benchmarks/eval_head_importance.py``'s results JSON
+    (``source``: that file's name, quoted in the text)."""
+    meta, imp, paired = data["_meta"], data["importance"], data["paired"]
+    rank, held = meta["ranking_set"], meta["held_out_set"]
+    base = data["unablated"]
+
+    def cell(r: dict) -> str:
+        return f"{_pct(r['accuracy'])} ± {100 * r['se']:.1f}"
+
+    rows = "\n".join(f"| {k} | {cell(r['most'])} | {cell(r['random'])} | {cell(r['least'])} |"
+                     for k, r in data["k"].items())
+
+    def gap(d: dict) -> str:
+        return f"{100 * d['mean']:.1f} ± {100 * d['se']:.1f} points"
+
+    def clear(d: dict) -> bool:  # more than two standard errors above zero
+        return d["mean"] > 2 * d["se"]
+
+    ks = list(data["k"])
+    order = [k for k in ks if data["k"][k]["most"]["accuracy"] < data["k"][k]["random"]["accuracy"]
+             < data["k"][k]["least"]["accuracy"]]
+    holds = ("holds for every k" if len(order) == len(ks) else
+             f"holds for k = {', '.join(order)} only" if order else "holds for no k")
+    below = [k for k in ks if clear(paired[k]["random - most"])]
+    above = [k for k in ks if clear(paired[k]["least - random"])]
+
+    def which(sel: list[str]) -> str:
+        return "every k" if len(sel) == len(ks) else f"k = {', '.join(sel)}" if sel else "no k"
+
+    verdict = (f"The order most important < random < least important {holds}. Per scene, accuracy with random "
+               "heads knocked out minus accuracy with the most important ones: "
+               + "; ".join(f"{gap(paired[k]['random - most'])} (k = {k})" for k in ks)
+               + f", more than two standard errors above zero for {which(below)}. With the least important ones "
+               "minus with random ones: " + "; ".join(f"{gap(paired[k]['least - random'])} (k = {k})" for k in ks)
+               + f", more than two standard errors above zero for {which(above)}.")
+    n_heads = meta["layers"] * meta["heads_per_layer"]
+    top = data["k"][ks[0]]["most"]["heads"][0]
+    share = imp["share_of_positive_drop_in_top"]
+    big, near0 = imp["heads_above_0.01"], imp["heads_within_2se_of_0"]
+    drops = [h["prob_drop_ranking"] for h in imp["per_head"]]
+    lead = drops[0] >= 3 * drops[1] > 0
+    overlap, bottom = imp["top_k_overlap_ranking_vs_held_out"], imp["bottom_k_overlap_ranking_vs_held_out"]
+    rho = imp["spearman_ranking_vs_held_out"]
+    flat = ((f"One head stands out: knocked out alone, layer {top[0]}, head {top[1]} (0-based) lowers the true class's "
+             f"probability by {drops[0]:.3f} on average over the ranking scenes, {drops[0] / drops[1]:.0f} times the "
+             f"next head ({drops[1]:.3f}), and holds {_pct(share[ks[0]])} of the summed positive drops. "
+             if lead else
+             f"Knocked out alone, the top head (layer {top[0]}, head {top[1]}) lowers the true class's probability "
+             f"by {drops[0]:.3f} on average over the ranking scenes, the next by {drops[1]:.3f}. ")
+            + f"The unablated probability is {imp['base_probability_true_class_held_out']:.2f} on the held-out "
+            f"scenes, and a lower probability need not change the top-1: knocking out that head costs "
+            f"{100 * (base['accuracy'] - data['k'][ks[0]]['most']['accuracy']):.1f} points of accuracy. {big} of the {n_heads} heads lower it by more than 0.01 and the median head by "
+            f"{imp['median_prob_drop']:.4f}; importance is flat at the bottom: {near0} heads' mean drops are within "
+            f"two standard errors of zero, so the least important k are a pick among near-equals. Measured again on "
+            f"{held['scenes_for_importance_and_per_image']} of the held-out scenes, the ranking has a rank "
+            f"correlation of {rho:.2f} with the first; the top k of the two share "
+            + ", ".join(f"{overlap[k]} of {k}" for k in ks) + " heads, the bottom k "
+            + ", ".join(f"{bottom[k]} of {k}" for k in ks) + ".")
+    per_image = data.get("per_image")
+    if per_image:
+        flat += (f" Ranking the heads by each scene's own importance instead (a separate variant that chooses the "
+                 f"heads on the scene they are tested on, so not a held-out figure; "
+                 f"{held['scenes_for_importance_and_per_image']} scenes) gives, with the k most important out, "
+                 + ", ".join(f"{_pct(per_image[k]['most']['accuracy'])} ± {100 * per_image[k]['most']['se']:.1f} "
+                             f"(k = {k})" for k in ks) + ".")
+    cost = data.get("cost", {}).get("vit-s16-random")
+    machine = meta.get("machine", {})
+    load = machine.get("loadavg_at_start")
+    cpu = (f"{machine.get('usable_cpus', '?')}-core CPU"
+           + (f", load average {load[0]:.1f}, this run included, as it ended" if load else ""))
+    cost_text = ("" if not cost else
+                 f" Cost: the importance of every head of one image is {cost['ratio']['median']:.1f} forward passes "
+                 f"on a random ViT-S/16 at 224 px ({cost['knockouts']} knockouts, batched, each starting at its own "
+                 f"layer; median of {cost['ratio']['rounds']} interleaved rounds on a {cpu}), and "
+                 f"{data['cost']['vitviz-mini']['ratio']['median']:.1f} on this model ({data['cost']['vitviz-mini']['knockouts']} "
+                 "knockouts, whose depth head is run too).")
+    return f"""
+## Which heads matter
+
+Measured by `python benchmarks/eval_head_importance.py`{f" (`benchmarks/results/{source}`)" if source else ""}.
+Each head's importance is the drop of the true class's probability when it alone is knocked out (its attention
+output zeroed before the block's output projection, as `vitviz analyze --head-importance` does); heads are ranked
+by their mean importance over {rank['scenes']} generated scenes (seed {rank['seed']}), and the accuracy is measured
+on {held['scenes']:,} other scenes (seed {held['seed']}, not used for any other figure here) with k heads knocked out
+together: the k ranked most important, k at random ({meta['random_draws']} draws, the same heads for every scene),
+or the k least important. Top-1 accuracy ± standard error over scenes (random: over scenes and draws); unablated:
+{cell(base)}. Nothing was chosen on the held-out scenes.
+
+| heads knocked out (k) | most important | random | least important |
+| --- | --- | --- | --- |
+{rows}
+
+{verdict}
+
+{flat}{cost_text}
+"""
+
+
 def card(weights: Path, generation_minutes: float | None, note: str = "", ood: Path | None = None) -> str:
     """The model card's Markdown for the checkpoint whose config is ``weights`` (``.../name.json``).
 
@@ -189,6 +289,10 @@ def card(weights: Path, generation_minutes: float | None, note: str = "", ood: P
     explained = sorted((ROOT / "benchmarks" / "results").glob("explanations-*.json"))
     explain_data = json.loads(explained[-1].read_text()) if explained else None
     explain_section = _explain_section(explain_data) if explain_data and explain_data["_meta"]["model"] == name else ""
+    heads_runs = sorted((ROOT / "benchmarks" / "results").glob("head-importance-eval-*.json"))
+    heads_data = json.loads(heads_runs[-1].read_text()) if heads_runs else None
+    heads_section = (_heads_section(heads_data, heads_runs[-1].name)
+                     if heads_data and heads_data["_meta"]["model"] == name else "")
     ood_file_row = (f"| `{ood_data['detector']['file']}` | the out-of-domain detector (below): class means, "
                     f"precision matrix and threshold |\n" if ood_data else "")
     ood_limit = (f" The out-of-domain detector (above) flagged {_pct(ood_data['report']['photos_flagged'])} of the "
@@ -300,7 +404,7 @@ how much of each patch the object's mask covers):
 
 Weakest classes: {weakest} (top-1 per class). Most frequent confusions: {top_conf}. The full confusion matrix is in
 `{name}.eval.json`.
-{ood_section}{explain_section}
+{ood_section}{explain_section}{heads_section}
 ## Training
 
 - Data: {tc['train_size']:,} generated scenes (seed {tc['train_seed']}) at {tc['image_size']} px, cached by the
