@@ -11,9 +11,10 @@ import importlib
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
@@ -127,6 +128,19 @@ class AnalysisWorker(QObject):
         self.engine: Any = None
         self.spec: str | None = None
 
+    @contextmanager
+    def _answering(self, request_id: int, kind: str, doing: str) -> Iterator[None]:
+        """The frame of every request but a model load: an error becomes one ``failed(request_id, kind, line)``
+        (the window keeps running), and ``finished(request_id)`` always follows."""
+        try:
+            yield
+        except BaseException as exc:  # noqa: BLE001 - reported in the window
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self.failed.emit(request_id, kind, describe_error(exc, doing))
+        finally:
+            self.finished.emit(request_id)
+
     # -- startup ---------------------------------------------------------------------------------------------
 
     @Slot()
@@ -215,7 +229,7 @@ class AnalysisWorker(QObject):
     def analyze(self, request_id: int, source: object, ablate: object = ()) -> None:
         """Analyse ``source``; ``ablate``: (layer, head) pairs knocked out (``result.ablated`` lists them)."""
         cancelled = lambda: self.tracker.is_stale(request_id)  # noqa: E731
-        try:
+        with self._answering(request_id, "image", f"analysing {_source_name(source)}"):
             if cancelled():
                 return
             t0 = time.perf_counter()
@@ -238,12 +252,6 @@ class AnalysisWorker(QObject):
                 lens = self.engine.lens(result)
             shown = Shown(result, (time.perf_counter() - t0) * 1000.0, features=features, lens=lens)
             self.analysis_ready.emit(request_id, shown)
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            self.failed.emit(request_id, "image", describe_error(exc, f"analysing {_source_name(source)}"))
-        finally:
-            self.finished.emit(request_id)
 
     def _preview(self, request_id: int, source: object) -> None:
         from ..images import load_image
@@ -267,49 +275,31 @@ class AnalysisWorker(QObject):
     @Slot(int, object, object)
     def explain(self, request_id: int, result: object, targets: object) -> None:
         """Gradients of the ``targets`` classes' logits for a displayed result: one forward plus one backward."""
-        try:
+        with self._answering(request_id, "evidence", "computing the class evidence"):
             if self.engine is not None and not self.tracker.closing:
                 targets, discard = targets if isinstance(targets, tuple) else (targets, None)
                 self.evidence_ready.emit(request_id, result, self.engine.evidence(result, list(targets), discard))
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            self.failed.emit(request_id, "evidence", describe_error(exc, "computing the class evidence"))
-        finally:
-            self.finished.emit(request_id)
 
     # -- a clicked patch -------------------------------------------------------------------------------------
 
     @Slot(int, object, int)
     def query(self, request_id: int, result: object, patch: int) -> None:
         """Compute (and cache in the result) what ``patch``'s token attends to in every layer, and its rollout."""
-        try:
+        with self._answering(request_id, "query", f"computing the attention of patch #{patch}"):
             if not self.tracker.closing:
                 result.attention.query_rows(patch)
                 result.attention.query_rollout(patch)
                 self.query_ready.emit(request_id, result, patch)
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            self.failed.emit(request_id, "query", describe_error(exc, f"computing the attention of patch #{patch}"))
-        finally:
-            self.finished.emit(request_id)
 
     @Slot(int, object, object)
     def evidence_map(self, request_id: int, result: object, request: object) -> None:
         """Compute (and cache in the result's attention) ``request`` = (evidence, method, layer, head fusion,
         discard ratio): a large model's rollout with other options, a sweep over every layer."""
         evidence, method, layer, fusion, discard = request
-        try:
+        with self._answering(request_id, "query", "computing the rollout"):
             if not self.tracker.closing:
                 evidence.map(method, None, layer=layer, head_fusion=fusion, discard_ratio=discard)
                 self.map_ready.emit(request_id, result)
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            self.failed.emit(request_id, "query", describe_error(exc, "computing the rollout"))
-        finally:
-            self.finished.emit(request_id)
 
     # -- head importance -------------------------------------------------------------------------------------
 
@@ -317,33 +307,28 @@ class AnalysisWorker(QObject):
     def importance(self, request_id: int, result: object, target: object) -> None:
         """Knock out every head of ``result``'s model alone (its knocked-out heads stay out) and measure the
         ``target`` class (None: the top one) and the depth map; progress after each batch of heads."""
-        try:
-            if self.engine is None or self.tracker.closing:
-                return
-            if result.model_name != self.engine.info.name:
-                raise VitvizError("the model changed since this image was analysed: rank the heads again")
+        with self._answering(request_id, "importance", "ranking the heads"):
+            try:
+                if self.engine is None or self.tracker.closing:
+                    return
+                if result.model_name != self.engine.info.name:
+                    raise VitvizError("the model changed since this image was analysed: rank the heads again")
 
-            def progress(done: int, total: int) -> None:
-                if self.tracker.closing:
-                    raise LoadCancelled("the window is closing")
-                self.importance_progress.emit(request_id, int(done), int(total))
+                def progress(done: int, total: int) -> None:
+                    if self.tracker.closing:
+                        raise LoadCancelled("the window is closing")
+                    self.importance_progress.emit(request_id, int(done), int(total))
 
-            importance = self.engine.head_importance(result, target, progress=progress, ablate=list(result.ablated))
-            self.importance_ready.emit(request_id, result, importance)
-        except LoadCancelled:
-            pass
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            self.failed.emit(request_id, "importance", describe_error(exc, "ranking the heads"))
-        finally:
-            self.finished.emit(request_id)
+                importance = self.engine.head_importance(result, target, progress=progress, ablate=list(result.ablated))
+                self.importance_ready.emit(request_id, result, importance)
+            except LoadCancelled:  # the window closed mid-way: nothing to report
+                pass
 
     # -- export ----------------------------------------------------------------------------------------------
 
     @Slot(int, object, str, dict)
     def export(self, request_id: int, result: object, folder: str, options: dict) -> None:
-        try:
+        with self._answering(request_id, "export", f"exporting to {folder}"):
             from ..explain import GRADIENT_METHODS, Evidence
             from ..export import write_evidence, write_features, write_outputs
 
@@ -358,15 +343,9 @@ class AnalysisWorker(QObject):
                                         targets, layer=options.get("layer", -1), cmap=options.get("cmap", "inferno"),
                                         alpha=options.get("alpha", 0.6), head_fusion=fusion, discard_ratio=discard)
             self.export_ready.emit(request_id, folder, [str(f) for f in files])
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            self.failed.emit(request_id, "export", describe_error(exc, f"exporting to {folder}"))
-        finally:
-            self.finished.emit(request_id)
 
 
 def _source_name(source: object) -> str:
     if isinstance(source, tuple):
-        return str(source[1])
+        return str(source[1]) if len(source) > 1 else "the image"
     return Path(str(source)).name or str(source)
