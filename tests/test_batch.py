@@ -367,3 +367,21 @@ def test_ray_writes_the_same_files_as_the_local_path(local_ray, tiny_checkpoint,
     assert sorted(r["name"] for r in rows if r["status"] == "ok") == names
     assert [(r["name"], r["error"]) for r in rows if r["status"] == "error"] == [
         ("zz-bad", f"{bad}: the file is empty (0 bytes)")]
+
+
+def test_resuming_with_other_settings_analyses_those_images_again(tiny_checkpoint, tmp_path, capsys):
+    """A folder written with another --topk (or model, or knocked-out heads) is not 'complete' for this run."""
+    paths = make_images(tmp_path / "in", [(40, 40), (48, 32)])
+    out = tmp_path / "out"
+    base = ["analyze", *map(str, paths), "--out", str(out), "--model", str(tiny_checkpoint), "--quiet"]
+    assert main([*base, "--topk", "2"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--topk", "2"]) == 0  # same settings: every image skipped
+    assert "skipping 2 image(s)" in capsys.readouterr().err
+    assert main([*base, "--topk", "3", "--ablate", "0.1"]) == 0
+    err = capsys.readouterr().err
+    assert "2 image(s) in" in err and "written with other settings" in err and "skipping" not in err
+    summary = json.loads((out / paths[0].stem / "result.json").read_text())
+    assert len(summary["predictions"]) == 3 and summary["ablated"] == [{"layer": 0, "head": 1}]
+    rows = table(out)
+    assert len(rows) == 2 and all(r["prob_3"] for r in rows) and len({r["settings"] for r in rows}) == 1

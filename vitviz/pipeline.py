@@ -10,6 +10,8 @@ as :class:`vitviz.batch.Analyzer` actors on a Ray cluster and writes the same fi
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import multiprocessing
 import os
 import queue
@@ -135,10 +137,12 @@ class OutputStore:
     """The ``--out`` folder: which images are complete, writing into temporary folders renamed into place, and the
     summary table ``results.csv`` (plus ``results.parquet`` when pyarrow is installed)."""
 
-    def __init__(self, out: Path, expected: set[str], topk: int) -> None:
+    def __init__(self, out: Path, expected: set[str], topk: int, settings: str = "") -> None:
         self.out = out
         self.expected = expected
         self.topk = topk
+        self.settings = settings  # the run_settings key, in every row: a folder from other settings is not done
+        self.other_settings: set[str] = set()  # images whose table row has another settings key
         self.run_dir = out / PARTIAL / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
         self._table: Any = None
@@ -148,7 +152,8 @@ class OutputStore:
 
     def is_done(self, name: str) -> bool:
         folder = self.out / name
-        return folder.is_dir() and all((folder / f).is_file() for f in self.expected)
+        return (name not in self.other_settings and folder.is_dir()
+                and all((folder / f).is_file() for f in self.expected))
 
     def start(self) -> None:
         """Remove what killed runs left half-written; keep the table's rows of images that are still complete."""
@@ -167,7 +172,9 @@ class OutputStore:
                 n = 0
                 try:
                     for row in reader:
-                        if row.get("name") and None not in row.values() and self.is_done(row["name"]):
+                        if row.get("name") and row.get("settings", self.settings) != self.settings:
+                            self.other_settings.add(row["name"])  # written with another model, --topk, ...
+                        elif row.get("name") and None not in row.values() and self.is_done(row["name"]):
                             writer.writerow(row)
                             n += 1
                 except csv.Error:
@@ -185,7 +192,8 @@ class OutputStore:
         """Record the image's table row, then move its finished folder into place."""
         final = self.out / name
         with self._lock:
-            self._append({"name": name, "status": "ok", "error": "", **table_row(summary, self.topk)})
+            self._append({"name": name, "status": "ok", "error": "", **table_row(summary, self.topk),
+                          "settings": self.settings})
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():  # an incomplete folder from an earlier run with other --outputs
                 shutil.rmtree(final)
@@ -195,7 +203,7 @@ class OutputStore:
     def record_failure(self, name: str, message: str) -> None:
         """A failed image's row: status "error" and the one-line reason (no folder is written for it)."""
         with self._lock:
-            self._append({"name": name, "status": "error", "error": message})
+            self._append({"name": name, "status": "error", "error": message, "settings": self.settings})
 
     def _append(self, row: dict[str, Any]) -> None:
         table = self.out / TABLE
@@ -358,13 +366,27 @@ class _Writers:
         self._blas.restore_original_limits()
 
 
+def run_settings(opts: RunOptions, model: str, depth_model: str | None) -> str:
+    """A short key of what a run's files depend on besides which files it writes (model, --topk, --layer, colours,
+    --ablate, --explain, --target): results.csv's ``settings`` column. Resuming with another key redoes the
+    images written with the old one; which files exist is checked image by image, as before."""
+    settings = {"model": model, "depth_model": depth_model, "topk": opts.topk, "layer": opts.layer,
+                "cmap": opts.cmap, "depth_cmap": opts.depth_cmap, "alpha": opts.alpha,
+                "ablate": [list(h) for h in opts.ablate], "explain": list(opts.explain), "target": opts.target}
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def _prepare_store(items: Sequence[InputItem], opts: RunOptions, layers: int, has_depth: bool,
-                   topk: int) -> tuple[OutputStore, list[InputItem], int]:
+                   topk: int, settings: str = "") -> tuple[OutputStore, list[InputItem], int]:
     expected = output_files(opts.outputs, layers, opts.layer, has_depth) | ({LENS_FILE} if opts.lens else set())
     if opts.head_importance:
         expected.add(HEAD_IMPORTANCE_FILE)
-    store = OutputStore(opts.out, expected, topk)
+    store = OutputStore(opts.out, expected, topk, settings)
     store.start()
+    redo = sum(it.name in store.other_settings for it in items)
+    if redo:
+        print(f"vitviz: {redo} image(s) in {opts.out} were written with other settings (model, --topk, --layer, "
+              "colours, --ablate, --explain or --target): analysing them again", file=sys.stderr)
     todo = [it for it in items if it.error is not None or not store.is_done(it.name)]
     return store, todo, len(items) - len(todo)
 
@@ -428,9 +450,10 @@ def run_local(
     """Analyse ``items`` with ``engine`` (a :class:`vitviz.engine.Engine`) and write their outputs under
     ``opts.out``, skipping images whose outputs are already complete there."""
     t0 = time.perf_counter()
+    depth_name = engine.depth_info.name if engine.depth_info else None
     store, todo, skipped = _prepare_store(items, opts, len(engine.model.blocks),
                                           engine.model.depth_head is not None or engine.depth_model is not None,
-                                          opts.topk)
+                                          opts.topk, run_settings(opts, engine.info.name, depth_name))
     if skipped and on_skipped:
         on_skipped(skipped)
     batch_size = max(1, opts.batch_size or default_batch_size(engine.device.type))
@@ -572,14 +595,15 @@ def run_ray(
     from .engine import resolve_model
 
     t0 = time.perf_counter()
-    net, _ = resolve_model(model)  # check the model before starting anything; its shape sets the expected files
+    net, info = resolve_model(model)  # check the model before starting anything; its shape sets the expected files
     has_depth = net.depth_head is not None or bool(depth_model)
     if "attention-full" in opts.outputs:
         from .export import print_full_attention_estimate
 
         print_full_attention_estimate([it.path for it in items if it.error is None], net.config,
                                       net.num_prefix_tokens)
-    store, todo, skipped = _prepare_store(items, opts, len(net.blocks), has_depth, opts.topk)
+    store, todo, skipped = _prepare_store(items, opts, len(net.blocks), has_depth, opts.topk,
+                                          run_settings(opts, info.name, depth_model))
     del net
     if skipped and on_skipped:
         on_skipped(skipped)
