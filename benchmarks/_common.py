@@ -220,3 +220,21 @@ def randomize(model, seed: int = 0):
     from vitviz.models.reference import randomize as _randomize
 
     return _randomize(model, seed)
+
+
+def random_vit_s16_engine(device: str = "cpu", depth_head: str = "none"):
+    """An :class:`vitviz.engine.Engine` on a ViT-S/16 with random weights (224 px, 12 layers x 6 heads, dim 384,
+    a 1000-class head; ``depth_head`` as :class:`vitviz.models.vit.ViTConfig` takes it), seeded for repeatability:
+    the cost of a method on a model of a real size, where its answers do not matter."""
+    import torch
+
+    from vitviz.engine import Engine
+    from vitviz.models.checkpoint import ModelInfo
+    from vitviz.models.vit import ViTConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = ViTConfig(image_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=1000,
+                    depth_head=depth_head)
+    info = ModelInfo(name="vit-s16-random", config=cfg, labels=[f"class {i}" for i in range(1000)],
+                     description="random weights", depth_kind="metric" if depth_head != "none" else None)
+    return Engine(loaded=(build_model(cfg).eval(), info), device=device)

@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks._common import (BENCH_IMAGE, machine_info, machine_line, paired_ratio, result_path,  # noqa: E402
+from benchmarks._common import (BENCH_IMAGE, machine_info, machine_line, paired_ratio,  # noqa: E402
+                                random_vit_s16_engine, result_path,
                                 table, time_round_robin, write_json)
 from vitviz.engine import Engine  # noqa: E402
 from vitviz.explain import METHODS, attention_gradients  # noqa: E402
@@ -83,15 +84,7 @@ def bench_model(engine: Engine, image: Path, runs: int, warmup: int) -> dict:
 
 
 def vit_s_engine(device: str = "cpu") -> Engine:
-    from vitviz.models.checkpoint import ModelInfo
-    from vitviz.models.vit import ViTConfig, build_model
-
-    torch.manual_seed(0)
-    cfg = ViTConfig(image_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=1000)
-    model = build_model(cfg)
-    info = ModelInfo(name="vit-s16-random", config=cfg, labels=[f"class {i}" for i in range(1000)],
-                     description="random weights")
-    return Engine(loaded=(model, info), device=device)
+    return random_vit_s16_engine(device)
 
 
 def main(argv: list[str] | None = None) -> int:

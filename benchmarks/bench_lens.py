@@ -29,6 +29,7 @@ from _common import (  # noqa: E402
     machine_info,
     machine_line,
     paired_ratio,
+    random_vit_s16_engine,
     result_path,
     table,
     time_round_robin,
@@ -37,19 +38,9 @@ from _common import (  # noqa: E402
 
 
 def engines() -> dict:
-    import torch
-
     from vitviz.engine import Engine
-    from vitviz.models.checkpoint import ModelInfo
-    from vitviz.models.vit import ViTConfig, build_model
 
-    torch.manual_seed(0)
-    cfg = ViTConfig(image_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=1000,
-                    depth_head="simple")
-    model = build_model(cfg).eval()
-    info = ModelInfo(name="vit-s16-random", config=cfg, labels=[f"class {i}" for i in range(1000)],
-                     depth_kind="metric")
-    return {"vitviz-mini": Engine(None, device="cpu"), "vit-s16": Engine(loaded=(model, info), device="cpu")}
+    return {"vitviz-mini": Engine(None, device="cpu"), "vit-s16": random_vit_s16_engine("cpu", depth_head="simple")}
 
 
 def main(argv: list[str] | None = None) -> int:
