@@ -147,3 +147,12 @@ def test_evidence_too_large_for_the_memory_is_one_line(tiny_checkpoint, photo, m
     with pytest.raises(VitvizError, match=r"needs about .* GB .* free") as info:
         engine.evidence(engine.analyze(photo), "top1")
     assert "\n" not in str(info.value)
+
+
+def test_maps_from_full_tensors_of_many_tokens_sweep_rows_with_the_same_result(both, model, monkeypatch):
+    fulls, _recorder = both
+    joint = AttentionMaps.from_full(fulls[0], (5, 7), PATCH, model.num_prefix_tokens).rollout_rows
+    monkeypatch.setattr(attention_module, "JOINT_ROLLOUT_TOKENS", 0)  # as for a photo model's 2,000 tokens
+    swept = AttentionMaps.from_full(fulls[0], (5, 7), PATCH, model.num_prefix_tokens).rollout_rows
+    np.testing.assert_allclose(swept, joint, atol=1e-6)
+    np.testing.assert_allclose(swept, cumulative_rollout(fulls[0])[:, 0], atol=1e-6)

@@ -53,6 +53,9 @@ SLICE_BYTES = 12 * 2**20
 # The app keeps a result's full attention tensors when they take at most this much (the shipped model: 0.6 MB,
 # ViT-B/16 at 224 px: 22 MB); above it, the summary alone (Engine.analyze's ``attention="auto"``).
 FULL_ATTENTION_BUDGET = 64 * 2**20
+# Up to this many tokens, AttentionMaps.from_full multiplies whole joint matrices (the shipped model: 65 tokens,
+# 0.3 ms); above, it sweeps row vectors (a joint matrix per layer would be 400 MB at 2,000 tokens).
+JOINT_ROLLOUT_TOKENS = 256
 # Distances between patch centres are computed once per sweep and kept for every layer when they fit this much.
 DISTANCE_CACHE_BYTES = 64 * 2**20
 
@@ -316,9 +319,15 @@ class AttentionMaps:
 
         a = np.asarray(full, dtype=np.float32)
         p = num_prefix_tokens
+        if a.shape[-1] <= JOINT_ROLLOUT_TOKENS:  # every layer's whole joint matrix: fastest for few tokens
+            rows = cumulative_rollout(a)[:, 0]
+        else:  # the sweep of row vectors: no [L, T, T] joint matrices (attention-full of a photo model)
+            start = torch.zeros(1, a.shape[-1], dtype=torch.float64)
+            start[0, 0] = 1.0
+            rows = rollout_rows(_FullSource(a), start)[:, 0].numpy()
         return cls(
             prefix_rows=np.ascontiguousarray(a[:, :, :p]),
-            rollout_rows=np.ascontiguousarray(cumulative_rollout(a)[:, 0], dtype=np.float32),  # small T: all rows
+            rollout_rows=np.ascontiguousarray(rows, dtype=np.float32),
             mean_distance=mean_attention_distance(a, (grid[0], grid[1], patch_size), p),
             grid=(int(grid[0]), int(grid[1])),
             patch_size=int(patch_size),
