@@ -109,6 +109,10 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--head-importance", action="store_true",
                     help="also write head_importance.csv: what knocking out each head alone does to the top-1 class "
                          "(logit and probability drop) and, for depth models, to the depth map (one row per head)")
+    an.add_argument("--compare", default=None, metavar="MODEL",
+                    help="also analyse each image with this second model and write compare.json (both models' "
+                         "predictions, top-1 agreement, depth AbsRel and delta1 after alignment, correlations of the "
+                         "matched layers' mean CLS maps) and compare.png (both models' maps and depths)")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.add_argument("--verbose", action="store_true",
                     help="a line per image outside the model's domain (default: one summary at the end)")
@@ -239,6 +243,8 @@ def analyze(args: argparse.Namespace) -> int:
             raise VitvizError(SCALE_HINT) from None
     if args.ray is not None and (args.features or args.explain or args.lens):
         raise VitvizError("--features, --explain and --lens run on this machine only: leave out --ray for them")
+    if args.ray is not None and args.compare:
+        raise VitvizError("--compare runs on this machine only: leave out --ray for it")
     if args.ray is not None and (args.ablate or args.head_importance):
         raise VitvizError("--ablate and --head-importance run on this machine only: leave out --ray for them")
     opts = RunOptions(
@@ -266,7 +272,10 @@ def analyze(args: argparse.Namespace) -> int:
 
             print_full_attention_estimate([it.path for it in items if it.error is None], engine.info.config,
                                           engine.model.num_prefix_tokens)
+        engine_b = Engine(args.compare, device=args.device, half=args.half) if args.compare else None
         report = run_local(items, engine, opts, _describe_failure, skipped)
+        if engine_b is not None:
+            report.failed += _write_comparisons(items, engine, engine_b, opts)
     else:
         items = _inputs(args, expand_inputs)
         report = run_ray(items, args.ray, args.model, args.depth_model, args.device, args.half, opts,
@@ -280,6 +289,27 @@ def analyze(args: argparse.Namespace) -> int:
         print(f"vitviz: {report.failed} of {report.total} image(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_comparisons(items: list, engine: Any, engine_b: Any, opts: Any) -> int:
+    """``--compare``: compare.json and compare.png beside each written image's outputs (A analysed again, without
+    the run's knockout); returns how many images failed."""
+    from .compare import compare, write_compare
+
+    failed = 0
+    for item in items:
+        folder = opts.out / item.name
+        if item.error is not None or not folder.is_dir():
+            continue  # failed in the run (already reported)
+        try:
+            a = engine.analyze(item.path, topk=opts.topk, attention="summary")
+            b = engine_b.analyze(item.path, topk=opts.topk, attention="summary")
+            write_compare(compare(a, b), folder, layer=opts.layer, cmap=opts.cmap, depth_cmap=opts.depth_cmap,
+                          alpha=opts.alpha, png_compress_level=opts.png_compress_level)
+        except Exception as exc:  # noqa: BLE001 - this image alone fails
+            print(f"vitviz: error: {_describe_failure(item, exc)} (--compare)", file=sys.stderr)
+            failed += 1
+    return failed
 
 
 def _check_layer(layer: int, layers: int) -> None:
