@@ -261,7 +261,7 @@ def analyze(args: argparse.Namespace) -> int:
 
         engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
         _check_layer(args.layer, len(engine.model.blocks))
-        if args.lens and engine.model.head is None:
+        if args.lens and not engine.model.has_classifier:
             raise VitvizError(f"--lens: the logit lens needs a model with a classifier; {engine.info.name} has none")
         opts.ablate, opts.head_importance = tuple(_check_heads(args, engine)), args.head_importance
         opts.explain = tuple(_explain_methods(args, engine))
@@ -324,7 +324,7 @@ def _check_heads(args: argparse.Namespace, engine: Any) -> list[tuple[int, int]]
     image (VitvizError: exit 2)."""
     from .importance import check_heads, needs_classifier_or_depth
 
-    if args.head_importance and engine.model.head is None and engine.model.depth_head is None:
+    if args.head_importance and not engine.model.has_classifier and engine.model.depth_head is None:
         raise VitvizError(f"--head-importance: {needs_classifier_or_depth(engine.info.name)}")
     return check_heads(args.ablate, len(engine.model.blocks), engine.info.config.num_heads, "--ablate")
 
@@ -342,7 +342,7 @@ def _explain_methods(args: argparse.Namespace, engine: object) -> list[str]:
     if unknown or not methods:
         raise VitvizError(f"--explain {args.explain!r}: unknown method {', '.join(unknown) or '(none)'}; "
                           f"choose from {', '.join(METHODS)}")
-    labels = list(engine.info.labels) if engine.model.head is not None else []
+    labels = list(engine.info.labels) if engine.model.has_classifier else []
     if not labels:
         if any(m in GRADIENT_METHODS for m in methods):
             raise VitvizError(needs_classifier_message(engine.info.name))

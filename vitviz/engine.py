@@ -578,7 +578,7 @@ class Engine:
         )
         if out.logits is not None:
             logits = out.logits[index].float()
-            probs = torch.softmax(logits, dim=-1).cpu().numpy()
+            probs = self.model.probabilities(logits).cpu().numpy()
             result.logits = logits.cpu().numpy()
             result.probabilities = probs
             order = np.argsort(-probs)[: max(1, topk)]
@@ -652,7 +652,7 @@ class Engine:
         """
         with self._lock:
             x = self._tensor(self._model_input(image), self.info)
-            labels = list(self.info.labels) if self.model.head is not None else []
+            labels = list(self.info.labels) if self.model.has_classifier else []
             return compute_head_importance(self.model, x, labels, target, ablate, progress, batch_size, self.info.name)
 
     def lens(self, result: AnalysisResult, topk: int | None = None) -> Any:
@@ -660,7 +660,7 @@ class Engine:
         ``features=True``; :class:`VitvizError` for a model without classifier or a result without hidden states."""
         from .lens import LENS_TOPK, logit_lens
 
-        if self.model.head is None:
+        if not self.model.has_classifier:
             raise VitvizError(f"the logit lens needs a model with a classifier; {self.info.name} has none")
         if result.hidden_states is None:
             raise VitvizError("the logit lens needs the hidden states: analyse the image with features=True")

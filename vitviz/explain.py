@@ -374,7 +374,7 @@ def attention_gradients(
     """
     import torch
 
-    if model.head is None:
+    if not model.has_classifier:
         raise VitvizError(needs_classifier_message())
 
     def repeated(k: int, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -514,7 +514,7 @@ def compute_evidence(engine: Engine, rgb: np.ndarray, result: AnalysisResult | N
     t0 = time.perf_counter() if started is None else started
     cfg = engine.info.config
     labels = list(engine.info.labels)
-    if engine.model.head is None or not labels:
+    if not engine.model.has_classifier or not labels:
         raise VitvizError(needs_classifier_message(engine.info.name))
     x = engine._tensor(rgb, engine.info)
     grid = (rgb.shape[0] // cfg.patch_size, rgb.shape[1] // cfg.patch_size)
@@ -524,7 +524,7 @@ def compute_evidence(engine: Engine, rgb: np.ndarray, result: AnalysisResult | N
     chosen: list[int] = []
 
     def pick(logits: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(logits[0].float(), dim=-1).cpu().numpy()
+        probs = engine.model.probabilities(logits[0].float()).cpu().numpy()
         chosen.extend(resolve_targets(targets, labels, probs))
         return torch.tensor([chosen])
 
@@ -561,7 +561,7 @@ def compute_evidence(engine: Engine, rgb: np.ndarray, result: AnalysisResult | N
     if engine.device.type == "cuda":
         torch.cuda.synchronize()
     ms = (time.perf_counter() - t) * 1000.0
-    probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    probs = engine.model.probabilities(logits.float()).cpu().numpy()
     ev = Evidence(
         attention=attention,
         grid=grid,

@@ -147,7 +147,7 @@ def compute_head_importance(
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"expected one model input [1, 3, H, W], not {tuple(x.shape)}")
     layers, heads = len(model.blocks), model.config.num_heads
-    classifier, depth = model.head is not None, model.depth_head is not None
+    classifier, depth = model.has_classifier, model.depth_head is not None
     if not classifier and not depth:
         raise VitvizError(needs_classifier_or_depth(name))
     if target is not None and not classifier:
@@ -172,7 +172,7 @@ def compute_head_importance(
             result.target = _resolve_target(target, labels, base_logits)
             result.target_label = labels[result.target] if result.target < len(labels) else str(result.target)
             result.logit = float(base_logits[result.target])
-            result.probability = float(torch.softmax(base_logits, -1)[result.target])
+            result.probability = float(model.probabilities(base_logits)[result.target])
         size = batch_size or _auto_batch_size(model, x, tokens.shape[1])
         for start in range(0, len(pairs), size):
             chunk = pairs[start : start + size]
@@ -181,7 +181,7 @@ def compute_head_importance(
             if classifier:
                 logits = out.logits.float()
                 result.logit_drop[rows] = (result.logit - logits[:, result.target]).double().cpu().numpy()
-                probs = torch.softmax(logits, -1)[:, result.target]
+                probs = model.probabilities(logits)[:, result.target]
                 result.prob_drop[rows] = (result.probability - probs).double().cpu().numpy()
             if depth:
                 result.depth_absrel[rows] = _absrel(out.depth.float(), base.depth[:1].float()).cpu().numpy()

@@ -59,7 +59,7 @@ def logit_lens(model: Any, hidden_states: np.ndarray | torch.Tensor, grid: tuple
                labels: list[str] | None = None, topk: int = LENS_TOPK) -> LogitLens:
     """The logit lens of one image from its ``hidden_states [L, T, D]`` through ``model`` (a
     :class:`vitviz.models.vit.VisionTransformer` with a classifier); runs on the model's device."""
-    if getattr(model, "head", None) is None:
+    if not getattr(model, "has_classifier", False):
         raise ValueError("the logit lens needs a model with a classifier")
     param = next(model.parameters())
     h = torch.as_tensor(np.asarray(hidden_states) if not isinstance(hidden_states, torch.Tensor) else hidden_states)
@@ -71,7 +71,7 @@ def logit_lens(model: Any, hidden_states: np.ndarray | torch.Tensor, grid: tuple
     pair = model.config.head_pool == "cls+mean"
     with torch.inference_mode():
         normed = model.norm(h)  # [L, T, D]
-        cls = torch.softmax(model.classify(normed).float(), dim=-1)  # [L, C]
+        cls = model.probabilities(model.classify(normed).float())  # [L, C]
         k = max(1, min(int(topk), cls.shape[-1]))
         classes = torch.argsort(cls[-1], descending=True)[:k]
         n = rows * cols
@@ -79,8 +79,8 @@ def logit_lens(model: Any, hidden_states: np.ndarray | torch.Tensor, grid: tuple
         maps = []
         for first in range(0, layers, per_chunk):  # one product for several layers: faster than one per layer
             patches = normed[first : first + per_chunk, p:].reshape(-1, normed.shape[-1])
-            logits = model.head(torch.cat([patches, patches], dim=-1) if pair else patches).float()
-            maps.append(torch.softmax(logits, dim=-1)[:, classes].reshape(-1, rows, cols, k))
+            logits = model.patch_logits(patches, pair).float()
+            maps.append(model.probabilities(logits)[:, classes].reshape(-1, rows, cols, k))
     idx = classes.cpu().numpy().astype(np.int64)
     names = [labels[i] if labels and i < len(labels) else str(i) for i in idx.tolist()]
     return LogitLens(cls.cpu().numpy().astype(np.float32), torch.cat(maps).cpu().numpy().astype(np.float32), idx,

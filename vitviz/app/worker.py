@@ -248,7 +248,7 @@ class AnalysisWorker(QObject):
             if isinstance(source, tuple):  # (array, display name) from the clipboard or a test
                 result.source = source[1]
             lens = None
-            if result.hidden_states is not None and self.engine.model.head is not None:
+            if result.hidden_states is not None and self.engine.model.has_classifier:
                 lens = self.engine.lens(result)
             shown = Shown(result, (time.perf_counter() - t0) * 1000.0, features=features, lens=lens)
             self.analysis_ready.emit(request_id, shown)

@@ -48,6 +48,9 @@ class ModelInfo:
     source: str = ""
     # Out-of-domain detector stored beside the weights (vitviz.models.domain); None for models without one.
     domain_detector: Any = field(default=None, repr=False, compare=False)
+    # Image-text models: the tokenizer of the text tower (vitviz.models.text.TextTokenizer); ``labels`` are then the
+    # labels asked about (typed by the user), not a fixed class list.
+    tokenizer: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, check_state_dict, read_state_dict
+from .imagetext import DEFAULT_LABELS, convert_image_text, image_text_config
 from ..errors import CheckpointError
 from .vit import ViTConfig, VisionTransformer
 
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+SUPPORTED_TYPES = "supported: vit, dinov2, depth_anything, clip, siglip"
 HF_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 MAX_JSON_BYTES = 16 * 1024 * 1024
 IMAGENET_STANDARD = (0.5, 0.5, 0.5)  # transformers' ViTImageProcessor default
@@ -209,8 +211,10 @@ def detect_layout(state: dict[str, torch.Tensor], config: dict[str, Any] | None 
         return "hf-dinov2"
     if model_type == "depth_anything":
         return "hf-depth-anything"
+    if model_type in ("clip", "siglip"):
+        return f"hf-{model_type}"
     if model_type:
-        raise CheckpointError(f"unsupported Hugging Face model type {model_type!r} (supported: vit, dinov2, depth_anything)")
+        raise CheckpointError(f"unsupported Hugging Face model type {model_type!r} ({SUPPORTED_TYPES})")
     keys = list(state)
     if any(k.startswith("neck.fusion_stage.") for k in keys):
         return "hf-depth-anything"
@@ -332,6 +336,8 @@ def convert_state_dict(state: dict[str, torch.Tensor], layout: str, config: ViTC
         return _convert_timm(state, config)
     if layout in ("hf-vit", "hf-dinov2", "hf-depth-anything"):
         return _convert_hf(state, layout)
+    if layout in ("hf-clip", "hf-siglip"):
+        return convert_image_text(state)
     raise CheckpointError(f"unknown checkpoint layout {layout!r}")
 
 
@@ -411,6 +417,13 @@ def config_from_hf(config: dict[str, Any], preprocessor: dict[str, Any] | None =
     """vitviz architecture, labels and preprocessing from HF ``config.json`` (+ ``preprocessor_config.json``)."""
     model_type = config.get("model_type")
     archs = [str(a) for a in config.get("architectures") or []]
+    if model_type in ("clip", "siglip"):
+        fields = image_text_config(config, preprocessor)
+        try:
+            cfg = ViTConfig(**fields["architecture"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"config.json: invalid {model_type} architecture ({exc})") from exc
+        return Converted(cfg, f"hf-{model_type}", [], fields["mean"], fields["std"], None)
     if model_type == "depth_anything":
         c = {**HF_DEPTH_ANYTHING_DEFAULTS, **{k: v for k, v in config.items() if v is not None or k == "max_depth"}}
         given_backbone = config.get("backbone_config")
@@ -452,7 +465,7 @@ def config_from_hf(config: dict[str, Any], preprocessor: dict[str, Any] | None =
         return Converted(cfg, "hf-depth-anything", [], mean, std, kind)  # type: ignore[arg-type]
 
     if model_type not in ("vit", "dinov2"):
-        raise CheckpointError(f"unsupported Hugging Face model type {model_type!r} (supported: vit, dinov2, depth_anything)")
+        raise CheckpointError(f"unsupported Hugging Face model type {model_type!r} ({SUPPORTED_TYPES})")
     family = str(model_type)
     defaults = HF_VIT_DEFAULTS if family == "vit" else HF_DINOV2_DEFAULTS
     c = {**defaults, **{k: v for k, v in config.items() if v is not None}}
@@ -589,6 +602,13 @@ def load_foreign(
     check_state_dict(model, converted, ckpt.source)
     model.load_state_dict(converted)
     labels = conv.labels or ([f"class {i}" for i in range(config.num_classes)] if config.num_classes else [])
+    tokenizer = None
+    if model.text is not None:
+        from .text import load_tokenizer
+
+        folder = ckpt.root if ckpt.root is not None else ckpt.weights[0].parent
+        tokenizer = load_tokenizer(folder, model.text.config)
+        labels = list(DEFAULT_LABELS)
     fields = {
         "name": name or Path(ckpt.source).name,
         "config": config,
@@ -600,6 +620,7 @@ def load_foreign(
         "source": ckpt.source,
     }
     fields.update(info or {})
+    fields["tokenizer"] = tokenizer
     if config.num_classes and len(fields["labels"]) != config.num_classes:
         raise CheckpointError(
             f"{ckpt.source}: {len(fields['labels'])} labels for a head of {config.num_classes} classes"

@@ -56,7 +56,9 @@ class ViTConfig:
     num_register_tokens: int = 0
     norm_eps: float = 1e-6
     num_classes: int = 0  # 0: no classification head
-    head_pool: str = "cls"  # "cls" or "cls+mean" (concatenate CLS and mean patch token, DINOv2 linear heads)
+    # "cls", "cls+mean" (concatenate CLS and mean patch token, DINOv2 linear heads) or "map" (SigLIP's attention
+    # pooling: a learnt probe query attends to every token)
+    head_pool: str = "cls"
     depth_head: str = "none"  # "none", "fusion" (the shipped model), "simple" or "dpt" (Depth Anything style)
     depth_head_channels: tuple[int, ...] = (128, 64)  # "simple": one x2 stage each; "fusion": (hidden channels,)
     depth_head_layers: tuple[int, ...] = ()  # "fusion": 1-based blocks whose outputs feed the head (empty: last)
@@ -65,6 +67,13 @@ class ViTConfig:
     pos_embed_antialias: bool = False  # antialiased bicubic resampling of positional embeddings
     pos_embed_offset: float = 0.0  # DINOv2's legacy +0.1 scale-factor offset when non-zero
     pos_embed_grid: int = 0  # patches per side of the stored positional embedding when not grid_size (DINOv2: 37)
+    # Image-text towers (CLIP, SigLIP; vitviz.models.text):
+    class_token: bool = True  # False: no CLS token (SigLIP), the classifier reads head_pool="map"
+    patch_bias: bool = True  # bias of the patch embedding (CLIP has none)
+    pre_norm: bool = False  # a LayerNorm on the embedded tokens before the first block (CLIP's pre_layrnorm)
+    mlp_act: str = "gelu"  # "gelu", "gelu_tanh" (SigLIP) or "quick_gelu" (CLIP)
+    embed_proj_dim: int = 0  # linear projection (no bias) of the pooled token into the joint image-text space
+    text: dict[str, Any] = field(default_factory=dict)  # the text tower (vitviz.models.text.TextConfig), if any
 
     @property
     def grid_size(self) -> int:
@@ -111,10 +120,10 @@ class ViTOutput:
 class PatchEmbedding(nn.Module):
     """Split an image into non-overlapping patches and project each one: ``[B, C, H, W] -> [B, N, D]``."""
 
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, bias: bool = True) -> None:
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         p = self.patch_size
@@ -140,6 +149,7 @@ class Attention(nn.Module):
         # PyTorch's fused kernel (scaled_dot_product_attention) unless turned off: for short sequences on a CPU the
         # explicit softmax(QK^T)V is faster, above all in the backward pass (see VisionTransformer.set_fused_attention).
         self.fused = True
+        self.causal = False  # each token attends to itself and the tokens before it alone (CLIP's text tower)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False,
                 recorder: Callable[..., torch.Tensor] | None = None,
@@ -157,12 +167,19 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)  # each [B, heads, T, head_dim]
         if queries is not None:
             q, t = q[:, :, :queries], min(t, queries)
+        if self.causal:
+            if recorder is not None or queries is not None:
+                raise ValueError("a causal attention is neither recorded nor read for some queries alone")
+            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         if recorder is not None and not return_attention:
             attn, out = None, recorder(q, k, v, self.scale)
         elif self.fused and not return_attention:
-            attn, out = None, F.scaled_dot_product_attention(q, k, v)
+            attn, out = None, F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         else:
-            attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
+            scores = (q * self.scale) @ k.transpose(-2, -1)
+            if self.causal:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            attn = torch.softmax(scores, dim=-1)
             out = attn @ v
         out = out.transpose(1, 2)  # [B, T, heads, head_dim]: contiguous from the fused kernel
         if head_mask is not None:
@@ -182,11 +199,27 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``: the GELU approximation of OpenAI's CLIP."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+MLP_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "gelu": nn.GELU,
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+    "quick_gelu": QuickGELU,
+}
+
+
 class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, act: str = "gelu") -> None:
         super().__init__()
+        if act not in MLP_ACTIVATIONS:
+            raise ValueError(f"unknown activation {act!r} (known: {', '.join(MLP_ACTIVATIONS)})")
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
+        self.act = MLP_ACTIVATIONS[act]()
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -204,13 +237,14 @@ class Block(nn.Module):
         qkv_bias: bool = True,
         layer_scale_init: float | None = None,
         norm_eps: float = 1e-6,
+        act: str = "gelu",
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias)
         self.ls1 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act)
         self.ls2 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
 
     def forward(self, x: torch.Tensor, return_attention: bool = False,
@@ -300,6 +334,30 @@ class FusionDepthHead(nn.Module):
         return y  # log-depth
 
 
+class AttentionPool(nn.Module):
+    """SigLIP's multi-head attention pooling: a learnt probe query attends to every final token, then a residual
+    MLP; its per-head attention is the map of the pooled token (:meth:`attention`)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, norm_eps: float, act: str) -> None:
+        super().__init__()
+        self.probe = nn.Parameter(torch.zeros(1, 1, dim))
+        self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.norm = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, T, D]`` final tokens -> ``[B, D]`` pooled token."""
+        probe = self.probe.expand(tokens.shape[0], -1, -1)
+        x = self.attention(probe, tokens, tokens, need_weights=False)[0]
+        return (x + self.mlp(self.norm(x)))[:, 0]
+
+    def attention_map(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The probe's attention probabilities per head over the tokens: ``[B, heads, T]``."""
+        probe = self.probe.expand(tokens.shape[0], -1, -1)
+        weights = self.attention(probe, tokens, tokens, need_weights=True, average_attn_weights=False)[1]
+        return weights[:, :, 0]
+
+
 def interpolate_pos_embed(
     pos_embed: torch.Tensor,
     old_grid: tuple[int, int],
@@ -335,18 +393,31 @@ class VisionTransformer(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.patch_embed = PatchEmbedding(c.patch_size, c.in_chans, c.embed_dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
+        if c.head_pool not in ("cls", "cls+mean", "map"):
+            raise ValueError(f"unknown head_pool {c.head_pool!r}")
+        if not c.class_token and (c.head_pool != "map" or c.num_register_tokens):
+            raise ValueError("a model without a class token pools with head_pool='map' and has no registers")
+        self.patch_embed = PatchEmbedding(c.patch_size, c.in_chans, c.embed_dim, c.patch_bias)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim)) if c.class_token else None
         self.reg_token = (
             nn.Parameter(torch.zeros(1, c.num_register_tokens, c.embed_dim)) if c.num_register_tokens else None
         )
-        self.pos_embed = nn.Parameter(torch.zeros(1, c.pos_grid_size**2 + 1, c.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, c.pos_grid_size**2 + int(c.class_token), c.embed_dim))
+        self.pre_norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps) if c.pre_norm else None
         self.blocks = nn.ModuleList(
-            Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, c.layer_scale_init, c.norm_eps)
+            Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, c.layer_scale_init, c.norm_eps, c.mlp_act)
             for _ in range(c.depth)
         )
         self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
-        head_in = c.embed_dim * (2 if c.head_pool == "cls+mean" else 1)
+        self.pool = (AttentionPool(c.embed_dim, c.num_heads, c.mlp_ratio, c.norm_eps, c.mlp_act)
+                     if c.head_pool == "map" else None)
+        self.image_proj = nn.Linear(c.embed_dim, c.embed_proj_dim, bias=False) if c.embed_proj_dim else None
+        self.text: nn.Module | None = None
+        if c.text:
+            from .text import TextConfig, TextTower  # image-text models; imported only when used
+
+            self.text = TextTower(TextConfig.from_dict(c.text))
+        head_in = c.embed_proj_dim or c.embed_dim * (2 if c.head_pool == "cls+mean" else 1)
         self.head = nn.Linear(head_in, c.num_classes) if c.num_classes else None
         self.depth_head: nn.Module | None
         if c.depth_head == "simple":
@@ -376,7 +447,8 @@ class VisionTransformer(nn.Module):
 
     @property
     def num_prefix_tokens(self) -> int:
-        return 1 + self.config.num_register_tokens
+        """CLS and register tokens before the patch tokens (0 for a model without a class token)."""
+        return int(self.config.class_token) + self.config.num_register_tokens
 
     def set_fused_attention(self, fused: bool) -> None:
         """Use PyTorch's fused attention kernel (``True``, the default) or the explicit softmax(QK^T)V in every block.
@@ -389,7 +461,10 @@ class VisionTransformer(nn.Module):
 
     def _init_weights(self) -> None:
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.normal_(self.cls_token, std=1e-6)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=1e-6)
+        if self.pool is not None:
+            nn.init.normal_(self.pool.probe, std=0.02)
         if self.reg_token is not None:
             nn.init.normal_(self.reg_token, std=1e-6)
         for m in self.modules():
@@ -404,11 +479,16 @@ class VisionTransformer(nn.Module):
         tokens, grid = self.patch_embed(x)
         b = tokens.shape[0]
         pos = interpolate_pos_embed(
-            self.pos_embed, (c.pos_grid_size, c.pos_grid_size), grid, 1, c.pos_embed_antialias, c.pos_embed_offset
+            self.pos_embed, (c.pos_grid_size, c.pos_grid_size), grid, int(c.class_token), c.pos_embed_antialias,
+            c.pos_embed_offset,
         )
-        tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1) + pos
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
+        tokens = tokens + pos
         if self.reg_token is not None:
             tokens = torch.cat([tokens[:, :1], self.reg_token.expand(b, -1, -1), tokens[:, 1:]], dim=1)
+        if self.pre_norm is not None:
+            tokens = self.pre_norm(tokens)
         return tokens, grid
 
     def forward_features(
@@ -443,14 +523,47 @@ class VisionTransformer(nn.Module):
             num_prefix_tokens=self.num_prefix_tokens,
         )
 
+    def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The token the classifier reads, from the final normalised tokens: CLS, CLS with the mean patch token, or
+        the attention-pooled token; projected into the image-text space when the model has that projection."""
+        if self.pool is not None:
+            pooled = self.pool(tokens)
+        else:
+            pooled = tokens[:, 0]
+            if self.config.head_pool == "cls+mean":
+                pooled = torch.cat([pooled, tokens[:, self.num_prefix_tokens :].mean(dim=1)], dim=-1)
+        return pooled if self.image_proj is None else self.image_proj(pooled)
+
+    @property
+    def has_classifier(self) -> bool:
+        """Whether the model gives class (or label) scores: a classification head, or a text tower."""
+        return self.head is not None or self.text is not None
+
     def classify(self, tokens: torch.Tensor) -> torch.Tensor | None:
-        """Class logits from the final normalised tokens."""
+        """Class logits from the final normalised tokens; for an image-text model, the logits of the labels set on
+        its text tower (None until labels are set)."""
+        if self.text is not None:
+            return self.text.logits(self.pooled(tokens)) if self.text.num_labels else None
         if self.head is None:
             return None
-        cls = tokens[:, 0]
-        if self.config.head_pool == "cls+mean":
-            cls = torch.cat([cls, tokens[:, self.num_prefix_tokens :].mean(dim=1)], dim=-1)
-        return self.head(cls)
+        return self.head(self.pooled(tokens))
+
+    def patch_logits(self, tokens: torch.Tensor, pair: bool = False) -> torch.Tensor:
+        """Class logits of single normalised tokens ``[N, D]`` read as if each were the pooled one (the logit lens's
+        patch maps): through the image-text projection and the labels, or the classification head (``pair``: each
+        token stands for both halves of a "cls+mean" head's input)."""
+        if self.text is not None:
+            return self.text.logits(tokens if self.image_proj is None else self.image_proj(tokens))
+        if self.head is None:
+            raise ValueError("this model has no classifier")
+        return self.head(torch.cat([tokens, tokens], dim=-1) if pair else tokens)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities from :meth:`classify`'s logits: a softmax over the classes, or each label's own
+        sigmoid for a SigLIP-style text tower (``scoring == "sigmoid"``)."""
+        if self.text is not None and self.text.config.scoring == "sigmoid":
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=-1)
 
     @property
     def depth_needs_hidden(self) -> bool:

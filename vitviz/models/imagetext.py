@@ -1,0 +1,219 @@
+"""Hugging Face CLIP and SigLIP folders as vitviz models: their architecture, preprocessing and tensor names.
+
+Read by :mod:`vitviz.models.convert` (``model_type`` "clip" or "siglip" in ``config.json``). The image tower is
+vitviz's :class:`~vitviz.models.vit.VisionTransformer` with the options these families need:
+
+* CLIP: no patch-embedding bias, a LayerNorm before the blocks (``pre_norm``), quick-GELU, the final norm
+  (CLIP's ``post_layernorm``, applied here to every token; the CLS token's is the same) and the visual projection;
+* SigLIP: no CLS token (``class_token=False``), the tanh GELU, and the attention-pooling head (``head_pool="map"``).
+
+The text tower is :class:`vitviz.models.text.TextTower`; ``logit_scale`` (and SigLIP's ``logit_bias``) live there.
+Keys absent from ``config.json`` take transformers' class defaults (``save_pretrained`` omits them).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+__all__ = ["image_text_config", "convert_image_text", "CLIP_MEAN", "CLIP_STD", "DEFAULT_LABELS", "DEFAULT_TEMPLATE"]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's preprocessing
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
+DEFAULT_TEMPLATE = "a photo of a {}."
+# What an image-text model is asked about until the user types labels.
+DEFAULT_LABELS = ("cat", "dog", "bird", "car", "person", "house", "tree", "flower", "food", "text")
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "clip-vision": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+                    "num_channels": 3, "image_size": 224, "patch_size": 32, "hidden_act": "quick_gelu",
+                    "layer_norm_eps": 1e-5},
+    "clip-text": {"vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+                  "num_attention_heads": 8, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
+                  "layer_norm_eps": 1e-5, "pad_token_id": 1, "eos_token_id": 49407},
+    "siglip-vision": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                      "num_attention_heads": 12, "num_channels": 3, "image_size": 224, "patch_size": 16,
+                      "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6, "vision_use_head": True},
+    "siglip-text": {"vocab_size": 32000, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                    "num_attention_heads": 12, "max_position_embeddings": 64, "hidden_act": "gelu_pytorch_tanh",
+                    "layer_norm_eps": 1e-6, "pad_token_id": 1, "eos_token_id": 49407, "projection_size": None},
+}
+_ACTS = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh"}
+
+
+def _section(config: dict[str, Any], key: str, defaults: str) -> dict[str, Any]:
+    given = config.get(key) or {}
+    if not isinstance(given, dict):
+        raise CheckpointError(f"config.json: {key} is not an object")
+    return {**_DEFAULTS[defaults], **{k: v for k, v in given.items() if v is not None}}
+
+
+def _act(name: Any) -> str:
+    if name not in _ACTS:
+        raise CheckpointError(f"hidden_act {name!r} is not supported (known: {', '.join(_ACTS)})")
+    return _ACTS[name]
+
+
+def _ratio(inner: int, dim: int) -> float:
+    ratio = inner / dim
+    return ratio if int(dim * ratio) == inner else (inner + 0.5) / dim
+
+
+def _square(value: Any) -> int:
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or int(value[0]) != int(value[1]):
+            raise CheckpointError(f"non-square size {list(value)} is not supported")
+        value = value[0]
+    return int(value)
+
+
+def image_text_config(config: dict[str, Any], preprocessor: dict[str, Any] | None) -> dict[str, Any]:
+    """Fields of :class:`vitviz.models.convert.Converted` for a CLIP or SigLIP ``config.json``:
+    ``architecture`` (ViTConfig keyword arguments, the text tower under ``text``), ``mean``, ``std``, ``size``."""
+    family = str(config.get("model_type"))
+    v = _section(config, "vision_config", f"{family}-vision")
+    t = _section(config, "text_config", f"{family}-text")
+    dim, width = int(v["hidden_size"]), int(t["hidden_size"])
+    if family == "siglip" and not v.get("vision_use_head", True):
+        raise CheckpointError("SigLIP without its attention-pooling head is not supported")
+    if family == "clip":
+        projection = int(config.get("projection_dim") or 512)
+        text_projection = projection
+    else:
+        projection = 0
+        text_projection = int(t.get("projection_size") or width)
+        if text_projection != dim:
+            raise CheckpointError(f"SigLIP text projection {text_projection} differs from the image width {dim}")
+    eos = t.get("eos_token_id")
+    if isinstance(eos, list):
+        eos = eos[0]
+    text = {
+        "family": family,
+        "vocab_size": int(t["vocab_size"]),
+        "context_length": int(t["max_position_embeddings"]),
+        "width": width,
+        "depth": int(t["num_hidden_layers"]),
+        "num_heads": int(t["num_attention_heads"]),
+        "mlp_ratio": _ratio(int(t["intermediate_size"]), width),
+        "act": _act(t["hidden_act"]),
+        "norm_eps": float(t["layer_norm_eps"]),
+        "projection_dim": text_projection,
+        "eos_token_id": int(eos if eos is not None else 49407),
+        "pad_token_id": int(t.get("pad_token_id") or 0),
+    }
+    train_size = _square(v["image_size"])
+    patch = _square(v["patch_size"])
+    architecture = {
+        "image_size": train_size,
+        "patch_size": patch,
+        "in_chans": int(v["num_channels"]),
+        "embed_dim": dim,
+        "depth": int(v["num_hidden_layers"]),
+        "num_heads": int(v["num_attention_heads"]),
+        "mlp_ratio": _ratio(int(v["intermediate_size"]), dim),
+        "qkv_bias": True,
+        "norm_eps": float(v["layer_norm_eps"]),
+        "num_classes": 0,
+        "head_pool": "cls" if family == "clip" else "map",
+        "class_token": family == "clip",
+        "patch_bias": family == "siglip",
+        "pre_norm": family == "clip",
+        "mlp_act": _act(v["hidden_act"]),
+        "embed_proj_dim": projection,
+        "pos_embed_antialias": False,
+        "text": text,
+    }
+    mean, std = (CLIP_MEAN, CLIP_STD) if family == "clip" else (SIGLIP_MEAN, SIGLIP_STD)
+    pre = preprocessor or {}
+    mean = tuple(float(x) for x in pre.get("image_mean") or mean)
+    std = tuple(float(x) for x in pre.get("image_std") or std)
+    size = train_size
+    crop, resize = pre.get("crop_size"), pre.get("size")
+    if pre.get("do_center_crop") and crop:
+        size = int(crop.get("height", crop.get("shortest_edge", size))) if isinstance(crop, dict) else int(crop)
+    elif isinstance(resize, dict):
+        size = int(resize.get("shortest_edge", resize.get("height", size)))
+    elif isinstance(resize, (int, float)):
+        size = int(resize)
+    if len(mean) != 3 or len(std) != 3:
+        raise CheckpointError("preprocessor_config.json: image_mean / image_std must have 3 values")
+    architecture["pos_embed_grid"] = train_size // patch if size // patch != train_size // patch else 0
+    architecture["image_size"] = size
+    return {"architecture": architecture, "mean": mean, "std": std}
+
+
+_LAYER = re.compile(r"^(vision_model|text_model)\.encoder\.layers\.(\d+)\.(.+)$")
+_LAYER_RULES = [
+    (re.compile(r"^self_attn\.(q|k|v)_proj\.(weight|bias)$"), "qkv"),
+    (re.compile(r"^self_attn\.out_proj\.(weight|bias)$"), r"attn.proj.\1"),
+    (re.compile(r"^layer_norm([12])\.(weight|bias)$"), r"norm\1.\2"),
+    (re.compile(r"^mlp\.(fc[12])\.(weight|bias)$"), r"mlp.\1.\2"),
+]
+_TOP = {
+    "vision_model.embeddings.patch_embedding.weight": "patch_embed.proj.weight",
+    "vision_model.embeddings.patch_embedding.bias": "patch_embed.proj.bias",
+    "vision_model.pre_layrnorm.weight": "pre_norm.weight",
+    "vision_model.pre_layrnorm.bias": "pre_norm.bias",
+    "vision_model.post_layernorm.weight": "norm.weight",
+    "vision_model.post_layernorm.bias": "norm.bias",
+    "visual_projection.weight": "image_proj.weight",
+    "vision_model.head.probe": "pool.probe",
+    "vision_model.head.layernorm.weight": "pool.norm.weight",
+    "vision_model.head.layernorm.bias": "pool.norm.bias",
+    "text_model.embeddings.token_embedding.weight": "text.token_embedding.weight",
+    "text_model.final_layer_norm.weight": "text.norm.weight",
+    "text_model.final_layer_norm.bias": "text.norm.bias",
+    "text_projection.weight": "text.proj.weight",
+    "text_model.head.weight": "text.proj.weight",
+    "text_model.head.bias": "text.proj.bias",
+}
+_DROPPED = re.compile(r"\.position_ids$")
+
+
+def convert_image_text(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a CLIP / SigLIP state dict into vitviz names (query, key and value fused); unknown tensors keep their
+    names (and are reported as unexpected)."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, int, str], dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        if _DROPPED.search(key):
+            continue
+        if key in _TOP:
+            out[_TOP[key]] = value
+        elif key == "vision_model.embeddings.class_embedding":
+            out["cls_token"] = value.reshape(1, 1, -1)
+        elif key == "vision_model.embeddings.position_embedding.weight":
+            out["pos_embed"] = value.unsqueeze(0)
+        elif key == "text_model.embeddings.position_embedding.weight":
+            out["text.pos_embed"] = value.unsqueeze(0)
+        elif key in ("logit_scale", "logit_bias"):
+            out[f"text.{key}"] = value.reshape(())
+        elif key.startswith("vision_model.head.attention.") or key.startswith("vision_model.head.mlp."):
+            out["pool." + key[len("vision_model.head."):]] = value
+        elif m := _LAYER.match(key):
+            tower, i, rest = m.group(1), int(m.group(2)), m.group(3)
+            prefix = "blocks" if tower == "vision_model" else "text.blocks"
+            for pattern, target in _LAYER_RULES:
+                mm = pattern.match(rest)
+                if mm is None:
+                    continue
+                if target == "qkv":
+                    qkv.setdefault((prefix, i, mm.group(2)), {})[mm.group(1)] = value
+                else:
+                    out[f"{prefix}.{i}.{mm.expand(target)}"] = value
+                break
+            else:
+                out[key] = value
+        else:
+            out[key] = value
+    for (prefix, i, kind), parts in sorted(qkv.items()):
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"{prefix} {i}: the attention's {kind} lacks a query, key or value projection")
+        out[f"{prefix}.{i}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
