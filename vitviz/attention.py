@@ -4,6 +4,9 @@ A forward pass with an :class:`AttentionRecorder` runs each block's attention in
 model does without one) and keeps, per layer and head:
 
 - the rows of the prefix tokens (CLS, registers): ``prefix_rows [L, H, P, T]``, computed from those queries alone;
+  a model without prefix tokens (SigLIP) has no token that reads the image, and keeps instead the mean of every
+  query's row, ``[L, H, 1, T]``: the attention each token *receives*, which sums to 1 like a row. Its rollout
+  starts from the same uniform mix of tokens (:func:`reading_start`), so the maps stay one consistent story;
 - the scaled queries and keys ``[L, H, T, head_dim]``, so that any row of any layer's attention can be recomputed
   later: rollout rows, a clicked patch's query attention, the head statistics.
 
@@ -73,6 +76,26 @@ def _slice_rows(heads: int, tokens: int, batch: int = 1, minimum: int = 1) -> in
 # ------------------------------------------------------------------------------------------------ recording
 
 
+def reading_start(num_tokens: int, num_prefix_tokens: int) -> torch.Tensor:
+    """The start vector ``[1, T]`` of the rollout the views show: the CLS token, or for a model without prefix tokens
+    the mean of every token (see the module docstring)."""
+    if num_prefix_tokens:
+        start = torch.zeros(1, num_tokens, dtype=torch.float64)
+        start[0, 0] = 1.0
+        return start
+    return torch.full((1, num_tokens), 1.0 / num_tokens, dtype=torch.float64)
+
+
+def _received(qs: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Mean over the queries of the attention rows, ``[B, H, 1, T]``, one slice of queries at a time."""
+    b, h, t, _ = qs.shape
+    step = _slice_rows(h, t, b)
+    total = qs.new_zeros(b, h, 1, t)
+    for s in range(0, t, step):
+        total += torch.softmax(qs[:, :, s : s + step] @ k.transpose(-2, -1), dim=-1).sum(dim=2, keepdim=True)
+    return total / t
+
+
 class AttentionRecorder:
     """Keeps what the views need of every block's attention during a forward pass.
 
@@ -93,7 +116,7 @@ class AttentionRecorder:
         if t != p + self.grid[0] * self.grid[1]:
             raise ValueError(f"{t} tokens do not match {p} prefix tokens + a {self.grid[0]}x{self.grid[1]} grid")
         qs = q * scale
-        self.prefix_rows.append(torch.softmax(qs[:, :, :p] @ k.transpose(-2, -1), dim=-1))
+        self.prefix_rows.append(torch.softmax(qs[:, :, :p] @ k.transpose(-2, -1), dim=-1) if p else _received(qs, k))
         self.queries.append(qs)
         self.keys.append(k.contiguous())  # not a view that would keep the block's whole q, k, v tensor alive
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
@@ -103,8 +126,7 @@ class AttentionRecorder:
         mean attention distance, computed here in one sweep over the layers (on the pass's device)."""
         q, k = [x[index] for x in self.queries], [x[index] for x in self.keys]  # per layer [H, T, d], no copies
         source = _QueryKeySource(q, k)
-        start = torch.zeros(1, source.num_tokens, dtype=torch.float32, device=q[0].device)
-        start[0, 0] = 1.0
+        start = reading_start(source.num_tokens, self.prefix).to(device=q[0].device, dtype=torch.float32)
         distance = (_HeadDistance(self.grid, self.patch_size, self.prefix, source.num_layers, source.num_heads)
                     if head_statistics else None)
         rollout = rollout_rows(source, start, visit=distance)[:, 0]  # [L, T]
@@ -320,13 +342,12 @@ class AttentionMaps:
         a = np.asarray(full, dtype=np.float32)
         p = num_prefix_tokens
         if a.shape[-1] <= JOINT_ROLLOUT_TOKENS:  # every layer's whole joint matrix: fastest for few tokens
-            rows = cumulative_rollout(a)[:, 0]
+            joint = cumulative_rollout(a)
+            rows = joint[:, 0] if p else joint.mean(axis=1)
         else:  # the sweep of row vectors: no [L, T, T] joint matrices (attention-full of a photo model)
-            start = torch.zeros(1, a.shape[-1], dtype=torch.float64)
-            start[0, 0] = 1.0
-            rows = rollout_rows(_FullSource(a), start)[:, 0].numpy()
+            rows = rollout_rows(_FullSource(a), reading_start(a.shape[-1], p))[:, 0].numpy()
         return cls(
-            prefix_rows=np.ascontiguousarray(a[:, :, :p]),
+            prefix_rows=np.ascontiguousarray(a[:, :, :p] if p else a.mean(axis=2, keepdims=True)),
             rollout_rows=np.ascontiguousarray(rows, dtype=np.float32),
             mean_distance=mean_attention_distance(a, (grid[0], grid[1], patch_size), p),
             grid=(int(grid[0]), int(grid[1])),
@@ -355,7 +376,8 @@ class AttentionMaps:
         return sum(int(a.nbytes) for a in arrays if a is not None) + sum(int(a.nbytes) for a in self._cache.values())
 
     def cls_maps(self) -> np.ndarray:
-        """CLS attention to the patches, ``[L, H, rows, cols]``."""
+        """CLS attention to the patches, ``[L, H, rows, cols]`` (without a CLS token: the attention each patch
+        receives, see the module docstring)."""
         p = self.num_prefix_tokens
         return self.prefix_rows[:, :, 0, p:].reshape(self.num_layers, self.num_heads, *self.grid)
 
@@ -438,9 +460,8 @@ class AttentionMaps:
         last = self.num_layers - 1 if upto_layer is None else int(upto_layer) % self.num_layers
         if start is None and head_fusion == "mean" and not discard_ratio:
             return last, None, None
-        vec = np.zeros(self.num_tokens) if start is None else np.asarray(start, dtype=np.float64)
-        if start is None:
-            vec[0] = 1.0
+        vec = (reading_start(self.num_tokens, self.num_prefix_tokens)[0].numpy() if start is None
+               else np.asarray(start, dtype=np.float64))
         return last, vec, ("joint", last, head_fusion, float(discard_ratio), vec.tobytes())
 
     def rollout_is_cheap(self, upto_layer: int | None = None, head_fusion: str = "mean", discard_ratio: float = 0.0,

@@ -113,6 +113,12 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="also analyse each image with this second model and write compare.json (both models' "
                          "predictions, top-1 agreement, depth AbsRel and delta1 after alignment, correlations of the "
                          "matched layers' mean CLS maps) and compare.png (both models' maps and depths)")
+    an.add_argument("--labels", default=None, metavar="LABELS|@FILE",
+                    help="image-text models (CLIP, SigLIP): the labels to compare the image with, comma-separated, "
+                         "or @FILE with one label per line (default: a few everyday words)")
+    an.add_argument("--template", action="append", default=None, metavar="TEMPLATE",
+                    help="image-text models: the prompt each label is put into, with {} for the label (default: "
+                         "\"a photo of a {}.\"; \"{}\" uses the label as typed); repeat it to average several")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.add_argument("--verbose", action="store_true",
                     help="a line per image outside the model's domain (default: one summary at the end)")
@@ -245,6 +251,8 @@ def analyze(args: argparse.Namespace) -> int:
         raise VitvizError("--features, --explain and --lens run on this machine only: leave out --ray for them")
     if args.ray is not None and args.compare:
         raise VitvizError("--compare runs on this machine only: leave out --ray for it")
+    if args.ray is not None and (args.labels or args.template):
+        raise VitvizError("--labels and --template run on this machine only: leave out --ray for them")
     if args.ray is not None and (args.ablate or args.head_importance):
         raise VitvizError("--ablate and --head-importance run on this machine only: leave out --ray for them")
     opts = RunOptions(
@@ -261,6 +269,7 @@ def analyze(args: argparse.Namespace) -> int:
 
         engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
         _check_layer(args.layer, len(engine.model.blocks))
+        _set_labels(args, engine, opts)
         if args.lens and not engine.model.has_classifier:
             raise VitvizError(f"--lens: the logit lens needs a model with a classifier; {engine.info.name} has none")
         opts.ablate, opts.head_importance = tuple(_check_heads(args, engine)), args.head_importance
@@ -310,6 +319,24 @@ def _write_comparisons(items: list, engine: Any, engine_b: Any, opts: Any) -> in
             print(f"vitviz: error: {_describe_failure(item, exc)} (--compare)", file=sys.stderr)
             failed += 1
     return failed
+
+
+def _set_labels(args: argparse.Namespace, engine: Any, opts: Any) -> None:
+    """``--labels`` / ``--template`` on an image-text model, before any image (VitvizError: exit 2); notices such
+    as merged repeats or labels cut to the context are printed."""
+    if not engine.has_text:
+        if args.labels is not None or args.template:
+            raise VitvizError(f"--labels and --template need an image-text model (CLIP, SigLIP); {engine.info.name} "
+                              "has a fixed set of classes")
+        return
+    from .prompts import read_labels_argument
+
+    parsed = read_labels_argument(args.labels) if args.labels is not None else None
+    labels = parsed.labels if parsed is not None else list(engine.info.labels)
+    notices = (parsed.notices if parsed is not None else []) + engine.set_labels(labels, args.template)
+    for notice in notices:
+        print(f"vitviz: {notice}", file=sys.stderr)
+    opts.labels, opts.templates = tuple(engine.info.labels), tuple(engine.templates)
 
 
 def _check_layer(layer: int, layers: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -23,6 +24,8 @@ from .models.vit import VisionTransformer
 from .paths import DEFAULT_MODEL, weights_dir
 from .attention import FULL_ATTENTION_BUDGET, AttentionMaps, AttentionRecorder, full_attention_bytes
 from .importance import check_heads, compute_head_importance, head_mask
+from .models.imagetext import DEFAULT_LABELS, DEFAULT_TEMPLATE
+from .prompts import PromptEncoder, check_templates, parse_labels
 
 if TYPE_CHECKING:
     from .explain import Evidence
@@ -162,6 +165,14 @@ class AnalysisResult:
     logits: np.ndarray | None = None  # [num_classes] float32, before the softmax of ``probabilities``
     # Heads knocked out in this analysis, (layer, head) 0-based and sorted (Engine.analyze's ``ablate``).
     ablated: list[tuple[int, int]] = field(default_factory=list)
+    # Image-text models (CLIP, SigLIP): the image's normalised embedding [dim] (labels are re-scored from it without
+    # another forward pass: Engine.rescore), the prompt templates, and the scoring rule ("softmax" or "sigmoid").
+    image_embedding: np.ndarray | None = None
+    templates: list[str] = field(default_factory=list)
+    scoring: str = "softmax"
+    # Models that pool with attention (SigLIP): the pooling probe's attention per head [heads, rows, cols], the map
+    # of the token the scores are read from.
+    pool_attention: np.ndarray | None = None
 
     def detail_image(self) -> tuple[np.ndarray, int]:
         """The sharpest copy of the model's view and its scale relative to ``image`` (a whole number >= 1)."""
@@ -230,7 +241,9 @@ class AnalysisResult:
             },
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
             "notices": list(self.notices),
-        } | ({} if self.domain is None else {"domain": self.domain.to_json()}) | (
+        } | ({} if self.image_embedding is None else {"templates": list(self.templates), "scoring": self.scoring,
+                                                       "labels": list(self.labels)}) | (
+            {} if self.domain is None else {"domain": self.domain.to_json()}) | (
             {"ablated": [{"layer": layer, "head": head} for layer, head in self.ablated]} if self.ablated else {})
 
 
@@ -321,6 +334,14 @@ class Engine:
         # Image arrays (live frames) are resized on the device: None = on CUDA (see _prepare_on_device)
         self.resize_on_device: bool | None = None
         self._to_device(self.device)
+        # Image-text models: the labels asked about and their prompt templates (set_labels)
+        self.prompts: PromptEncoder | None = None
+        self.templates: list[str] = [DEFAULT_TEMPLATE]
+        if self.model.text is not None:
+            if self.info.tokenizer is None:
+                raise CheckpointError(f"{self.info.name}: an image-text model without its tokenizer files")
+            self.prompts = PromptEncoder(self.model.text, self.info.tokenizer)
+            self.set_labels(self.info.labels or list(DEFAULT_LABELS))
         self.load_ms = (time.perf_counter() - t0) * 1000.0
 
     def _to_device(self, device: torch.device) -> None:
@@ -334,6 +355,54 @@ class Engine:
     @property
     def name(self) -> str:
         return self.info.name
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the model compares the image with labels typed by the user (CLIP, SigLIP)."""
+        return self.prompts is not None
+
+    @property
+    def scoring(self) -> str:
+        """``"softmax"`` (the labels share 100 %) or ``"sigmoid"`` (each label is judged alone: SigLIP)."""
+        return self.model.text.config.scoring if self.model.text is not None else "softmax"
+
+    def set_labels(self, labels: str | Sequence[str], templates: str | Sequence[str] | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   cancelled: Callable[[], bool] | None = None) -> list[str]:
+        """Ask an image-text model about these labels from now on (comma- or line-separated text, or a list),
+        through ``templates`` (default: the current ones; each with one ``{}``). Encodes only labels not seen
+        before with these templates (``progress(done, total)`` per batch). Returns notices (empty or repeated labels,
+        labels cut to the context). :class:`VitvizError` for a model without a text tower, or bad labels or
+        templates, and then nothing changes."""
+        if self.prompts is None:
+            raise VitvizError(f"{self.info.name} has no text tower: it takes no labels (try an image-text model "
+                              "such as clip-b32 or siglip-b16)")
+        parsed = parse_labels(labels)
+        chosen = check_templates(self.templates if templates is None else templates)
+        with self._lock:
+            emb, notices = self.prompts.embeddings(parsed.labels, chosen, progress, cancelled)
+            self.model.text.set_labels(emb.to(self.device))
+            self.info.labels = list(parsed.labels)
+            self.templates = chosen
+        return parsed.notices + notices
+
+    def rescore(self, result: AnalysisResult, topk: int = 5) -> AnalysisResult:
+        """``result`` scored against the current labels from its kept image embedding, without a forward pass
+        (:class:`VitvizError` for a result without one)."""
+        if result.image_embedding is None or self.model.text is None:
+            raise VitvizError("this analysis holds no image embedding to compare with labels")
+        with self._lock:
+            emb = torch.from_numpy(result.image_embedding).to(self.device, self.model.text.label_embeddings.dtype)
+            with torch.inference_mode():
+                logits = self.model.text.logits(emb[None])[0].float()
+                probs = self.model.probabilities(logits).cpu().numpy()
+            labels = list(self.info.labels)
+            templates = list(self.templates)
+        order = np.argsort(-probs)[: max(1, topk)]
+        return dataclasses.replace(
+            result, labels=labels, logits=logits.cpu().numpy(), probabilities=probs, templates=templates,
+            predictions=[Prediction(labels[i], int(i), float(probs[i])) for i in order],
+            timings=dict(result.timings), notices=list(result.notices))
 
     def _tensor(self, rgb: np.ndarray, info: ModelInfo) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1).unsqueeze(0)
@@ -378,7 +447,7 @@ class Engine:
         cancelled = cancelled or (lambda: False)
         _check_mode(attention)
         ablate = self._check_ablate(ablate)
-        traced = traced and not ablate
+        traced = traced and not ablate and self.model.text is None  # a trace would keep the labels it was made with
         with self._lock:
             try:
                 return self._analyze(image, topk, cancelled, keep_display_image, features, traced, attention, ablate)
@@ -583,10 +652,19 @@ class Engine:
             result.probabilities = probs
             order = np.argsort(-probs)[: max(1, topk)]
             result.predictions = [Prediction(self.info.labels[i], int(i), float(probs[i])) for i in order]
+            if self.model.text is not None:
+                with torch.inference_mode():
+                    pooled = self.model.pooled(out.tokens[index : index + 1])
+                    result.image_embedding = torch.nn.functional.normalize(pooled.float(), dim=-1)[0].cpu().numpy()
+                result.templates, result.scoring = list(self.templates), self.scoring
             detector = self.info.domain_detector
             if detector is not None:  # scored from this same forward pass
                 result.domain = detector.assess(self.model, out.tokens[index : index + 1],
                                                 out.logits[index : index + 1])
+        if self.model.pool is not None:
+            with torch.inference_mode():
+                pool = self.model.pool.attention_map(out.tokens[index : index + 1])[0, :, out.num_prefix_tokens:]
+            result.pool_attention = pool.float().cpu().numpy().reshape(-1, grid_rows, grid_cols)
         depth = out.depth if out.depth is not None else depth_out
         if depth is not None:
             d = depth[index : index + 1].float()

@@ -25,7 +25,8 @@ Two parts, so a viewer can switch class and method without running the model aga
       gradient x attention rule of that paper, not the LRP-based relevance of their CVPR 2021 paper.
 
 The map reads the row of the token the classifier reads: the CLS row, or for ``cls+mean`` pooling (DINOv2 linear
-heads) the mean of the CLS row and of the mean patch-token row (half each).  Prefix tokens (CLS, registers) are
+heads) the mean of the CLS row and of the mean patch-token row (half each), or for attention pooling (SigLIP, no
+CLS token) the mean of every token's row, as the attention maps of such models do (vitviz.attention).  Prefix tokens (CLS, registers) are
 dropped from the map.  A map whose mass over the patches is zero (e.g. every gradient negative) is returned
 uniform.
 """
@@ -102,8 +103,10 @@ def _readout(t: int, num_prefix_tokens: int, pooling: str) -> np.ndarray:
         r[num_prefix_tokens:] += 0.5 / (t - num_prefix_tokens)
     elif pooling == "cls":
         r[0] = 1.0
+    elif pooling == "map":  # attention pooling (SigLIP): no token reads the image; every token's row, averaged
+        r[:] = 1.0 / t
     else:
-        raise ValueError(f"pooling must be 'cls' or 'cls+mean', not {pooling!r}")
+        raise ValueError(f"pooling must be 'cls', 'cls+mean' or 'map', not {pooling!r}")
     return r
 
 

@@ -73,6 +73,9 @@ class RunOptions:
     head_importance: bool = False  # also head_importance.csv (vitviz.importance)
     explain: tuple[str, ...] = ()  # class-evidence methods to write (vitviz.explain), for the --target classes
     target: str = "top1"
+    # image-text models: the labels asked about and their prompt templates (set on the engine; part of the settings)
+    labels: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ()
     domain_known: str = ""  # what the model knows, for the out-of-domain notice (e.g. "10 synthetic shapes")
     verbose: bool = False  # an out-of-domain line per image (else one summary at the end of the run)
 
@@ -373,6 +376,8 @@ def run_settings(opts: RunOptions, model: str, depth_model: str | None) -> str:
     settings = {"model": model, "depth_model": depth_model, "topk": opts.topk, "layer": opts.layer,
                 "cmap": opts.cmap, "depth_cmap": opts.depth_cmap, "alpha": opts.alpha,
                 "ablate": [list(h) for h in opts.ablate], "explain": list(opts.explain), "target": opts.target}
+    if opts.labels or opts.templates:  # image-text models only: older keys stay as they were
+        settings |= {"labels": list(opts.labels), "templates": list(opts.templates)}
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -386,7 +391,7 @@ def _prepare_store(items: Sequence[InputItem], opts: RunOptions, layers: int, ha
     redo = sum(it.name in store.other_settings for it in items)
     if redo:
         print(f"vitviz: {redo} image(s) in {opts.out} were written with other settings (model, --topk, --layer, "
-              "colours, --ablate, --explain or --target): analysing them again", file=sys.stderr)
+              "colours, --ablate, --explain, --target or --labels): analysing them again", file=sys.stderr)
     todo = [it for it in items if it.error is not None or not store.is_done(it.name)]
     return store, todo, len(items) - len(todo)
 
