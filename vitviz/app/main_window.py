@@ -17,6 +17,7 @@ from PySide6.QtGui import QAction, QGuiApplication, QIcon, QImage, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QToolButton, QVBoxLayout, QWidget
 
 from . import dialogs, paths
+from .compare_mode import CompareMode
 from .file_menus import RecentFiles, fill_samples_menu
 from .heads import HeadTools
 from .live_mode import LiveMode
@@ -86,6 +87,9 @@ class MainWindow(QMainWindow):
         self.state.result_changed.connect(self._on_result_shown)
         self._connect_session()
         self._connect_picker()
+        self.compare = CompareMode(self)  # View → Compare with…: a second model beside this one
+        self.view_menu.insertMenu(self.act_present, self.compare.menu)
+        self.view_menu.insertAction(self.act_present, self.compare.act_toggle)
         if (geometry := self.settings.value("window/geometry")) is None or not self.restoreGeometry(geometry):
             self.resize(1560, 940)
         self._painted = False
@@ -381,6 +385,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop the worker thread (waits for a running forward pass to reach its next stage)."""
+        self.compare.shutdown()
         self.session.shutdown()
 
     # ------------------------------------------------------------------------------------------- menus & dialogs

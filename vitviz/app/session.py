@@ -44,6 +44,7 @@ class Session(QObject):
     map_ready = Signal(object)
     importance_progress = Signal(int, int)
     importance_ready = Signal(object, object)
+    analysis_requested = Signal(object, object)  # (source, knocked-out heads): a new analysis was asked for
 
     # requests to the worker (queued across threads)
     _req_warm_up = Signal()
@@ -55,7 +56,8 @@ class Session(QObject):
     _req_map = Signal(int, object, object)
     _req_importance = Signal(int, object, object)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, thread: QThread | None = None) -> None:
+        """``thread``: run the worker on this (another session's) thread instead of a thread of its own."""
         super().__init__(parent)
         self._seq = 0
         self.tracker = RequestTracker()
@@ -73,8 +75,10 @@ class Session(QObject):
         self.requested_source: Any = None  # source of the newest analysis request
         self._busy = False
 
-        self.thread = QThread(self)
-        self.thread.setObjectName("vitviz-worker")
+        self._owns_thread = thread is None
+        self.thread = QThread(self) if thread is None else thread
+        if thread is None:
+            self.thread.setObjectName("vitviz-worker")
         self.worker = AnalysisWorker(self.tracker)
         self.worker.moveToThread(self.thread)
         self.thread.finished.connect(self.worker.deleteLater)
@@ -100,7 +104,8 @@ class Session(QObject):
         self.worker.map_ready.connect(self._on_map_ready)
         self.worker.importance_progress.connect(self._on_importance_progress)
         self.worker.importance_ready.connect(self._on_importance_ready)
-        self.thread.start()
+        if self._owns_thread:
+            self.thread.start()
         self._warming = False
 
     def warm_up(self) -> None:
@@ -146,6 +151,7 @@ class Session(QObject):
         self.requested_source = source
         self._update_busy()
         self._req_analyze.emit(req, source, ablate)
+        self.analysis_requested.emit(source, ablate)
         return req
 
     def supersede_analysis(self) -> None:
@@ -201,7 +207,7 @@ class Session(QObject):
     def shutdown(self) -> None:
         """Stop the worker thread (waits for a running forward pass to reach its next stage)."""
         self.tracker.closing = True
-        if self.thread.isRunning():
+        if self._owns_thread and self.thread.isRunning():
             self.thread.quit()
             self.thread.wait(30000)
 
