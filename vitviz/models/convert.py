@@ -608,7 +608,6 @@ def load_foreign(
 
         folder = ckpt.root if ckpt.root is not None else ckpt.weights[0].parent
         tokenizer = load_tokenizer(folder, model.text.config)
-        labels = list(DEFAULT_LABELS)
     fields = {
         "name": name or Path(ckpt.source).name,
         "config": config,
@@ -621,6 +620,8 @@ def load_foreign(
     }
     fields.update(info or {})
     fields["tokenizer"] = tokenizer
+    if tokenizer is not None and not fields["labels"]:  # asked about until the user types labels
+        fields["labels"] = list(DEFAULT_LABELS)
     if config.num_classes and len(fields["labels"]) != config.num_classes:
         raise CheckpointError(
             f"{ckpt.source}: {len(fields['labels'])} labels for a head of {config.num_classes} classes"

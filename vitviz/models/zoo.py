@@ -29,6 +29,7 @@ from typing import Any
 
 from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
 from .convert import is_foreign_checkpoint, load_foreign
+from .imagetext import CLIP_MEAN, CLIP_STD
 from ..errors import CheckpointError
 from .hub import ProgressHook, cached_folder, download, remote_size
 from .vit import VisionTransformer
@@ -38,6 +39,8 @@ __all__ = ["ZooEntry", "REGISTRY", "DownloadInfo", "imagenet_labels", "is_known"
 
 HF_PREFIX = "hf:"
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+# An image-text model's tokenizer (vitviz.models.text): CLIP's tokenizer.json, SigLIP's spiece.model, their settings.
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json", "special_tokens_map.json")
 INCEPTION_MEAN = (0.5, 0.5, 0.5)  # google/vit-* preprocessing
 INCEPTION_STD = (0.5, 0.5, 0.5)
 # Architecture fields an entry pins; config.json must agree on these (they decide what the weights mean).
@@ -67,7 +70,7 @@ class ZooEntry:
     name: str
     repo_id: str  # Hugging Face Hub repository
     layout: str  # "hf-vit", "hf-dinov2" or "hf-depth-anything" (see vitviz.models.convert)
-    task: str  # "classification", "features" (attention only) or "depth"
+    task: str  # "classification", "features" (attention only), "depth" or "image-text" (labels typed by the user)
     architecture: dict[str, Any]  # the vitviz architecture (ViTConfig fields) the weights must have
     image_size: int  # input short side in pixels (the engine snaps both sides to multiples of the patch)
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -78,6 +81,7 @@ class ZooEntry:
     size_mb: int = 0  # approximate download size
     description: str = ""
     files: tuple[str, ...] = ("config.json",)
+    optional: tuple[str, ...] = ()  # fetched when the repository has them
     weights: tuple[str, ...] = WEIGHTS  # alternatives, first found is used
     revision: str | None = None  # None: the repository's main branch
     extra_config: dict[str, Any] = field(default_factory=dict)  # ViTConfig fields set on top of config.json
@@ -170,6 +174,51 @@ REGISTRY: dict[str, ZooEntry] = {
             size_mb=99,
             description="Depth Anything V2 Small: DINOv2-S/14 + DPT head, relative inverse depth",
         ),
+        ZooEntry(
+            name="clip-b32",
+            repo_id="openai/clip-vit-base-patch32",
+            layout="hf-clip",
+            task="image-text",
+            architecture=_vit(768, 12, 12, 32, num_classes=0, head_pool="cls"),
+            image_size=224,
+            mean=CLIP_MEAN,
+            std=CLIP_STD,
+            licence="MIT",
+            size_mb=605,
+            description="OpenAI CLIP ViT-B/32 image-text model: type the labels",
+            files=("config.json", "preprocessor_config.json", "tokenizer.json"),
+            optional=("tokenizer_config.json", "special_tokens_map.json"),
+        ),
+        ZooEntry(
+            name="clip-b16",
+            repo_id="openai/clip-vit-base-patch16",
+            layout="hf-clip",
+            task="image-text",
+            architecture=_vit(768, 12, 12, 16, num_classes=0, head_pool="cls"),
+            image_size=224,
+            mean=CLIP_MEAN,
+            std=CLIP_STD,
+            licence="MIT",
+            size_mb=599,
+            description="OpenAI CLIP ViT-B/16 image-text model: type the labels",
+            files=("config.json", "preprocessor_config.json", "tokenizer.json"),
+            optional=("tokenizer_config.json", "special_tokens_map.json"),
+        ),
+        ZooEntry(
+            name="siglip-b16",
+            repo_id="google/siglip-base-patch16-224",
+            layout="hf-siglip",
+            task="image-text",
+            architecture=_vit(768, 12, 12, 16, num_classes=0, head_pool="map"),
+            image_size=224,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            licence="Apache-2.0",
+            size_mb=813,
+            description="Google SigLIP B/16 image-text model (each label scored on its own): type the labels",
+            files=("config.json", "preprocessor_config.json", "spiece.model"),
+            optional=("tokenizer_config.json", "special_tokens_map.json"),
+        ),
     )
 }
 
@@ -188,10 +237,10 @@ def _files(spec: str) -> tuple[str, list[str | tuple[str, ...]], list[str], str 
     """(repository, files, optional files, revision) of a registry name or ``hf:`` spec."""
     if spec in REGISTRY:
         entry = REGISTRY[spec]
-        return entry.repo_id, [*entry.files, entry.weights], [], entry.revision
+        return entry.repo_id, [*entry.files, entry.weights], list(entry.optional), entry.revision
     if spec.startswith(HF_PREFIX):
         repo, _, revision = spec[len(HF_PREFIX) :].partition("@")
-        return repo, ["config.json", WEIGHTS], ["preprocessor_config.json"], revision or None
+        return repo, ["config.json", WEIGHTS], ["preprocessor_config.json", *TOKENIZER_FILES], revision or None
     raise CheckpointError(f"{spec}: not a pretrained model name (see 'vitviz models') or hf:owner/repo")
 
 
