@@ -6,6 +6,7 @@ Heavy work runs on the worker thread through :class:`~vitviz.app.session.Session
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from functools import partial
 from pathlib import Path
@@ -222,6 +223,9 @@ class MainWindow(QMainWindow):
         s.preview_ready.connect(self._on_preview)
         s.export_ready.connect(self._on_export_ready)
         s.failed.connect(self._on_failed)
+        s.labels_ready.connect(self._on_labels_ready)
+        self.predictions_panel.labels_requested.connect(
+            lambda text, templates: s.set_labels(self.state.shown, text, templates))
         s.load_cancelled.connect(lambda: (self.picker.refresh(), self.show_message(
             "Download cancelled; the current model stays.", "info", transient=True)))
         s.busy_changed.connect(self.busy_changed)
@@ -356,12 +360,28 @@ class MainWindow(QMainWindow):
         self.show_message(f"Exported {len(files)} files to {folder}", "info", transient=True)
         self.export_finished.emit(folder, files)
 
+    def _on_labels_ready(self, shown, info) -> None:
+        """An image-text model accepted new labels: the displayed analysis re-scored, the label box and the model's
+        details updated, notices (merged repeats, labels cut) shown."""
+        old, notices, labels, templates = info
+        if self.state.model is not None:
+            self.state.set_model(dataclasses.replace(self.state.model, labels=list(labels), templates=list(templates)))
+        if shown is not None and self.state.shown is old:
+            self.state.show(shown)
+        elif self.state.result is not None and getattr(self.state.result, "image_embedding", None) is not None \
+                and list(self.state.result.labels) != list(labels):  # a newer image came meanwhile: score it too
+            self.session.set_labels(self.state.shown, "\n".join(labels), list(templates))
+        if notices:
+            self.show_message("Labels: " + "; ".join(notices) + ".", "info", transient=True, topic="labels")
+        else:
+            self.banner.dismiss_topics("labels")
+
     def _on_failed(self, kind: str, message: str) -> None:
         if kind == "model":  # the previous model, device and depth model stay
             self.picker.refresh()
         elif kind == "query":  # a later click on the same patch asks again
             self.state.pending_query = None
-        self.show_error(message, topic=kind if kind in ("image", "model") else "error")
+        self.show_error(message, topic=kind if kind in ("image", "model", "labels") else "error")
 
     # ------------------------------------------------------------------------------------------- events
 

@@ -45,6 +45,7 @@ class Session(QObject):
     importance_progress = Signal(int, int)
     importance_ready = Signal(object, object)
     analysis_requested = Signal(object, object)  # (source, knocked-out heads): a new analysis was asked for
+    labels_ready = Signal(object, object)  # (the re-scored Shown or None, (old Shown, notices, labels, templates))
 
     # requests to the worker (queued across threads)
     _req_warm_up = Signal()
@@ -55,6 +56,7 @@ class Session(QObject):
     _req_query = Signal(int, object, int)
     _req_map = Signal(int, object, object)
     _req_importance = Signal(int, object, object)
+    _req_labels = Signal(int, object, object)
 
     def __init__(self, parent: QObject | None = None, thread: QThread | None = None) -> None:
         """``thread``: run the worker on this (another session's) thread instead of a thread of its own."""
@@ -65,6 +67,7 @@ class Session(QObject):
         self.latest_model_req = 0
         self.latest_image_req = 0
         self.latest_importance_req = 0
+        self.latest_labels_req = 0
         self.model_spec: str | None = None  # of the loaded model
         self.device = "auto"  # asked for (the loaded model's, unless a load is pending)
         self.depth_model: str | None = None
@@ -90,6 +93,7 @@ class Session(QObject):
         self._req_query.connect(self.worker.query)
         self._req_map.connect(self.worker.evidence_map)
         self._req_importance.connect(self.worker.importance)
+        self._req_labels.connect(self.worker.set_labels)
         self.worker.environment_ready.connect(self.environment_ready)
         self.worker.model_ready.connect(self._on_model_ready)
         self.worker.analysis_ready.connect(self._on_analysis_ready)
@@ -104,6 +108,8 @@ class Session(QObject):
         self.worker.map_ready.connect(self._on_map_ready)
         self.worker.importance_progress.connect(self._on_importance_progress)
         self.worker.importance_ready.connect(self._on_importance_ready)
+        self.worker.labels_progress.connect(self._on_labels_progress)
+        self.worker.labels_ready.connect(self._on_labels_ready)
         if self._owns_thread:
             self.thread.start()
         self._warming = False
@@ -168,6 +174,24 @@ class Session(QObject):
         self._update_busy()
         self._req_importance.emit(req, result, target)
         return req
+
+    def set_labels(self, shown: Any, text: str, templates: list[str]) -> int:
+        """Ask the image-text model about the labels in ``text`` (comma- or line-separated) through ``templates``,
+        and re-score the displayed ``shown`` (None: nothing shown yet) on the worker."""
+        req = self.latest_labels_req = self._next("Reading the labels…")
+        self._update_busy()
+        self._req_labels.emit(req, shown, (text, list(templates)))
+        return req
+
+    def _on_labels_progress(self, req: int, done: int, total: int) -> None:
+        if req == self.latest_labels_req and req in self.pending:
+            self._doing[req] = f"Reading the labels… {done:,} of {total:,}"
+            self._update_busy()
+
+    def _on_labels_ready(self, req: int, shown: Any, info: Any) -> None:
+        self._finish(req)
+        if req == self.latest_labels_req:
+            self.labels_ready.emit(shown, info)
 
     def export(self, result: Any, folder: str, options: dict) -> int:
         req = self._next("Exporting…")

@@ -107,6 +107,9 @@ class ViewState(QObject):
         self.knocked_out: list[tuple[int, int]] = []  # heads knocked out in the displayed result
         self.original: Shown | None = None  # the un-ablated analysis of the shown image while heads are knocked out
         self.depth_change = False  # the Depth view shows the knockout's change instead of the depth
+        # models that pool with attention (SigLIP, no CLS token): the head tiles show the pooling probe's attention
+        # (True) or the chosen layer's attention each patch receives (False)
+        self.pool_view = True
         self._importance: tuple[Any, Any] | None = None  # (result, vitviz.importance.HeadImportance)
         self.cmap = cmap if cmap in COLORMAPS else "inferno"
         self.depth_cmap = depth_cmap if depth_cmap in COLORMAPS else "turbo"
@@ -151,7 +154,7 @@ class ViewState(QObject):
         rows, cols = result.grid.rows, result.grid.cols
         attention = result.attention
         if q is None:
-            maps = result.cls_attention[layer]
+            maps = result.cls_attention[layer] if not self.shows_pool else result.pool_attention
             roll = attention.rollout_rows[layer] if attention is not None else None
         else:
             maps, roll = attention.query_rows(q)[layer], attention.query_rollout(q)[layer]
@@ -419,6 +422,19 @@ class ViewState(QObject):
     def set_normalisation(self, mode: str) -> None:
         if mode in NORMALISATIONS and mode != self.normalisation:
             self.normalisation = mode
+            self.attention_style_changed.emit()
+
+    @property
+    def shows_pool(self) -> bool:
+        """Whether the head tiles show the pooling probe's attention (a model without a CLS token, no patch
+        clicked, the pooling view chosen)."""
+        result = self.result
+        return (self.pool_view and self.query is None and result is not None
+                and getattr(result, "pool_attention", None) is not None)
+
+    def set_pool_view(self, on: bool) -> None:
+        if bool(on) != self.pool_view:
+            self.pool_view = bool(on)
             self.attention_style_changed.emit()
 
     def set_smooth(self, smooth: bool) -> None:

@@ -7,6 +7,7 @@ stages (``RequestTracker``), and the window ignores any answer that is not for i
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 import time
@@ -67,6 +68,11 @@ class ModelSummary:
     depth_model: str | None
     load_ms: float
     description: str = ""
+    # image-text models: the scoring rule ("softmax" or "sigmoid"; "" for a classifier), the labels asked about and
+    # their prompt templates
+    scoring: str = ""
+    labels: list = field(default_factory=list)
+    templates: list = field(default_factory=list)
 
 
 @dataclass
@@ -120,6 +126,9 @@ class AnalysisWorker(QObject):
     map_ready = Signal(int, object)  # request id, the AnalysisResult one of whose maps is now cached
     importance_progress = Signal(int, int, int)  # request id, heads done, heads in all
     importance_ready = Signal(int, object, object)  # request id, the AnalysisResult, vitviz.importance.HeadImportance
+    labels_progress = Signal(int, int, int)  # request id, prompts encoded, prompts in all
+    # request id, the Shown re-scored (or None), (the Shown it was made from, notices, labels, templates)
+    labels_ready = Signal(int, object, object)
 
     def __init__(self, tracker: RequestTracker, topk: int = 5) -> None:
         super().__init__()
@@ -211,6 +220,9 @@ class AnalysisWorker(QObject):
                 depth_model=engine.depth_info.name if engine.depth_info else None,
                 load_ms=load_ms,
                 description=engine.info.description,
+                scoring=engine.scoring if engine.has_text else "",
+                labels=list(engine.info.labels) if engine.has_text else [],
+                templates=list(engine.templates) if engine.has_text else [],
             )
             self.model_ready.emit(request_id, summary)
         except BaseException as exc:  # noqa: BLE001 - reported in the window, the app keeps running
@@ -252,6 +264,28 @@ class AnalysisWorker(QObject):
                 lens = self.engine.lens(result)
             shown = Shown(result, (time.perf_counter() - t0) * 1000.0, features=features, lens=lens)
             self.analysis_ready.emit(request_id, shown)
+
+    @Slot(int, object, object)
+    def set_labels(self, request_id: int, shown: object, request: object) -> None:
+        """Ask the image-text model about new labels (``request`` = (text, templates)) and re-score ``shown`` (the
+        displayed analysis) from its image embedding, without a forward pass; a bad list fails and changes nothing."""
+        text, templates = request  # type: ignore[misc]
+        with self._answering(request_id, "labels", "reading the labels"):
+            from ..errors import VitvizError
+
+            if self.engine is None:
+                raise VitvizError("load a model first")
+            notices = self.engine.set_labels(
+                text, templates, progress=lambda done, total: self.labels_progress.emit(request_id, done, total),
+                cancelled=lambda: self.tracker.closing)
+            rescored = None
+            result = getattr(shown, "result", None)
+            if result is not None and result.image_embedding is not None and result.model_name == self.engine.name:
+                new = self.engine.rescore(result, self.topk)
+                lens = self.engine.lens(new) if new.hidden_states is not None else None
+                rescored = dataclasses.replace(shown, result=new, lens=lens)
+            self.labels_ready.emit(request_id, rescored,
+                                   (shown, notices, list(self.engine.info.labels), list(self.engine.templates)))
 
     def _preview(self, request_id: int, source: object) -> None:
         from ..images import load_image

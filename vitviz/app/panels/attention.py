@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider
 
 from ...render import COLORMAPS, colormap_lut, overlay
 from ..state import ViewState
@@ -42,6 +42,15 @@ class AttentionPanel(Panel):
         second = QHBoxLayout()
         second.setSpacing(8)
         second.addWidget(self.threshold, 1)
+        self.pool_box = QCheckBox("Pooling head")
+        self.pool_box.setToolTip("This model has no class token: its scores read a pooled token, made by a learnt "
+                                 "query attending to every patch. Checked: that query's attention, per head. "
+                                 "Unchecked: the chosen layer's attention each patch receives, averaged over all "
+                                 "queries")
+        self.pool_box.setChecked(state.pool_view)
+        self.pool_box.toggled.connect(state.set_pool_view)
+        self.pool_box.hide()
+        second.addWidget(self.pool_box)
         second.addWidget(self.cmap_combo)
         second.addWidget(self.norm_combo)
         self.body.addLayout(second)
@@ -206,7 +215,23 @@ class AttentionPanel(Panel):
     def _update_mode(self, heads: int) -> None:
         state = self.state
         muted = "font-weight:400;color:#5b6470"
-        if state.query is None:
+        pooled = getattr(state.result, "pool_attention", None) is not None
+        self.pool_box.setVisible(pooled)
+        if state.query is None and state.shows_pool:
+            self.mode_chip.setText("POOL")
+            self._chip_style("background: #efe7fc; color: #5a2fb0;")
+            self.mode_chip.setToolTip("Showing what the pooled token (the one scored against the labels) attends to")
+            self.set_title(f"Attention <span style='{muted}'>· pooling head · what the scored token looks at, "
+                           f"{heads} heads · rollout 0–{state.layer}: attention received</span>")
+            self.cls_button.hide()
+        elif state.query is None and pooled:
+            self.mode_chip.setText("RECEIVED")
+            self._chip_style("background: #efe7fc; color: #5a2fb0;")
+            self.mode_chip.setToolTip("No class token: each patch's attention received from every query, averaged")
+            self.set_title(f"Attention <span style='{muted}'>· layer {state.layer} · attention each patch receives "
+                           f"(no class token), {heads} heads</span>")
+            self.cls_button.hide()
+        elif state.query is None:
             self.mode_chip.setText("CLS")
             self._chip_style("background: #e7eefc; color: #1f4fb0;")
             self.mode_chip.setToolTip("Showing what the CLS token attends to")

@@ -43,6 +43,9 @@ class DetailsPanel(Panel):
             rows.append(("Architecture", f"ViT, {m.layers} layers × {m.heads} heads, patch {m.patch_size} px, "
                                          f"trained at {m.image_size} px"))
             outputs = f"{m.num_classes} classes" if m.num_classes else "no classifier"
+            if getattr(m, "scoring", ""):  # image-text: the labels typed in the Predictions panel
+                rule = "each judged on its own" if m.scoring == "sigmoid" else "sharing 100 %"
+                outputs = f"scores for {len(m.labels)} typed labels, {rule}"
             outputs += f", {DEPTH_KINDS.get(m.depth_kind or '', 'no depth')}"
             rows.append(("Outputs", outputs + (f" from {html(m.depth_model)}" if m.depth_model else "")))
             rows.append(("Device", html(m.device)))

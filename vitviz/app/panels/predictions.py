@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QFrame, QPushButton, QSizePolicy, QVBoxLayout
 from ..state import ViewState
 from ..widgets import Panel, PredictionChart, format_percent
 from .common import WrappedLabel, html, muted
+from .labels import LabelBox
 
 PHOTO_MODEL = "deit-small"  # what the out-of-domain note offers instead
 
@@ -18,6 +19,7 @@ __all__ = ["PredictionsPanel"]
 
 class PredictionsPanel(Panel):
     _photo_model_cost = Signal(str)  # from a helper thread: what choosing the photo model costs
+    labels_requested = Signal(str, list)  # image-text models: (labels as typed, prompt templates)
 
     def __init__(self, state: ViewState) -> None:
         super().__init__("Predictions")
@@ -46,9 +48,21 @@ class PredictionsPanel(Panel):
         self.chart.setToolTip("Click a class to see the evidence for it")
         self.chart.bar_clicked.connect(self._on_bar)
         self.body.addWidget(self.chart, 1)
+        self.labels = LabelBox()  # image-text models only
+        self.labels.asked.connect(self.labels_requested)
+        self.labels.hide()
+        self.body.addWidget(self.labels)
+        state.model_changed.connect(self._on_model)
         self._clear()
         state.result_changed.connect(self._on_result)
         state.target_changed.connect(lambda _t: self._mark_target())
+
+    def _on_model(self, summary) -> None:
+        """The label box shows for image-text models, with the labels they are asked about."""
+        text = bool(getattr(summary, "scoring", ""))
+        self.labels.setVisible(text)
+        if text:
+            self.labels.show_labels(list(summary.labels), list(summary.templates))
 
     def _on_bar(self, row: int) -> None:
         result = self.state.result
@@ -76,18 +90,28 @@ class PredictionsPanel(Panel):
             self.set_title("Predictions")
             return
         original = self.state.original.result if self.state.original is not None and result.ablated else None
+        if original is not None and original.labels != result.labels:
+            original = None  # asked about other labels since: nothing to compare bar by bar
         before = None
         if original is not None and original.probabilities is not None:
             before = [float(original.probabilities[p.index]) for p in result.predictions]
         self.chart.set_predictions([(p.label, p.probability) for p in result.predictions], before)
         self._mark_target()
         top = result.predictions[0]
+        image_text = getattr(result, "image_embedding", None) is not None
+        kind = "labels" if image_text else "classes"
         about = (f" · {len(result.ablated)} head{'s' * (len(result.ablated) != 1)} knocked out: change against the "
                  "whole model" if before is not None else f" · top {len(result.predictions)} of {len(result.labels)} "
-                 "classes")
+                 f"{kind}")
+        if image_text and result.scoring == "sigmoid":  # SigLIP: each label judged on its own
+            head, share = "Best match", f"{format_percent(top.probability)} match"
+        elif image_text:  # CLIP: the labels share 100 %
+            head, share = "Best label", f"{format_percent(top.probability)} of these labels"
+        else:
+            head, share = "Prediction", format_percent(top.probability)
         self.set_title(
-            f"Prediction: <span style='color:#1f6feb'>{html(top.label)}</span> "
-            f"<span style='font-weight:400'>{format_percent(top.probability)}</span>" + muted(about)
+            f"{head}: <span style='color:#1f6feb'>{html(top.label)}</span> "
+            f"<span style='font-weight:400'>{share}</span>" + muted(about)
         )
 
     def _show_note(self, result) -> None:
