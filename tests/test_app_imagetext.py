@@ -107,3 +107,21 @@ def test_siglip_heads_show_the_pooling_probe_or_the_attention_received(qtbot, ba
     assert panel.mode_chip.text() == "RECEIVED" and "receives" in panel.title.text()
     heads, _mean, _roll = state.attention_maps()
     np.testing.assert_array_equal(heads, result.cls_attention[state.layer])
+
+
+def test_presentation_ask_it_line_compares_the_picture_with_typed_words(qtbot, bare_window, clip_folder, photo):
+    from vitviz.app.presentation import PresentationView
+
+    window = _load(qtbot, bare_window, clip_folder)
+    open_and_wait(qtbot, window, photo)
+    view = window.presentation if hasattr(window, "presentation") else PresentationView.for_window(window)
+    view.enter(str(photo))
+    qtbot.waitUntil(lambda: view.result is not None, timeout=TIMEOUT)
+    assert view.ask_line.isVisibleTo(view)
+    view.ask_line.setText("a red ball, a teapot")
+    with qtbot.waitSignal(window.result_ready, timeout=TIMEOUT):
+        view.ask_line.returnPressed.emit()
+    qtbot.waitUntil(lambda: view.result is not None and view.result.labels == ["a red ball", "a teapot"],
+                    timeout=TIMEOUT)
+    assert "“a red ball”" in view.answer_text() or "“a teapot”" in view.answer_text()
+    view.leave()

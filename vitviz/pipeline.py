@@ -347,7 +347,8 @@ class _Writers:
             return
         predictions = summary.get("predictions") or []
         top = predictions[0] if predictions else None
-        line = f"{item.path}: " + (f"{top['label']} ({top['probability']:.1%})" if top else "no classifier")
+        share = " match" if summary.get("scoring") == "sigmoid" else ""  # SigLIP: each label on its own
+        line = f"{item.path}: " + (f"{top['label']} ({top['probability']:.1%}{share})" if top else "no classifier")
         line += f", {summary['timings_ms'].get('total', 0):.0f} ms on {device} -> {final}"
         with self._lock:
             self.report.analysed += 1

@@ -360,6 +360,13 @@ class MainWindow(QMainWindow):
         self.show_message(f"Exported {len(files)} files to {folder}", "info", transient=True)
         self.export_finished.emit(folder, files)
 
+    def ask_labels(self, text: str, templates: list[str] | None = None) -> None:
+        """Compare the shown picture with the labels in ``text`` (image-text models; the label box's templates by
+        default): re-scored on the worker, as the label box does."""
+        box = self.predictions_panel.labels
+        box.edit.setPlainText(text)
+        self.session.set_labels(self.state.shown, text, templates or box.templates())
+
     def _on_labels_ready(self, shown, info) -> None:
         """An image-text model accepted new labels: the displayed analysis re-scored, the label box and the model's
         details updated, notices (merged repeats, labels cut) shown."""

@@ -46,6 +46,9 @@ def answer_lines(result: Any) -> tuple[str, str]:
     label = html.escape(top.label.replace("_", " "))
     article = "an" if label[:1].lower() in "aeiou" else "a"
     answer = f"I think this is {article} <b style='color:{ACCENT}'>{label}</b> — {_percent(top.probability)}"
+    if getattr(result, "image_embedding", None) is not None:  # words typed by the presenter (CLIP, SigLIP)
+        verb = "It matches" if getattr(result, "scoring", "") == "sigmoid" else "Of your words, I pick"
+        answer = f"{verb} <b style='color:{ACCENT}'>“{label}”</b> — {_percent(top.probability)}"
     others = [p for p in predictions[1:4] if p.probability >= 0.005]
     if others:
         runner = "Maybe also: " + " · ".join(

@@ -20,4 +20,5 @@ QLabel {{ color: {TEXT}; background: transparent; }}
 QLabel#Runner, QLabel#Scale, QLabel#Keys, QLabel#Source {{ color: {MUTED}; }}
 QLabel#Explain {{ color: {TEXT}; background: #1b2230; border-radius: 10px; padding: 10px 14px; }}
 QLabel#Status {{ color: {WARNING}; }}
+QLineEdit#Ask {{ color: {TEXT}; background: #1b2230; border: 1px solid #2c3750; border-radius: 8px; padding: 4px 10px; }}
 """

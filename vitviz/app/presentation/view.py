@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PySide6.QtCore import QRect, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QLineEdit, QSizePolicy, QVBoxLayout, QWidget
 
 from ...render import apply_colormap, overlay
 from .. import paths
@@ -35,6 +35,7 @@ class PresentationView(QWidget):
     left = Signal()
     layer_changed = Signal(int)
     image_requested = Signal(str)
+    labels_asked = Signal(str)  # image-text models: the words typed in the "Ask it" line
 
     def __init__(
         self,
@@ -140,6 +141,14 @@ class PresentationView(QWidget):
         self.keys_label = QLabel()
         self.keys_label.setObjectName("Keys")
         self._font(self.keys_label, "keys")
+        self.ask_line = QLineEdit()  # image-text models: the presenter types the words to compare with
+        self.ask_line.setObjectName("Ask")
+        self.ask_line.setPlaceholderText("Ask it: type words, comma-separated, then Enter")
+        self.ask_line.setToolTip("The picture is compared with these words (Esc leaves the line)")
+        self._font(self.ask_line, "status")
+        self.ask_line.returnPressed.connect(self._ask)
+        self.ask_line.hide()
+        footer.addWidget(self.ask_line, 1)
         footer.addWidget(self.status_label, 1)
         footer.addWidget(self.keys_label)
         outer.addLayout(footer)
@@ -185,6 +194,7 @@ class PresentationView(QWidget):
         view = cls(window.open_image, parent=window, settings=getattr(window, "settings", None), **options)
         window.result_ready.connect(view.show_result)
         window.error_shown.connect(view.show_error)
+        view.labels_asked.connect(window.ask_labels)
         view._host = window
         return view
 
@@ -452,8 +462,16 @@ class PresentationView(QWidget):
         self.depth_part.title.setText("How far away things are")
         self.toggle_explanations(self._explain)
 
+    def _ask(self) -> None:
+        text = self.ask_line.text().strip()
+        if text:
+            self._set_status("Comparing the picture with your words…", keep_caption=True)
+            self.labels_asked.emit(text)
+        self.setFocus()  # the keys work again
+
     def _display(self, result: Any) -> None:
         self._result = result
+        self.ask_line.setVisible(getattr(result, "image_embedding", None) is not None)
         answer, runner = answer_lines(result)
         self.answer_label.setText(answer)
         self.runner_label.setText(runner)
@@ -521,6 +539,10 @@ class PresentationView(QWidget):
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
         key = event.key()
+        if self.ask_line.hasFocus():  # typing words: Esc leaves the line, not the presentation
+            if key == Qt.Key.Key_Escape:
+                self.setFocus()
+            return
         playing = self._autoplay
         if playing and key != Qt.Key.Key_Space:
             self.pause_autoplay()  # any key pauses the kiosk (and still does what it does)
