@@ -13,6 +13,9 @@ heads, 14x14 patches, 224x224) and a shipped-model-sized one (6 x 6, 8x8, 128x12
   alone ("handler") and together with the repaint it causes (``QApplication.processEvents()``, "with paint"). Two
   different results alternate, so nothing is reused between arrivals.
 * **layer switch** (goal <= 15 ms): ``ViewState.set_layer`` to the next layer (cycling), handler and with paint.
+* **comparison** (goal: a pair <= 2x one display): View → Compare with… on, a ViT-S/16-sized pair of results (A's,
+  then B's, each with its repaint) against one result displayed with the comparison off (``--compare-only``: this
+  case alone).
 * **launch** (goal: first paint <= 0.6 x a bare ``import torch``): a fresh ``python`` process runs the real entry
   point (``vitviz.cli.main([])``, as the ``vitviz`` command does); the time from starting the process to the first
   paint of the main window, and to the first analysed image when the shipped model is installed. After each launch a
@@ -48,6 +51,7 @@ SIZES = {
 }
 WIDTHS = {"vit-s16": 384, "vitviz-mini": 192}  # token width, for the hidden states of the Features view
 WINDOW_SIZE = (1560, 940)
+ROUNDS = 3  # comparison case: blocks of single displays and of pairs, alternating
 
 
 def prepared_shown(name: str, seed: int = 0):
@@ -193,6 +197,50 @@ def bench_views(name: str, runs: int, warmup: int, app, window) -> dict[str, Any
     }
 
 
+def bench_compare(name: str, runs: int, warmup: int, app, window) -> dict[str, Any]:
+    """Comparison mode (View → Compare with…; goal: a pair displays in <= 2x the single display time): two pairs of
+    results of the size ``name`` alternate; a pair is what the window does with both answers, A's
+    (``ViewState.show``, which the comparison's A side follows) and then B's (the comparison's handler of B's
+    session), each followed by its repaint. The single display is timed in the same window, the comparison off, in
+    ``ROUNDS`` blocks interleaved with the pairs' blocks, so that both meet the same machine."""
+    (a1, _, _), (a2, _, _) = prepared_shown(name, 1), prepared_shown(name, 2)
+    (b1, _, _), (b2, _, _) = prepared_shown(name, 3), prepared_shown(name, 4)
+    compare = window.compare
+
+    def timed(deliver) -> list[float]:
+        painted: list[float] = []
+        for i in range(warmup + runs):
+            app.processEvents()
+            t0 = time.perf_counter()
+            deliver(i % 2)
+            app.processEvents()
+            if i >= warmup:
+                painted.append((time.perf_counter() - t0) * 1000.0)
+        return painted
+
+    def single(i: int) -> None:
+        window.state.show((a1, a2)[i])
+
+    def pair(i: int) -> None:
+        window.state.show((a1, a2)[i])
+        app.processEvents()  # A's side repaints before B's answer arrives, as it does in the app
+        compare._on_b_result((b1, b2)[i])
+
+    alone: list[float] = []
+    both: list[float] = []
+    for _round in range(ROUNDS):  # interleaved, so that both meet the same machine
+        alone += timed(single)
+        compare._enter()  # comparison on, as View → Compare with… turns it on (B's model is not needed here)
+        try:
+            both += timed(pair)
+            assert compare.view.isVisible() and compare.state_b.result is (b1, b2)[(warmup + runs - 1) % 2].result
+        finally:
+            compare.stop()
+    ratio = stats(both)["median_ms"] / stats(alone)["median_ms"]
+    return {"size": name, "single_display_with_paint": stats(alone), "pair_display_with_paint": stats(both),
+            "ratio": round(ratio, 3), "goal_ratio": 2.0, "met": ratio <= 2.0}
+
+
 # ------------------------------------------------------------------------------------------------ launch
 
 
@@ -286,14 +334,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if out["none_refs_lost_per_void_qt_call"]:
         raise SystemExit("this PySide6 build leaks references to None (6.12.0 on Python < 3.12); install another "
                          "release: pip install 'PySide6-Essentials!=6.12.0'")
-    print("UI: launch (fresh processes) ...", flush=True)
-    out["launch"] = bench_launch(args.launches)
+    if not args.compare_only:
+        print("UI: launch (fresh processes) ...", flush=True)
+        out["launch"] = bench_launch(args.launches)
     with tempfile.TemporaryDirectory(prefix="vitviz-ui-") as tmp:
         app, window = _window(Path(tmp))
         out["views"] = {}
-        for name in args.sizes:
+        for name in [] if args.compare_only else args.sizes:
             print(f"UI: {name}-sized result ...", flush=True)
             out["views"][name] = bench_views(name, args.runs, args.warmup, app, window)
+        print("UI: comparison mode, a pair of vit-s16-sized results ...", flush=True)
+        out["compare"] = bench_compare("vit-s16", args.runs, args.warmup, app, window)
         window.close()
         window.shutdown() if hasattr(window, "shutdown") else None
         app.processEvents()
@@ -313,9 +364,19 @@ def report(data: dict[str, Any]) -> str:
                      fmt(v["features_layer_switch_with_paint"]["median_ms"])])
     lines = [f"UI (offscreen Qt, window {data['window'][0]}×{data['window'][1]}, {data['settings']['runs']} runs; "
              "goals: display ≤ 30 ms, layer switch ≤ 15 ms)", ""]
-    lines.append(table(rows, ["result size", "display ms", "+paint ms", "+paint p90", "layer ms", "+paint ms",
-                              "+paint p90", "worker rollout ms", "worker features ms",
-                              "features layer ms", "+paint ms"]))
+    if rows:
+        lines.append(table(rows, ["result size", "display ms", "+paint ms", "+paint p90", "layer ms", "+paint ms",
+                                  "+paint p90", "worker rollout ms", "worker features ms",
+                                  "features layer ms", "+paint ms"]))
+    if "compare" in data:
+        c = data["compare"]
+        lines += ["", f"Comparison mode ({c['size']}-sized pair; goal ≤ {c['goal_ratio']:g} × one display): single "
+                      f"display + paint median {c['single_display_with_paint']['median_ms']:.1f} ms, pair "
+                      f"{c['pair_display_with_paint']['median_ms']:.1f} ms (p90 "
+                      f"{c['pair_display_with_paint']['p90_ms']:.1f} ms): ratio {c['ratio']:.2f}, "
+                      + ("met" if c["met"] else "not met")]
+    if "launch" not in data:
+        return "\n".join(lines)
     la = data["launch"]
     shown, torch_ms = la["window_shown"]["median_ms"], la["import_torch"]["median_ms"]
     lines += ["", f"Launch (fresh process → first paint of the window, {la['launches']} launches; goal ≤ 0.6 × a bare "
@@ -336,6 +397,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--launches", type=int, default=5)
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--quick", action="store_true", help="smoke test: 3 runs, 1 warm-up, 1 launch")
+    p.add_argument("--compare-only", action="store_true",
+                   help="only the comparison mode's pair display against the single display (no launches)")
 
 
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -359,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.name:
         print("\nwrote", write_json(data, result_path(args.name)))
     if args.json:
-        flat = {"machine": info, **data["ui"], "import_torch_ms": data["ui"]["launch"]["import_torch"]["median_ms"]}
+        flat = {"machine": info, **data["ui"]}
+        if "launch" in data["ui"]:
+            flat["import_torch_ms"] = data["ui"]["launch"]["import_torch"]["median_ms"]
         print("wrote", write_json(flat, Path(args.json)))
     return 0
 

@@ -31,7 +31,9 @@ def start_and_wait(qtbot, window, spec):
 
 def test_compare_shows_both_models_and_the_slider_moves_both(qtbot, window, photo, deeper_checkpoint):
     a = open_and_wait(qtbot, window, photo)
+    window.side_views.setCurrentIndex(1)  # the user looks at class evidence before comparing
     sizes = window.splitter.sizes()
+    tabs = [[(t.widget(i), t.tabText(i)) for i in range(t.count())] for t in (window.center_views, window.side_views)]
     b = start_and_wait(qtbot, window, deeper_checkpoint)
     view = window.compare.view
     assert window.compare.active and view.isVisible()
@@ -39,7 +41,8 @@ def test_compare_shows_both_models_and_the_slider_moves_both(qtbot, window, phot
     assert b.source == a.source and b.model_name == "deeper" and (a.num_layers, b.num_layers) == (3, 5)
     # each side draws its own model: predictions, one tile per head + mean + rollout, depth with its own unit
     side_a, side_b = view.side_a, view.side_b
-    assert side_a.predictions.chart.labels() == [p.label for p in a.predictions]
+    assert side_a.attention is window.attention_panel and side_a.depth is window.depth_panel  # A is drawn once
+    assert window.predictions_panel.chart.labels() == [p.label for p in a.predictions]  # A's: left, as always
     assert side_b.predictions.chart.labels() == [p.label for p in b.predictions]
     assert side_a.attention.tile_count() == a.num_heads + 2 and side_b.attention.tile_count() == b.num_heads + 2
     assert side_b.attention.tiles.tiles[0].rgb.shape == b.image.shape
@@ -65,6 +68,10 @@ def test_compare_shows_both_models_and_the_slider_moves_both(qtbot, window, phot
     assert not window.compare.active and not view.isVisible()
     assert window.center_views.isVisible() and window.side_views.isVisible()
     assert window.splitter.sizes() == sizes
+    assert [[(t.widget(i), t.tabText(i)) for i in range(t.count())]
+            for t in (window.center_views, window.side_views)] == tabs
+    assert window.center_views.currentIndex() == 0 and window.side_views.currentIndex() == 1
+    assert window.attention_panel.isVisible()
     assert window.attention_panel.tile_count() == a.num_heads + 2
 
 

@@ -2,7 +2,8 @@
 show both, A beside B (:class:`~vitviz.app.compare_view.CompareView`).
 
 B has its own :class:`~vitviz.app.session.Session` whose worker runs on the window's worker thread, after A's
-analysis of the same image, and its own :class:`~vitviz.app.state.ViewState`. B's layer follows A's by relative depth
+analysis of the same image, and its own :class:`~vitviz.app.state.ViewState`; A's side is the window's own state,
+and its attention, features and depth panels move there while comparing (A is drawn once). B's layer follows A's by relative depth
 (:func:`vitviz.compare.match_layer`) and the view settings are shared. A newer image supersedes both analyses; an
 error of one side shows on that side. Leaving restores the window's columns as they were. The choice of B persists
 in the settings (``compare/model``).
@@ -61,9 +62,10 @@ class CompareMode(QObject):
         self.spec: str | None = None  # B's model, as asked for
         state = window.state
         style = {name: getattr(state, name) for name in STYLE if name != "threshold"}
-        # A's side has a state of its own that follows the window's while comparing (and is left alone otherwise, so
-        # that its panels cost nothing outside comparison); B's is fed by B's session
-        self.state_a, self.state_b = ViewState(self, **style), ViewState(self, **style)
+        self.state_a = state  # A's side is the window's own state and panels (borrowed while comparing)
+        self.state_b = ViewState(self, **style)  # fed by B's session
+        self._borrowed: list[tuple[Any, Any, int, str]] = []  # (tabs, panel, index, title) to give back
+        self._current_tabs: list[tuple[Any, int]] = []
         self.session_b = Session(self, thread=window.session.thread)
         self.view: CompareView | None = None  # built on first use
         self._saved_sizes: list[int] | None = None
@@ -88,20 +90,17 @@ class CompareMode(QObject):
     # ---------------------------------------------------------------------------------------------- wiring
 
     def _connect(self) -> None:
-        w, main, a, b, sb = self.window, self.window.state, self.state_a, self.state_b, self.session_b
+        w, a, b, sb = self.window, self.window.state, self.state_b, self.session_b
         w.session.analysis_requested.connect(self._on_a_requested)
         w.session.failed.connect(self._on_a_failed)
-        main.result_changed.connect(self._on_a_result)
-        main.model_changed.connect(lambda summary: self.active and a.set_model(summary))
-        main.layer_changed.connect(lambda layer: self.active and a.set_layer(layer))
-        a.layer_changed.connect(self._on_a_layer)
+        a.result_changed.connect(self._on_a_result)
+        a.layer_changed.connect(lambda _layer: self.active and self._follow_layer())
         b.layer_changed.connect(self._on_b_layer)
-        for one, other in ((main, a), (a, main), (a, b), (b, a)):  # the view settings are the same on every side
+        for one, other in ((a, b), (b, a)):  # the view settings are the same on both sides
             for signal in (one.attention_style_changed, one.depth_style_changed, one.grid_changed):
                 signal.connect(lambda *_, x=one, y=other: self.active and _copy_style(x, y))
         b.query_requested.connect(sb.query)
         sb.query_ready.connect(b.query_ready)
-        a.status.connect(w.hover_label.setText)
         b.status.connect(w.hover_label.setText)
         b.model_requested.connect(lambda spec: w.picker.confirm_download(spec) and self.start(spec))
         sb.model_ready.connect(self._on_b_model)
@@ -122,12 +121,6 @@ class CompareMode(QObject):
         assert self.view is not None
         if shown is not None:
             self.view.side_a.header.show_error(None)
-            self.state_a.show(shown)
-            self.state_a.set_layer(self.window.state.layer)
-        self._follow_layer()
-
-    def _on_a_layer(self, layer: int) -> None:
-        self.window.state.set_layer(layer)  # A's slider in the comparison is the window's slider
         self._follow_layer()
 
     def _on_b_model(self, summary: Any) -> None:
@@ -188,6 +181,7 @@ class CompareMode(QObject):
         if self.active:
             return
         self.active = True
+        self._borrow()
         self._saved_sizes = w.splitter.sizes()
         center, right = w.splitter.widget(1), w.splitter.widget(2)
         center.hide()
@@ -196,14 +190,38 @@ class CompareMode(QObject):
         self.view.show()
         left = self._saved_sizes[0]
         w.splitter.setSizes([left, 0, 0, max(400, sum(self._saved_sizes) - left)])
-        _copy_style(w.state, self.state_a)
         _copy_style(w.state, self.state_b)
-        self.state_a.set_model(w.state.model)
-        if w.state.shown is not None:
-            self._on_a_result(w.state.shown)
+        self.view.side_a.header.refresh()
+        self.view.disagreement.refresh()
+        self._follow_layer()
         self.act_stop.setEnabled(True)
         self.presentation.set_active(True)
         self.changed.emit(True)
+
+    def _borrow(self) -> None:
+        """Move the window's attention, features and depth panels onto A's side (remembering their tabs)."""
+        w = self.window
+        self._current_tabs = [(tabs, tabs.currentIndex()) for tabs in (w.center_views, w.side_views)]
+        self._borrowed = []
+        for tabs, panel in ((w.center_views, w.attention_panel), (w.center_views, w.features_panel),
+                            (w.side_views, w.depth_panel)):
+            index = tabs.indexOf(panel)
+            self._borrowed.append((tabs, panel, index, tabs.tabText(index)))
+        for tabs, panel, _index, _title in self._borrowed:
+            tabs.removeTab(tabs.indexOf(panel))
+        assert self.view is not None
+        self.view.side_a.hold(w.attention_panel, w.features_panel, w.depth_panel)
+
+    def _give_back(self) -> None:
+        """The borrowed panels back into their tabs, at their places, with the tabs that were current."""
+        assert self.view is not None
+        self.view.side_a.release()
+        for tabs, panel, index, title in sorted(self._borrowed, key=lambda b: b[2]):
+            tabs.insertTab(index, panel, title)
+            panel.show()
+        for tabs, current in self._current_tabs:
+            tabs.setCurrentIndex(current)
+        self._borrowed, self._current_tabs = [], []
 
     def stop(self) -> None:
         """Leave comparison: the window's columns come back as they were (B's model stays loaded for a return)."""
@@ -215,6 +233,7 @@ class CompareMode(QObject):
         assert self.view is not None
         self.view.hide()
         self.view.setParent(None)  # out of the splitter (kept for a return)
+        self._give_back()
         w.splitter.widget(1).show()
         w.splitter.widget(2).show()
         if self._saved_sizes is not None:

@@ -1,5 +1,6 @@
 """The two-up comparison view: model A beside model B for the same image, each side drawn by the usual panels from its
-own :class:`~vitviz.app.state.ViewState`, plus the disagreement of their depth maps.
+own :class:`~vitviz.app.state.ViewState`, plus the disagreement of their depth maps. A's predictions stay where they
+are, in the window's left column, beside B's column.
 
 It takes the middle and right columns of the window while comparison is on (:mod:`vitviz.app.compare_mode` swaps it
 in and out); it only draws, and changes the view only through the two states.
@@ -118,40 +119,56 @@ class DisagreementPanel(Panel):
 
 
 class _Side(QWidget):
-    """One model's column: its header, its attention (and features) above, its predictions and depth below."""
+    """One model's column: its header, its attention (and features) above; below, its depth beside ``beside`` (A:
+    the disagreement) or its predictions beside its depth (B; A's predictions are the window's, left).
 
-    def __init__(self, tag: str, state: ViewState, extra: QWidget | None = None) -> None:
+    Without ``panels`` the side builds its own; A's side borrows the window's panels while comparing
+    (:meth:`hold`), so that A is drawn once, by the panels the window already has."""
+
+    def __init__(self, tag: str, state: ViewState, beside: QWidget | None = None, own: bool = True) -> None:
         super().__init__()
         self.state = state
         self.header = SideHeader(tag, state)
-        self.attention = AttentionPanel(state)
-        self.features = FeaturesPanel(state)
-        self.predictions = PredictionsPanel(state)
-        self.depth = DepthPanel(state)
         self.top_views = view_tabs()
-        add_view(self.top_views, self.attention, "Attention heads")
-        add_view(self.top_views, self.features, "Features")
-        self.bottom_views = view_tabs()
-        add_view(self.bottom_views, self.depth, "Depth")
-        if extra is not None:
-            add_view(self.bottom_views, extra, "Disagreement")
-        bottom = splitter(Qt.Orientation.Horizontal, [self.predictions, self.bottom_views], [240, 300])
+        self.predictions = PredictionsPanel(state) if beside is None else None
+        self.bottom = splitter(Qt.Orientation.Horizontal, [self.predictions or beside], [270])
+        self.bottom.setChildrenCollapsible(False)
+        self.attention: AttentionPanel | None = None
+        self.features: FeaturesPanel | None = None
+        self.depth: DepthPanel | None = None
+        if own:
+            self.hold(AttentionPanel(state), FeaturesPanel(state), DepthPanel(state))
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(4)
         column.addWidget(self.header)
-        column.addWidget(splitter(Qt.Orientation.Vertical, [self.top_views, bottom], [560, 330]), 1)
+        column.addWidget(splitter(Qt.Orientation.Vertical, [self.top_views, self.bottom], [560, 330]), 1)
+
+    def hold(self, attention: AttentionPanel, features: FeaturesPanel, depth: DepthPanel) -> None:
+        """Show these panels on this side (taken from wherever they were)."""
+        self.attention, self.features, self.depth = attention, features, depth
+        add_view(self.top_views, attention, "Attention heads")
+        add_view(self.top_views, features, "Features")
+        self.top_views.setCurrentIndex(0)
+        self.bottom.insertWidget(0 if self.predictions is None else 1, depth)
+        self.bottom.setSizes([270, 270])
+
+    def release(self) -> None:
+        """Let go of the held panels (their owner puts them back where they belong)."""
+        self.top_views.clear()  # removes the tabs, not the panels
+        self.attention = self.features = self.depth = None
 
 
 class CompareView(QWidget):
-    """A beside B. ``side_a`` and ``side_b`` hold each side's panels (``attention``, ``features``, ``predictions``,
-    ``depth``) and ``header``; ``disagreement`` is in B's depth tabs."""
+    """A beside B. ``side_a`` and ``side_b`` hold each side's panels (``attention``, ``features``, ``depth``; B's
+    ``predictions``) and ``header``; ``disagreement`` is beside A's depth. A's side shows the window's own panels
+    while comparing (:meth:`_Side.hold`)."""
 
     def __init__(self, state_a: ViewState, state_b: ViewState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.disagreement = DisagreementPanel(state_a, state_b)
-        self.side_a = _Side("A", state_a)
-        self.side_b = _Side("B", state_b, self.disagreement)
+        self.side_a = _Side("A", state_a, self.disagreement, own=False)
+        self.side_b = _Side("B", state_b)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter(Qt.Orientation.Horizontal, [self.side_a, self.side_b], [550, 550]))

@@ -64,6 +64,7 @@ class PresentationCompare(QWidget):
         outer.insertWidget(outer.count() - 1, self, 1)  # above the footer
         self.hide()
         view.layer_changed.connect(self._follow)
+        view.entered.connect(self.refresh)
         state_b.result_changed.connect(lambda _shown: self.refresh())
 
     def set_active(self, active: bool) -> None:
@@ -72,9 +73,10 @@ class PresentationCompare(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
+        """Draw B's row from ``state_b`` (only while the presentation is on screen: it costs the window nothing)."""
         result = self.state_b.result
         self.setVisible(self.active and result is not None)
-        if result is None:
+        if result is None or not self.active or not self.view.active:
             self._frames = []
             return
         answer, runner = answer_lines(result)
