@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, VitvizError
-from .vit import Block
+from .layers import Block
 
 __all__ = ["TextConfig", "TextTower", "TextTokenizer", "Tokenized", "load_tokenizer", "TEXT_EXTRA"]
 
