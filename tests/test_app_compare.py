@@ -162,3 +162,19 @@ def test_presentation_tells_the_two_up_story(qtbot, window, photo, deeper_checkp
         assert not strip.isVisible()
     finally:
         view.leave()
+
+
+def test_class_evidence_of_each_side_follows_its_own_model(qtbot, window, photo, deeper_checkpoint):
+    open_and_wait(qtbot, window, photo)
+    b = start_and_wait(qtbot, window, deeper_checkpoint)
+    view, b_state = window.compare.view, window.compare.state_b
+    assert view.side_a.evidence is window.evidence_panel and view.side_b.evidence is not None
+    # a click on one of B's bars asks B's worker for B's evidence and shows it on B's side
+    with qtbot.waitSignal(window.compare.session_b.evidence_ready, timeout=TIMEOUT) as blocker:
+        b_state.set_target(b.predictions[1].index)
+    result, evidence = blocker.args
+    assert result is b_state.result and view.side_b.top_views.currentWidget() is view.side_b.evidence
+    assert evidence.labels == b.labels
+    qtbot.waitUntil(lambda: b_state.evidence is not None, timeout=TIMEOUT)
+    window.compare.stop()
+    assert window.side_views.indexOf(window.evidence_panel) == 1  # given back to its tab

@@ -125,3 +125,20 @@ def test_presentation_ask_it_line_compares_the_picture_with_typed_words(qtbot, b
                     timeout=TIMEOUT)
     assert "“a red ball”" in view.answer_text() or "“a teapot”" in view.answer_text()
     view.leave()
+
+
+def test_compared_image_text_model_takes_its_own_labels(qtbot, bare_window, clip_folder, siglip_folder, photo):
+    window = _load(qtbot, bare_window, clip_folder)
+    open_and_wait(qtbot, window, photo)
+    with qtbot.waitSignal(window.compare.b_shown, timeout=TIMEOUT):
+        window.compare.start(str(siglip_folder))
+    side_b, state_b = window.compare.view.side_b, window.compare.state_b
+    box = side_b.predictions.labels
+    qtbot.waitUntil(lambda: box.isVisibleTo(window), timeout=TIMEOUT)
+    box.edit.setPlainText("a teapot, a red ball")
+    with qtbot.waitSignal(window.compare.session_b.labels_ready, timeout=TIMEOUT):
+        box.button.click()
+    assert state_b.result.labels == ["a teapot", "a red ball"]
+    assert sorted(side_b.predictions.chart.labels()) == ["a red ball", "a teapot"]
+    assert window.current_result.labels != state_b.result.labels  # A keeps its own labels
+    window.compare.stop()

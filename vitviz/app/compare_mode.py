@@ -101,6 +101,13 @@ class CompareMode(QObject):
                 signal.connect(lambda *_, x=one, y=other: self.active and _copy_style(x, y))
         b.query_requested.connect(sb.query)
         sb.query_ready.connect(b.query_ready)
+        b.evidence_requested.connect(sb.explain)  # B's class evidence, on B's worker
+        sb.evidence_ready.connect(b.add_evidence)
+        b.map_requested.connect(sb.evidence_map)
+        sb.map_ready.connect(b.map_ready)
+        sb.labels_ready.connect(self._on_b_labels)  # B's own typed labels (image-text models)
+        for state, side in ((a, "side_a"), (b, "side_b")):  # a clicked bar shows that side's evidence
+            state.target_changed.connect(lambda _t, name=side: self._show_evidence(name))
         b.status.connect(w.hover_label.setText)
         b.model_requested.connect(lambda spec: w.picker.confirm_download(spec) and self.start(spec))
         sb.model_ready.connect(self._on_b_model)
@@ -122,6 +129,29 @@ class CompareMode(QObject):
         if shown is not None:
             self.view.side_a.header.show_error(None)
         self._follow_layer()
+
+    def _show_evidence(self, side_name: str) -> None:
+        if self.active and self.view is not None:
+            side = getattr(self.view, side_name)
+            if side.evidence is not None:
+                side.top_views.setCurrentWidget(side.evidence)
+
+    def _ask_b(self, text: str, templates: list) -> None:
+        self.session_b.set_labels(self.state_b.shown, text, templates)
+
+    def _on_b_labels(self, shown: Any, info: Any) -> None:
+        """B accepted new labels: its shown analysis re-scored (the same rule as the window's label box)."""
+        old, notices, labels, templates = info
+        if self.state_b.model is not None:
+            import dataclasses
+
+            self.state_b.set_model(dataclasses.replace(self.state_b.model, labels=list(labels),
+                                                       templates=list(templates)))
+        if shown is not None and self.state_b.shown is old:
+            self.state_b.show(shown)
+            self._follow_layer()
+        if notices and self.view is not None:
+            self.view.side_b.header.show_error("Labels: " + "; ".join(notices))
 
     def _on_b_model(self, summary: Any) -> None:
         self.state_b.set_model(summary)
@@ -178,6 +208,8 @@ class CompareMode(QObject):
         w = self.window
         if self.view is None:
             self.view = CompareView(self.state_a, self.state_b)
+            assert self.view.side_b.predictions is not None
+            self.view.side_b.predictions.labels_requested.connect(self._ask_b)
         if self.active:
             return
         self.active = True
@@ -204,13 +236,13 @@ class CompareMode(QObject):
         self._current_tabs = [(tabs, tabs.currentIndex()) for tabs in (w.center_views, w.side_views)]
         self._borrowed = []
         for tabs, panel in ((w.center_views, w.attention_panel), (w.center_views, w.features_panel),
-                            (w.side_views, w.depth_panel)):
+                            (w.side_views, w.depth_panel), (w.side_views, w.evidence_panel)):
             index = tabs.indexOf(panel)
             self._borrowed.append((tabs, panel, index, tabs.tabText(index)))
         for tabs, panel, _index, _title in self._borrowed:
             tabs.removeTab(tabs.indexOf(panel))
         assert self.view is not None
-        self.view.side_a.hold(w.attention_panel, w.features_panel, w.depth_panel)
+        self.view.side_a.hold(w.attention_panel, w.features_panel, w.depth_panel, w.evidence_panel)
 
     def _give_back(self) -> None:
         """The borrowed panels back into their tabs, at their places, with the tabs that were current."""

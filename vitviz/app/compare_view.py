@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..compare import DepthAlignment, align_depth
 from ..render import apply_colormap, colormap_lut, normalize
-from .panels import AttentionPanel, DepthPanel, FeaturesPanel, PredictionsPanel
+from .panels import AttentionPanel, DepthPanel, EvidencePanel, FeaturesPanel, PredictionsPanel
 from .panels.common import html, muted
 from .state import ViewState
 from .widgets import ColorBar, ImageCanvas, Panel, SteadyText, add_view, splitter, view_tabs
@@ -136,19 +136,22 @@ class _Side(QWidget):
         self.attention: AttentionPanel | None = None
         self.features: FeaturesPanel | None = None
         self.depth: DepthPanel | None = None
+        self.evidence: EvidencePanel | None = None
         if own:
-            self.hold(AttentionPanel(state), FeaturesPanel(state), DepthPanel(state))
+            self.hold(AttentionPanel(state), FeaturesPanel(state), DepthPanel(state), EvidencePanel(state))
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(4)
         column.addWidget(self.header)
         column.addWidget(splitter(Qt.Orientation.Vertical, [self.top_views, self.bottom], [560, 330]), 1)
 
-    def hold(self, attention: AttentionPanel, features: FeaturesPanel, depth: DepthPanel) -> None:
+    def hold(self, attention: AttentionPanel, features: FeaturesPanel, depth: DepthPanel,
+             evidence: EvidencePanel) -> None:
         """Show these panels on this side (taken from wherever they were)."""
-        self.attention, self.features, self.depth = attention, features, depth
+        self.attention, self.features, self.depth, self.evidence = attention, features, depth, evidence
         add_view(self.top_views, attention, "Attention heads")
         add_view(self.top_views, features, "Features")
+        add_view(self.top_views, evidence, "Class evidence")
         self.top_views.setCurrentIndex(0)
         self.bottom.insertWidget(0 if self.predictions is None else 1, depth)
         self.bottom.setSizes([270, 270])
@@ -156,7 +159,7 @@ class _Side(QWidget):
     def release(self) -> None:
         """Let go of the held panels (their owner puts them back where they belong)."""
         self.top_views.clear()  # removes the tabs, not the panels
-        self.attention = self.features = self.depth = None
+        self.attention = self.features = self.depth = self.evidence = None
 
 
 class CompareView(QWidget):

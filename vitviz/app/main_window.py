@@ -219,7 +219,9 @@ class MainWindow(QMainWindow):
         s.map_ready.connect(self.state.map_ready)
         s.query_ready.connect(self.state.query_ready)
         self.state.model_requested.connect(self.picker.choose_model)  # asks before downloading
-        self.state.target_changed.connect(lambda _t: self.side_views.setCurrentWidget(self.evidence_panel))
+        self.state.target_changed.connect(  # (while comparing, the panel is on A's side: compare_mode shows it)
+            lambda _t: self.side_views.indexOf(self.evidence_panel) >= 0
+            and self.side_views.setCurrentWidget(self.evidence_panel))
         s.preview_ready.connect(self._on_preview)
         s.export_ready.connect(self._on_export_ready)
         s.failed.connect(self._on_failed)
