@@ -7,6 +7,7 @@ the test (a byte-level BPE for CLIP, a SentencePiece model for SigLIP).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -276,3 +277,12 @@ def test_clip_and_siglip_download_with_their_tokenizers(folders, tmp_path, monke
         assert server.count("GET", "spiece.model") == 1
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("family, library", [("clip", "tokenizers"), ("siglip", "sentencepiece")])
+def test_without_the_text_extra_the_message_names_it(folders, monkeypatch, family, library):
+    from vitviz.engine import Engine
+
+    monkeypatch.setitem(sys.modules, library, None)  # import fails as if it were not installed
+    with pytest.raises(VitvizError, match=r'pip install "vitviz\[text\]"'):
+        Engine(str(folders[family][0]), device="cpu")
