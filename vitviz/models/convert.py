@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, check_state_dict, read_state_dict
+from .hfconfig import preprocessing, square
 from .imagetext import DEFAULT_LABELS, convert_image_text, image_text_config
 from ..errors import CheckpointError
 from .vit import ViTConfig, VisionTransformer
@@ -344,14 +345,6 @@ def convert_state_dict(state: dict[str, torch.Tensor], layout: str, config: ViTC
 # ---------------------------------------------------------------------------------------------------------- configs
 
 
-def _square(value: Any, what: str) -> int:
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2 or int(value[0]) != int(value[1]):
-            raise CheckpointError(f"non-square {what} {list(value)} is not supported")
-        value = value[0]
-    return int(value)
-
-
 def _labels_from_id2label(cfg: dict[str, Any], n: int) -> list[str]:
     id2label = cfg.get("id2label") or {}
     try:
@@ -361,27 +354,6 @@ def _labels_from_id2label(cfg: dict[str, Any], n: int) -> list[str]:
     if all(re.fullmatch(r"LABEL_\d+", lab) for lab in labels):
         return []
     return labels
-
-
-def _preprocessing(
-    pre: dict[str, Any] | None, default_mean: tuple, default_std: tuple, default_size: int
-) -> tuple[tuple, tuple, int]:
-    """Mean, std and input size (center crop, else resize target) from ``preprocessor_config.json``."""
-    pre = pre or {}
-    mean = tuple(float(v) for v in pre.get("image_mean") or default_mean)
-    std = tuple(float(v) for v in pre.get("image_std") or default_std)
-    size = default_size
-    crop = pre.get("crop_size")
-    resize = pre.get("size")
-    if pre.get("do_center_crop") and crop:
-        size = int(crop.get("height", crop.get("shortest_edge", size))) if isinstance(crop, dict) else int(crop)
-    elif isinstance(resize, dict):
-        size = int(resize.get("shortest_edge", resize.get("height", size)))
-    elif isinstance(resize, (int, float)):
-        size = int(resize)
-    if len(mean) != 3 or len(std) != 3:
-        raise CheckpointError("preprocessor_config.json: image_mean / image_std must have 3 values")
-    return mean, std, size  # type: ignore[return-value]
 
 
 def _encoder_options(c: dict[str, Any], family: str) -> dict[str, Any]:
@@ -401,7 +373,7 @@ def _encoder_options(c: dict[str, Any], family: str) -> dict[str, Any]:
         ratio = float(c["mlp_ratio"])
         layer_scale = float(c.get("layerscale_value") or 1.0)
     return {
-        "patch_size": _square(c["patch_size"], "patch size"),
+        "patch_size": square(c["patch_size"], "patch size"),
         "in_chans": int(c.get("num_channels", 3)),
         "embed_dim": dim,
         "depth": int(c["num_hidden_layers"]),
@@ -443,8 +415,8 @@ def config_from_hf(config: dict[str, Any], preprocessor: dict[str, Any] | None =
         if int(c["reassemble_hidden_size"]) != int(b["hidden_size"]):
             raise CheckpointError("reassemble_hidden_size differs from the backbone's hidden size")
         enc = _encoder_options(b, "dinov2")
-        mean, std, size = _preprocessing(preprocessor, IMAGENET_MEAN, IMAGENET_STD, 518)
-        pos_grid = _square(b["image_size"], "image size") // enc["patch_size"]
+        mean, std, size = preprocessing(preprocessor, IMAGENET_MEAN, IMAGENET_STD, 518)
+        pos_grid = square(b["image_size"], "image size") // enc["patch_size"]
         max_depth = c.get("max_depth")
         dpt = {
             "layers": [s - 1 for s in stages],
@@ -479,11 +451,11 @@ def config_from_hf(config: dict[str, Any], preprocessor: dict[str, Any] | None =
     if classifier:
         num_classes = int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
     labels = _labels_from_id2label(config, num_classes) if num_classes else []
-    train_size = _square(c["image_size"], "image size")
+    train_size = square(c["image_size"], "image size")
     if family == "vit":  # transformers' ViTImageProcessor defaults
-        mean, std, size = _preprocessing(preprocessor, IMAGENET_STANDARD, IMAGENET_STANDARD, train_size)
+        mean, std, size = preprocessing(preprocessor, IMAGENET_STANDARD, IMAGENET_STANDARD, train_size)
     else:
-        mean, std, size = _preprocessing(preprocessor, IMAGENET_MEAN, IMAGENET_STD, train_size)
+        mean, std, size = preprocessing(preprocessor, IMAGENET_MEAN, IMAGENET_STD, train_size)
     pos_grid = train_size // enc["patch_size"]
     cfg = ViTConfig(
         image_size=size, **enc, num_classes=num_classes,
@@ -521,14 +493,14 @@ def config_from_timm(state: dict[str, torch.Tensor], config: dict[str, Any] | No
             heads = max(1, dim // 64)
     n_pos = int(state["pos_embed"].shape[1])
 
-    def is_square(n: int) -> bool:
+    def issquare(n: int) -> bool:
         return n > 0 and int(round(math.sqrt(n))) ** 2 == n
 
-    if is_square(n_pos - 1):
+    if issquare(n_pos - 1):
         grid_tokens = n_pos - 1  # class token with a position (original timm / DeiT / DINO / DINOv2)
-    elif is_square(n_pos):
+    elif issquare(n_pos):
         grid_tokens = n_pos  # no_embed_class: prefix tokens carry no position
-    elif num_regs and is_square(n_pos - 1 - num_regs):
+    elif num_regs and issquare(n_pos - 1 - num_regs):
         raise CheckpointError("timm ViTs with positional embeddings on register tokens are not supported")
     else:
         raise CheckpointError(f"positional embedding of {n_pos} tokens is not a square grid")
@@ -536,7 +508,7 @@ def config_from_timm(state: dict[str, torch.Tensor], config: dict[str, Any] | No
     if pcfg.get("input_size"):
         size = int(pcfg["input_size"][-1])
     elif args.get("img_size") is not None:
-        size = _square(args["img_size"], "image size")
+        size = square(args["img_size"], "image size")
     else:
         size = pos_grid * patch
     ls = args.get("init_values")

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from .hfconfig import preprocessing, square
 
 __all__ = ["image_text_config", "convert_image_text", "CLIP_MEAN", "CLIP_STD", "DEFAULT_LABELS", "DEFAULT_TEMPLATE"]
 
@@ -65,14 +66,6 @@ def _ratio(inner: int, dim: int) -> float:
     return ratio if int(dim * ratio) == inner else (inner + 0.5) / dim
 
 
-def _square(value: Any) -> int:
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2 or int(value[0]) != int(value[1]):
-            raise CheckpointError(f"non-square size {list(value)} is not supported")
-        value = value[0]
-    return int(value)
-
-
 def image_text_config(config: dict[str, Any], preprocessor: dict[str, Any] | None) -> dict[str, Any]:
     """Fields of :class:`vitviz.models.convert.Converted` for a CLIP or SigLIP ``config.json``:
     ``architecture`` (ViTConfig keyword arguments, the text tower under ``text``), ``mean``, ``std``, ``size``."""
@@ -107,8 +100,8 @@ def image_text_config(config: dict[str, Any], preprocessor: dict[str, Any] | Non
         "eos_token_id": int(eos if eos is not None else 49407),
         "pad_token_id": int(t.get("pad_token_id") or 0),
     }
-    train_size = _square(v["image_size"])
-    patch = _square(v["patch_size"])
+    train_size = square(v["image_size"], "image size")
+    patch = square(v["patch_size"], "patch size")
     architecture = {
         "image_size": train_size,
         "patch_size": patch,
@@ -130,19 +123,7 @@ def image_text_config(config: dict[str, Any], preprocessor: dict[str, Any] | Non
         "text": text,
     }
     mean, std = (CLIP_MEAN, CLIP_STD) if family == "clip" else (SIGLIP_MEAN, SIGLIP_STD)
-    pre = preprocessor or {}
-    mean = tuple(float(x) for x in pre.get("image_mean") or mean)
-    std = tuple(float(x) for x in pre.get("image_std") or std)
-    size = train_size
-    crop, resize = pre.get("crop_size"), pre.get("size")
-    if pre.get("do_center_crop") and crop:
-        size = int(crop.get("height", crop.get("shortest_edge", size))) if isinstance(crop, dict) else int(crop)
-    elif isinstance(resize, dict):
-        size = int(resize.get("shortest_edge", resize.get("height", size)))
-    elif isinstance(resize, (int, float)):
-        size = int(resize)
-    if len(mean) != 3 or len(std) != 3:
-        raise CheckpointError("preprocessor_config.json: image_mean / image_std must have 3 values")
+    mean, std, size = preprocessing(preprocessor, mean, std, train_size)
     architecture["pos_embed_grid"] = train_size // patch if size // patch != train_size // patch else 0
     architecture["image_size"] = size
     return {"architecture": architecture, "mean": mean, "std": std}
