@@ -385,3 +385,18 @@ def test_resuming_with_other_settings_analyses_those_images_again(tiny_checkpoin
     assert len(summary["predictions"]) == 3 and summary["ablated"] == [{"layer": 0, "head": 1}]
     rows = table(out)
     assert len(rows) == 2 and all(r["prob_3"] for r in rows) and len({r["settings"] for r in rows}) == 1
+
+
+def test_resuming_with_features_completes_the_images_written_without_them(tiny_checkpoint, tmp_path, capsys):
+    paths = make_images(tmp_path / "in", [(40, 40)])
+    out = tmp_path / "out"
+    base = ["analyze", *map(str, paths), "--out", str(out), "--model", str(tiny_checkpoint), "--quiet"]
+    assert main(base) == 0
+    folder = out / paths[0].stem
+    assert not (folder / "features.npz").exists()
+    capsys.readouterr()
+    assert main([*base, "--features"]) == 0
+    assert "skipping" not in capsys.readouterr().err
+    assert (folder / "features.npz").is_file() and (folder / "head_atlas.png").is_file()
+    assert main([*base, "--features"]) == 0  # now complete: skipped
+    assert "skipping 1 image(s)" in capsys.readouterr().err

@@ -130,6 +130,13 @@ def feature_arrays(result: AnalysisResult, scaling: str = "minmax") -> dict[str,
     }
 
 
+def features_files(layers: int, layer: int = -1) -> list[str]:
+    """The names :func:`write_features` writes for a model of ``layers`` layers, ``layer`` drawn (negative: from the
+    end): the arrays, the drawn layer's PCA colours, the head atlas."""
+    drawn = layer if layer >= 0 else layers + layer
+    return ["features.npz", f"pca_layer{drawn}.png", "head_atlas.png"]
+
+
 def write_features(result: AnalysisResult, folder: Path, layer: int = -1, scaling: str = "minmax",
                    png_compress_level: int = 6) -> list[Path]:
     """Write ``features.npz`` (:func:`feature_arrays`), ``pca_layer{layer}.png`` (the drawn layer's PCA colours at
@@ -144,19 +151,17 @@ def write_features(result: AnalysisResult, folder: Path, layer: int = -1, scalin
     if not 0 <= drawn < layers:
         raise VitvizError(f"--layer {layer} is out of range: the model has {layers} layers (0..{layers - 1})")
     folder.mkdir(parents=True, exist_ok=True)
-    npz = folder / "features.npz"
+    npz, pca_png, atlas_png = (folder / name for name in features_files(layers, drawn))
     np.savez(npz, **arrays)
     rgb = arrays["pca_rgb"][drawn]
     h, w = result.image.shape[:2]
     big = np.stack([resize_map(rgb[..., c], (h, w), smooth=False) for c in range(3)], axis=-1)
-    pca_png = folder / f"pca_layer{drawn}.png"
     save_png(pca_png, (big * 255.0 + 0.5).astype(np.uint8), png_compress_level)
     atlas = head_atlas_image(
         arrays["mean_attention_distance"], arrays["cls_attention_entropy"],
         uniform_attention_distance(result.grid), result.grid.num_patches,
         title=f"{result.model_name}: {result.grid.rows}x{result.grid.cols} patches of {result.grid.patch_size} px",
     )
-    atlas_png = folder / "head_atlas.png"
     save_png(atlas_png, atlas, png_compress_level)
     return [npz, pca_png, atlas_png]
 

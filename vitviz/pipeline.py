@@ -31,8 +31,8 @@ from threadpoolctl import threadpool_limits
 
 from .batch import table_row
 from .errors import VitvizError
-from .export import (HEAD_IMPORTANCE_FILE, output_files, write_evidence, write_features, write_head_importance,
-                     write_outputs)
+from .export import (HEAD_IMPORTANCE_FILE, features_files, output_files, write_evidence, write_features,
+                     write_head_importance, write_outputs)
 from .inputs import InputItem
 
 __all__ = ["RunOptions", "OutputStore", "RunReport", "default_batch_size", "forward_streams", "run_local", "run_ray",
@@ -387,6 +387,8 @@ def _prepare_store(items: Sequence[InputItem], opts: RunOptions, layers: int, ha
     expected = output_files(opts.outputs, layers, opts.layer, has_depth) | ({LENS_FILE} if opts.lens else set())
     if opts.head_importance:
         expected.add(HEAD_IMPORTANCE_FILE)
+    if opts.features and layers:  # a run resumed with --features completes the images written without it
+        expected.update(features_files(layers, opts.layer))
     store = OutputStore(opts.out, expected, topk, settings)
     store.start()
     redo = sum(it.name in store.other_settings for it in items)
