@@ -150,16 +150,20 @@ def test_a_photo_on_the_shipped_model_is_not_given_a_class(qtbot, window, view):
 def test_the_attention_map_plays_through_the_layers(qtbot, window, view, folder):
     result = enter_and_wait(qtbot, window, folder / "0-scene-cube.png")
     layers = result.num_layers
+    lens = window.state.shown.lens  # each layer says what the model would answer there (the logit lens)
+    guesses = [result.labels[int(i)].replace("_", " ") for i in lens.cls_probabilities.argmax(axis=1)]
     assert view.layer == 0 and view.layer_count == layers
-    assert view.caption_text() == f"Layer 1 of {layers}: where the model looks"
+    assert view.caption_text().startswith(f"Layer 1 of {layers}: where the model looks — here it thinks "
+                                          f"{guesses[0]} (")
     assert view.layer_timer.isActive() and view.layer_timer.interval() == 1000
     first = view.attention_part.picture.image().copy()
     view.layer_timer.timeout.emit()
-    assert view.layer == 1 and view.caption_text() == f"Layer 2 of {layers}: where the model looks"
+    assert view.layer == 1 and view.caption_text().startswith(f"Layer 2 of {layers}: where the model looks")
     assert view.attention_part.picture.image() != first  # another layer, another map
     for _ in range(layers - 2):
         view.layer_timer.timeout.emit()
-    assert view.caption_text() == f"Layer {layers} of {layers}: where the model looks"
+    assert view.caption_text().startswith(f"Layer {layers} of {layers}: where the model looks — here it thinks "
+                                          f"{result.predictions[0].label.replace('_', ' ')} (")
     assert view.layer_timer.interval() > 1000  # rests longer on the last layer
     view.layer_timer.timeout.emit()
     assert view.layer == 0  # and plays again

@@ -115,6 +115,17 @@ def attention_frames(result: Any, kind: str = "mean") -> np.ndarray:
     return normalize(maps, axis=(1, 2))
 
 
+def lens_guess(lens: Any, layer: int, labels: list[str]) -> str:
+    """What the logit lens says the model would answer after ``layer`` (0-based), for an audience: "it thinks
+    sphere (63 %)"; "" without a lens. ``labels``: the result's class names."""
+    if lens is None or not 0 <= layer < lens.num_layers:
+        return ""
+    probs = lens.cls_probabilities[layer]
+    best = int(np.argmax(probs))
+    name = labels[best].replace("_", " ") if best < len(labels) else f"class {best}"
+    return f"it thinks {html.escape(name)} ({_percent(float(probs[best]))})"
+
+
 def nearness(result: Any) -> np.ndarray | None:
     """The depth map as nearness in [0, 1] (1 = nearest), whatever the model's depth kind; None without depth."""
     depth = getattr(result, "depth", None)

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QLineEdit, QSize
 
 from ...render import apply_colormap, overlay
 from .. import paths
-from .content import answer_lines, attention_frames, explanations, nearness
+from .content import answer_lines, attention_frames, explanations, lens_guess, nearness
 from .parts import Part
 from .theme import FONT_PX, REFERENCE_SIZE, STYLE
 
@@ -54,6 +54,9 @@ class PresentationView(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self._analyze = analyze
         self.settings = settings
+        # the logit lens (vitviz.lens.LogitLens) of a shown result, when known: the layer playback says what the
+        # model would answer at each layer ("at layer 3 it thinks sphere")
+        self.lens_of: Callable[[Any], Any] | None = None
         self.attention_kind = attention if attention in ("mean", "rollout") else "mean"
         self.cmap = cmap
         self.depth_cmap = depth_cmap
@@ -194,6 +197,8 @@ class PresentationView(QWidget):
         view = cls(window.open_image, parent=window, settings=getattr(window, "settings", None), **options)
         window.result_ready.connect(view.show_result)
         window.error_shown.connect(view.show_error)
+        view.lens_of = lambda result: (window.state.shown.lens if window.state.shown is not None
+                                       and window.state.shown.result is result else None)
         view.labels_asked.connect(window.ask_labels)
         view._host = window
         return view
@@ -393,7 +398,10 @@ class PresentationView(QWidget):
             return
         self._layer = max(0, min(len(self._frames) - 1, int(layer)))
         self.attention_part.picture.set_image(self._frames[self._layer])
-        self.attention_part.title.setText(f"Layer {self._layer + 1} of {len(self._frames)}: where the model looks")
+        title = f"Layer {self._layer + 1} of {len(self._frames)}: where the model looks"
+        guess = lens_guess(self.lens_of(self._result) if self.lens_of else None, self._layer,
+                           list(getattr(self._result, "labels", None) or []))
+        self.attention_part.title.setText(title + (f" — here {guess}" if guess else ""))
         self.layer_changed.emit(self._layer)
 
     def advance_layer(self) -> None:
