@@ -112,3 +112,23 @@ def test_the_lens_view_plots_every_layer_and_follows_the_layer(qtbot, tiny_check
     window.state.set_target(int(lens.classes[1]))  # another class: its map
     np.testing.assert_allclose(panel.values, lens.patch_probabilities[0, :, :, 1], atol=1e-6)
     window.close()
+
+
+def test_patch_maps_are_computed_when_first_asked_for_one_layer_at_a_time(tiny_checkpoint, photo):
+    engine = Engine(tiny_checkpoint, device="cpu")
+    result = engine.analyze(photo, features=True)
+    rows: list[int] = []
+    original = engine.model.patch_logits
+    engine.model.patch_logits = lambda tokens, *args: (rows.append(tokens.shape[0]), original(tokens, *args))[1]
+    lens = engine.lens(result)
+    assert rows == []  # the class probabilities per layer alone
+    one = lens.patch_map(1)
+    assert rows == [result.grid.num_patches] and one.shape == (result.grid.rows, result.grid.cols, 5)
+    lens.patch_map(1)
+    assert len(rows) == 1  # kept
+    every = lens.patch_probabilities  # the other layers, together
+    assert sum(rows) == result.num_layers * result.grid.num_patches
+    np.testing.assert_array_equal(every[1], one)
+    engine.model.patch_logits = original
+    eager = engine.lens(result).patch_probabilities
+    np.testing.assert_allclose(every, eager, atol=1e-6)

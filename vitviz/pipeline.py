@@ -516,6 +516,8 @@ def run_local(
             try:
                 evidence = _evidence(engine, result, opts) if opts.explain else None
                 lens = engine.lens(result) if opts.lens else None
+                if lens is not None:
+                    lens.patch_probabilities  # noqa: B018 - every layer's maps now, here, not in a writer thread
                 importance = engine.head_importance(result, ablate=opts.ablate) if opts.head_importance else None
             except Exception as exc:  # noqa: BLE001 - this image alone fails
                 writers.fail(item, exc)

@@ -426,12 +426,18 @@ class VisionTransformer(nn.Module):
             return None
         return self.head(self.pooled(tokens))
 
-    def patch_logits(self, tokens: torch.Tensor, pair: bool = False) -> torch.Tensor:
+    def patch_logits(self, tokens: torch.Tensor, pair: bool = False,
+                     label_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits of single normalised tokens ``[N, D]`` read as if each were the pooled one (the logit lens's
-        patch maps): through the image-text projection and the labels, or the classification head (``pair``: each
-        token stands for both halves of a "cls+mean" head's input)."""
+        patch maps): through the image-text projection and the labels (``label_embeddings``: these instead of the
+        text tower's current ones), or the classification head (``pair``: each token stands for both halves of a
+        "cls+mean" head's input)."""
         if self.text is not None:
-            return self.text.logits(tokens if self.image_proj is None else self.image_proj(tokens))
+            embedded = tokens if self.image_proj is None else self.image_proj(tokens)
+            if label_embeddings is None:
+                return self.text.logits(embedded)
+            scores = F.normalize(embedded, dim=-1) @ label_embeddings.t().to(embedded.dtype)
+            return scores * self.text.logit_scale.exp() + self.text.logit_bias
         if self.head is None:
             raise ValueError("this model has no classifier")
         return self.head(torch.cat([tokens, tokens], dim=-1) if pair else tokens)

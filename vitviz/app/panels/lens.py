@@ -91,7 +91,7 @@ class LensPanel(LazyPanel):
         where = np.nonzero(lens.classes == target)[0] if target is not None else []
         k = int(where[0]) if len(where) else 0
         name = lens.labels[k].replace("_", " ")
-        values = lens.patch_probabilities[layer, :, :, k]
+        values = lens.patch_map(layer)[:, :, k]
         self.values = values
         hi = float(values.max()) or 1.0
         self.canvas.set_marked_patch(state.query)
