@@ -1,0 +1,382 @@
+"""Train the shipped image-text model of the scene world (``weights/vitviz-mini-text``) on generated captions.
+
+    python -m vitviz.synthetic.train_text --export weights/vitviz-mini-text
+
+The recipe is LiT's (Zhai et al. 2022, "locked image tuning"): vitviz-mini's six blocks stay frozen, so their
+outputs are computed once per scene; on them train one new transformer block whose CLS token, projected, is the
+image embedding, and a small CLIP-style text tower (causal, read at the end-of-text token) with a word-level
+tokenizer of the caption vocabulary. The frozen tower keeps vitviz-mini's depth head, which reads blocks 2, 4 and 6.
+Why a new block rather than a projection of the frozen CLS: the frozen CLS was trained to name the main shape and
+carries little of the colours and distractors (``benchmarks/probe_frozen_tower.py`` measures it).
+
+Captions come from each scene's spec (:mod:`vitviz.synthetic.captions`), a new one per scene and epoch. The loss is
+CLIP's symmetric softmax contrast, with every caption of the batch that is *true* of a scene counted as its positive
+(a batch has many scenes with a red cube), so no true caption is pushed away.
+
+The export is a folder in the Hugging Face CLIP layout that :func:`vitviz.models.convert.load_foreign` reads:
+``config.json`` (``model_type`` "clip"; the image tower, which CLIP's config cannot describe, under ``vitviz_vision``
+with its weights under vitviz's names, stored as float16), ``model.safetensors``, ``tokenizer.json``,
+``special_tokens_map.json``, ``preprocessor_config.json``, the out-of-domain detector ``model.ood.safetensors`` and
+the training record ``train.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .captions import CaptionFacts, ObjectFacts, caption, scene_facts, truth, vocabulary
+from .scenes import GENERATOR_VERSION, object_ids, random_spec, render_spec, scene_seed
+
+__all__ = ["TextTrainConfig", "caption_data", "frozen_features", "build_tokenizer", "ImageTextModel", "train",
+           "main", "BOS", "EOS", "UNK"]
+
+BOS, EOS, UNK = "<|startoftext|>", "<|endoftext|>", "[UNK]"
+CAPTION_DATA_VERSION = 1  # bumped when the facts kept per scene change, so older caches are not reused
+
+
+@dataclass
+class TextTrainConfig:
+    out: str = "runs/vitviz-mini-text"
+    export: str | None = "weights/vitviz-mini-text"
+    tower: str = "weights/vitviz-mini.json"  # the frozen image tower (a vitviz checkpoint)
+    train_size: int = 16000
+    train_seed: int = 30
+    val_size: int = 1000
+    val_seed: int = 31
+    image_size: int = 128
+    frozen_blocks: int = 3  # the tower's first blocks kept frozen (fewer than all: its depth head is dropped)
+    new_blocks: int = 3  # trainable blocks on top of the frozen ones, initialised from the tower's next blocks
+    embed_dim: int = 128  # the joint image-text space
+    text_width: int = 128
+    text_depth: int = 3
+    text_heads: int = 4
+    context_length: int = 48
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    epochs: int = 40
+    minutes: float = 45.0  # training stops after this long (data and features not counted)
+    detector_fit: int = 4000  # training scenes the out-of-domain detector is fitted on (its threshold: validation's)
+    workers: int = 2
+    threads: int = 0
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------------------------- data
+
+
+def _render_one(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    seed, size = args
+    spec = random_spec(seed)
+    ids = object_ids(spec, size)
+    facts = [asdict(f) for f in scene_facts(spec, ids)]
+    return render_spec(spec, size).image, ids, facts
+
+
+def caption_data(n: int, seed: int, size: int = 128, workers: int = 2, cache_dir: str | Path = "data_cache",
+                 progress: bool = False) -> dict[str, Any]:
+    """Scenes ``scene_seed(seed, i)`` for i < n: ``images`` uint8 ``[n, H, W, 3]``, ``ids`` int8 ``[n, H, W]``
+    (:func:`object_ids`) and ``facts`` (per scene the :class:`ObjectFacts` of its visible objects), cached as
+    ``captions-v…-s{seed}-n{n}-{size}px.npz`` under ``cache_dir``."""
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"captions-v{GENERATOR_VERSION}.{CAPTION_DATA_VERSION}-s{seed}-n{n}-{size}px.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            return {"images": data["images"], "ids": data["ids"], "facts": json.loads(str(data["facts"]))}
+    jobs = [(scene_seed(seed, i), size) for i in range(n)]
+    images = np.zeros((n, size, size, 3), np.uint8)
+    ids = np.zeros((n, size, size), np.int8)
+    facts: list[list[dict]] = [[] for _ in range(n)]
+    t0 = time.time()
+    if workers > 1:
+        import multiprocessing as mp
+
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with mp.get_context(method).Pool(workers) as pool:
+            results = pool.imap(_render_one, jobs, chunksize=16)
+            for i, res in enumerate(results):
+                images[i], ids[i], facts[i] = res
+                if progress and (i + 1) % 1000 == 0:
+                    print(f"  scenes {i + 1}/{n} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    else:
+        for i, job in enumerate(jobs):
+            images[i], ids[i], facts[i] = _render_one(job)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, images=images, ids=ids, facts=np.array(json.dumps(facts)))
+    tmp.replace(path)
+    return {"images": images, "ids": ids, "facts": facts}
+
+
+def as_facts(rows: list[list[dict]]) -> list[list[ObjectFacts]]:
+    return [[ObjectFacts(d["index"], d["shape"], tuple(d["colours"]), d["pixels"], tuple(d["relations"]))
+             for d in row] for row in rows]
+
+
+@torch.no_grad()
+def frozen_features(tower: nn.Module, images: np.ndarray, mean, std, batch: int = 250,
+                    blocks: int | None = None) -> torch.Tensor:
+    """The output of the frozen ``tower``'s block ``blocks`` (default: its last) for every image: ``[N, T, D]``
+    float16 (before any final norm; the trained part has its own)."""
+    out = []
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float().div_(255.0)
+        tokens, _ = tower.embed((x - m) / s)
+        for block in tower.blocks[:blocks]:
+            tokens = block(tokens)[0]
+        out.append(tokens.half())
+    return torch.cat(out)
+
+
+# -------------------------------------------------------------------------------------------------------- tokenizer
+
+
+def build_tokenizer(context_length: int):
+    """A word-level ``tokenizers`` tokenizer of the caption vocabulary: lower case, words and punctuation split, a
+    start and an end-of-text token around every text; words it has never seen become ``[UNK]``."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    words = [UNK, BOS, EOS, *vocabulary()]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=UNK))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, words.index(BOS)), (EOS, words.index(EOS))])
+    tok.enable_truncation(context_length)
+    return tok
+
+
+def encode(tok, texts: list[str], context_length: int) -> torch.Tensor:
+    """Token ids ``[B, L]``, padded with the end-of-text token (read at its first occurrence)."""
+    eos = tok.token_to_id(EOS)
+    rows = [e.ids[:context_length] for e in tok.encode_batch(texts)]
+    out = torch.full((len(rows), max(len(r) for r in rows)), eos, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r)
+        out[i, len(r) - 1] = eos
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------ model
+
+
+class ImageTextModel(nn.Module):
+    """What LiT trains: new blocks, a final norm and a projection on the frozen tower's last-block tokens (the image
+    embedding is their CLS token), and the text tower."""
+
+    def __init__(self, cfg: TextTrainConfig, tower: nn.Module, vocab_size: int, eos_id: int) -> None:
+        super().__init__()
+        from ..models.text import TextConfig, TextTower
+        from ..models.vit import Block
+
+        c = tower.config
+        self.blocks = nn.ModuleList(
+            Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, None, c.norm_eps, c.mlp_act)
+            for _ in range(cfg.new_blocks))
+        for i, block in enumerate(self.blocks):  # from the tower's next blocks (else its last): names shapes at once
+            block.load_state_dict(tower.blocks[min(cfg.frozen_blocks + i, c.depth - 1)].state_dict())
+        self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
+        self.norm.load_state_dict(tower.norm.state_dict())
+        self.proj = nn.Linear(c.embed_dim, cfg.embed_dim, bias=False)
+        nn.init.normal_(self.proj.weight, std=c.embed_dim**-0.5)
+        self.text_config = TextConfig(
+            family="clip", vocab_size=vocab_size, context_length=cfg.context_length, width=cfg.text_width,
+            depth=cfg.text_depth, num_heads=cfg.text_heads, mlp_ratio=4.0, act="gelu", norm_eps=1e-5,
+            projection_dim=cfg.embed_dim, eos_token_id=eos_id, pad_token_id=eos_id)
+        self.text = TextTower(self.text_config)
+        for module in self.text.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def image(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Normalised image embeddings ``[B, E]`` from the frozen tower's last-block tokens ``[B, T, D]`` (the last
+        new block computes the CLS token's output alone: a quarter of its work)."""
+        for i, block in enumerate(self.blocks):
+            tokens = block(tokens, queries=1 if i == len(self.blocks) - 1 else None)[0]
+        return F.normalize(self.proj(self.norm(tokens)[:, 0]), dim=-1)
+
+
+def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, positive: torch.Tensor):
+    """CLIP's symmetric cross-entropy with several positives: each scene's target is spread evenly over the captions
+    true of it, and each caption's over the scenes it is true of (``positive`` ``[B, B]`` bool, diagonal true)."""
+    logits = scale * image @ text.t()
+    p = positive.float()
+    to_text = -(F.log_softmax(logits, dim=1) * p / p.sum(1, keepdim=True)).sum(1).mean()
+    to_image = -(F.log_softmax(logits, dim=0) * p / p.sum(0, keepdim=True)).sum(0).mean()
+    return (to_text + to_image) / 2
+
+
+@torch.no_grad()
+def zero_shot(model: ImageTextModel, tok, feats: torch.Tensor, facts: list[list[ObjectFacts]], context: int,
+              batch: int = 250) -> dict[str, float]:
+    """Validation: the main object's shape among the 10 shape prompts and its first colour among the colour
+    prompts ("a photo of a {}." with "red object" etc.)."""
+    from .captions import COLOURS, SHAPE_WORDS
+
+    model.eval()
+    image = torch.cat([model.image(feats[i : i + batch].float()) for i in range(0, len(feats), batch)])
+    shapes = model.text(encode(tok, [f"a photo of a {s}." for s in SHAPE_WORDS], context))
+    colours = model.text(encode(tok, [f"a photo of a {c} object." for c in COLOURS], context))
+    shape_ok = (image @ shapes.t()).argmax(1).numpy() == np.array([SHAPE_WORDS.index(f[0].shape) for f in facts])
+    colour_ok = (image @ colours.t()).argmax(1).numpy() == np.array([COLOURS.index(f[0].colours[0]) for f in facts])
+    single = np.array([len(f[0].colours) == 1 for f in facts])
+    model.train()
+    return {"shape_top1": float(shape_ok.mean()), "colour_top1": float(colour_ok.mean()),
+            "colour_top1_one_colour": float(colour_ok[single].mean())}
+
+
+@torch.no_grad()
+def final_patch_mean(model: ImageTextModel, feats: torch.Tensor, batch: int = 250) -> torch.Tensor:
+    """The mean final patch token ``[N, D]`` (what the out-of-domain detector measures) of frozen features."""
+    out = []
+    for i in range(0, len(feats), batch):
+        tokens = feats[i : i + batch].float()
+        for block in model.blocks:
+            tokens = block(tokens)[0]
+        out.append(model.norm(tokens)[:, 1:].mean(dim=1))
+    return torch.cat(out)
+
+
+# ------------------------------------------------------------------------------------------------------------ train
+
+
+def _frozen_tower(path: str):
+    """vitviz-mini with its weights rounded to float16 (as the export stores them), in float32, frozen."""
+    from ..models.checkpoint import load_checkpoint
+
+    tower, info = load_checkpoint(path)
+    with torch.no_grad():
+        for p in tower.parameters():
+            p.copy_(p.half().float())
+    return tower.requires_grad_(False).eval(), info
+
+
+def train(cfg: TextTrainConfig) -> Path:
+    """Data, frozen features, training, export; returns the exported folder (or the run folder)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    tower, info = _frozen_tower(cfg.tower)
+    data = caption_data(cfg.train_size, cfg.train_seed, cfg.image_size, cfg.workers, progress=True)
+    val = caption_data(cfg.val_size, cfg.val_seed, cfg.image_size, cfg.workers, progress=True)
+    data_minutes = (time.time() - t_start) / 60
+    t_feat = time.time()
+    feats = frozen_features(tower, data["images"], info.mean, info.std, blocks=cfg.frozen_blocks)
+    val_feats = frozen_features(tower, val["images"], info.mean, info.std, blocks=cfg.frozen_blocks)
+    feature_minutes = (time.time() - t_feat) / 60
+    facts, val_facts = as_facts(data["facts"]), as_facts(val["facts"])
+    del data
+    print(f"data {60 * data_minutes:.0f} s, frozen features {60 * feature_minutes:.0f} s: {len(feats)} scenes",
+          flush=True)
+
+    tok = build_tokenizer(cfg.context_length)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = ImageTextModel(cfg, tower, tok.get_vocab_size(), tok.token_to_id(EOS))
+    for block in list(model.blocks) + list(model.text.blocks):
+        block.attn.fused = False  # faster for short sequences on a CPU (see VisionTransformer.set_fused_attention)
+    named = list(model.named_parameters())
+    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+    rest = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+    n = len(feats)
+    steps_per_epoch = n // cfg.batch_size
+    total = steps_per_epoch * cfg.epochs
+    budget = cfg.minutes * 60.0
+    history: list[dict[str, Any]] = []
+    step, t_train = 0, time.time()
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(n)
+        losses = []
+        for it in range(steps_per_epoch):
+            if time.time() - t_train > budget:
+                break
+            idx = order[it * cfg.batch_size : (it + 1) * cfg.batch_size]
+            scenes = [facts[i] for i in idx.tolist()]
+            texts, claims = zip(*(caption(f, rng) for f in scenes))
+            positive = torch.from_numpy(truth(scenes, list(claims)))
+            # the cosine follows whichever ends first, the epochs or the time budget
+            progress = max(step / max(1, total), (time.time() - t_train) / budget)
+            lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            image = model.image(feats[idx].float())
+            text = model.text(encode(tok, list(texts), cfg.context_length))
+            loss = contrastive_loss(image, text, model.text.logit_scale.exp(), positive)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                model.text.logit_scale.clamp_(0.0, math.log(100.0))
+            losses.append(float(loss.detach()))
+            step += 1
+        if not losses:
+            break
+        metrics = zero_shot(model, tok, val_feats, val_facts, cfg.context_length)
+        minutes = (time.time() - t_train) / 60
+        history.append({"epoch": epoch + 1, "steps": step, "loss": float(np.mean(losses)), **metrics,
+                        "scale": float(model.text.logit_scale.detach().exp()), "minutes": minutes})
+        print(f"epoch {epoch + 1}: loss {np.mean(losses):.3f} val shape {metrics['shape_top1']:.3f} colour "
+              f"{metrics['colour_top1']:.3f} (one colour {metrics['colour_top1_one_colour']:.3f}) scale "
+              f"{history[-1]['scale']:.1f} ({minutes:.1f} min)", flush=True)
+        (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+        if time.time() - t_train > budget:
+            break
+    model.eval()
+    record = {"train_config": asdict(cfg), "history": history, "steps": step, "data_minutes": data_minutes,
+              "feature_minutes": feature_minutes, "train_minutes": (time.time() - t_train) / 60,
+              "total_minutes": (time.time() - t_start) / 60, "torch": torch.__version__,
+              "device": "cpu", "threads": torch.get_num_threads()}
+    torch.save({"model": model.state_dict(), "record": record}, out / "model.pt")
+    if not cfg.export:
+        return out
+    from .captions import SHAPE_WORDS
+    from .export_text import export_folder
+
+    fit = feats[: cfg.detector_fit]
+    detector_data = {"fit": final_patch_mean(model, fit), "val": final_patch_mean(model, val_feats),
+                     "fit_labels": torch.tensor([SHAPE_WORDS.index(f[0].shape) for f in facts[: len(fit)]])}
+    folder = export_folder(model, tower, info, tok, cfg, record, Path(cfg.export), detector_data)
+    print(f"exported {folder}", flush=True)
+    return folder
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line flags: one per :class:`TextTrainConfig` field (``--train-size`` for ``train_size``)."""
+    parser = argparse.ArgumentParser(prog="python -m vitviz.synthetic.train_text",
+                                     description=__doc__.split("\n\n")[0])
+    for name, value in asdict(TextTrainConfig()).items():
+        kind = type(value) if value is not None else str
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value, help=f"(default: {value})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    train(TextTrainConfig(**vars(build_parser().parse_args(argv))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
