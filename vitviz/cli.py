@@ -225,6 +225,13 @@ def list_models() -> int:
             continue
         if info.get("format") == "vitviz-checkpoint":
             print(f"  {cfg.stem:28s} {info.get('description', '')}")
+    for cfg in sorted(weights_dir().glob("*/config.json")):  # vitviz's own models in the Hub's layout
+        try:
+            extra = json.loads(cfg.read_text("utf-8")).get("vitviz")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(extra, dict):
+            print(f"  {cfg.parent.name:28s} {extra.get('description', '')}")
     try:
         from .models import zoo
     except ImportError:

@@ -95,6 +95,8 @@ def resolve_model(
     shipped = weights_dir() / f"{spec}.json"
     if shipped.is_file():
         return load_checkpoint(shipped)
+    if str(spec) and (weights_dir() / str(spec) / "config.json").is_file():  # a shipped Hub-layout folder
+        return zoo.load(str(weights_dir() / str(spec)))
     if zoo.is_known(str(spec)):
         return zoo.load(str(spec), progress=progress)
     raise CheckpointError(f"{spec}: no such model (not a checkpoint path, shipped model or known pretrained model)")
@@ -384,7 +386,17 @@ class Engine:
             self.model.text.set_labels(emb.to(self.device))
             self.info.labels = list(parsed.labels)
             self.templates = chosen
-        return parsed.notices + notices
+        return parsed.notices + notices + self._unseen_words(parsed.labels, chosen)
+
+    def _unseen_words(self, labels: Sequence[str], templates: Sequence[str]) -> list[str]:
+        """A notice naming the words of the labels and templates the tokenizer never saw in training (only
+        tokenizers with an unknown-word token can tell: the shipped vitviz-mini-text's word-level one)."""
+        unknown = getattr(self.info.tokenizer, "unknown_words", None)
+        if unknown is None:
+            return []
+        words = dict.fromkeys(w for text in [*labels, *(t.replace("{}", " ") for t in templates)]
+                              for w in unknown(text))
+        return [f"the model has never seen: {', '.join(words)}"] if words else []
 
     def rescore(self, result: AnalysisResult, topk: int = 5) -> AnalysisResult:
         """``result`` scored against the current labels from its kept image embedding, without a forward pass

@@ -36,7 +36,8 @@ class ShippedModel:
 
 
 def shipped_models(folder: Path | None = None) -> list[ShippedModel]:
-    """vitviz checkpoints (config JSON + weights beside it) in the weights folder, default model first."""
+    """vitviz checkpoints (config JSON + weights beside it) and vitviz's own Hub-layout folders (image-text models)
+    in the weights folder, default model first."""
     folder = folder or weights_dir()
     found: list[ShippedModel] = []
     try:
@@ -57,7 +58,32 @@ def shipped_models(folder: Path | None = None) -> list[ShippedModel]:
         arch = data.get("architecture") if isinstance(data.get("architecture"), dict) else {}
         has_depth = str(arch.get("depth_head", "none")) != "none"
         found.append(ShippedModel(cfg.stem, cfg, str(data.get("description") or ""), has_depth))
+    found += _shipped_folders(folder)
     found.sort(key=lambda m: (m.name != DEFAULT_MODEL, m.name))
+    return found
+
+
+def _shipped_folders(folder: Path) -> list[ShippedModel]:
+    """vitviz's own models in the Hub's layout: a sub-folder with ``config.json`` (holding a ``vitviz`` entry) and
+    ``model.safetensors``; its ``config`` is the folder, which the engine loads like any Hub folder."""
+    found = []
+    try:
+        configs = sorted(folder.glob("*/config.json"))
+    except OSError:
+        return found
+    for cfg in configs:
+        try:
+            if cfg.stat().st_size > 4 * 1024 * 1024 or not (cfg.parent / "model.safetensors").is_file():
+                continue
+            data = json.loads(cfg.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        extra = data.get("vitviz") if isinstance(data, dict) else None
+        if not isinstance(extra, dict):
+            continue
+        vision = extra.get("vision") if isinstance(extra.get("vision"), dict) else {}
+        has_depth = str(vision.get("depth_head", "none")) != "none"
+        found.append(ShippedModel(cfg.parent.name, cfg.parent, str(extra.get("description") or ""), has_depth))
     return found
 
 

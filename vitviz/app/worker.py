@@ -73,6 +73,8 @@ class ModelSummary:
     scoring: str = ""
     labels: list = field(default_factory=list)
     templates: list = field(default_factory=list)
+    presets: dict = field(default_factory=dict)  # label lists that suit the model (vitviz-mini-text's vocabulary)
+    vocabulary: list = field(default_factory=list)  # the words its tokenizer knows, when it can tell
 
 
 @dataclass
@@ -223,6 +225,8 @@ class AnalysisWorker(QObject):
                 scoring=engine.scoring if engine.has_text else "",
                 labels=list(engine.info.labels) if engine.has_text else [],
                 templates=list(engine.templates) if engine.has_text else [],
+                presets=dict(engine.info.presets) if engine.has_text else {},
+                vocabulary=list(getattr(engine.info.tokenizer, "vocabulary", [])) if engine.has_text else [],
             )
             self.model_ready.emit(request_id, summary)
         except BaseException as exc:  # noqa: BLE001 - reported in the window, the app keeps running

@@ -51,6 +51,8 @@ class ModelInfo:
     # Image-text models: the tokenizer of the text tower (vitviz.models.text.TextTokenizer); ``labels`` are then the
     # labels asked about (typed by the user), not a fixed class list.
     tokenizer: Any = field(default=None, repr=False, compare=False)
+    # Image-text models: ready-made label lists that suit the model (name -> comma-separated labels), for the app.
+    presets: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

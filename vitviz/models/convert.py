@@ -106,6 +106,7 @@ class Converted:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     depth_kind: str | None = None
+    presets: dict[str, str] = field(default_factory=dict)  # label lists that suit an image-text model
 
 
 # ---------------------------------------------------------------------------------------------------------- files
@@ -395,7 +396,8 @@ def config_from_hf(config: dict[str, Any], preprocessor: dict[str, Any] | None =
             cfg = ViTConfig(**fields["architecture"])
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"config.json: invalid {model_type} architecture ({exc})") from exc
-        return Converted(cfg, f"hf-{model_type}", [], fields["mean"], fields["std"], None)
+        return Converted(cfg, f"hf-{model_type}", fields.get("labels", []), fields["mean"], fields["std"],
+                         fields.get("depth_kind"), fields.get("presets", {}))
     if model_type == "depth_anything":
         c = {**HF_DEPTH_ANYTHING_DEFAULTS, **{k: v for k, v in config.items() if v is not None or k == "max_depth"}}
         given_backbone = config.get("backbone_config")
@@ -589,7 +591,12 @@ def load_foreign(
         "depth_kind": conv.depth_kind,
         "description": f"{layout} checkpoint",
         "source": ckpt.source,
+        "presets": dict(conv.presets),
     }
+    if len(ckpt.weights) == 1 and ckpt.weights[0].suffix == ".safetensors":
+        from .domain import load_sidecar  # a detector beside the weights (vitviz's own image-text model has one)
+
+        fields["domain_detector"] = load_sidecar(ckpt.weights[0], model)
     fields.update(info or {})
     fields["tokenizer"] = tokenizer
     if tokenizer is not None and not fields["labels"]:  # asked about until the user types labels

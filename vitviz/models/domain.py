@@ -194,9 +194,10 @@ def load_sidecar(weights: str | Path, model: Any) -> DomainDetector | None:
     if detector.method == "mahalanobis":
         assert detector.means is not None and detector.precision is not None
         head = getattr(model, "head", None)
-        if head is None:
+        if head is None and (getattr(model, "text", None) is None or detector.feature != "patch_mean"):
             raise CheckpointError(f"{path}: a Mahalanobis detector for a model without a classification head")
-        c = head.out_features
+        # an image-text model has no fixed classes: its detector's classes are those it was fitted on
+        c = head.out_features if head is not None else int(detector.means.shape[0])
         d = head.in_features if detector.feature == "cls" else model.config.embed_dim
         if tuple(detector.means.shape) != (c, d) or tuple(detector.precision.shape) != (d, d):
             raise CheckpointError(f"{path}: detector shapes {tuple(detector.means.shape)} and "

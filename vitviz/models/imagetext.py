@@ -21,7 +21,8 @@ import torch
 from ..errors import CheckpointError
 from .hfconfig import preprocessing, square
 
-__all__ = ["image_text_config", "convert_image_text", "CLIP_MEAN", "CLIP_STD", "DEFAULT_LABELS", "DEFAULT_TEMPLATE"]
+__all__ = ["image_text_config", "convert_image_text", "clip_text_state_dict", "CLIP_MEAN", "CLIP_STD", "DEFAULT_LABELS",
+           "DEFAULT_TEMPLATE"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's preprocessing
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -68,7 +69,8 @@ def _ratio(inner: int, dim: int) -> float:
 
 def image_text_config(config: dict[str, Any], preprocessor: dict[str, Any] | None) -> dict[str, Any]:
     """Fields of :class:`vitviz.models.convert.Converted` for a CLIP or SigLIP ``config.json``:
-    ``architecture`` (ViTConfig keyword arguments, the text tower under ``text``), ``mean``, ``std``, ``size``."""
+    ``architecture`` (ViTConfig keyword arguments, the text tower under ``text``), ``mean``, ``std``; for vitviz's
+    own image-text models (a ``vitviz`` key) also ``labels``, ``depth_kind`` and label ``presets``."""
     family = str(config.get("model_type"))
     v = _section(config, "vision_config", f"{family}-vision")
     t = _section(config, "text_config", f"{family}-text")
@@ -100,6 +102,9 @@ def image_text_config(config: dict[str, Any], preprocessor: dict[str, Any] | Non
         "eos_token_id": int(eos if eos is not None else 49407),
         "pad_token_id": int(t.get("pad_token_id") or 0),
     }
+    extra = config.get("vitviz")
+    if extra is not None:  # vitviz's own image-text models: an image tower CLIP's vision_config cannot describe
+        return _vitviz_tower(extra, text, preprocessor)
     train_size = square(v["image_size"], "image size")
     patch = square(v["patch_size"], "patch size")
     architecture = {
@@ -127,6 +132,25 @@ def image_text_config(config: dict[str, Any], preprocessor: dict[str, Any] | Non
     architecture["pos_embed_grid"] = train_size // patch if size // patch != train_size // patch else 0
     architecture["image_size"] = size
     return {"architecture": architecture, "mean": mean, "std": std}
+
+
+def _vitviz_tower(extra: Any, text: dict[str, Any], preprocessor: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields of a folder whose ``config.json`` holds the image tower's :class:`ViTConfig` under
+    ``vitviz.vision`` (its weights under vitviz's names), its first labels and its depth unit (the shipped
+    ``vitviz-mini-text``, written by :mod:`vitviz.synthetic.export_text`)."""
+    if not isinstance(extra, dict) or not isinstance(extra.get("vision"), dict):
+        raise CheckpointError("config.json: vitviz.vision (the image tower's architecture) is missing")
+    architecture = {**extra["vision"], "text": text}
+    for key in ("depth_head_channels", "depth_head_layers"):
+        if key in architecture:
+            architecture[key] = tuple(int(c) for c in architecture[key])
+    size = int(architecture.get("image_size", 224))
+    mean, std, _size = preprocessing(preprocessor, SIGLIP_MEAN, SIGLIP_STD, size)
+    depth = extra.get("depth_kind")
+    presets = extra.get("presets") if isinstance(extra.get("presets"), dict) else {}
+    return {"architecture": architecture, "mean": mean, "std": std,
+            "labels": [str(x) for x in extra.get("labels") or []], "depth_kind": str(depth) if depth else None,
+            "presets": {str(k): str(v) for k, v in presets.items()}}
 
 
 _LAYER = re.compile(r"^(vision_model|text_model)\.encoder\.layers\.(\d+)\.(.+)$")
@@ -197,4 +221,36 @@ def convert_image_text(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
         if set(parts) != {"q", "k", "v"}:
             raise CheckpointError(f"{prefix} {i}: the attention's {kind} lacks a query, key or value projection")
         out[f"{prefix}.{i}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
+
+
+def clip_text_state_dict(text: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A CLIP :class:`~vitviz.models.text.TextTower`'s state dict (vitviz names, without the ``text.`` prefix) in
+    the Hub's CLIP names: the inverse of :func:`convert_image_text` for the text tower (query, key and value split)."""
+    inverse = {v[len("text."):]: k for k, v in _TOP.items() if v.startswith("text.") and k.startswith("text")}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in text.items():
+        if key in inverse:
+            out[inverse[key]] = value
+        elif key == "pos_embed":
+            out["text_model.embeddings.position_embedding.weight"] = value[0]
+        elif key in ("logit_scale", "logit_bias"):
+            if key == "logit_scale":
+                out[key] = value.reshape(())
+        elif m := re.match(r"^blocks\.(\d+)\.(.+)$", key):
+            i, rest = m.group(1), m.group(2)
+            prefix = f"text_model.encoder.layers.{i}"
+            if mm := re.match(r"^attn\.qkv\.(weight|bias)$", rest):
+                for part, chunk in zip("qkv", value.chunk(3, dim=0)):
+                    out[f"{prefix}.self_attn.{part}_proj.{mm.group(1)}"] = chunk.contiguous()
+            elif mm := re.match(r"^attn\.proj\.(weight|bias)$", rest):
+                out[f"{prefix}.self_attn.out_proj.{mm.group(1)}"] = value
+            elif mm := re.match(r"^norm([12])\.(weight|bias)$", rest):
+                out[f"{prefix}.layer_norm{mm.group(1)}.{mm.group(2)}"] = value
+            elif mm := re.match(r"^mlp\.(fc[12])\.(weight|bias)$", rest):
+                out[f"{prefix}.mlp.{mm.group(1)}.{mm.group(2)}"] = value
+            else:
+                raise ValueError(f"no CLIP name for the text tower's {key}")
+        else:
+            raise ValueError(f"no CLIP name for the text tower's {key}")
     return out

@@ -148,13 +148,26 @@ class TextTokenizer:
     full context (SigLIP, ``pad_to_context``)."""
 
     def __init__(self, encode: Callable[[str], list[int]], context_length: int, eos_id: int, pad_id: int,
-                 pad_to_context: bool, source: str = "") -> None:
+                 pad_to_context: bool, source: str = "",
+                 unknown: Callable[[str], list[str]] | None = None) -> None:
         self._encode = encode
         self.context_length = context_length
         self.eos_id = eos_id
         self.pad_id = pad_id
         self.pad_to_context = pad_to_context
         self.source = source
+        self._unknown = unknown
+        self._vocabulary: list[str] = []
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of ``text`` outside the tokenizer's vocabulary (read as its unknown token), in order, each once:
+        only a tokenizer with such a token has any (a word-level one; byte-level BPE spells every word)."""
+        return list(dict.fromkeys(self._unknown(text))) if self._unknown is not None else []
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """Every word the tokenizer knows, sorted, for a tokenizer that can tell unknown words (else empty)."""
+        return list(self._vocabulary)
 
     def __call__(self, texts: Sequence[str]) -> Tokenized:
         rows, truncated = [], []
@@ -226,8 +239,23 @@ def load_tokenizer(folder: str | Path, config: TextConfig) -> TextTokenizer:
             ids = tok.encode(siglip_canonical(text) if siglip else text).ids
             return ids if ids and ids[-1] == eos_id else ids + [eos_id]
 
-        return TextTokenizer(encode_fast, context, eos_id, eos_id if pad_id is None else pad_id, siglip,
-                             str(folder / "tokenizer.json"))
+        unk_text = special.get("unk_token") or settings.get("unk_token")
+        unk_id = tok.token_to_id(_token_text(unk_text, "")) if unk_text else None
+        unknown = None
+        if unk_id is not None and unk_id not in (eos_id, pad_id):  # CLIP names its end-of-text token "unknown" too
+
+            def unknown(text: str) -> list[str]:
+                enc = tok.encode(siglip_canonical(text) if siglip else text)
+                return [enc.tokens[i] if siglip else text[a:b]
+                        for i, (token, (a, b)) in enumerate(zip(enc.ids, enc.offsets)) if token == unk_id]
+
+        tokenizer = TextTokenizer(encode_fast, context, eos_id, eos_id if pad_id is None else pad_id, siglip,
+                                  str(folder / "tokenizer.json"), unknown)
+        if unknown is not None:
+            specials = {t.content for t in tok.get_added_tokens_decoder().values()} | {
+                eos_text, pad_text, _token_text(unk_text, ""), _token_text(special.get("bos_token"), "")}
+            tokenizer._vocabulary = sorted(w for w in tok.get_vocab() if w not in specials)
+        return tokenizer
     if (folder / "spiece.model").is_file():
         try:
             import sentencepiece

@@ -66,6 +66,10 @@ class LabelBox(QFrame):
         self.presets.addItems(list(PRESETS))
         self.presets.setToolTip("Fill in a ready-made list of labels")
         self.presets.activated.connect(self._on_preset)
+        self.model_presets: dict[str, str] = {}  # the loaded model's own label lists, listed first
+        self.known = WrappedLabel("")  # the words the model knows, when its tokenizer can tell
+        self.known.hide()
+        column.insertWidget(1, self.known)
         self.button = QPushButton("Ask")
         self.button.setDefault(False)
         self.button.setToolTip("Score the picture against these labels (no new pass of the image: Ctrl+Return)")
@@ -94,10 +98,22 @@ class LabelBox(QFrame):
             self.edit.setPlainText(text)
         self.template.setText(" | ".join(templates))
 
+    def set_model(self, presets: dict[str, str], vocabulary: list[str]) -> None:
+        """The loaded model's own presets (listed first, marked with a star) and the words it knows (shown under
+        the hint; an empty list hides the line: CLIP and SigLIP can spell any word)."""
+        self.model_presets = {f"★ {name}": value for name, value in presets.items()}
+        self.presets.clear()
+        self.presets.addItem("Presets…")
+        self.presets.addItems([*self.model_presets, *PRESETS])
+        words = [w for w in vocabulary if w.isalpha()]
+        self.known.setText(f"It knows only these words: {', '.join(words)}." if words else "")
+        self.known.setVisible(bool(words))
+
     def _on_preset(self, index: int) -> None:
         if index <= 0:
             return
-        value = PRESETS[self.presets.itemText(index)]
+        name = self.presets.itemText(index)
+        value = self.model_presets[name] if name in self.model_presets else PRESETS[name]
         self.edit.setPlainText(value() if callable(value) else str(value))
         self.presets.setCurrentIndex(0)
         self.ask()

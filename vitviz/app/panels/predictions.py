@@ -62,6 +62,8 @@ class PredictionsPanel(Panel):
         text = bool(getattr(summary, "scoring", ""))
         self.labels.setVisible(text)
         if text:
+            self.labels.set_model(dict(getattr(summary, "presets", {}) or {}),
+                                  list(getattr(summary, "vocabulary", []) or []))
             self.labels.show_labels(list(summary.labels), list(summary.templates))
 
     def _on_bar(self, row: int) -> None:
