@@ -127,10 +127,12 @@ class TextTower(nn.Module):
         """Ask about these labels from now on: their normalised embeddings ``[labels, proj]``."""
         self.label_embeddings = embeddings.to(self.label_embeddings.device, self.label_embeddings.dtype)
 
-    def logits(self, image_embedding: torch.Tensor) -> torch.Tensor:
-        """``[B, proj]`` image embeddings (not yet normalised) -> ``[B, labels]`` logits of the labels."""
+    def logits(self, image_embedding: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, proj]`` image embeddings (not yet normalised) -> ``[B, labels]`` logits of the labels asked about
+        (``labels``: these normalised embeddings instead, e.g. those of an earlier analysis)."""
         image = F.normalize(image_embedding, dim=-1)
-        return image @ self.label_embeddings.t().to(image.dtype) * self.logit_scale.exp() + self.logit_bias
+        labels = self.label_embeddings if labels is None else labels
+        return image @ labels.t().to(image.dtype) * self.logit_scale.exp() + self.logit_bias
 
 
 # ---------------------------------------------------------------------------------------------------------- tokenizers

@@ -433,11 +433,7 @@ class VisionTransformer(nn.Module):
         text tower's current ones), or the classification head (``pair``: each token stands for both halves of a
         "cls+mean" head's input)."""
         if self.text is not None:
-            embedded = tokens if self.image_proj is None else self.image_proj(tokens)
-            if label_embeddings is None:
-                return self.text.logits(embedded)
-            scores = F.normalize(embedded, dim=-1) @ label_embeddings.t().to(embedded.dtype)
-            return scores * self.text.logit_scale.exp() + self.text.logit_bias
+            return self.text.logits(tokens if self.image_proj is None else self.image_proj(tokens), label_embeddings)
         if self.head is None:
             raise ValueError("this model has no classifier")
         return self.head(torch.cat([tokens, tokens], dim=-1) if pair else tokens)
