@@ -158,7 +158,7 @@ def test_webp(tmp_path):
 
 
 def test_image_arrays_of_any_common_type_become_the_picture_they_show():
-    from vitviz.engine import _as_loaded
+    from vitviz.images import as_loaded as _as_loaded
     from vitviz.errors import ImageLoadError
 
     grey = np.linspace(0.0, 1.0, 12, dtype=np.float32).reshape(3, 4)  # a float image in 0-1, as scikit-image gives

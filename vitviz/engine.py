@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -17,9 +17,10 @@ import torch
 from PIL import Image
 
 from .models.checkpoint import ModelInfo, load_checkpoint
-from .models.domain import DomainVerdict
-from .errors import CheckpointError, ImageLoadError, VitvizError
-from .images import LoadedImage, load_image, to_rgb
+from .errors import CheckpointError, VitvizError
+from .images import (DISPLAY_MAX_SIDE, MAX_ASPECT_TOKENS, LoadedImage, as_loaded, display_copy,  # noqa: F401
+                     display_scale, model_input_size, prepare_image)
+from .result import AnalysisResult, PatchGrid, Prediction
 from .models.vit import VisionTransformer
 from .paths import DEFAULT_MODEL, weights_dir
 from .attention import FULL_ATTENTION_BUDGET, AttentionMaps, AttentionRecorder, full_attention_bytes
@@ -53,8 +54,6 @@ __all__ = [
 #   "full": the full tensors [layers, heads, T, T] as well (``vitviz analyze --outputs attention-full``).
 ATTENTION_MODES = ("summary", "auto", "full")
 
-MAX_ASPECT_TOKENS = 4  # the long side gets at most this many times the model's training resolution
-DISPLAY_MAX_SIDE = 1024  # long side (pixels) of the sharper copy of the image kept for enlarged views
 
 
 def select_device(preference: str | torch.device | None = "auto") -> torch.device:
@@ -100,192 +99,6 @@ def resolve_model(
     if zoo.is_known(str(spec)):
         return zoo.load(str(spec), progress=progress)
     raise CheckpointError(f"{spec}: no such model (not a checkpoint path, shipped model or known pretrained model)")
-
-
-@dataclass
-class Prediction:
-    label: str
-    index: int
-    probability: float
-
-
-@dataclass
-class PatchGrid:
-    """Geometry of the patch grid over the model input image."""
-
-    rows: int
-    cols: int
-    patch_size: int
-    input_size: tuple[int, int]  # (height, width) of the resized image the model saw
-    original_size: tuple[int, int]  # (width, height) of the file, upright
-
-    @property
-    def num_patches(self) -> int:
-        return self.rows * self.cols
-
-    def patch_at(self, x: float, y: float) -> int | None:
-        """Index of the patch containing input-image pixel (x, y), or None outside the image."""
-        if not (0 <= x < self.input_size[1] and 0 <= y < self.input_size[0]):
-            return None
-        return int(y // self.patch_size) * self.cols + int(x // self.patch_size)
-
-    def patch_box(self, index: int) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) pixel box of a patch in the input image (x1, y1 exclusive)."""
-        r, c = divmod(index, self.cols)
-        p = self.patch_size
-        return c * p, r * p, (c + 1) * p, (r + 1) * p
-
-
-@dataclass
-class AnalysisResult:
-    """Everything one analysis produced, as plain numpy arrays and Python values."""
-
-    source: str
-    image: np.ndarray  # uint8 [H, W, 3]: the resized image the model saw
-    grid: PatchGrid
-    model_name: str
-    device: str
-    labels: list[str] = field(default_factory=list)
-    probabilities: np.ndarray | None = None  # [num_classes]
-    predictions: list[Prediction] = field(default_factory=list)  # top-k, best first
-    attention: AttentionMaps | None = None  # what the analysis kept of the attention (vitviz.attention)
-    cls_attention: np.ndarray | None = None  # [layers, heads, rows, cols] CLS -> patch attention
-    num_prefix_tokens: int = 1
-    depth: np.ndarray | None = None  # [H, W] float32 at the input resolution
-    depth_kind: str | None = None  # "metric" (metres) or "relative_inverse"
-    depth_model_name: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
-    notices: list[str] = field(default_factory=list)
-    # The same framing as ``image`` at an integer multiple of its size (up to DISPLAY_MAX_SIDE, never above the
-    # original's resolution), for enlarged views: maps drawn over it keep the photo's detail.  None: use ``image``.
-    display_image: np.ndarray | None = None
-    # Every block's output tokens before the final norm, ``[layers, T, D]`` float32, from the same forward pass as
-    # ``attentions``; only when ``Engine.analyze(..., features=True)`` (see vitviz.features).  None otherwise.
-    hidden_states: np.ndarray | None = None
-    # Whether the image looks like the model's training data; None for models without an out-of-domain detector.
-    domain: DomainVerdict | None = None
-    logits: np.ndarray | None = None  # [num_classes] float32, before the softmax of ``probabilities``
-    # Heads knocked out in this analysis, (layer, head) 0-based and sorted (Engine.analyze's ``ablate``).
-    ablated: list[tuple[int, int]] = field(default_factory=list)
-    # Image-text models (CLIP, SigLIP): the image's normalised embedding [dim] (labels are re-scored from it without
-    # another forward pass: Engine.rescore), the prompt templates, and the scoring rule ("softmax" or "sigmoid").
-    image_embedding: np.ndarray | None = None
-    templates: list[str] = field(default_factory=list)
-    scoring: str = "softmax"
-    # Models that pool with attention (SigLIP): the pooling probe's attention per head [heads, rows, cols], the map
-    # of the token the scores are read from.
-    pool_attention: np.ndarray | None = None
-
-    def detail_image(self) -> tuple[np.ndarray, int]:
-        """The sharpest copy of the model's view and its scale relative to ``image`` (a whole number >= 1)."""
-        if self.display_image is None:
-            return self.image, 1
-        return self.display_image, self.display_image.shape[0] // self.image.shape[0]
-
-    @property
-    def num_layers(self) -> int:
-        return 0 if self.cls_attention is None else self.cls_attention.shape[0]
-
-    @property
-    def num_heads(self) -> int:
-        return 0 if self.cls_attention is None else self.cls_attention.shape[1]
-
-    @property
-    def attentions(self) -> np.ndarray | None:
-        """The full attention tensors ``[layers, heads, T, T]`` when the analysis kept them (see ATTENTION_MODES)."""
-        return None if self.attention is None else self.attention.full
-
-    def query_attention(self, layer: int, patch_index: int) -> np.ndarray:
-        """Attention of one patch's query to every patch, all heads: ``[heads, rows, cols]`` (computed on first
-        use for the patch, from the kept queries and keys, then cached)."""
-        if self.attention is None or not self.attention.answers_queries:
-            raise ValueError("this result holds no attention beyond the CLS rows")
-        return self.attention.query_rows(patch_index)[layer]
-
-    def rollout(self, upto_layer: int | None = None, head_fusion: str = "mean", discard_ratio: float = 0.0,
-                patch_index: int | None = None) -> np.ndarray:
-        """Attention rollout to the patches after ``upto_layer`` (default: the last), ``[rows, cols]``: the row of
-        CLS, or of ``patch_index``'s token (computed on first use for the patch, then cached)."""
-        if self.attention is None:
-            raise ValueError("this result holds no attention")
-        a, p = self.attention, self.num_prefix_tokens
-        if patch_index is None:
-            row = a.rollout(upto_layer, head_fusion, discard_ratio)
-        else:
-            start = np.zeros(a.num_tokens)
-            start[p + patch_index] = 1.0
-            if head_fusion == "mean" and not discard_ratio:
-                row = a.query_rollout(patch_index)[-1 if upto_layer is None else upto_layer]
-            else:
-                row = a.rollout(upto_layer, head_fusion, discard_ratio, start)
-        return np.asarray(row[p:], np.float32).reshape(self.grid.rows, self.grid.cols)
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-serialisable summary: predictions, geometry, timings, device."""
-        return {
-            "source": self.source,
-            "model": self.model_name,
-            "depth_model": self.depth_model_name,
-            "device": self.device,
-            "input_size": {"height": self.grid.input_size[0], "width": self.grid.input_size[1]},
-            "original_size": {"width": self.grid.original_size[0], "height": self.grid.original_size[1]},
-            "patch_grid": {"rows": self.grid.rows, "cols": self.grid.cols, "patch_size": self.grid.patch_size},
-            "layers": self.num_layers,
-            "heads": self.num_heads,
-            "predictions": [{"label": p.label, "index": p.index, "probability": p.probability} for p in self.predictions],
-            "depth": None
-            if self.depth is None
-            else {
-                "kind": self.depth_kind,
-                "min": float(np.min(self.depth)),
-                "max": float(np.max(self.depth)),
-                "mean": float(np.mean(self.depth)),
-            },
-            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
-            "notices": list(self.notices),
-        } | ({} if self.image_embedding is None else {"templates": list(self.templates), "scoring": self.scoring,
-                                                       "labels": list(self.labels)}) | (
-            {} if self.domain is None else {"domain": self.domain.to_json()}) | (
-            {"ablated": [{"layer": layer, "head": head} for layer, head in self.ablated]} if self.ablated else {})
-
-
-def model_input_size(size: tuple[int, int], image_size: int, patch_size: int) -> tuple[int, int]:
-    """``(width, height)`` of the model input for an image of ``size = (width, height)``: the aspect ratio kept,
-    short side ~ ``image_size``, long side capped, both multiples of the patch."""
-    w, h = size
-    scale = image_size / min(w, h)
-    max_long = image_size * MAX_ASPECT_TOKENS
-    if max(w, h) * scale > max_long:
-        scale = max_long / max(w, h)
-
-    def snap(v: float) -> int:
-        return max(patch_size, int(round(v * scale / patch_size)) * patch_size)
-
-    return snap(w), snap(h)
-
-
-def prepare_image(img: Image.Image, image_size: int, patch_size: int) -> np.ndarray:
-    """Resize keeping the aspect ratio (see :func:`model_input_size`) with Pillow's bicubic filter."""
-    size = model_input_size(img.size, image_size, patch_size)
-    resized = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0) if size != img.size else img
-    return np.array(resized, dtype=np.uint8)
-
-
-def display_scale(size: tuple[int, int], input_hw: tuple[int, int], max_side: int = DISPLAY_MAX_SIDE) -> int:
-    """The whole number ``k`` by which the display copy of an image of ``size = (width, height)`` enlarges the model
-    input of size ``input_hw``: the copy fits ``max_side`` and does not exceed the original's resolution."""
-    h, w = input_hw
-    return min(size[0] // w, size[1] // h, max_side // max(h, w))
-
-
-def display_copy(img: Image.Image, input_hw: tuple[int, int], max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray | None:
-    """``img`` framed like the model input of size ``input_hw`` but ``k`` times larger (:func:`display_scale`);
-    None when ``k`` would be 1."""
-    k = display_scale(img.size, input_hw, max_side)
-    if k < 2:
-        return None
-    size = (k * input_hw[1], k * input_hw[0])
-    return np.array(img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0), dtype=np.uint8)
 
 
 @dataclass
@@ -489,7 +302,7 @@ class Engine:
             prep = self._prepare_on_device(image, display)
             prep.preprocess_ms = (time.perf_counter() - t) * 1000.0
             return prep
-        loaded = _as_loaded(image)
+        loaded = as_loaded(image)
         cfg = self.info.config
         rgb = prepare_image(loaded.image, cfg.image_size, cfg.patch_size)
         depth_rgb = None
@@ -723,7 +536,7 @@ class Engine:
                                   "analyse the image again first")
             return image.image
         cfg = self.info.config
-        return prepare_image(_as_loaded(image).image, cfg.image_size, cfg.patch_size)
+        return prepare_image(as_loaded(image).image, cfg.image_size, cfg.patch_size)
 
     def _check_ablate(self, ablate: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
         """``ablate`` sorted and checked against the model (:class:`VitvizError` naming a head out of range)."""
@@ -777,58 +590,6 @@ def _cancel_hooks(models: Any, cancelled: Callable[[], bool]) -> list[Any]:
 
     return [block.register_forward_pre_hook(check)
             for model in models if model is not None for block in getattr(model, "blocks", ())]
-
-
-def _as_loaded(image: Any) -> LoadedImage:
-    if isinstance(image, LoadedImage):
-        return image
-    if isinstance(image, (str, os.PathLike)):
-        return load_image(image)
-    if isinstance(image, Image.Image):
-        notices: list[str] = []
-        return LoadedImage(to_rgb(image, notices), "image", image.size, notices)
-    if isinstance(image, np.ndarray):
-        notices = []
-        pil = Image.fromarray(_rgb8(image, notices))
-        return LoadedImage(pil, "array", pil.size, notices)
-    raise ImageLoadError(f"cannot analyse an object of type {type(image).__name__}")
-
-
-def _rgb8(image: np.ndarray, notices: list[str]) -> np.ndarray:
-    """An image array ``[H, W]``, ``[H, W, 1-4]`` (grey, grey + alpha, RGB, RGBA; alpha is dropped) as uint8 RGB.
-
-    uint8 is taken as it is, bool as black and white, floats within 0-1 as fractions (else as 0-255 levels), other
-    integers above 255 as 16-bit levels; values outside the range are clipped, with a notice."""
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] in (1, 2):
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageLoadError(f"expected an image array [H, W] or [H, W, 3], got shape {image.shape}")
-    arr = arr[..., :3]
-    if arr.dtype == np.uint8:
-        rgb = arr
-    elif arr.dtype == np.bool_:
-        rgb = arr.astype(np.uint8) * 255
-    elif arr.dtype.kind in "iuf":
-        values = arr.astype(np.float64)
-        if not np.isfinite(values).all():
-            raise ImageLoadError("the image array holds NaN or infinite values")
-        lo, hi = float(values.min()), float(values.max())
-        if arr.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
-            values = values * 255.0
-        elif arr.dtype.kind in "iu" and hi > 255:
-            values = values / 257.0  # 16-bit levels
-            notices.append("16-bit levels shown in 8 bits")
-        if values.min() < 0 or values.max() > 255:
-            notices.append("values outside the image range were clipped")
-        rgb = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    else:
-        raise ImageLoadError(f"cannot read an image array of type {arr.dtype}")
-    if rgb.shape[2] == 1:
-        rgb = np.repeat(rgb, 3, axis=2)
-    return np.ascontiguousarray(rgb)
 
 
 def _device_name(device: torch.device) -> str:
