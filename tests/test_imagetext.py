@@ -286,3 +286,19 @@ def test_without_the_text_extra_the_message_names_it(folders, monkeypatch, famil
     monkeypatch.setitem(sys.modules, library, None)  # import fails as if it were not installed
     with pytest.raises(VitvizError, match=r'pip install "vitviz\[text\]"'):
         Engine(str(folders[family][0]), device="cpu")
+
+
+def test_cli_compare_two_image_text_models_on_the_same_labels(folders, tmp_path, picture):
+    from PIL import Image
+
+    from vitviz.cli import main
+
+    image = tmp_path / "pic.png"
+    Image.fromarray(picture).save(image)
+    out = tmp_path / "out"
+    assert main(["analyze", str(image), "--model", str(folders["clip"][0]), "--compare", str(folders["siglip"][0]),
+                 "--labels", "a cat, a dog, a teapot", "--out", str(out), "--quiet"]) == 0
+    data = json.loads((out / "pic" / "compare.json").read_text("utf-8"))
+    labels = {"a cat", "a dog", "a teapot"}
+    assert {p["label"] for p in data["a"]["predictions"]} == labels == {p["label"] for p in data["b"]["predictions"]}
+    assert isinstance(data["top1_agree"], bool)  # the same labels: agreement is defined

@@ -289,6 +289,8 @@ def analyze(args: argparse.Namespace) -> int:
             print_full_attention_estimate([it.path for it in items if it.error is None], engine.info.config,
                                           engine.model.num_prefix_tokens)
         engine_b = Engine(args.compare, device=args.device, half=args.half) if args.compare else None
+        if engine_b is not None and engine_b.has_text and engine.has_text:  # both compare the image with A's labels
+            engine_b.set_labels(list(engine.info.labels), list(engine.templates))
         report = run_local(items, engine, opts, _describe_failure, skipped)
         if engine_b is not None:
             report.failed += _write_comparisons(items, engine, engine_b, opts)
