@@ -142,3 +142,11 @@ def test_compared_image_text_model_takes_its_own_labels(qtbot, bare_window, clip
     assert sorted(side_b.predictions.chart.labels()) == ["a red ball", "a teapot"]
     assert window.current_result.labels != state_b.result.labels  # A keeps its own labels
     window.compare.stop()
+
+
+def test_siglip_head_atlas_names_the_entropy_of_the_attention_received(qtbot, bare_window, siglip_folder, photo):
+    window = _load(qtbot, bare_window, siglip_folder)
+    open_and_wait(qtbot, window, photo)
+    atlas = window.atlas_panel
+    atlas.measure = "entropy"
+    assert atlas.unit()[0] == "Entropy of the attention received"

@@ -123,6 +123,9 @@ class HeadAtlasPanel(LazyPanel):
         imp = self.state.importance
         if self.measure == "importance" and imp is not None and imp.target_label is None:
             return "Importance (depth change)", "% AbsRel"
+        result = self.state.result
+        if self.measure == "entropy" and result is not None and not result.num_prefix_tokens:
+            return "Entropy of the attention received", "nats"  # no class token (SigLIP): see vitviz.attention
         return MEASURES[self.measure]
 
     @staticmethod
