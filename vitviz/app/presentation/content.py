@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,8 @@ import numpy as np
 from ...render import normalize
 from .theme import ACCENT
 
-__all__ = ["answer_lines", "explanations", "attention_frames", "nearness"]
+__all__ = ["answer_lines", "explanations", "attention_frames", "nearness", "lens_guess", "source_name", "plain_text",
+           "short_reason"]
 
 
 def _percent(p: float) -> str:
@@ -134,3 +136,25 @@ def nearness(result: Any) -> np.ndarray | None:
     values = normalize(depth)
     # metric depth grows with distance; relative inverse depth (Depth Anything) grows with nearness
     return values if getattr(result, "depth_kind", None) == "relative_inverse" else 1.0 - values
+
+
+def source_name(source: Any) -> str:
+    """The name a source is shown by: the file name, or the name given with an image array."""
+    if isinstance(source, tuple) and len(source) > 1:
+        return str(source[1])
+    return Path(str(source)).name if source else ""
+
+
+def plain_text(rich: str) -> str:
+    """Rich text without its tags and entities."""
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", rich))
+
+
+def short_reason(message: str, path: str) -> str:
+    """The error message without the file's path (the caption names the file already)."""
+    for prefix in (f"{path}: ", f"{Path(path).name}: "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message.replace(path, Path(path).name)

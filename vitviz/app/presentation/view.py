@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -14,7 +13,8 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QLineEdit, QSize
 
 from ...render import apply_colormap, overlay
 from .. import paths
-from .content import answer_lines, attention_frames, explanations, lens_guess, nearness
+from .content import (answer_lines, attention_frames, explanations, lens_guess, nearness, plain_text, short_reason,
+                      source_name)
 from .parts import Part
 from .theme import FONT_PX, REFERENCE_SIZE, STYLE
 
@@ -242,10 +242,10 @@ class PresentationView(QWidget):
 
     def answer_text(self) -> str:
         """The answer line as plain text."""
-        return _plain(self.answer_label.text())
+        return plain_text(self.answer_label.text())
 
     def runner_text(self) -> str:
-        return _plain(self.runner_label.text())
+        return plain_text(self.runner_label.text())
 
     def caption_text(self) -> str:
         """The attention map's caption, e.g. ``Layer 3 of 6: where the model looks``."""
@@ -436,7 +436,7 @@ class PresentationView(QWidget):
         self._awaiting = None
         if failed is not None:
             self._failures += 1
-            self._set_status(f"Skipped {Path(failed).name}: {_short_reason(line, failed)}", caption=True)
+            self._set_status(f"Skipped {Path(failed).name}: {short_reason(line, failed)}", caption=True)
             if self._autoplay:
                 if self._failures >= len(self._playlist):
                     self.pause_autoplay(status=False)
@@ -490,7 +490,7 @@ class PresentationView(QWidget):
         grid = result.grid
         self.image_part.title.setText(f"The picture in {grid.num_patches} patches")
         self.image_part.picture.set_image(image, (grid.rows, grid.cols))
-        self.image_part.caption.setText(_source_name(result.source))
+        self.image_part.caption.setText(source_name(result.source))
         self.image_part.explain.setText(texts["patch"])
 
         frames = attention_frames(result, self.attention_kind)
@@ -582,23 +582,3 @@ class PresentationView(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802
         self.leave()  # closing the presentation returns to the window rather than leaving the app without it
         super().closeEvent(event)
-
-
-def _source_name(source: Any) -> str:
-    if isinstance(source, tuple) and len(source) > 1:
-        return str(source[1])
-    return Path(str(source)).name if source else ""
-
-
-def _plain(rich: str) -> str:
-    import re
-
-    return html.unescape(re.sub(r"<[^>]+>", "", rich))
-
-
-def _short_reason(message: str, path: str) -> str:
-    """The error message without the file's path (the caption names the file already)."""
-    for prefix in (f"{path}: ", f"{Path(path).name}: "):
-        if message.startswith(prefix):
-            return message[len(prefix) :]
-    return message.replace(path, Path(path).name)
