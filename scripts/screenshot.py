@@ -3,6 +3,9 @@
 
     python scripts/screenshot.py                           # first sample, shipped model -> assets/screenshot.png
     python scripts/screenshot.py IMAGE --model PATH --out shot.png --layer 3 --query 20
+    python scripts/screenshot.py assets/samples/scene-capsule.png --model vitviz-mini-text \
+        --labels "red ball, capsule, donut, cube" --target-label "red ball" --view "Class evidence" \
+        --out assets/image-text.png
     xvfb-run -s "-screen 0 1920x1080x24" python scripts/screenshot.py --present --platform xcb \
         --out assets/presentation.png                     # presentation mode, full-screen at 1920x1080
 
@@ -44,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head", type=int, default=None, help="pick this head (as a click in the head atlas does)")
     parser.add_argument("--target", type=int, default=None,
                         help="show the class evidence of this prediction (0 = the top one), as a click on its bar does")
+    parser.add_argument("--labels", default=None, help="an image-text model: type these labels in the label box and "
+                        "ask (then --target picks among their predictions)")
+    parser.add_argument("--target-label", default=None, help="show the class evidence of this label (as typed)")
+    parser.add_argument("--template", default=None, help="with --labels: the prompt template typed in the box")
     parser.add_argument("--present", action="store_true",
                         help="picture presentation mode instead of the window (size 1920x1080 unless --size)")
     parser.add_argument("--explain", action="store_true", help="with --present: show the plain-language captions")
@@ -93,6 +100,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"screenshot: no result ({outcome.get('error', 'timed out')})", file=sys.stderr)
             window.close()
             return 1
+        if args.labels is not None:
+            box = window.predictions_panel.labels
+            box.edit.setPlainText(args.labels)
+            if args.template is not None:
+                box.template.setText(args.template)
+            del outcome["result"]
+            QTimer.singleShot(int(args.timeout * 1000), loop.quit)
+            box.button.click()  # re-scored from the kept image embedding: a new result, no forward pass
+            loop.exec()
+            if "result" not in outcome:
+                print(f"screenshot: the labels were not scored ({outcome.get('error', 'timed out')})", file=sys.stderr)
+                window.close()
+                return 1
         if args.present:
             return _present(window, args, w, h)
         if args.layer is not None:
@@ -103,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             window.state.set_head(args.head)
         if args.target is not None:
             window.state.set_target(window.current_result.predictions[args.target].index)
+        if args.target_label is not None:
+            window.state.set_target(list(window.current_result.labels).index(args.target_label))
         if args.features:
             window.features_panel.set_mode(args.features)
         if args.view:
