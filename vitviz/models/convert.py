@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, check_state_dict, read_state_dict
-from .hfconfig import preprocessing, square
+from .hfconfig import labels_from_id2label, preprocessing, square
 from .imagetext import DEFAULT_LABELS, convert_image_text, image_text_config
 from ..errors import CheckpointError
 from .vit import ViTConfig, VisionTransformer
@@ -346,17 +346,6 @@ def convert_state_dict(state: dict[str, torch.Tensor], layout: str, config: ViTC
 # ---------------------------------------------------------------------------------------------------------- configs
 
 
-def _labels_from_id2label(cfg: dict[str, Any], n: int) -> list[str]:
-    id2label = cfg.get("id2label") or {}
-    try:
-        labels = [str(id2label[str(i)] if str(i) in id2label else id2label[i]) for i in range(n)]
-    except (KeyError, TypeError):
-        return []
-    if all(re.fullmatch(r"LABEL_\d+", lab) for lab in labels):
-        return []
-    return labels
-
-
 def _encoder_options(c: dict[str, Any], family: str) -> dict[str, Any]:
     act = c.get("hidden_act", "gelu")
     if act != "gelu":
@@ -452,7 +441,7 @@ def config_from_hf(config: dict[str, Any], preprocessor: dict[str, Any] | None =
     num_classes = 0
     if classifier:
         num_classes = int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
-    labels = _labels_from_id2label(config, num_classes) if num_classes else []
+    labels = labels_from_id2label(config, num_classes) if num_classes else []
     train_size = square(c["image_size"], "image size")
     if family == "vit":  # transformers' ViTImageProcessor defaults
         mean, std, size = preprocessing(preprocessor, IMAGENET_STANDARD, IMAGENET_STANDARD, train_size)

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..errors import CheckpointError
 
-__all__ = ["square", "preprocessing"]
+__all__ = ["square", "preprocessing", "labels_from_id2label"]
 
 
 def square(value: Any, what: str) -> int:
@@ -38,3 +39,15 @@ def preprocessing(
     if len(mean) != 3 or len(std) != 3:
         raise CheckpointError("preprocessor_config.json: image_mean / image_std must have 3 values")
     return mean, std, size  # type: ignore[return-value]
+
+
+def labels_from_id2label(cfg: dict[str, Any], n: int) -> list[str]:
+    """The ``n`` class names of ``id2label``; empty when missing or only the placeholders ``LABEL_0``..."""
+    id2label = cfg.get("id2label") or {}
+    try:
+        labels = [str(id2label[str(i)] if str(i) in id2label else id2label[i]) for i in range(n)]
+    except (KeyError, TypeError):
+        return []
+    if all(re.fullmatch(r"LABEL_\d+", lab) for lab in labels):
+        return []
+    return labels
