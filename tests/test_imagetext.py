@@ -302,3 +302,9 @@ def test_cli_compare_two_image_text_models_on_the_same_labels(folders, tmp_path,
     labels = {"a cat", "a dog", "a teapot"}
     assert {p["label"] for p in data["a"]["predictions"]} == labels == {p["label"] for p in data["b"]["predictions"]}
     assert isinstance(data["top1_agree"], bool)  # the same labels: agreement is defined
+
+
+def test_labels_and_templates_with_braces_are_taken_as_text(folders, picture):
+    engine = _engine(folders["clip"][0])
+    engine.set_labels("a {curly} cat, dog", ["a {photo} of {}"])  # only {} is the label's place
+    assert engine.info.labels == ["a {curly} cat", "dog"] and engine.analyze(picture).predictions

@@ -102,15 +102,12 @@ class PromptEncoder:
         self._cache: dict[tuple[str, str], torch.Tensor] = {}
         self._lock = threading.Lock()
 
-    def cached(self, labels: Sequence[str], templates: Sequence[str]) -> bool:
-        return all((t, label) in self._cache for t in templates for label in labels)
-
     def embeddings(self, labels: Sequence[str], templates: Sequence[str],
                    progress: Callable[[int, int], None] | None = None,
                    cancelled: Callable[[], bool] | None = None) -> tuple[torch.Tensor, list[str]]:
         """``[labels, dim]`` normalised embeddings (the templates averaged) and notices (labels cut to the text
         tower's context). New prompts are encoded in batches of :data:`TEXT_BATCH` on the tower's device;
-        ``progress(done, total)`` after each; None-like cancellation raises :class:`VitvizError`."""
+        ``progress(done, total)`` after each batch; :class:`VitvizError` once ``cancelled()`` is true."""
         with self._lock:
             missing = [(t, label) for t in templates for label in labels if (t, label) not in self._cache]
             cut: list[str] = []
@@ -119,7 +116,7 @@ class PromptEncoder:
                 if cancelled is not None and cancelled():
                     raise VitvizError("encoding the labels was cancelled")
                 chunk = missing[start : start + TEXT_BATCH]
-                tokens = self.tokenizer([t.format(label) for t, label in chunk])
+                tokens = self.tokenizer([t.replace("{}", label, 1) for t, label in chunk])
                 cut.extend(chunk[i][1] for i in tokens.truncated)
                 with torch.inference_mode():
                     emb = self.tower(tokens.ids.to(param.device)).float().cpu()
