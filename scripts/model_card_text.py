@@ -107,6 +107,17 @@ from vitviz-mini's (which name shapes from the first step), at a tenth of the te
 
 {figures}
 
+**What falls short.** Shapes meet their goal. Colours do not quite: on objects of one colour name the misses are
+neighbouring hues across a boundary of the naming rule (green called yellow, pink and orange called red; the
+confusion matrix is in the results file), and two-coloured objects are named right less often than one-coloured
+ones. Grounding fails: the relevance map of a distractor's
+name stays on the main object in every scene, as does the map of the main object's own name, and even per pixel
+the distractor wins only twice as often as for the control. The image embedding is the CLS token of a tower that
+was trained to name the main object, and the captions mention each distractor in half of them at most; a
+distractor's name changes the score (the captions' "small <shape>" moves the relevance a little) but not where the
+evidence for it lies. Training that would need: captions about the distractors alone, larger distractors, or a
+grounding loss on the patch tokens.
+
 ## Out-of-domain detector
 
 {ood}

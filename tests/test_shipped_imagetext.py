@@ -1,0 +1,110 @@
+"""The shipped image-text model (weights/vitviz-mini-text): read like any Hub CLIP folder, listed as shipped, naming
+the shapes of scenes offline, and saying which typed words it has never seen."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tokenizers")
+
+from vitviz.app import paths  # noqa: E402
+from vitviz.engine import Engine  # noqa: E402
+from vitviz.models import zoo  # noqa: E402
+from vitviz.models.convert import detect_layout, find_foreign_checkpoint  # noqa: E402
+
+NAME = "vitviz-mini-text"
+FOLDER = paths.weights_dir() / NAME
+SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
+SHAPES = ["sphere", "cube", "cylinder", "cone", "torus", "pyramid", "capsule", "ring", "tetrahedron", "star prism"]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(NAME, device="cpu")
+
+
+def test_the_folder_is_a_hub_clip_folder_read_by_the_same_loader(engine):
+    ckpt = find_foreign_checkpoint(FOLDER)
+    assert ckpt.config["model_type"] == "clip"
+    assert detect_layout({}, ckpt.config) == "hf-clip"
+    assert zoo.is_foreign_checkpoint(FOLDER)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"):
+        assert (FOLDER / name).is_file()
+    assert engine.info.source == str(FOLDER)
+    assert engine.has_text and engine.scoring == "softmax"
+    assert engine.info.depth_kind is None and engine.model.depth_head is None  # see the card: depth went
+    assert engine.info.domain_detector is not None
+    assert engine.info.labels == SHAPES
+
+
+def test_it_adds_at_most_ten_megabytes():
+    size = sum(p.stat().st_size for p in FOLDER.iterdir() if p.is_file())
+    assert size <= 10 * 2**20
+
+
+def test_it_is_listed_as_shipped_in_the_app_and_the_cli(capsys):
+    shipped = {m.name: m for m in paths.shipped_models()}
+    assert NAME in shipped and shipped[NAME].config == FOLDER and not shipped[NAME].has_depth
+    assert paths.shipped_models()[0].name == paths.DEFAULT_MODEL
+    from vitviz.cli import main
+
+    assert main(["models"]) == 0
+    shipped_part = capsys.readouterr().out.split("Pretrained")[0]
+    assert NAME in shipped_part
+
+
+def test_zero_shot_it_names_the_shapes_of_the_sample_scenes(engine):
+    engine.set_labels(SHAPES, templates=["a photo of a {}."])
+    scenes = sorted(SAMPLES.glob("scene-*.png"))
+    assert len(scenes) >= 5
+    named = [engine.analyze(str(p)).predictions[0].label.replace(" ", "_") == p.stem[len("scene-"):]
+             for p in scenes]
+    assert sum(named) >= len(scenes) - 1, named
+
+
+def test_a_word_it_has_never_seen_gets_a_notice_not_a_refusal(engine):
+    notices = engine.set_labels("red ball, teapot, blue cube, Zebra")
+    assert "the model has never seen: teapot, Zebra" in notices
+    assert engine.info.labels == ["red ball", "teapot", "blue cube", "Zebra"]  # still asked about
+    assert not [n for n in engine.set_labels("red ball, small blue box") if "never seen" in n]
+    assert "the model has never seen: teapot" in engine.set_labels("cube", templates=["a teapot {}"])
+    engine.set_labels(SHAPES, templates=["a photo of a {}."])
+
+
+def test_its_vocabulary_and_presets_reach_the_app(engine):
+    words = engine.info.tokenizer.vocabulary
+    for word in ("sphere", "ball", "red", "grey", "left", "behind", "small", "object"):
+        assert word in words
+    assert "[UNK]" not in words and "<|endoftext|>" not in words
+    presets = engine.info.presets
+    assert presets["Its shapes"].split(", ")[0] == "sphere"
+    for name, labels in presets.items():  # every preset is in its vocabulary
+        assert not [n for n in engine.set_labels(labels, templates=["a photo of a {}."]) if "never seen" in n], name
+    config = json.loads((FOLDER / "config.json").read_text())
+    assert config["vitviz"]["vocabulary"] == words
+
+
+def test_a_clip_tokenizer_reports_no_unknown_words(tmp_path):
+    pytest.importorskip("transformers")
+    from .imagetext_models import make_clip
+
+    make_clip(tmp_path)
+    clip = Engine(str(tmp_path), device="cpu")
+    assert clip.info.tokenizer.unknown_words("zebra teapot") == []
+    assert not [n for n in clip.set_labels("zebra, teapot") if "never seen" in n]
+
+
+def test_its_first_blocks_are_vitviz_minis_frozen(engine):
+    from vitviz.models.checkpoint import load_checkpoint
+
+    mini, _ = load_checkpoint(paths.weights_dir() / "vitviz-mini.json")
+    frozen = json.loads((FOLDER / "train.json").read_text())["train_config"]["frozen_blocks"]
+    ours, theirs = engine.model.state_dict(), mini.state_dict()
+    shared = [k for k in theirs if k.startswith(("patch_embed.", "pos_embed", "cls_token"))
+              or (k.startswith("blocks.") and int(k.split(".")[1]) < frozen)]
+    assert len(shared) > 10
+    for key in shared:  # stored in float16
+        assert ours[key].equal(theirs[key].half().float()), key
