@@ -18,7 +18,6 @@ import torch  # noqa: E402
 from PySide6.QtCore import QSettings, QThread, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-import vitviz.engine  # noqa: E402
 import vitviz.images  # noqa: E402
 from vitviz.app import main_window  # noqa: E402
 from vitviz.app.main_window import MainWindow  # noqa: E402
@@ -254,7 +253,6 @@ def test_decoding_and_inference_never_run_on_the_ui_thread(qtbot, window, photo,
         seen["decode"].add(threading.get_ident())
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(vitviz.engine, "load_image", load)
     monkeypatch.setattr(vitviz.images, "load_image", load)
     model = window.session.worker.engine.model  # noqa: SLF001
     real_forward = model.forward
