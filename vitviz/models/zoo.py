@@ -110,6 +110,18 @@ def _vit(embed_dim: int, depth: int, heads: int, patch: int, **extra: Any) -> di
     return {"patch_size": patch, "embed_dim": embed_dim, "depth": depth, "num_heads": heads, **extra}
 
 
+def _clip(name: str, repo_id: str, patch: int, size_mb: int) -> ZooEntry:
+    """An OpenAI CLIP ViT-B image-text model (its preprocessing, licence and tokenizer files)."""
+    return ZooEntry(
+        name=name, repo_id=repo_id, layout="hf-clip", task="image-text",
+        architecture=_vit(768, 12, 12, patch, num_classes=0, head_pool="cls"), image_size=224, mean=CLIP_MEAN,
+        std=CLIP_STD, licence="MIT", size_mb=size_mb,
+        description=f"OpenAI CLIP ViT-B/{patch} image-text model: type the labels",
+        files=("config.json", "preprocessor_config.json", "tokenizer.json"),
+        optional=("tokenizer_config.json", "special_tokens_map.json"),
+    )
+
+
 REGISTRY: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in (
@@ -174,36 +186,8 @@ REGISTRY: dict[str, ZooEntry] = {
             size_mb=99,
             description="Depth Anything V2 Small: DINOv2-S/14 + DPT head, relative inverse depth",
         ),
-        ZooEntry(
-            name="clip-b32",
-            repo_id="openai/clip-vit-base-patch32",
-            layout="hf-clip",
-            task="image-text",
-            architecture=_vit(768, 12, 12, 32, num_classes=0, head_pool="cls"),
-            image_size=224,
-            mean=CLIP_MEAN,
-            std=CLIP_STD,
-            licence="MIT",
-            size_mb=605,
-            description="OpenAI CLIP ViT-B/32 image-text model: type the labels",
-            files=("config.json", "preprocessor_config.json", "tokenizer.json"),
-            optional=("tokenizer_config.json", "special_tokens_map.json"),
-        ),
-        ZooEntry(
-            name="clip-b16",
-            repo_id="openai/clip-vit-base-patch16",
-            layout="hf-clip",
-            task="image-text",
-            architecture=_vit(768, 12, 12, 16, num_classes=0, head_pool="cls"),
-            image_size=224,
-            mean=CLIP_MEAN,
-            std=CLIP_STD,
-            licence="MIT",
-            size_mb=599,
-            description="OpenAI CLIP ViT-B/16 image-text model: type the labels",
-            files=("config.json", "preprocessor_config.json", "tokenizer.json"),
-            optional=("tokenizer_config.json", "special_tokens_map.json"),
-        ),
+        _clip("clip-b32", "openai/clip-vit-base-patch32", 32, 605),
+        _clip("clip-b16", "openai/clip-vit-base-patch16", 16, 599),
         ZooEntry(
             name="siglip-b16",
             repo_id="google/siglip-base-patch16-224",

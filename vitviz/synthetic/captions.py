@@ -23,7 +23,9 @@ from .scenes import CLASSES, Camera, make_shape
 
 __all__ = ["COLOURS", "HUE_NAMES", "GREY_SATURATION", "SHAPE_WORDS", "SYNONYMS", "RELATIONS", "MIN_PIXELS",
            "ObjectFacts", "CaptionFacts", "colour_name", "object_colours", "scene_facts", "caption", "truth",
-           "vocabulary", "shape_word"]
+           "vocabulary", "shape_word", "BOS", "EOS", "UNK"]
+
+BOS, EOS, UNK = "<|startoftext|>", "<|endoftext|>", "[UNK]"  # the special words of the captions' tokenizer
 
 # Upper ends (degrees, exclusive) of the named hue ranges, from 0; red wraps around.
 HUE_NAMES: tuple[tuple[float, str], ...] = (

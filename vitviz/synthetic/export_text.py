@@ -19,7 +19,7 @@ import torch
 from ..models.domain import calibrate_threshold, fit_mahalanobis, sidecar_path
 from ..models.imagetext import clip_text_state_dict
 from ..models.vit import ViTConfig, VisionTransformer
-from .captions import COLOURS, SHAPE_WORDS, vocabulary
+from .captions import BOS, COLOURS, EOS, SHAPE_WORDS, UNK, vocabulary
 
 __all__ = ["export_folder", "vision_config", "KNOWN"]
 
@@ -70,7 +70,6 @@ def export_folder(model: Any, tower: VisionTransformer, info: Any, tok: Any, cfg
     out-of-domain detector."""
     from safetensors.torch import save_file
 
-    from .train_text import BOS, EOS, UNK
 
     folder.mkdir(parents=True, exist_ok=True)
     vision = vision_config(tower.config, cfg.frozen_blocks, len(model.blocks), cfg.embed_dim)

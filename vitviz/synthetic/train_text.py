@@ -36,13 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .captions import CaptionFacts, ObjectFacts, caption, scene_facts, truth, vocabulary
+from .captions import BOS, EOS, UNK, CaptionFacts, ObjectFacts, caption, scene_facts, truth, vocabulary
 from .scenes import GENERATOR_VERSION, object_ids, random_spec, render_spec, scene_seed
 
 __all__ = ["TextTrainConfig", "caption_data", "frozen_features", "build_tokenizer", "ImageTextModel", "train",
            "main", "BOS", "EOS", "UNK"]
 
-BOS, EOS, UNK = "<|startoftext|>", "<|endoftext|>", "[UNK]"
 CAPTION_DATA_VERSION = 1  # bumped when the facts kept per scene change, so older caches are not reused
 
 
