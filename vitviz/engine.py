@@ -223,10 +223,9 @@ class Engine:
                 probs = self.model.probabilities(logits).cpu().numpy()
             labels = list(self.info.labels)
             templates = list(self.templates)
-        order = np.argsort(-probs)[: max(1, topk)]
         return dataclasses.replace(
             result, labels=labels, logits=logits.cpu().numpy(), probabilities=probs, templates=templates,
-            predictions=[Prediction(labels[i], int(i), float(probs[i])) for i in order],
+            predictions=_top_predictions(probs, labels, topk),
             timings=dict(result.timings), notices=list(result.notices))
 
     def _tensor(self, rgb: np.ndarray, info: ModelInfo) -> torch.Tensor:
@@ -475,8 +474,7 @@ class Engine:
             probs = self.model.probabilities(logits).cpu().numpy()
             result.logits = logits.cpu().numpy()
             result.probabilities = probs
-            order = np.argsort(-probs)[: max(1, topk)]
-            result.predictions = [Prediction(self.info.labels[i], int(i), float(probs[i])) for i in order]
+            result.predictions = _top_predictions(probs, self.info.labels, topk)
             if self.model.text is not None:
                 with torch.inference_mode():
                     pooled = self.model.pooled(out.tokens[index : index + 1])
@@ -570,6 +568,11 @@ class Engine:
         with self._lock:
             return logit_lens(self.model, result.hidden_states, (result.grid.rows, result.grid.cols),
                               list(self.info.labels), topk or LENS_TOPK)
+
+
+def _top_predictions(probs: np.ndarray, labels: Sequence[str], topk: int) -> list[Prediction]:
+    """The ``topk`` (at least 1) most probable classes, best first."""
+    return [Prediction(labels[i], int(i), float(probs[i])) for i in np.argsort(-probs)[: max(1, topk)]]
 
 
 def _check_mode(attention: str) -> None:

@@ -142,14 +142,9 @@ class CompareMode(QObject):
     def _on_b_labels(self, shown: Any, info: Any) -> None:
         """B accepted new labels: its shown analysis re-scored (the same rule as the window's label box)."""
         old, notices, labels, templates = info
-        if self.state_b.model is not None:
-            import dataclasses
-
-            self.state_b.set_model(dataclasses.replace(self.state_b.model, labels=list(labels),
-                                                       templates=list(templates)))
-        if shown is not None and self.state_b.shown is old:
-            self.state_b.show(shown)
-            self._follow_layer()
+        if self.state_b.accept_labels(shown, old, labels, templates):  # a newer image came meanwhile: score it too
+            self.session_b.set_labels(self.state_b.shown, "\n".join(labels), list(templates))
+        self._follow_layer()
         if notices and self.view is not None:
             self.view.side_b.header.show_error("Labels: " + "; ".join(notices))
 

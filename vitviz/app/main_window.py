@@ -6,7 +6,6 @@ Heavy work runs on the worker thread through :class:`~vitviz.app.session.Session
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from functools import partial
 from pathlib import Path
@@ -373,12 +372,7 @@ class MainWindow(QMainWindow):
         """An image-text model accepted new labels: the displayed analysis re-scored, the label box and the model's
         details updated, notices (merged repeats, labels cut) shown."""
         old, notices, labels, templates = info
-        if self.state.model is not None:
-            self.state.set_model(dataclasses.replace(self.state.model, labels=list(labels), templates=list(templates)))
-        if shown is not None and self.state.shown is old:
-            self.state.show(shown)
-        elif self.state.result is not None and getattr(self.state.result, "image_embedding", None) is not None \
-                and list(self.state.result.labels) != list(labels):  # a newer image came meanwhile: score it too
+        if self.state.accept_labels(shown, old, labels, templates):  # a newer image came meanwhile: score it too
             self.session.set_labels(self.state.shown, "\n".join(labels), list(templates))
         if notices:
             self.show_message("Labels: " + "; ".join(notices) + ".", "info", transient=True, topic="labels")

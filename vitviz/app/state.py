@@ -343,6 +343,18 @@ class ViewState(QObject):
         self.result_changed.emit(None)
         self.preview_changed.emit(preview)
 
+    def accept_labels(self, shown: Shown | None, old: Shown | None, labels: list[str], templates: list[str]) -> bool:
+        """An image-text model now asks about ``labels``: the model's details follow, and ``shown`` (``old`` re-scored)
+        is displayed if ``old`` still is. True when the displayed result (a newer image) still needs re-scoring."""
+        if self.model is not None:
+            self.set_model(dataclasses.replace(self.model, labels=list(labels), templates=list(templates)))
+        if shown is not None and self.shown is old:
+            self.show(shown)
+            return False
+        result = self.result
+        return (result is not None and getattr(result, "image_embedding", None) is not None
+                and list(result.labels) != list(labels))
+
     def set_model(self, summary: ModelSummary | None) -> None:
         self.model = summary
         self.model_changed.emit(summary)
