@@ -22,7 +22,8 @@ import numpy as np
 from .scenes import CLASSES, Camera, make_shape
 
 __all__ = ["COLOURS", "HUE_NAMES", "GREY_SATURATION", "SHAPE_WORDS", "SYNONYMS", "RELATIONS", "MIN_PIXELS",
-           "ObjectFacts", "CaptionFacts", "colour_name", "object_colours", "scene_facts", "caption", "truth",
+           "ObjectFacts", "CaptionFacts", "colour_name", "object_colours", "scene_facts", "caption", "hard_negative",
+           "truth",
            "vocabulary", "shape_word", "BOS", "EOS", "UNK"]
 
 BOS, EOS, UNK = "<|startoftext|>", "<|endoftext|>", "[UNK]"  # the special words of the captions' tokenizer
@@ -130,15 +131,16 @@ def _colour_words(colours: tuple[str, ...]) -> str:
     return " and ".join(colours)
 
 
-def caption(facts: list[ObjectFacts], rng: np.random.Generator) -> tuple[str, CaptionFacts]:
-    """One random caption of a scene and what it claims."""
+def caption(facts: list[ObjectFacts], rng: np.random.Generator,
+            mention_p: float = _MENTION_P) -> tuple[str, CaptionFacts]:
+    """One random caption of a scene and what it claims (each visible distractor named with ``mention_p``)."""
     main = facts[0]
     shape = None if rng.random() < _OBJECT_P else main.shape
     colours = main.colours if (shape is None or rng.random() < _COLOUR_P) else None
     noun = "object" if shape is None else shape_word(shape, rng)
     parts = [f"a {_colour_words(colours)} {noun}" if colours else f"a {noun}"]
     mentions = []
-    others = [f for f in facts[1:] if rng.random() < _MENTION_P]
+    others = [f for f in facts[1:] if rng.random() < mention_p]
     for k in rng.permutation(len(others)):
         d = others[int(k)]
         d_colours = d.colours if rng.random() < _COLOUR_P else None
@@ -151,6 +153,22 @@ def caption(facts: list[ObjectFacts], rng: np.random.Generator) -> tuple[str, Ca
     if rng.random() < _PHOTO_P:
         text = "a photo of " + text
     return text, CaptionFacts(shape, colours, tuple(mentions))
+
+
+def hard_negative(facts: list[ObjectFacts], rng: np.random.Generator) -> tuple[str, CaptionFacts]:
+    """A caption of the scene with one thing changed (NegCLIP's hard negatives, Yuksekgonul et al. 2023): a
+    distractor's shape or colour (every distractor named), or, in a scene without one, the main object's shape or
+    colour. Usually false of the scene (:func:`truth` decides); it teaches the image side to see what differs."""
+    changed = list(facts)
+    k = int(rng.integers(1, len(facts))) if len(facts) > 1 else 0
+    obj = changed[k]
+    if rng.random() < 0.5:
+        shape = str(rng.choice([s for s in SHAPE_WORDS if s != obj.shape]))
+        changed[k] = ObjectFacts(obj.index, shape, obj.colours, obj.pixels, obj.relations)
+    else:
+        colour = str(rng.choice([c for c in COLOURS if c not in obj.colours]))
+        changed[k] = ObjectFacts(obj.index, obj.shape, (colour,), obj.pixels, obj.relations)
+    return caption(changed, rng, mention_p=1.0)
 
 
 def truth(scenes: list[list[ObjectFacts]], claims: list[CaptionFacts]) -> np.ndarray:

@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .captions import BOS, EOS, UNK, CaptionFacts, ObjectFacts, caption, scene_facts, truth, vocabulary
+from .captions import (BOS, EOS, UNK, CaptionFacts, ObjectFacts, caption, hard_negative, scene_facts, truth,
+                       vocabulary)
 from .scenes import GENERATOR_VERSION, object_ids, random_spec, render_spec, scene_seed
 
 __all__ = ["TextTrainConfig", "caption_data", "frozen_features", "build_tokenizer", "ImageTextModel", "train",
@@ -69,6 +70,9 @@ class TextTrainConfig:
     warmup_steps: int = 200
     epochs: int = 40
     minutes: float = 40.0  # training stops after this long (data and features not counted)
+    hard_negatives: bool = False  # one changed caption per scene in every batch (captions.hard_negative)
+    dense_weight: float = 0.0  # weight of the per-patch loss (each object's patches named by the shape prompts)
+    dense_min_cover: float = 0.25  # an object names a patch when it covers at least this fraction of it
     detector_fit: int = 4000  # training scenes the out-of-domain detector is fitted on (its threshold: validation's)
     workers: int = 2
     threads: int = 0
@@ -207,6 +211,14 @@ class ImageTextModel(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    def dense(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised image embeddings ``[B, E]`` and every patch token's, projected alike, ``[B, N, E]`` (what the
+        logit lens reads at the last layer), from the frozen tower's tokens."""
+        for block in self.blocks:
+            tokens = block(tokens)[0]
+        out = F.normalize(self.proj(self.norm(tokens)), dim=-1)
+        return out[:, 0], out[:, 1:]
+
     def image(self, tokens: torch.Tensor) -> torch.Tensor:
         """Normalised image embeddings ``[B, E]`` from the frozen tower's last-block tokens ``[B, T, D]`` (the last
         new block computes the CLS token's output alone: a quarter of its work)."""
@@ -217,17 +229,61 @@ class ImageTextModel(nn.Module):
 
 def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, positive: torch.Tensor):
     """CLIP's symmetric cross-entropy with several positives: each scene's target is spread evenly over the captions
-    true of it, and each caption's over the scenes it is true of (``positive`` ``[B, B]`` bool, diagonal true)."""
+    true of it, and each caption's over the scenes it is true of (``positive`` ``[B, C]`` bool, every scene with a
+    true caption; hard negatives may be true of no scene, and then only count as negatives)."""
     logits = scale * image @ text.t()
     p = positive.float()
     to_text = -(F.log_softmax(logits, dim=1) * p / p.sum(1, keepdim=True)).sum(1).mean()
-    to_image = -(F.log_softmax(logits, dim=0) * p / p.sum(0, keepdim=True)).sum(0).mean()
+    read = p.sum(0) > 0  # captions true of some scene of the batch
+    pr = p[:, read]
+    to_image = -(F.log_softmax(logits[:, read], dim=0) * pr / pr.sum(0, keepdim=True)).sum(0).mean()
     return (to_text + to_image) / 2
+
+
+def patch_targets(ids: np.ndarray, facts: list[list[ObjectFacts]], grid: tuple[int, int],
+                  min_cover: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per patch of every scene, the object that covers most of it (at least ``min_cover``; only objects the
+    captions may name): its shape index among :data:`SHAPE_WORDS` and first colour's among :data:`COLOURS` (-1: no
+    object), and a weight that gives every object of a scene the same total (a small distractor counts as much as
+    the main object). Returns ``shape [N, P]`` int64, ``colour [N, P]`` int64, ``weight [N, P]`` float32."""
+    from .captions import COLOURS, SHAPE_WORDS
+    from .scenes import mask_coverage
+
+    n = len(ids)
+    most = max(len(f) and max(o.index for o in f) for f in facts) + 1
+    cover = np.stack([mask_coverage(ids == k, grid).reshape(n, -1) for k in range(most)], axis=1)  # [N, K, P]
+    best, share = cover.argmax(axis=1), cover.max(axis=1)
+    shape = np.full(best.shape, -1, np.int64)
+    colour = np.full(best.shape, -1, np.int64)
+    for i, f in enumerate(facts):
+        for o in f:
+            hit = (best[i] == o.index) & (share[i] >= min_cover)
+            shape[i, hit] = SHAPE_WORDS.index(o.shape)
+            colour[i, hit] = COLOURS.index(o.colours[0])
+    weight = np.zeros(best.shape, np.float32)
+    for i in range(n):
+        labelled = shape[i] >= 0
+        for k in np.unique(best[i][labelled]):
+            members = labelled & (best[i] == k)
+            weight[i, members] = 1.0 / members.sum()
+    return shape, colour, weight
+
+
+def dense_loss(patches: torch.Tensor, shapes: torch.Tensor, colours: torch.Tensor, scale: torch.Tensor,
+               shape_target: torch.Tensor, colour_target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every labelled patch embedding ``[B, N, E]`` against the shape prompts ``[10, E]`` and the
+    colour prompts ``[9, E]``, weighted so that each object of a scene counts once."""
+    labelled = shape_target >= 0
+    w = weight[labelled]
+    p = patches[labelled]
+    loss_shape = F.cross_entropy(scale * p @ shapes.t(), shape_target[labelled], reduction="none")
+    loss_colour = F.cross_entropy(scale * p @ colours.t(), colour_target[labelled], reduction="none")
+    return ((loss_shape + loss_colour) * w).sum() / w.sum().clamp_min(1.0)
 
 
 @torch.no_grad()
 def zero_shot(model: ImageTextModel, tok, feats: torch.Tensor, facts: list[list[ObjectFacts]], context: int,
-              batch: int = 250) -> dict[str, float]:
+              batch: int = 250, ids: np.ndarray | None = None) -> dict[str, float]:
     """Validation: the main object's shape among the 10 shape prompts and its first colour among the colour
     prompts ("a photo of a {}." with "red object" etc.)."""
     from .captions import COLOURS, SHAPE_WORDS
@@ -239,9 +295,37 @@ def zero_shot(model: ImageTextModel, tok, feats: torch.Tensor, facts: list[list[
     shape_ok = (image @ shapes.t()).argmax(1).numpy() == np.array([SHAPE_WORDS.index(f[0].shape) for f in facts])
     colour_ok = (image @ colours.t()).argmax(1).numpy() == np.array([COLOURS.index(f[0].colours[0]) for f in facts])
     single = np.array([len(f[0].colours) == 1 for f in facts])
+    # a distractor of another shape: is its shape the image's best match after the main object's, and do the
+    # patch embeddings on it (the largest such distractor's best-covered patch) name its shape?
+    second, patch_ok = [], []
+    for i in range(0, len(feats), batch):
+        img, patches = model.dense(feats[i : i + batch].float())
+        s_img = (img @ shapes.t()).numpy()
+        s_patch = (patches @ shapes.t()).argmax(-1).numpy()  # [b, N]
+        for j in range(len(img)):
+            f = facts[i + j]
+            others = [d for d in f[1:] if d.shape != f[0].shape]
+            if not others:
+                continue
+            d = max(others, key=lambda o: o.pixels)
+            row = s_img[j].copy()
+            row[SHAPE_WORDS.index(f[0].shape)] = -np.inf
+            second.append(row.argmax() == SHAPE_WORDS.index(d.shape))
+            if ids is not None:
+                patch = _best_patch(ids[i + j], d.index, int(round(len(s_patch[j]) ** 0.5)))
+                patch_ok.append(s_patch[j][patch] == SHAPE_WORDS.index(d.shape))
     model.train()
     return {"shape_top1": float(shape_ok.mean()), "colour_top1": float(colour_ok.mean()),
-            "colour_top1_one_colour": float(colour_ok[single].mean())}
+            "colour_top1_one_colour": float(colour_ok[single].mean()),
+            "distractor_second": float(np.mean(second)),
+            "distractor_patch": float(np.mean(patch_ok)) if patch_ok else float("nan")}
+
+
+def _best_patch(ids: np.ndarray, index: int, cells: int) -> int:
+    """The patch (row-major, of a ``cells x cells`` grid) that object ``index`` covers most."""
+    h = ids.shape[0] // cells
+    counts = (ids == index).reshape(cells, h, cells, h).sum(axis=(1, 3))
+    return int(counts.argmax())
 
 
 @torch.no_grad()
@@ -285,7 +369,10 @@ def train(cfg: TextTrainConfig) -> Path:
     feats = frozen_features(tower, data["images"], info.mean, info.std, blocks=cfg.frozen_blocks)
     val_feats = frozen_features(tower, val["images"], info.mean, info.std, blocks=cfg.frozen_blocks)
     feature_minutes = (time.time() - t_feat) / 60
-    facts, val_facts = as_facts(data["facts"]), as_facts(val["facts"])
+    facts, val_facts, val_ids = as_facts(data["facts"]), as_facts(val["facts"]), val["ids"]
+    grid = (cfg.image_size // tower.config.patch_size,) * 2
+    if cfg.dense_weight > 0:
+        targets = [torch.from_numpy(a) for a in patch_targets(data["ids"], facts, grid, cfg.dense_min_cover)]
     del data
     print(f"data {60 * data_minutes:.0f} s, frozen features {60 * feature_minutes:.0f} s: {len(feats)} scenes",
           flush=True)
@@ -307,26 +394,42 @@ def train(cfg: TextTrainConfig) -> Path:
     total = steps_per_epoch * cfg.epochs
     budget = cfg.minutes * 60.0
     history: list[dict[str, Any]] = []
+    from .captions import COLOURS, SHAPE_WORDS
+
+    shape_prompts = [f"a photo of a {s}." for s in SHAPE_WORDS]  # the default template, as the app asks
+    colour_prompts = [f"a photo of a {c} object." for c in COLOURS]
     step, t_train = 0, time.time()
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     for epoch in range(cfg.epochs):
         order = torch.randperm(n)
-        losses = []
+        losses, dense_losses = [], []
         for it in range(steps_per_epoch):
             if time.time() - t_train > budget:
                 break
             idx = order[it * cfg.batch_size : (it + 1) * cfg.batch_size]
             scenes = [facts[i] for i in idx.tolist()]
             texts, claims = zip(*(caption(f, rng) for f in scenes))
+            if cfg.hard_negatives:
+                negatives = [hard_negative(f, rng) for f in scenes]
+                texts = texts + tuple(t for t, _ in negatives)
+                claims = claims + tuple(c for _, c in negatives)
             positive = torch.from_numpy(truth(scenes, list(claims)))
             # the cosine follows whichever ends first, the epochs or the time budget
             progress = max(step / max(1, total), (time.time() - t_train) / budget)
             factor = min(1.0, (step + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * factor
-            image = model.image(feats[idx].float())
             text = model.text(encode(tok, list(texts), cfg.context_length))
-            loss = contrastive_loss(image, text, model.text.logit_scale.exp(), positive)
+            scale = model.text.logit_scale.exp()
+            if cfg.dense_weight > 0:
+                image, patches = model.dense(feats[idx].float())
+                prompts = model.text(encode(tok, shape_prompts + colour_prompts, cfg.context_length))
+                shape_t, colour_t, weight_t = (t[idx] for t in targets)
+                extra = dense_loss(patches, prompts[: len(shape_prompts)], prompts[len(shape_prompts) :], scale,
+                                   shape_t, colour_t, weight_t)
+            else:
+                image, extra = model.image(feats[idx].float()), torch.zeros(())
+            loss = contrastive_loss(image, text, scale, positive) + cfg.dense_weight * extra
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -334,15 +437,19 @@ def train(cfg: TextTrainConfig) -> Path:
             with torch.no_grad():
                 model.text.logit_scale.clamp_(0.0, math.log(100.0))
             losses.append(float(loss.detach()))
+            dense_losses.append(float(extra.detach()))
             step += 1
         if not losses:
             break
-        metrics = zero_shot(model, tok, val_feats, val_facts, cfg.context_length)
+        metrics = zero_shot(model, tok, val_feats, val_facts, cfg.context_length, ids=val_ids)
+        torch.save({"model": model.state_dict(), "epoch": epoch + 1}, out / "model.pt")
         minutes = (time.time() - t_train) / 60
-        history.append({"epoch": epoch + 1, "steps": step, "loss": float(np.mean(losses)), **metrics,
+        history.append({"epoch": epoch + 1, "steps": step, "loss": float(np.mean(losses)),
+                        "dense_loss": float(np.mean(dense_losses)), **metrics,
                         "scale": float(model.text.logit_scale.detach().exp()), "minutes": minutes})
-        print(f"epoch {epoch + 1}: loss {np.mean(losses):.3f} val shape {metrics['shape_top1']:.3f} colour "
-              f"{metrics['colour_top1']:.3f} (one colour {metrics['colour_top1_one_colour']:.3f}) scale "
+        print(f"epoch {epoch + 1}: loss {np.mean(losses):.3f} (dense {np.mean(dense_losses):.3f}) val shape {metrics['shape_top1']:.3f} colour "
+              f"{metrics['colour_top1']:.3f} (one colour {metrics['colour_top1_one_colour']:.3f}) distractor second {metrics['distractor_second']:.3f} patch "
+              f"{metrics['distractor_patch']:.3f} scale "
               f"{history[-1]['scale']:.1f} ({minutes:.1f} min)", flush=True)
         (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
         if time.time() - t_train > budget:
@@ -355,7 +462,6 @@ def train(cfg: TextTrainConfig) -> Path:
     torch.save({"model": model.state_dict(), "record": record}, out / "model.pt")
     if not cfg.export:
         return out
-    from .captions import SHAPE_WORDS
     from .export_text import export_folder
 
     fit = feats[: cfg.detector_fit]
@@ -366,12 +472,20 @@ def train(cfg: TextTrainConfig) -> Path:
     return folder
 
 
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags: one per :class:`TextTrainConfig` field (``--train-size`` for ``train_size``)."""
     parser = argparse.ArgumentParser(prog="python -m vitviz.synthetic.train_text",
                                      description=__doc__.split("\n\n")[0])
     for name, value in asdict(TextTrainConfig()).items():
-        kind = type(value) if value is not None else str
+        kind = _flag if isinstance(value, bool) else type(value) if value is not None else str
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value, help=f"(default: {value})")
     return parser
 

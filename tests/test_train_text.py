@@ -1,0 +1,67 @@
+"""The training of the shipped image-text model (vitviz.synthetic.train_text): hard negative captions, the loss with
+captions true of no scene, and the per-patch targets of the dense loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vitviz.synthetic.captions import COLOURS, SHAPE_WORDS, ObjectFacts, caption, hard_negative, truth
+from vitviz.synthetic.train_text import contrastive_loss, patch_targets
+
+SCENE = [ObjectFacts(0, "cube", ("red",), 3000), ObjectFacts(1, "sphere", ("blue",), 300, ("to the left of",)),
+         ObjectFacts(2, "cone", ("green", "yellow"), 200)]
+
+
+def test_hard_negatives_change_one_thing_and_are_mostly_false_of_their_scene():
+    rng = np.random.default_rng(0)
+    negatives = [hard_negative(SCENE, rng) for _ in range(300)]
+    false = ~truth([SCENE], [c for _, c in negatives])[0]
+    assert false.mean() > 0.7  # true only where the changed colour went unsaid
+    for (_text, claim), is_false in zip(negatives, false):
+        assert len(claim.mentions) == 2  # every distractor named
+        assert claim.shape in (None, "cube") and claim.colours in (None, ("red",))  # the main object as it is
+        if is_false:
+            said = {(s, c) for s, c, _ in claim.mentions}
+            assert said != {("sphere", ("blue",)), ("cone", ("green", "yellow"))}
+    lone = [hard_negative(SCENE[:1], rng) for _ in range(50)]  # no distractor: the main object changes
+    assert (~truth([SCENE[:1]], [c for _, c in lone])[0]).mean() > 0.7
+
+
+def test_the_loss_reads_captions_true_of_no_scene_as_negatives_only():
+    torch.manual_seed(0)
+    image = F.normalize(torch.randn(4, 8), dim=-1)
+    text = torch.cat([image, F.normalize(torch.randn(2, 8), dim=-1)])  # 4 true captions, 2 true of none
+    positive = torch.zeros(4, 6, dtype=torch.bool)
+    positive[range(4), range(4)] = True
+    scale = torch.tensor(10.0)
+    loss = contrastive_loss(image, text, scale, positive)
+    assert torch.isfinite(loss)
+    aligned = contrastive_loss(image, text[torch.tensor([1, 0, 3, 2, 4, 5])], scale, positive)
+    assert loss < aligned  # lower when each scene's own caption is nearest
+    closer = torch.cat([image, image[:2]])  # negatives equal to scenes 0 and 1: harder
+    assert contrastive_loss(image, closer, scale, positive) > loss
+
+
+def test_patch_targets_name_each_objects_patches_and_weigh_the_objects_alike():
+    ids = np.full((1, 32, 32), -1, np.int8)  # a 4x4 grid of 8-pixel patches
+    ids[0, :16, :16] = 0  # the main object: 4 patches
+    ids[0, 24:30, 24:30] = 1  # a distractor: 36 of one patch's 64 pixels
+    ids[0, 0:2, 30:32] = 2  # a speck: 4 pixels, under the minimum cover
+    facts = [[ObjectFacts(0, "torus", ("pink",), 256), ObjectFacts(1, "star prism", ("grey", "red"), 36),
+              ObjectFacts(2, "cone", ("green",), 4)]]
+    shape, colour, weight = patch_targets(ids, facts, (4, 4), min_cover=0.25)
+    grid = shape[0].reshape(4, 4)
+    assert (grid[:2, :2] == SHAPE_WORDS.index("torus")).all() and grid[3, 3] == SHAPE_WORDS.index("star prism")
+    assert (shape[0] >= 0).sum() == 5  # not the speck, not the background
+    assert colour[0].reshape(4, 4)[3, 3] == COLOURS.index("grey")  # an object's first colour
+    np.testing.assert_allclose(weight[0].reshape(4, 4)[:2, :2], 0.25)
+    assert weight[0].reshape(4, 4)[3, 3] == 1.0 and weight[0][shape[0] < 0].sum() == 0
+
+
+def test_a_caption_names_every_distractor_when_asked():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        _text, claim = caption(SCENE, rng, mention_p=1.0)
+        assert sorted(s for s, _, _ in claim.mentions) == ["cone", "sphere"]
