@@ -39,13 +39,14 @@ def few_queries_a_slice(monkeypatch):
     monkeypatch.setattr(attention_module, "SLICE_BYTES", 4 * 3 * 5 * 38)
 
 
-@pytest.fixture(scope="module")
-def both(model):
-    """(full tensors per image, recorder) of one forward pass each over two images of a 5x7 grid."""
+@pytest.fixture(scope="module", params=[True, False], ids=["in-pass", "sweep"])
+def both(model, request):
+    """(full tensors per image, recorder) of one forward pass each over two images of a 5x7 grid; the recorder
+    computes the attention in the pass (a CPU's way) or recomputes it in a sweep afterwards (a GPU's way)."""
     x = torch.randn(2, 3, 5 * PATCH, 7 * PATCH, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         full = model(x, return_attention=True)
-        recorder = AttentionRecorder(full.grid, PATCH, model.num_prefix_tokens)
+        recorder = AttentionRecorder(full.grid, PATCH, model.num_prefix_tokens, in_pass=request.param)
         kept = model(x, attention_recorder=recorder)
     torch.testing.assert_close(kept.logits, full.logits, rtol=1e-5, atol=1e-6)  # the same forward pass
     return [torch.stack([a[i] for a in full.attentions]).numpy() for i in range(2)], recorder
@@ -62,6 +63,22 @@ def test_the_kept_figures_equal_those_of_the_full_tensors(both, model):
         np.testing.assert_allclose(maps.mean_distance, mean_attention_distance(full, (5, 7, PATCH), p), rtol=1e-5)
         np.testing.assert_allclose(maps.cls_entropy(), cls_attention_entropy(full, p), rtol=1e-5, atol=1e-6)
         assert maps.full is None and maps.queries.shape == (4, 3, 38, 8)  # linear in the tokens
+
+
+def test_half_precision_head_means_stay_within_1e_3(model, monkeypatch):
+    """Above FUSED_FLOAT32_BYTES the pass keeps its head-means in float16: rollout rows within 1e-3."""
+    monkeypatch.setattr(attention_module, "FUSED_FLOAT32_BYTES", 0)
+    x = torch.randn(1, 3, 5 * PATCH, 7 * PATCH, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        full = model(x, return_attention=True)
+        recorder = AttentionRecorder(full.grid, PATCH, model.num_prefix_tokens, keep_queries=False, in_pass=True)
+        model(x, attention_recorder=recorder)
+    assert recorder.fused[0].dtype == torch.float16 and not recorder.queries  # nothing T x d kept
+    maps = recorder.maps(0)
+    expected = cumulative_rollout(torch.stack([a[0] for a in full.attentions]).numpy())[:, 0]
+    np.testing.assert_allclose(maps.rollout_rows, expected, atol=1e-3)
+    assert np.abs(maps.rollout_rows - expected).max() > 0  # rounded, not the float32 path in disguise
+    assert maps.queries is None and not maps.answers_queries
 
 
 def test_a_query_row_on_demand_equals_the_full_tensors_row(both, model):

@@ -1,32 +1,33 @@
 """What an analysis keeps of a ViT's attention: memory that grows with the tokens T, not with T².
 
-A forward pass with an :class:`AttentionRecorder` runs each block's attention in PyTorch's fused kernel (as the
-model does without one) and keeps, per layer and head:
+A forward pass with an :class:`AttentionRecorder` keeps, per layer and head:
 
-- the rows of the prefix tokens (CLS, registers): ``prefix_rows [L, H, P, T]``, computed from those queries alone;
-  a model without prefix tokens (SigLIP) has no token that reads the image, and keeps instead the mean of every
-  query's row, ``[L, H, 1, T]``: the attention each token *receives*, which sums to 1 like a row. Its rollout
-  starts from the same uniform mix of tokens (:func:`reading_start`), so the maps stay one consistent story;
-- the scaled queries and keys ``[L, H, T, head_dim]``, so that any row of any layer's attention can be recomputed
-  later: rollout rows, a clicked patch's query attention, the head statistics.
+- the rows of the prefix tokens (CLS, registers): ``prefix_rows [L, H, P, T]``; a model without prefix tokens
+  (SigLIP) has no token that reads the image, and keeps instead the mean of every query's row, ``[L, H, 1, T]``:
+  the attention each token *receives*, which sums to 1 like a row. Its rollout starts from the same uniform mix of
+  tokens (:func:`reading_start`), so the maps stay one consistent story;
+- when the app asks (``keep_queries``), the scaled queries and keys ``[L, H, T, head_dim]``, so that any row of any
+  layer's attention can be recomputed later: a clicked patch's query attention, other rollout options.
 
-After the pass, :meth:`AttentionRecorder.maps` makes one sweep over every layer's attention, recomputed one slice
-of queries at a time (never more than about :data:`SLICE_BYTES` of probabilities at once), that yields the rollout
-rows and, when asked, the mean attention distance of every head ``[L, H]`` (the CLS entropy follows from the
-prefix rows).
+It computes the attention in one of two ways. **In the pass** (the default on a CPU): each block's attention is
+computed one slice of queries at a time (never more than about :data:`SLICE_BYTES` of probabilities at once),
+giving the block's output, the prefix rows, the heads' distance statistics and the layer's head-mean ``[T, T]``,
+kept until the pass ends (float32, or float16 above :data:`FUSED_FLOAT32_BYTES`: rollout rows then agree within
+1e-3). **In a sweep** (on a GPU, whose fused kernel beats slices): the block runs PyTorch's fused kernel and
+:meth:`AttentionRecorder.maps` afterwards recomputes every layer's attention, slice by slice, from the kept queries
+and keys.
 
-**Rollout, exactly, without a T x T matrix.** Attention rollout (Abnar & Zuidema 2020) after layer ``l`` is
+**Rollout, exactly, without a T x T product.** Attention rollout (Abnar & Zuidema 2020) after layer ``l`` is
 ``J_l = S_l S_(l-1) ... S_0`` with ``S_k = D_k^-1 (0.5 fuse_h(A_k) + 0.5 I)`` (``D_k`` the row sums). A row of it,
 ``r^T J_l``, is a chain of vector-matrix products taken from the last layer down; :func:`rollout_rows` runs that
 chain for every "up to layer l" at once in one sweep from the top layer to the first, carrying at most
-``L x len(starts)`` row vectors. Each layer's ``r^T S_k`` is formed one slice of queries at a time from the kept
-queries and keys (mean fusion: ``sum_q r_q A_k[q, :]``), so the sweep costs about one more pass of attention scores
-and holds one slice. Max/min fusion with a discard ratio needs a layer's whole fused matrix (T x T, one layer at a
-time) for the global threshold of the weakest links.
+``L x len(starts)`` row vectors, from the kept head-means or from slices of recomputed attention (mean fusion:
+``sum_q r_q A_k[q, :]``). Max/min fusion with a discard ratio needs a layer's whole fused matrix (T x T, one layer
+at a time) for the global threshold of the weakest links.
 
 :class:`AttentionMaps` holds one image's arrays (float32 numpy) and answers the views' questions; a small model's
 full tensors ``[L, H, T, T]`` may be kept beside them (:data:`FULL_ATTENTION_BUDGET`), from which the same
-figures are computed (tests check the two ways agree).
+figures are computed (tests check the ways agree).
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ FULL_ATTENTION_BUDGET = 64 * 2**20
 # Up to this many tokens, AttentionMaps.from_full multiplies whole joint matrices (the shipped model: 65 tokens,
 # 0.3 ms); above, it sweeps row vectors (a joint matrix per layer would be 400 MB at 2,000 tokens).
 JOINT_ROLLOUT_TOKENS = 256
+# A recorder computes the attention in the pass (on a CPU) while the head-means of a batch's layers ([B, T, T] each)
+# take at most FUSED_BYTES in float16; they are kept in float32 while that takes at most FUSED_FLOAT32_BYTES (the
+# shipped model: 0.2 MB; ViT-B/16 at 224 px: 1.8 MB; 2,036 tokens x 12 layers: 199 MB, kept in float16).
+FUSED_BYTES = 256 * 2**20
+FUSED_FLOAT32_BYTES = 96 * 2**20
 # Distances between patch centres are computed once per sweep and kept for every layer when they fit this much.
 DISTANCE_CACHE_BYTES = 64 * 2**20
 
@@ -100,36 +106,90 @@ class AttentionRecorder:
     """Keeps what the views need of every block's attention during a forward pass.
 
     Pass it as ``attention_recorder`` to :meth:`vitviz.models.vit.VisionTransformer.forward`; each block's
-    attention calls it once with its queries, keys and values and gets the attention output back, from the same
-    fused kernel the model uses without a recorder. ``grid`` is the patch grid of the input and
-    ``num_prefix_tokens`` the tokens before the patches.
+    attention calls it once with its queries, keys and values and gets the attention output back (in the pass, or
+    from the fused kernel the model uses without a recorder: see the module docstring). ``grid`` is the patch grid
+    of the input and ``num_prefix_tokens`` the tokens before the patches.
     """
 
-    def __init__(self, grid: tuple[int, int], patch_size: int, num_prefix_tokens: int) -> None:
+    def __init__(self, grid: tuple[int, int], patch_size: int, num_prefix_tokens: int, keep_queries: bool = True,
+                 head_statistics: bool = True, in_pass: bool | None = None, num_layers: int = 12) -> None:
+        """``keep_queries``: keep the scaled queries and keys (rows of any token on demand later; always kept by a
+        recorder that sweeps). ``head_statistics``: the heads' mean attention distance. ``in_pass``: compute the
+        attention in slices during the pass and keep each layer's head-mean (see the class docstring); default: on
+        a CPU, where it saves the sweep's second pass of attention scores, while the model's ``num_layers``
+        head-means fit :data:`FUSED_BYTES`; not on a GPU, whose fused kernel is far faster than slices."""
         self.grid, self.patch_size, self.prefix = (int(grid[0]), int(grid[1])), int(patch_size), int(num_prefix_tokens)
+        self.keep_queries, self.head_statistics, self.in_pass = keep_queries, head_statistics, in_pass
+        self.num_layers = int(num_layers)
         self.prefix_rows: list[torch.Tensor] = []  # per layer [B, H, P, T]
         self.queries: list[torch.Tensor] = []  # per layer [B, H, T, d], scaled
         self.keys: list[torch.Tensor] = []
+        self.fused: list[torch.Tensor] = []  # per layer [B, T, T] head-mean attention (in the pass)
+        self.distances: list[_HeadDistance] = []  # per image (in the pass, with head_statistics)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-        t, p = q.shape[2], self.prefix
+        b, h, t = q.shape[:3]
+        p = self.prefix
         if t != p + self.grid[0] * self.grid[1]:
             raise ValueError(f"{t} tokens do not match {p} prefix tokens + a {self.grid[0]}x{self.grid[1]} grid")
+        if self.in_pass is None:
+            self.in_pass = q.device.type == "cpu" and 2 * b * t * t * self.num_layers <= FUSED_BYTES
         qs = q * scale
-        self.prefix_rows.append(torch.softmax(qs[:, :, :p] @ k.transpose(-2, -1), dim=-1) if p else _received(qs, k))
-        self.queries.append(qs)
-        self.keys.append(k.contiguous())  # not a view that would keep the block's whole q, k, v tensor alive
-        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+        if self.keep_queries or not self.in_pass:
+            self.queries.append(qs)
+            self.keys.append(k.contiguous())  # not a view that would keep the block's whole q, k, v tensor alive
+        if not self.in_pass:
+            self.prefix_rows.append(torch.softmax(qs[:, :, :p] @ k.transpose(-2, -1), dim=-1) if p
+                                    else _received(qs, k))
+            return F.scaled_dot_product_attention(q, k, v, scale=scale)
+        return self._in_pass(qs, k, v)
 
-    def maps(self, index: int, keep_queries: bool = True, head_statistics: bool = True) -> AttentionMaps:
+    def _in_pass(self, qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The attention output, from probabilities computed one slice of queries at a time; keeps the layer's
+        prefix rows, its head-mean ``[B, T, T]`` (float32 up to :data:`FUSED_FLOAT32_BYTES` for the pass, else
+        float16) and the heads' distance statistics."""
+        b, h, t, _ = qs.shape
+        p, layer = self.prefix, len(self.fused)
+        if self.head_statistics and not self.distances:
+            self.distances = [_HeadDistance(self.grid, self.patch_size, p) for _ in range(b)]
+        # [B, T, H, d] in memory, as the fused kernel writes it: the block's transpose back is free
+        out = qs.new_empty(b, t, h, v.shape[-1]).transpose(1, 2)
+        dtype = torch.float32 if 4 * b * t * t * self.num_layers <= FUSED_FLOAT32_BYTES else torch.float16
+        fused = torch.empty(b, t, t, dtype=dtype, device=qs.device)
+        received = qs.new_zeros(b, h, 1, t) if not p else None
+        kt = k.transpose(-2, -1)
+        step = _slice_rows(h, t, b, minimum=max(1, p))
+        for s in range(0, t, step):
+            a = torch.softmax(qs[:, :, s : s + step] @ kt, dim=-1)  # [B, H, rows, T]
+            out[:, :, s : s + step] = a @ v
+            fused[:, s : s + step] = a.mean(dim=1)
+            if s == 0 and p:
+                self.prefix_rows.append(a[:, :, :p].clone())
+            if received is not None:
+                received += a.sum(dim=2, keepdim=True)
+            for i, distance in enumerate(self.distances):
+                distance(layer, s, a[i])
+        if received is not None:
+            self.prefix_rows.append(received / t)
+        self.fused.append(fused)
+        return out
+
+    def maps(self, index: int, keep_queries: bool | None = None, head_statistics: bool | None = None) -> AttentionMaps:
         """Image ``index``'s :class:`AttentionMaps`: its rollout rows and, with ``head_statistics``, every head's
-        mean attention distance, computed here in one sweep over the layers (on the pass's device)."""
-        q, k = [x[index] for x in self.queries], [x[index] for x in self.keys]  # per layer [H, T, d], no copies
-        source = _QueryKeySource(q, k)
-        start = reading_start(source.num_tokens, self.prefix).to(device=q[0].device, dtype=torch.float32)
-        distance = (_HeadDistance(self.grid, self.patch_size, self.prefix, source.num_layers, source.num_heads)
-                    if head_statistics else None)
-        rollout = rollout_rows(source, start, visit=distance)[:, 0]  # [L, T]
+        mean attention distance (default: as the recorder was made). In the pass, from the kept head-means; else in
+        one sweep over the layers' recomputed attention (on the pass's device)."""
+        keep_queries = self.keep_queries if keep_queries is None else keep_queries
+        head_statistics = self.head_statistics if head_statistics is None else head_statistics
+        if self.fused:
+            source: Any = _FusedSource([f[index] for f in self.fused])
+            distance = self.distances[index] if head_statistics and self.distances else None
+            visit = None
+        else:
+            source = _QueryKeySource([x[index] for x in self.queries], [x[index] for x in self.keys])
+            distance = visit = _HeadDistance(self.grid, self.patch_size, self.prefix) if head_statistics else None
+        start = reading_start(source.num_tokens, self.prefix).to(device=source.device, dtype=torch.float32)
+        rollout = rollout_rows(source, start, visit=visit)[:, 0]  # [L, T]
+        kept = keep_queries and bool(self.queries)
         return AttentionMaps(
             prefix_rows=_numpy(torch.stack([x[index] for x in self.prefix_rows])),
             rollout_rows=_numpy(rollout),
@@ -137,8 +197,8 @@ class AttentionRecorder:
             grid=self.grid,
             patch_size=self.patch_size,
             num_prefix_tokens=self.prefix,
-            queries=_stacked_numpy(q) if keep_queries else None,
-            keys=_stacked_numpy(k) if keep_queries else None,
+            queries=_stacked_numpy([x[index] for x in self.queries]) if kept else None,
+            keys=_stacked_numpy([x[index] for x in self.keys]) if kept else None,
         )
 
 
@@ -146,11 +206,11 @@ class _HeadDistance:
     """Mean attention distance of every head (as :func:`vitviz.features.mean_attention_distance`), accumulated
     from the slices of attention that a rollout sweep visits: ``visit(layer, first_query, probabilities)``."""
 
-    def __init__(self, grid: tuple[int, int], patch_size: int, prefix: int, layers: int, heads: int) -> None:
+    def __init__(self, grid: tuple[int, int], patch_size: int, prefix: int) -> None:
         self.grid, self.patch_size, self.prefix = grid, patch_size, prefix
         n = grid[0] * grid[1]
-        self.weighted = torch.zeros(layers, heads, n, dtype=torch.float64)  # sum_k a_qk d_qk per patch query
-        self.mass = torch.zeros_like(self.weighted)  # sum_k a_qk over the patch keys
+        self.weighted: dict[int, torch.Tensor] = {}  # per layer [H, N]: sum_k a_qk d_qk per patch query
+        self.mass: dict[int, torch.Tensor] = {}  # per layer [H, N]: sum_k a_qk over the patch keys
         self.cache_distances = 4 * 2 * n * n <= DISTANCE_CACHE_BYTES
         self._distances: dict[tuple[int, int], torch.Tensor] = {}
 
@@ -175,12 +235,19 @@ class _HeadDistance:
             return
         keys = probabilities[:, first - first_query :, p:].float().transpose(0, 1)  # [queries, H, N]
         both = torch.bmm(keys, self._distances_and_ones(first - p, stop - p, keys.device))  # [queries, H, 2]
-        self.weighted[layer, :, first - p : stop - p] = both[..., 0].T.double().cpu()
-        self.mass[layer, :, first - p : stop - p] = both[..., 1].T.double().cpu()
+        if layer not in self.weighted:
+            shape = (probabilities.shape[0], self.grid[0] * self.grid[1])
+            self.weighted[layer] = torch.zeros(shape, dtype=torch.float64)
+            self.mass[layer] = torch.zeros(shape, dtype=torch.float64)
+        self.weighted[layer][:, first - p : stop - p] = both[..., 0].T.double().cpu()
+        self.mass[layer][:, first - p : stop - p] = both[..., 1].T.double().cpu()
 
     def result(self) -> np.ndarray:
-        valid = self.mass > 0
-        per_query = torch.where(valid, self.weighted / torch.where(valid, self.mass, 1.0), 0.0)
+        layers = sorted(self.weighted)
+        weighted = torch.stack([self.weighted[layer] for layer in layers])
+        mass = torch.stack([self.mass[layer] for layer in layers])
+        valid = mass > 0
+        per_query = torch.where(valid, weighted / torch.where(valid, mass, 1.0), 0.0)
         return (per_query.sum(-1) / valid.sum(-1)).float().numpy()  # NaN where no query attends to a patch
 
 
@@ -233,6 +300,24 @@ class _QueryKeySource:
 
     def rows(self, layer: int, tokens: torch.Tensor) -> torch.Tensor:
         return torch.softmax((self.q[layer][:, tokens] @ self.k[layer].transpose(-2, -1)).float(), dim=-1)
+
+
+class _FusedSource:
+    """Head-mean attention of every layer ``[T, T]`` kept by a recorder in the pass (as one head: only mean
+    fusion reads it)."""
+
+    def __init__(self, fused: Sequence[torch.Tensor]) -> None:
+        self.fused = list(fused)
+        self.num_layers, self.num_heads, self.num_tokens = len(self.fused), 1, self.fused[0].shape[-1]
+        self.device, self.dtype = self.fused[0].device, torch.float32
+
+    def slices(self, layer: int) -> Iterator[tuple[int, torch.Tensor]]:
+        step = _slice_rows(1, self.num_tokens)
+        for s in range(0, self.num_tokens, step):
+            yield s, self.fused[layer][None, s : s + step].float()
+
+    def rows(self, layer: int, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fused[layer][None, tokens].float()
 
 
 _FUSE = {"mean": lambda a: a.mean(dim=0), "max": lambda a: a.amax(dim=0), "min": lambda a: a.amin(dim=0)}

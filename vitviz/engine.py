@@ -392,7 +392,8 @@ class Engine:
         grid = (x.shape[-2] // cfg.patch_size, x.shape[-1] // cfg.patch_size)
         full = traced or attention == "full" or (attention == "auto" and full_attention_bytes(
             cfg.depth, cfg.num_heads, p + grid[0] * grid[1], len(preps)) <= FULL_ATTENTION_BUDGET)
-        recorder = None if full else AttentionRecorder(grid, cfg.patch_size, p)
+        recorder = None if full else AttentionRecorder(grid, cfg.patch_size, p, keep_queries=attention != "summary",
+                                                       head_statistics=features, num_layers=cfg.depth)
         hooks = [] if cancelled is None or traced else _cancel_hooks((self.model, self.depth_model), cancelled)
         try:
             with torch.inference_mode():
@@ -451,7 +452,7 @@ class Engine:
         loaded, rgb, cfg = prep.loaded, prep.rgb, self.info.config
         grid_rows, grid_cols = out.grid
         if recorder is not None:
-            maps = recorder.maps(index, keep_queries=attention != "summary", head_statistics=features)
+            maps = recorder.maps(index)
         else:
             full = torch.stack([a[index] for a in out.attentions], dim=0).float().cpu().numpy()  # [L, heads, T, T]
             maps = AttentionMaps.from_full(full, out.grid, cfg.patch_size, out.num_prefix_tokens,
