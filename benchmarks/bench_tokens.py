@@ -9,6 +9,8 @@ Every figure comes from its own fresh process, in one run:
 - ``transformers``: ``DepthAnythingForDepthEstimation`` of the same weights on the same input, without attentions
   (its only attention implementation, "eager": transformers refuses SDPA for this class), median of 3 forward passes after one warm-up;
 - ``app``: the window (offscreen) loading the model and showing the photo: peak RSS;
+- ``warm``: the engine's later analyses in one process (medians of 4), the attention computed in the pass and in a
+  sweep after the fused kernel, alternating;
 - with ``--before REV``, the CLI of an earlier commit (a git worktree) on the same case.
 
 Writes ``benchmarks/results/tokens-<date>.json``. Usage: ``python benchmarks/bench_tokens.py [--before REV]``.
@@ -108,6 +110,23 @@ def run_transformers(model: str, photo: str) -> None:
                       "mean_abs_input": float(np.abs(rgb).mean())}))
 
 
+def run_warm(model: str, photo: str) -> None:
+    """The engine's warm analyses (as the app's and a folder's after the first), the attention computed in the pass
+    (a CPU's default) and in a sweep after the fused kernel (a GPU's way), alternating, 4 of each after a warm-up."""
+    import vitviz.attention as attention
+    from vitviz.engine import Engine
+
+    engine = Engine(model, device="cpu")
+    engine.analyze(photo, attention="summary")
+    in_pass_budget, times = attention.FUSED_BYTES, {"in_pass": [], "sweep": []}
+    for _ in range(4):
+        for mode in times:
+            attention.FUSED_BYTES = in_pass_budget if mode == "in_pass" else 0  # 0: never in the pass
+            times[mode].append(engine.analyze(photo, attention="summary").timings)
+    print(json.dumps({mode: {key: round(statistics.median(t[key] for t in runs), 1) for key in runs[0]}
+                      for mode, runs in times.items()}))
+
+
 def run_app(model: str, photo: str) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QSettings
@@ -140,11 +159,12 @@ def run_app(model: str, photo: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--role", choices=["cli", "transformers", "app"], help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["cli", "transformers", "app", "warm"], help=argparse.SUPPRESS)
     parser.add_argument("--model")
     parser.add_argument("--photo")
     parser.add_argument("--out")
     parser.add_argument("--before", help="also run the CLI of this git revision (a temporary worktree)")
+    parser.add_argument("--name", default="tokens", help="results file name before the date (default: tokens)")
     args = parser.parse_args()
     if args.role == "cli":
         return run_cli(args.model, args.photo, args.out)
@@ -152,6 +172,8 @@ def main() -> None:
         return run_transformers(args.model, args.photo)
     if args.role == "app":
         return run_app(args.model, args.photo)
+    if args.role == "warm":
+        return run_warm(args.model, args.photo)
 
     me = str(Path(__file__).resolve())
     record: dict = {"date": dt.date.today().isoformat(), "case": "random Depth Anything V2 Small shape, 640x427 photo",
@@ -164,6 +186,7 @@ def main() -> None:
         record["cli"] = child([me, "--role", "cli", *common, "--out", str(tmp_path / "out")])
         record["transformers_again"] = child([me, "--role", "transformers", *common])
         record["app"] = child([me, "--role", "app", *common])
+        record["warm"] = child([me, "--role", "warm", *common])
         if args.before:
             worktree = tmp_path / "before"
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
@@ -194,7 +217,7 @@ def main() -> None:
             record["transformers"]["first_call_ms"], record["transformers_again"]["first_call_ms"]), 3),
         "app_peak_rss_mb<=1500": record["app"]["peak_rss_mb"],
     }
-    out = ROOT / "benchmarks" / "results" / f"tokens-{record['date']}.json"
+    out = ROOT / "benchmarks" / "results" / f"{args.name}-{record['date']}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["goals"], indent=2))
     print(f"wrote {out}")
