@@ -114,7 +114,9 @@ def main() -> int:
         targets = [SHAPE_WORDS.index(d.shape), SHAPE_WORDS.index(f[0].shape), SHAPE_WORDS.index(absent)]
         ev = engine.evidence(results[i], targets=targets)
         lens = engine.lens(results[i], topk=len(SHAPE_WORDS))
-        lens_map = lens.patch_map(-1)[..., list(lens.classes).index(targets[0])]
+        lens_maps = lens.patch_map(-1)
+        lens_map = lens_maps[..., list(lens.classes).index(targets[0])]
+        lens_absent = lens_maps[..., list(lens.classes).index(targets[2])]
         second = results[i].probabilities.copy()
         second[targets[1]] = -1
         masks = np.stack([ids[i] == d.index, ids[i] == 0])
@@ -131,6 +133,8 @@ def main() -> int:
         rows.append({"scene": i, "distractor": d.shape, "main": f[0].shape, "absent": absent,
                      "distractor_pixels": int(px[0]), "main_pixels": int(px[1]), "masses": masses,
                      "lens_masses": [float((lens_map * cover[0]).sum()), float((lens_map * cover[1]).sum())],
+                     "lens_masses_absent": [float((lens_absent * cover[0]).sum()),
+                                            float((lens_absent * cover[1]).sum())],
                      "distractor_second": bool(second.argmax() == targets[0])})
     dist_px = np.array([r["distractor_pixels"] for r in rows])
     wins = np.array([r["masses"][0][0] > r["masses"][0][1] for r in rows])
@@ -142,6 +146,9 @@ def main() -> int:
     density_main = np.array([r["masses"][1][0] / r["distractor_pixels"] > r["masses"][1][1] / r["main_pixels"]
                              for r in rows])
     wins_lens = np.array([r["lens_masses"][0] > r["lens_masses"][1] for r in rows])
+    wins_lens_absent = np.array([r["lens_masses_absent"][0] > r["lens_masses_absent"][1] for r in rows])
+    lens_share = np.array([r["lens_masses"][0] / max(1e-12, r["lens_masses"][0] + r["lens_masses_absent"][0])
+                           for r in rows])  # of the two labels' mass on the distractor, the distractor's own
     second_best = np.array([r["distractor_second"] for r in rows])
     share = np.array([r["masses"][0][0] / max(1e-12, r["masses"][1][0]) for r in rows])  # distractor mass, own vs main
     big = dist_px >= PATCH_PIXELS
@@ -159,6 +166,8 @@ def main() -> int:
         "grounding_per_pixel": rate(density),
         "grounding_small_label": rate(wins_small),
         "grounding_lens_map": rate(wins_lens),
+        "control_absent_label_lens_map": rate(wins_lens_absent),
+        "lens_own_label_share_on_distractor_median": float(np.median(lens_share)),
         "distractor_second_label": rate(second_best),
         "control_main_label": rate(wins_main),
         "control_main_label_per_pixel": rate(density_main),
@@ -180,6 +189,8 @@ def main() -> int:
          fmt(report["grounding_small_label"])],
         ["the lens's last-layer patch map of the distractor's label, same count", "",
          fmt(report["grounding_lens_map"])],
+        ["control: a shape absent from the scene, the lens's map, same count", "",
+         fmt(report["control_absent_label_lens_map"])],
         ["the distractor's shape is the best label after the main object's (chance 11 %)", "",
          fmt(report["distractor_second_label"])],
         ["control: the main object's label, same count", "", fmt(report["control_main_label"])],

@@ -4,7 +4,7 @@
     python scripts/screenshot.py                           # first sample, shipped model -> assets/screenshot.png
     python scripts/screenshot.py IMAGE --model PATH --out shot.png --layer 3 --query 20
     python scripts/screenshot.py assets/samples/scene-capsule.png --model vitviz-mini-text \
-        --labels "red ball, capsule, donut, cube" --target-label "red ball" --view "Class evidence" \
+        --labels "red ball, capsule, donut, cube, blue box" --target-label "red ball" --view "Class evidence" \
         --out assets/image-text.png
     xvfb-run -s "-screen 0 1920x1080x24" python scripts/screenshot.py --present --platform xcb \
         --out assets/presentation.png                     # presentation mode, full-screen at 1920x1080

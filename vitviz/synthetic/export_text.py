@@ -47,9 +47,10 @@ def vision_config(tower_config: ViTConfig, frozen_blocks: int, new_blocks: int, 
 
 def description(cfg: Any, vision: ViTConfig) -> str:
     depth = ", metric depth" if vision.depth_head != "none" else ""
-    return (f"vitviz's own image-text model of its scenes: vitviz-mini's first {cfg.frozen_blocks} blocks (frozen) + "
-            f"{cfg.new_blocks} trained, a {cfg.text_depth}-layer text tower; shapes, colours, distractors{depth} "
-            "(synthetic only)")
+    tower = (f"vitviz-mini's first {cfg.frozen_blocks} blocks (frozen) + {cfg.new_blocks} trained" if cfg.frozen_blocks
+             else f"vitviz-mini's {cfg.new_blocks} blocks trained further (patch embedding frozen)")
+    return (f"vitviz's own image-text model of its scenes: {tower}, a {cfg.text_depth}-layer text tower; shapes, "
+            f"colours, distractors{depth} (synthetic only)")
 
 
 def _image_state(model: Any, tower: VisionTransformer, frozen: int) -> dict[str, torch.Tensor]:

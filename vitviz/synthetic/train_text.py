@@ -2,19 +2,22 @@
 
     python -m vitviz.synthetic.train_text --export weights/vitviz-mini-text
 
-The recipe is LiT's (Zhai et al. 2022, "locked image tuning"): vitviz-mini's six blocks stay frozen, so their
-outputs are computed once per scene; on them train one new transformer block whose CLS token, projected, is the
-image embedding, and a small CLIP-style text tower (causal, read at the end-of-text token) with a word-level
-tokenizer of the caption vocabulary. The frozen tower keeps vitviz-mini's depth head, which reads blocks 2, 4 and 6.
-Why a new block rather than a projection of the frozen CLS: the frozen CLS was trained to name the main shape and
-carries little of the colours and distractors (``benchmarks/probe_frozen_tower.py`` measures it).
+The recipe starts from LiT's (Zhai et al. 2022, "locked image tuning"): an image tower from vitviz-mini and a small
+CLIP-style text tower (causal, read at the end-of-text token) with a word-level tokenizer of the caption vocabulary.
+vitviz-mini's patch embedding stays frozen, so its tokens are computed once per scene; its blocks (``new_blocks``
+copies, after ``frozen_blocks`` frozen ones) train on, and their CLS token, normed and projected, is the image
+embedding. Why not a frozen tower: vitviz-mini was trained to name the main shape, and its blocks' outputs carry
+little of the colours and the distractors (``benchmarks/probe_frozen_tower.py`` measures it).
 
-Captions come from each scene's spec (:mod:`vitviz.synthetic.captions`), a new one per scene and epoch. The loss is
-CLIP's symmetric softmax contrast, with every caption of the batch that is *true* of a scene counted as its positive
-(a batch has many scenes with a red cube), so no true caption is pushed away.
+Captions come from each scene's spec (:mod:`vitviz.synthetic.captions`), a new one per scene and epoch, each with a
+hard negative (the same caption with one distractor's shape or colour changed: NegCLIP, Yuksekgonul et al. 2023).
+The loss is CLIP's symmetric softmax contrast, with every caption of the batch that is *true* of a scene counted as
+its positive (a batch has many scenes with a red cube), so no true caption is pushed away; plus a per-patch loss:
+each patch an object covers, projected like the CLS token, names that object's shape and colour among the shape and
+colour prompts (what the logit lens's last-layer map reads), every object of a scene weighing the same.
 
 The export is a folder in the Hugging Face CLIP layout that :func:`vitviz.models.convert.load_foreign` reads:
-``config.json`` (``model_type`` "clip"; the image tower, which CLIP's config cannot describe, under ``vitviz_vision``
+``config.json`` (``model_type`` "clip"; the image tower, which CLIP's config cannot describe, under ``vitviz.vision``
 with its weights under vitviz's names, stored as float16), ``model.safetensors``, ``tokenizer.json``,
 ``special_tokens_map.json``, ``preprocessor_config.json``, the out-of-domain detector ``model.ood.safetensors`` and
 the training record ``train.json``.
@@ -56,8 +59,8 @@ class TextTrainConfig:
     val_size: int = 1000
     val_seed: int = 31
     image_size: int = 128
-    frozen_blocks: int = 3  # the tower's first blocks kept frozen (fewer than all: its depth head is dropped)
-    new_blocks: int = 3  # trainable blocks on top of the frozen ones, initialised from the tower's next blocks
+    frozen_blocks: int = 0  # the tower's first blocks kept frozen (fewer than all: its depth head is dropped)
+    new_blocks: int = 6  # trainable blocks on top of the frozen ones, initialised from the tower's next blocks
     embed_dim: int = 128  # the joint image-text space
     text_width: int = 128
     text_depth: int = 3
@@ -65,13 +68,13 @@ class TextTrainConfig:
     context_length: int = 48
     batch_size: int = 256
     lr: float = 1e-3
-    image_lr: float = 1e-4  # the new blocks start as copies of the tower's: a smaller step keeps what they know
+    image_lr: float = 5e-4  # the new blocks start as copies of the tower's: a smaller step keeps what they know
     weight_decay: float = 0.05
     warmup_steps: int = 200
     epochs: int = 40
-    minutes: float = 40.0  # training stops after this long (data and features not counted)
-    hard_negatives: bool = False  # one changed caption per scene in every batch (captions.hard_negative)
-    dense_weight: float = 0.0  # weight of the per-patch loss (each object's patches named by the shape prompts)
+    minutes: float = 60.0  # training stops after this long (data and features not counted)
+    hard_negatives: bool = True  # one changed caption per scene in every batch (captions.hard_negative)
+    dense_weight: float = 1.0  # weight of the per-patch loss (each object's patches named by the shape prompts)
     dense_min_cover: float = 0.25  # an object names a patch when it covers at least this fraction of it
     detector_fit: int = 4000  # training scenes the out-of-domain detector is fitted on (its threshold: validation's)
     workers: int = 2
@@ -182,8 +185,8 @@ def encode(tok, texts: list[str], context_length: int) -> torch.Tensor:
 
 
 class ImageTextModel(nn.Module):
-    """What LiT trains: new blocks, a final norm and a projection on the frozen tower's last-block tokens (the image
-    embedding is their CLS token), and the text tower."""
+    """What is trained: blocks copied from the tower, a final norm and a projection on the frozen part's tokens (the
+    image embedding is their CLS token), and the text tower."""
 
     def __init__(self, cfg: TextTrainConfig, tower: nn.Module, vocab_size: int, eos_id: int) -> None:
         super().__init__()
