@@ -378,22 +378,21 @@ class Engine:
                  attention: str = "auto",
                  ablate: Sequence[tuple[int, int]] = ()) -> tuple[Any, Any, AttentionRecorder | None]:
         """One forward pass over same-size prepared images; raises :class:`_Cancelled` when ``cancelled()`` turns
-        true mid-way (None: cannot be cancelled, and changes nothing on the model, so threads may run it at once).
+        true before a block (None: cannot be cancelled, and changes nothing on the model, so threads may run it).
 
         The full attention tensors come back (``out.attentions``) when traced, for ``attention="full"``, and for
-        ``"auto"`` when they fit :data:`vitviz.attention.FULL_ATTENTION_BUDGET`; else an
-        :class:`AttentionRecorder` holds what the result keeps."""
+        ``"auto"`` when they fit :data:`vitviz.attention.FULL_ATTENTION_BUDGET`; else an :class:`AttentionRecorder`
+        holds what the result keeps."""
         # an input prepared on the device is used as it is, unless the engine has moved since (out of GPU memory)
         x = torch.cat([p.tensor if p.tensor is not None and p.tensor.device == self.device
                        else self._tensor(p.rgb, self.info) for p in preps])
-        # Cancellation is also checked before every transformer block: a big model on the CPU stops within one block.
         traced = traced and not features
         cfg, p = self.info.config, self.model.num_prefix_tokens
         grid = (x.shape[-2] // cfg.patch_size, x.shape[-1] // cfg.patch_size)
         full = traced or attention == "full" or (attention == "auto" and full_attention_bytes(
             cfg.depth, cfg.num_heads, p + grid[0] * grid[1], len(preps)) <= FULL_ATTENTION_BUDGET)
-        recorder = None if full else AttentionRecorder(grid, cfg.patch_size, p, keep_queries=attention != "summary",
-                                                       head_statistics=features, num_layers=cfg.depth)
+        recorder = None if full else AttentionRecorder(grid, cfg.patch_size, p, attention != "summary", features,
+                                                       num_layers=cfg.depth)  # queries kept, head statistics
         hooks = [] if cancelled is None or traced else _cancel_hooks((self.model, self.depth_model), cancelled)
         try:
             with torch.inference_mode():
@@ -597,6 +596,4 @@ def _cancel_hooks(models: Any, cancelled: Callable[[], bool]) -> list[Any]:
 
 
 def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return device.type
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
