@@ -291,44 +291,38 @@ def zero_shot(model: ImageTextModel, tok, feats: torch.Tensor, facts: list[list[
     prompts ("a photo of a {}." with "red object" etc.)."""
     from .captions import COLOURS, SHAPE_WORDS
 
+    from .scenes import mask_coverage
+
     model.eval()
-    image = torch.cat([model.image(feats[i : i + batch].float()) for i in range(0, len(feats), batch)])
     shapes = model.text(encode(tok, [f"a photo of a {s}." for s in SHAPE_WORDS], context))
     colours = model.text(encode(tok, [f"a photo of a {c} object." for c in COLOURS], context))
+    both = [model.dense(feats[i : i + batch].float()) for i in range(0, len(feats), batch)]
+    image = torch.cat([img for img, _ in both])
+    patch_shape = torch.cat([(patches @ shapes.t()).argmax(-1) for _, patches in both]).numpy()  # [N, patches]
     shape_ok = (image @ shapes.t()).argmax(1).numpy() == np.array([SHAPE_WORDS.index(f[0].shape) for f in facts])
     colour_ok = (image @ colours.t()).argmax(1).numpy() == np.array([COLOURS.index(f[0].colours[0]) for f in facts])
     single = np.array([len(f[0].colours) == 1 for f in facts])
-    # a distractor of another shape: is its shape the image's best match after the main object's, and do the
-    # patch embeddings on it (the largest such distractor's best-covered patch) name its shape?
+    # a distractor of another shape (the largest): is its shape the image's best match after the main object's,
+    # and does the patch it covers most name its shape?
+    scores = (image @ shapes.t()).numpy()
+    cells = (int(round(patch_shape.shape[1] ** 0.5)),) * 2
     second, patch_ok = [], []
-    for i in range(0, len(feats), batch):
-        img, patches = model.dense(feats[i : i + batch].float())
-        s_img = (img @ shapes.t()).numpy()
-        s_patch = (patches @ shapes.t()).argmax(-1).numpy()  # [b, N]
-        for j in range(len(img)):
-            f = facts[i + j]
-            others = [d for d in f[1:] if d.shape != f[0].shape]
-            if not others:
-                continue
-            d = max(others, key=lambda o: o.pixels)
-            row = s_img[j].copy()
-            row[SHAPE_WORDS.index(f[0].shape)] = -np.inf
-            second.append(row.argmax() == SHAPE_WORDS.index(d.shape))
-            if ids is not None:
-                patch = _best_patch(ids[i + j], d.index, int(round(len(s_patch[j]) ** 0.5)))
-                patch_ok.append(s_patch[j][patch] == SHAPE_WORDS.index(d.shape))
+    for i, f in enumerate(facts):
+        others = [d for d in f[1:] if d.shape != f[0].shape]
+        if not others:
+            continue
+        d = max(others, key=lambda o: o.pixels)
+        row = scores[i].copy()
+        row[SHAPE_WORDS.index(f[0].shape)] = -np.inf
+        second.append(row.argmax() == SHAPE_WORDS.index(d.shape))
+        if ids is not None:
+            patch = int(mask_coverage((ids[i] == d.index)[None], cells)[0].argmax())
+            patch_ok.append(patch_shape[i, patch] == SHAPE_WORDS.index(d.shape))
     model.train()
     return {"shape_top1": float(shape_ok.mean()), "colour_top1": float(colour_ok.mean()),
             "colour_top1_one_colour": float(colour_ok[single].mean()),
             "distractor_second": float(np.mean(second)),
             "distractor_patch": float(np.mean(patch_ok)) if patch_ok else float("nan")}
-
-
-def _best_patch(ids: np.ndarray, index: int, cells: int) -> int:
-    """The patch (row-major, of a ``cells x cells`` grid) that object ``index`` covers most."""
-    h = ids.shape[0] // cells
-    counts = (ids == index).reshape(cells, h, cells, h).sum(axis=(1, 3))
-    return int(counts.argmax())
 
 
 @torch.no_grad()
