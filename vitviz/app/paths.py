@@ -40,20 +40,8 @@ def shipped_models(folder: Path | None = None) -> list[ShippedModel]:
     in the weights folder, default model first."""
     folder = folder or weights_dir()
     found: list[ShippedModel] = []
-    try:
-        configs = sorted(folder.glob("*.json"))
-    except OSError:
-        return found
-    for cfg in configs:
-        try:
-            if cfg.stat().st_size > 4 * 1024 * 1024:
-                continue
-            data = json.loads(cfg.read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict) or data.get("format") != "vitviz-checkpoint":
-            continue
-        if not cfg.with_suffix(".safetensors").is_file():
+    for cfg, data in _small_configs(folder, "*.json"):
+        if data.get("format") != "vitviz-checkpoint" or not cfg.with_suffix(".safetensors").is_file():
             continue
         arch = data.get("architecture") if isinstance(data.get("architecture"), dict) else {}
         has_depth = str(arch.get("depth_head", "none")) != "none"
@@ -67,24 +55,34 @@ def _shipped_folders(folder: Path) -> list[ShippedModel]:
     """vitviz's own models in the Hub's layout: a sub-folder with ``config.json`` (holding a ``vitviz`` entry) and
     ``model.safetensors``; its ``config`` is the folder, which the engine loads like any Hub folder."""
     found = []
-    try:
-        configs = sorted(folder.glob("*/config.json"))
-    except OSError:
-        return found
-    for cfg in configs:
-        try:
-            if cfg.stat().st_size > 4 * 1024 * 1024 or not (cfg.parent / "model.safetensors").is_file():
-                continue
-            data = json.loads(cfg.read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        extra = data.get("vitviz") if isinstance(data, dict) else None
-        if not isinstance(extra, dict):
+    for cfg, data in _small_configs(folder, "*/config.json"):
+        extra = data.get("vitviz")
+        if not isinstance(extra, dict) or not (cfg.parent / "model.safetensors").is_file():
             continue
         vision = extra.get("vision") if isinstance(extra.get("vision"), dict) else {}
         has_depth = str(vision.get("depth_head", "none")) != "none"
         found.append(ShippedModel(cfg.parent.name, cfg.parent, str(extra.get("description") or ""), has_depth))
     return found
+
+
+def _small_configs(folder: Path, pattern: str) -> list[tuple[Path, dict]]:
+    """The JSON objects of the files matching ``pattern`` in ``folder`` (sorted), skipping unreadable, invalid and
+    over-4-MB files and anything but an object."""
+    try:
+        paths = sorted(folder.glob(pattern))
+    except OSError:
+        return []
+    out = []
+    for path in paths:
+        try:
+            if path.stat().st_size > 4 * 1024 * 1024:
+                continue
+            data = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            out.append((path, data))
+    return out
 
 
 def samples_dir() -> Path:
