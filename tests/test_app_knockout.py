@@ -116,3 +116,21 @@ def test_restore_drops_a_pending_knockout(qtbot, window, photo):
     assert window.current_result is first
     qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT)
     assert window.current_result is first and state.knocked_out == []
+
+
+def test_estimate_head_importance_is_labelled_as_an_estimate(qtbot, window, photo, tiny_checkpoint):
+    first = open_and_wait(qtbot, window, photo)
+    with qtbot.waitSignal(window.state.importance_changed, timeout=TIMEOUT):
+        window.heads.act_estimate.trigger()
+    importance = window.state.importance
+    assert importance.estimated and importance.target == first.predictions[0].index
+    reference = Engine(str(tiny_checkpoint), device="cpu").head_importance(str(photo), method="estimate")
+    np.testing.assert_allclose(importance.prob_drop, reference.prob_drop, rtol=1e-4, atol=1e-6)
+    table = window.heads.table
+    headers = [table.table.horizontalHeaderItem(c).text() for c in range(table.table.columnCount())]
+    assert headers == ["Layer", "Head", "Logit drop (est.)", "Prob drop (pts) (est.)"]  # no depth figure
+    assert table.caption.text().startswith("First-order estimate")
+    window.center_views.setCurrentWidget(window.atlas_panel)
+    window.atlas_panel.set_measure("importance")
+    assert "estimate" in window.atlas_panel.unit()[0]
+    np.testing.assert_allclose(window.atlas_panel.values(), importance.prob_drop * 100)

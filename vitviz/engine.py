@@ -24,7 +24,7 @@ from .result import AnalysisResult, PatchGrid, Prediction
 from .models.vit import VisionTransformer
 from .paths import DEFAULT_MODEL, weights_dir
 from .attention import FULL_ATTENTION_BUDGET, AttentionMaps, AttentionRecorder, full_attention_bytes
-from .importance import check_heads, compute_head_importance, head_mask
+from .importance import check_heads, head_mask, rank_heads
 from .models.imagetext import DEFAULT_LABELS, DEFAULT_TEMPLATE
 from .prompts import PromptEncoder, check_templates, parse_labels
 
@@ -542,19 +542,19 @@ class Engine:
 
     def head_importance(self, image: Any, target: int | str | None = None,
                         progress: Callable[[int, int], None] | None = None, batch_size: int | None = None,
-                        ablate: Sequence[tuple[int, int]] = ()) -> HeadImportance:
+                        ablate: Sequence[tuple[int, int]] = (), method: str = "knockout") -> HeadImportance:
         """What knocking out each head alone does to ``image``'s prediction (:class:`vitviz.importance.HeadImportance`):
         the drop of the ``target`` class's logit and probability (default: the unablated top-1) and, for a model with
         its own depth head, the mean relative change of the depth map. ``image``: an :class:`AnalysisResult` of this
-        engine (its model input is reused) or anything :meth:`analyze` accepts. Batched on the engine's device, one
-        batch element per head (``batch_size``: heads per batch, None: by memory); ``progress(done, total)`` after
-        each batch. ``ablate``: heads knocked out in every pass, the unablated one included.
-        :class:`VitvizError` for a model with neither a classifier nor a depth head.
+        engine (its model input is reused) or anything :meth:`analyze` accepts. Batched, one batch element per head
+        (``batch_size``: heads per batch, None: by memory); ``progress(done, total)`` after each batch. ``ablate``:
+        heads knocked out in every pass. ``method="estimate"``: the first-order estimate instead (one forward and
+        backward pass; no depth figure; :func:`vitviz.importance.estimate_head_importance`). Raises VitvizError.
         """
         with self._lock:
             x = self._tensor(self._model_input(image), self.info)
             labels = list(self.info.labels) if self.model.has_classifier else []
-            return compute_head_importance(self.model, x, labels, target, ablate, progress, batch_size, self.info.name)
+            return rank_heads(self.model, x, labels, target, ablate, progress, batch_size, self.info.name, method)
 
     def lens(self, result: AnalysisResult, topk: int | None = None) -> Any:
         """The logit lens (:class:`vitviz.lens.LogitLens`) of ``result``, analysed by this engine with

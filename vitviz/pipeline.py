@@ -64,7 +64,7 @@ class RunOptions:
     features: bool = False  # also features.npz, pca_layerL.png and head_atlas.png (vitviz.features)
     lens: bool = False  # also lens.npz, the logit lens (vitviz.lens)
     ablate: tuple[tuple[int, int], ...] = ()  # heads knocked out in every analysis, (layer, head) 0-based
-    head_importance: bool = False  # also head_importance.csv (vitviz.importance)
+    head_importance: str = ""  # also head_importance.csv: "knockout" or "estimate" (vitviz.importance.METHODS)
     explain: tuple[str, ...] = ()  # class-evidence methods to write (vitviz.explain), for the --target classes
     target: str = "top1"
     # image-text models: the labels asked about and their prompt templates (set on the engine; part of the settings)
@@ -380,7 +380,8 @@ def run_local(
                 lens = engine.lens(result) if opts.lens else None
                 if lens is not None:
                     lens.patch_probabilities  # noqa: B018 - every layer's maps now, here, not in a writer thread
-                importance = engine.head_importance(result, ablate=opts.ablate) if opts.head_importance else None
+                importance = (engine.head_importance(result, ablate=opts.ablate, method=opts.head_importance)
+                              if opts.head_importance else None)
             except Exception as exc:  # noqa: BLE001 - this image alone fails
                 writers.fail(item, exc)
                 continue

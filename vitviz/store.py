@@ -152,4 +152,6 @@ def run_settings(opts: Any, model: str, depth_model: str | None) -> str:
                 "ablate": [list(h) for h in opts.ablate], "explain": list(opts.explain), "target": opts.target}
     if opts.labels or opts.templates:  # image-text models only: older keys stay as they were
         settings |= {"labels": list(opts.labels), "templates": list(opts.templates)}
+    if opts.head_importance == "estimate":  # head_importance.csv holds estimates, not knockouts
+        settings["head_importance"] = "estimate"
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]

@@ -36,10 +36,15 @@ class HeadTools(QObject):
                              "Unpick every head")
         self.act_rank = act("Rank heads by &importance", lambda: state.request_importance(), "Ctrl+I",
                             "Knock out each head alone and measure what it does to the shown class")
+        self.act_estimate = act("&Estimate head importance (fast)", lambda: state.request_importance("estimate"),
+                                "Ctrl+Shift+I", "Estimate to first order, from one backward pass, what knocking out "
+                                "each head would do to the shown class: about 10x faster on large models, an estimate "
+                                "(no depth figure)")
         self.act_table = act("Head importance &table…", lambda: self.show_table(), None,
                              "The heads ranked by importance, sortable, with an export to CSV")
         self.menu = QMenu("&Heads", window)
-        for a in (self.act_knockout, self.act_restore, self.act_clear, None, self.act_rank, self.act_table):
+        for a in (self.act_knockout, self.act_restore, self.act_clear, None, self.act_rank, self.act_estimate,
+                  self.act_table):
             self.menu.addAction(a) if a else self.menu.addSeparator()
         self.table = ImportanceDialog(state, window.settings, window)
 
@@ -89,3 +94,4 @@ class HeadTools(QObject):
         self.act_clear.setEnabled(bool(state.selected_heads))
         self.act_rank.setEnabled(state.shown is not None and bool(state.result.predictions or
                                                                  state.result.depth is not None))
+        self.act_estimate.setEnabled(state.shown is not None and bool(state.result.predictions))

@@ -82,8 +82,9 @@ class ImportanceDialog(QDialog):
         depth = imp.depth_absrel is not None
         columns = len(self.COLUMNS) - (0 if depth else 1)
         self.table.setColumnCount(columns)
-        self.table.setHorizontalHeaderLabels(self.HEADERS[:columns])
-        rows = imp.rows()
+        est = " (est.)" if imp.estimated else ""
+        self.table.setHorizontalHeaderLabels([h + (est if "drop" in h else "") for h in self.HEADERS[:columns]])
+        rows = [{k.removesuffix("_estimate"): v for k, v in row.items()} for row in imp.rows()]
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, key in enumerate(self.COLUMNS[:columns]):
@@ -102,9 +103,12 @@ class ImportanceDialog(QDialog):
         what = (f"class <b>{html(imp.target_label)}</b> (probability {imp.probability:.1%})" if imp.target_label
                 is not None else "the depth map")
         out = f" · with {len(imp.ablated)} heads already knocked out" if imp.ablated else ""
-        self.caption.setText(f"What knocking out each head alone does to {what}: a positive drop means the head "
-                             f"helped{out} · {imp.num_layers * imp.num_heads} heads in {imp.seconds:.1f} s · click a "
-                             "column to sort · double-click a row to show that head")
+        lead = ("First-order estimate (one backward pass, not knockouts: Heads → Rank heads by importance measures "
+                "them) of what knocking out each head alone does to" if imp.estimated else
+                "What knocking out each head alone does to")
+        self.caption.setText(f"{lead} {what}: a positive drop means the head helped{out} · "
+                             f"{imp.num_layers * imp.num_heads} heads in {imp.seconds:.2f} s · click a column to sort · "
+                             "double-click a row to show that head")
 
     def rows(self) -> list[dict[str, Any]]:
         """The table as shown (in its current order): one dict per row of the numbers behind the cells."""

@@ -55,7 +55,7 @@ class Session(QObject):
     _req_explain = Signal(int, object, object)
     _req_query = Signal(int, object, int)
     _req_map = Signal(int, object, object)
-    _req_importance = Signal(int, object, object)
+    _req_importance = Signal(int, object, object, str)
     _req_labels = Signal(int, object, object)
 
     def __init__(self, parent: QObject | None = None, thread: QThread | None = None) -> None:
@@ -167,12 +167,13 @@ class Session(QObject):
         self.latest_image_req = self.tracker.latest_analysis = self._seq
         self.requested_source = self.current_source
 
-    def importance(self, result: Any, target: int | None) -> int:
+    def importance(self, result: Any, target: int | None, method: str = "knockout") -> int:
         """Rank every head of a displayed ``result`` by what knocking it out alone does to class ``target`` (None:
-        the top one), on the worker; progress comes as ``importance_progress``."""
-        req = self.latest_importance_req = self._next("Ranking the heads by importance…")
+        the top one), measured or estimated (``method``), on the worker; progress comes as ``importance_progress``."""
+        doing = "Estimating" if method == "estimate" else "Ranking the heads by"
+        req = self.latest_importance_req = self._next(f"{doing} importance…")
         self._update_busy()
-        self._req_importance.emit(req, result, target)
+        self._req_importance.emit(req, result, target, method)
         return req
 
     def set_labels(self, shown: Any, text: str, templates: list[str]) -> int:

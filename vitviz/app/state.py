@@ -50,8 +50,9 @@ class ViewState(QObject):
             worker; the answer comes back through :meth:`show` with ``result.ablated`` set).
         knockout_changed(heads): the heads knocked out in the displayed result ([]: the whole model).
         model_restored(): :meth:`restore_model` brought back the whole model's analysis (pending knockouts are moot).
-        importance_requested(result, target class or None): rank every head of ``result`` by what knocking it out
-            alone does (the window asks the worker; :meth:`set_importance` brings the answer).
+        importance_requested(result, target class or None, method): rank every head of ``result`` by what knocking
+            it out alone does, measured ("knockout") or estimated to first order ("estimate") (the window asks the
+            worker; :meth:`set_importance` brings the answer).
         importance_changed(): head importance arrived for the displayed result.
 
     While heads are knocked out, ``original`` is the un-ablated :class:`~vitviz.app.worker.Shown` of the same image
@@ -82,7 +83,7 @@ class ViewState(QObject):
     knockout_requested = Signal(object)
     knockout_changed = Signal(object)
     model_restored = Signal()
-    importance_requested = Signal(object, object)
+    importance_requested = Signal(object, object, str)
     importance_changed = Signal()
 
     def __init__(self, parent: QObject | None = None, *, cmap: str = "inferno", depth_cmap: str = "turbo",
@@ -254,10 +255,11 @@ class ViewState(QObject):
         held = self._importance
         return held[1] if held is not None and held[0] is self.result and self.result is not None else None
 
-    def request_importance(self) -> None:
-        """Rank the heads of the displayed result for the shown class (the worker computes it)."""
+    def request_importance(self, method: str = "knockout") -> None:
+        """Rank the heads of the displayed result for the shown class by ``method`` (one of
+        :data:`vitviz.importance.METHODS`; the worker computes it)."""
         if self.result is not None:
-            self.importance_requested.emit(self.result, self.target_class)
+            self.importance_requested.emit(self.result, self.target_class, method)
 
     def set_importance(self, result: Any, importance: Any) -> None:
         """Head importance computed for ``result`` (kept with it: restoring the model brings it back)."""

@@ -341,10 +341,11 @@ class AnalysisWorker(QObject):
 
     # -- head importance -------------------------------------------------------------------------------------
 
-    @Slot(int, object, object)
-    def importance(self, request_id: int, result: object, target: object) -> None:
+    @Slot(int, object, object, str)
+    def importance(self, request_id: int, result: object, target: object, method: str = "knockout") -> None:
         """Knock out every head of ``result``'s model alone (its knocked-out heads stay out) and measure the
-        ``target`` class (None: the top one) and the depth map; progress after each batch of heads."""
+        ``target`` class (None: the top one) and the depth map, progress after each batch of heads; or, with
+        ``method="estimate"``, estimate the class drops to first order."""
         with self._answering(request_id, "importance", "ranking the heads"):
             try:
                 if self.engine is None or self.tracker.closing:
@@ -357,7 +358,8 @@ class AnalysisWorker(QObject):
                         raise LoadCancelled("the window is closing")
                     self.importance_progress.emit(request_id, int(done), int(total))
 
-                importance = self.engine.head_importance(result, target, progress=progress, ablate=list(result.ablated))
+                importance = self.engine.head_importance(result, target, progress=progress, ablate=list(result.ablated),
+                                                         method=method)
                 self.importance_ready.emit(request_id, result, importance)
             except LoadCancelled:  # the window closed mid-way: nothing to report
                 pass

@@ -123,6 +123,8 @@ class HeadAtlasPanel(LazyPanel):
         imp = self.state.importance
         if self.measure == "importance" and imp is not None and imp.target_label is None:
             return "Importance (depth change)", "% AbsRel"
+        if self.measure == "importance" and imp is not None and imp.estimated:
+            return "Importance (prob drop, first-order estimate)", "pts"
         result = self.state.result
         if self.measure == "entropy" and result is not None and not result.num_prefix_tokens:
             return "Entropy of the attention received", "nats"  # no class token (SigLIP): see vitviz.attention
@@ -203,7 +205,8 @@ class HeadAtlasPanel(LazyPanel):
         self.head_canvas.set_grid_visible(state.grid)
         imp = state.importance
         drop = "" if imp is None or np.isnan(imp.prob_drop[layer, head]) else (
-            f" · knocking it out lowers {imp.target_label} by {imp.prob_drop[layer, head] * 100:+.1f} pts")
+            f" · knocking it out {'would lower (first-order estimate)' if imp.estimated else 'lowers'} "
+            f"{imp.target_label} by {imp.prob_drop[layer, head] * 100:+.1f} pts")
         self.head_caption.setText(f"Layer {layer}, head {head}: CLS attention · mean attention distance "
                                   f"{fs.mean_distance[layer, head]:.1f} px · entropy {fs.cls_entropy[layer, head]:.2f} "
                                   f"nats{drop}")
