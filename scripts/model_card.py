@@ -272,6 +272,33 @@ or the k least important. Top-1 accuracy ± standard error over scenes (random: 
 """
 
 
+def _estimate_paragraph(data: dict, source: str) -> str:
+    """The card's paragraph on the first-order estimate of head importance, from
+    ``benchmarks/eval_importance_estimate.py``'s results JSON (``source``: its file name)."""
+    a, d, cost = data["agreement"], data["dataset"], data.get("cost", {})
+    ks = list(d["knockout"])
+
+    def acc(method: str, which: str) -> str:
+        return ", ".join(f"{100 * d[method][k][which]['accuracy']:.1f}" for k in ks)
+
+    vit_s = cost.get("vit-s16-random")
+    speed = (f" It costs {vit_s['estimate / forward']['median']:.1f} forward passes on a random ViT-S/16 against "
+             f"{vit_s['knockouts / forward']['median']:.1f} for the knockouts, in the same run." if vit_s else "")
+    return f"""
+The first-order estimate (`vitviz analyze --head-importance estimate`, Heads → Estimate head importance: the
+derivative of the true class's probability in each head's output factor, from one backward pass) against these
+knockouts, measured by `python benchmarks/eval_importance_estimate.py` (`benchmarks/results/{source}`): per scene
+({a['scenes']} scenes, seed {a['seed']}), the rank correlation of the estimated and measured probability drops is
+{a['spearman_prob_drop']['mean']:.2f} ± {a['spearman_prob_drop']['se']:.2f}, the same most important head comes first in
+{100 * a['same_most_important_head']['mean']:.0f} % ± {100 * a['same_most_important_head']['se']:.0f} of the scenes, and the estimates are about
+{a['least_squares_slope_estimate_on_knockout']:.2f} times the knockouts' drops. Ranked over the same
+{d['rank_set']['scenes']} scenes, its k most important heads knocked out give {acc('estimate', 'most')} % (k = {', '.join(ks)};
+knockout ranking: {acc('knockout', 'most')} %) and its k least important {acc('estimate', 'least')} % (knockout
+ranking: {acc('knockout', 'least')} %): it finds the heads that matter, but some heads it puts at the bottom are not
+harmless.{speed}
+"""
+
+
 def card(weights: Path, generation_minutes: float | None, note: str = "", ood: Path | None = None) -> str:
     """The model card's Markdown for the checkpoint whose config is ``weights`` (``.../name.json``).
 
@@ -293,6 +320,10 @@ def card(weights: Path, generation_minutes: float | None, note: str = "", ood: P
     heads_data = json.loads(heads_runs[-1].read_text()) if heads_runs else None
     heads_section = (_heads_section(heads_data, heads_runs[-1].name)
                      if heads_data and heads_data["_meta"]["model"] == name else "")
+    estimate_runs = sorted((ROOT / "benchmarks" / "results").glob("importance-estimate-*.json"))
+    estimate_data = json.loads(estimate_runs[-1].read_text()) if estimate_runs else None
+    if heads_section and estimate_data and estimate_data["_meta"]["model"] == name:
+        heads_section += _estimate_paragraph(estimate_data, estimate_runs[-1].name)
     ood_file_row = (f"| `{ood_data['detector']['file']}` | the out-of-domain detector (below): class means, "
                     f"precision matrix and threshold |\n" if ood_data else "")
     ood_limit = (f" The out-of-domain detector (above) flagged {_pct(ood_data['report']['photos_flagged'])} of the "

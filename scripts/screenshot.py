@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--present", action="store_true",
                         help="picture presentation mode instead of the window (size 1920x1080 unless --size)")
     parser.add_argument("--explain", action="store_true", help="with --present: show the plain-language captions")
+    parser.add_argument("--importance", default=None, choices=("knockout", "estimate"),
+                        help="rank the heads (Heads menu) and also save the importance table as OUT-table.png")
     parser.add_argument("--platform", default="offscreen", help="Qt platform plugin (default: offscreen)")
     parser.add_argument("--cold", action="store_true", help="show the first run's timings (default: a second run)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the result")
@@ -143,6 +145,17 @@ def main(argv: list[str] | None = None) -> int:
                 window.attention_panel.detail.canvas.set_zoom(args.zoom)
         if args.depth_detail:
             window.depth_panel.open_detail()
+        if args.importance:
+            ranked = QEventLoop()
+            window.state.importance_changed.connect(ranked.quit)
+            QTimer.singleShot(int(args.timeout * 1000), ranked.quit)
+            window.state.request_importance(args.importance)
+            ranked.exec()
+            window.atlas_panel.set_measure("importance")
+            if window.state.importance is None:
+                print("screenshot: the heads were not ranked", file=sys.stderr)
+                window.close()
+                return 1
         settle = QEventLoop()
         QTimer.singleShot(300, settle.quit)
         settle.exec()
@@ -157,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             window.attention_panel.detail.grab().save(str(args.out.with_name(args.out.stem + "-detail.png")))
         if args.depth_detail:
             window.depth_panel.detail.grab().save(str(args.out.with_name(args.out.stem + "-depth.png")))
+        if args.importance:
+            window.heads.table.grab().save(str(args.out.with_name(args.out.stem + "-table.png")))
         window.close()
     print(f"screenshot: {'wrote' if ok else 'FAILED to write'} {args.out}")
     return 0 if ok else 1

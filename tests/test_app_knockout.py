@@ -128,7 +128,7 @@ def test_estimate_head_importance_is_labelled_as_an_estimate(qtbot, window, phot
     np.testing.assert_allclose(importance.prob_drop, reference.prob_drop, rtol=1e-4, atol=1e-6)
     table = window.heads.table
     headers = [table.table.horizontalHeaderItem(c).text() for c in range(table.table.columnCount())]
-    assert headers == ["Layer", "Head", "Logit drop (est.)", "Prob drop (pts) (est.)"]  # no depth figure
+    assert headers == ["Layer", "Head", "Logit drop (est.)", "Prob drop (est., pts)"]  # no depth figure
     assert table.caption.text().startswith("First-order estimate")
     window.center_views.setCurrentWidget(window.atlas_panel)
     window.atlas_panel.set_measure("importance")

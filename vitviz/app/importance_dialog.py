@@ -42,6 +42,7 @@ class ImportanceDialog(QDialog):
 
     COLUMNS = ("layer", "head", "logit_drop", "prob_drop", "depth_absrel")
     HEADERS = ("Layer", "Head", "Logit drop", "Prob drop (pts)", "Depth AbsRel (%)")
+    ESTIMATE_HEADERS = ("Layer", "Head", "Logit drop (est.)", "Prob drop (est., pts)")
 
     def __init__(self, state: ViewState, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -82,8 +83,8 @@ class ImportanceDialog(QDialog):
         depth = imp.depth_absrel is not None
         columns = len(self.COLUMNS) - (0 if depth else 1)
         self.table.setColumnCount(columns)
-        est = " (est.)" if imp.estimated else ""
-        self.table.setHorizontalHeaderLabels([h + (est if "drop" in h else "") for h in self.HEADERS[:columns]])
+        headers = self.ESTIMATE_HEADERS if imp.estimated else self.HEADERS
+        self.table.setHorizontalHeaderLabels(list(headers[:columns]))
         rows = [{k.removesuffix("_estimate"): v for k, v in row.items()} for row in imp.rows()]
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
@@ -103,10 +104,10 @@ class ImportanceDialog(QDialog):
         what = (f"class <b>{html(imp.target_label)}</b> (probability {imp.probability:.1%})" if imp.target_label
                 is not None else "the depth map")
         out = f" · with {len(imp.ablated)} heads already knocked out" if imp.ablated else ""
-        lead = ("First-order estimate (one backward pass, not knockouts: Heads → Rank heads by importance measures "
-                "them) of what knocking out each head alone does to" if imp.estimated else
-                "What knocking out each head alone does to")
-        self.caption.setText(f"{lead} {what}: a positive drop means the head helped{out} · "
+        lead = ("First-order estimate, from one backward pass, of what knocking out each head alone would do to"
+                if imp.estimated else "What knocking out each head alone does to")
+        measure = " (Heads → Rank heads by importance measures it)" if imp.estimated else ""
+        self.caption.setText(f"{lead} {what}{measure}: a positive drop means the head helped{out} · "
                              f"{imp.num_layers * imp.num_heads} heads in {imp.seconds:.2f} s · click a column to sort · "
                              "double-click a row to show that head")
 
