@@ -165,6 +165,27 @@ def paired_ratio(a: list[float], b: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(r), 3), "p10": round(q(0.1), 3), "p90": round(q(0.9), 3), "rounds": n}
 
 
+def against_forward(engine: Any, fns: dict[str, Callable[[Any], Any]], warmup: int, runs: int,
+                    image: Path = BENCH_IMAGE) -> dict[str, Any]:
+    """Time ``fns`` (each called with the engine's analysis of ``image``) interleaved with one bare forward pass of
+    the engine's model (batch 1, inference mode): the model input size, :func:`stats` per name, per name the
+    :func:`paired_ratio` against the forward pass, and the samples (``raw_ms``)."""
+    import torch
+
+    result = engine.analyze(image)
+    x = engine._tensor(result.image, engine.info)
+
+    def forward() -> None:
+        with torch.inference_mode():
+            engine.model(x)
+
+    raw: dict[str, list[float]] = {}
+    timings = time_round_robin({"forward": forward, **{name: (lambda f=f: f(result)) for name, f in fns.items()}},
+                               warmup, runs, raw=raw)
+    return {"input": list(result.image.shape[:2]), "timings": timings,
+            "ratios": {name: paired_ratio(raw[name], raw["forward"]) for name in fns}, "raw_ms": raw}
+
+
 # ------------------------------------------------------------------------------------------------ results
 
 

@@ -52,7 +52,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine_info, paired_ratio, table, time_round_robin, write_json  # noqa: E402
+from benchmarks._common import against_forward, machine_info, random_vit_s16_engine, table, write_json  # noqa: E402
 from vitviz.importance import compute_head_importance, head_mask  # noqa: E402
 from vitviz.models.checkpoint import load_checkpoint  # noqa: E402
 from vitviz.synthetic.scenes import CLASSES, make_dataset  # noqa: E402
@@ -284,33 +284,16 @@ def evaluate(model_path: str, rank_n: int, rank_seed: int, n: int, seed: int, dr
 def cost(runs: int, warmup: int = 2) -> dict:
     """Head importance against one forward pass, for a random ViT-S/16 and for vitviz-mini (timing only)."""
     from vitviz.engine import Engine
-    from vitviz.models.checkpoint import ModelInfo
-    from vitviz.models.vit import ViTConfig, build_model
 
-    torch.manual_seed(0)
-    cfg = ViTConfig(image_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=1000)
-    info = ModelInfo(name="vit-s16-random", config=cfg, labels=[f"class {i}" for i in range(1000)],
-                     description="random weights")
-    engines = {"vit-s16-random": Engine(loaded=(build_model(cfg), info), device="cpu"),
+    engines = {"vit-s16-random": random_vit_s16_engine(),
                "vitviz-mini": Engine(str(ROOT / "weights" / "vitviz-mini.json"), device="cpu")}
-    image = ROOT / "assets" / "samples" / "photo-astronaut.jpg"
     out = {}
     for name, engine in engines.items():
-        result = engine.analyze(image)
-        x = engine._tensor(result.image, engine.info)
-
-        def forward(engine=engine, x=x) -> None:
-            with torch.inference_mode():
-                engine.model(x)
-
-        raw: dict[str, list[float]] = {}
-        timings = time_round_robin({"forward": forward, "head importance": lambda e=engine, r=result:
-                                    e.head_importance(r)}, warmup, runs, raw=raw)
-        out[name] = {"input": list(result.image.shape[:2]), "knockouts": len(engine.model.blocks) *
-                     engine.info.config.num_heads, "timings": timings,
-                     "ratio": paired_ratio(raw["head importance"], raw["forward"])}
-        print(f"  cost {name}: forward {timings['forward']['median_ms']:.1f} ms, head importance "
-              f"{timings['head importance']['median_ms']:.1f} ms, ratio {out[name]['ratio']['median']:.2f}",
+        timed = against_forward(engine, {"head importance": lambda r, e=engine: e.head_importance(r)}, warmup, runs)
+        out[name] = {"input": timed["input"], "knockouts": len(engine.model.blocks) * engine.info.config.num_heads,
+                     "timings": timed["timings"], "ratio": timed["ratios"]["head importance"]}
+        print(f"  cost {name}: forward {timed['timings']['forward']['median_ms']:.1f} ms, head importance "
+              f"{timed['timings']['head importance']['median_ms']:.1f} ms, ratio {out[name]['ratio']['median']:.2f}",
               file=sys.stderr)
     return out
 

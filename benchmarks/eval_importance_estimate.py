@@ -36,8 +36,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import (BENCH_IMAGE, machine_info, paired_ratio, random_vit_s16_engine, table,  # noqa: E402
-                                time_round_robin, write_json)
+from benchmarks._common import (against_forward, machine_info, paired_ratio, random_vit_s16_engine,  # noqa: E402
+                                table, write_json)
 from benchmarks.eval_head_importance import USED_SEEDS, _inputs, _se, correct, importances  # noqa: E402
 from vitviz.engine import Engine  # noqa: E402
 from vitviz.importance import estimate_head_importance, head_mask  # noqa: E402
@@ -138,26 +138,16 @@ def cost(runs: int, warmup: int = 2) -> dict:
     engines = {"vit-s16-random": random_vit_s16_engine(), "vitviz-mini": Engine("vitviz-mini", device="cpu")}
     out = {}
     for name, engine in engines.items():
-        result = engine.analyze(BENCH_IMAGE)
-        x = engine._tensor(result.image, engine.info)
-
-        def forward(engine=engine, x=x) -> None:
-            with torch.inference_mode():
-                engine.model(x)
-
-        raw: dict[str, list[float]] = {}
-        timings = time_round_robin({
-            "forward": forward,
-            "knockouts": lambda e=engine, r=result: e.head_importance(r),
-            "estimate": lambda e=engine, r=result: e.head_importance(r, method="estimate"),
-        }, warmup, runs, raw=raw)
-        out[name] = {"input": list(result.image.shape[:2]), "heads": len(engine.model.blocks) *
-                     engine.info.config.num_heads, "timings": timings,
-                     "knockouts / forward": paired_ratio(raw["knockouts"], raw["forward"]),
-                     "estimate / forward": paired_ratio(raw["estimate"], raw["forward"]),
-                     "knockouts / estimate": paired_ratio(raw["knockouts"], raw["estimate"])}
-        print(f"  cost {name}: forward {timings['forward']['median_ms']:.1f} ms, knockouts "
-              f"{out[name]['knockouts / forward']['median']:.1f}x, estimate {out[name]['estimate / forward']['median']:.1f}x",
+        timed = against_forward(engine, {"knockouts": lambda r, e=engine: e.head_importance(r),
+                                         "estimate": lambda r, e=engine: e.head_importance(r, method="estimate")},
+                                warmup, runs)
+        ratio = timed["ratios"]
+        out[name] = {"input": timed["input"], "heads": len(engine.model.blocks) * engine.info.config.num_heads,
+                     "timings": timed["timings"], "knockouts / forward": ratio["knockouts"],
+                     "estimate / forward": ratio["estimate"],
+                     "knockouts / estimate": paired_ratio(timed["raw_ms"]["knockouts"], timed["raw_ms"]["estimate"])}
+        print(f"  cost {name}: forward {timed['timings']['forward']['median_ms']:.1f} ms, knockouts "
+              f"{ratio['knockouts']['median']:.1f}x, estimate {ratio['estimate']['median']:.1f}x",
               file=sys.stderr)
     return out
 
