@@ -285,7 +285,7 @@ def _estimate_paragraph(data: dict, source: str) -> str:
     speed = (f" It costs {vit_s['estimate / forward']['median']:.1f} forward passes on a random ViT-S/16 against "
              f"{vit_s['knockouts / forward']['median']:.1f} for the knockouts, in the same run." if vit_s else "")
     return f"""
-The first-order estimate (`vitviz analyze --head-importance estimate`, Heads → Estimate head importance: the
+The first-order estimate (`vitviz analyze --head-importance-estimate`, Heads → Estimate head importance: the
 derivative of the true class's probability in each head's output factor, from one backward pass) against these
 knockouts, measured by `python benchmarks/eval_importance_estimate.py` (`benchmarks/results/{source}`): per scene
 ({a['scenes']} scenes, seed {a['seed']}), the rank correlation of the estimated and measured probability drops is

@@ -112,7 +112,7 @@ def _cli(photo, checkpoint, out, *extra):
 
 def test_cli_writes_estimates_under_their_own_column_names(tiny_checkpoint, photo, tmp_path, capsys):
     out = tmp_path / "out"
-    assert _cli(photo, tiny_checkpoint, out, "--head-importance", "estimate") == 0
+    assert _cli(photo, tiny_checkpoint, out, "--head-importance-estimate") == 0
     with open(out / "photo" / "head_importance.csv", newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
@@ -121,9 +121,10 @@ def test_cli_writes_estimates_under_their_own_column_names(tiny_checkpoint, phot
     for r in rows:
         layer, head = int(r["layer"]), int(r["head"])
         assert float(r["prob_drop_estimate"]) == pytest.approx(est.prob_drop[layer, head], abs=1e-7)
-    # the knockouts into the same folder replace the estimates: they are other settings
+    # the knockouts into the same folder replace the estimates: they are other settings (the option may come first)
     capsys.readouterr()
-    assert _cli(photo, tiny_checkpoint, out, "--head-importance") == 0
+    assert main(["analyze", "--head-importance", str(photo), "--out", str(out), "--model", str(tiny_checkpoint),
+                 "--device", "cpu", "--quiet", "--outputs", "json"]) == 0
     assert "analysing them again" in capsys.readouterr().err
     with open(out / "photo" / "head_importance.csv", newline="") as f:
         assert "logit_drop" in csv.DictReader(f).fieldnames
@@ -133,6 +134,6 @@ def test_cli_refuses_the_estimate_without_a_classifier(photo, tmp_path, capsys):
     net = build_model(tiny_config(num_classes=0))
     save_checkpoint(net, ModelInfo(name="depth-only", config=net.config, labels=[], depth_kind="metric",
                                    description="test"), tmp_path / "depth")
-    assert _cli(photo, tmp_path / "depth.json", tmp_path / "out", "--head-importance", "estimate") == 2
+    assert _cli(photo, tmp_path / "depth.json", tmp_path / "out", "--head-importance-estimate") == 2
     assert "use --head-importance (knockouts)" in capsys.readouterr().err
 

@@ -106,11 +106,15 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--ablate", type=_heads, default=[], metavar="L.H[,L.H...]",
                     help="knock out these attention heads (layer.head, 0-based, as the app labels them): their "
                          "outputs are zeroed before the output projection; result.json lists them")
-    an.add_argument("--head-importance", nargs="?", const="knockout", default="", choices=("knockout", "estimate"),
-                    help="also write head_importance.csv: what knocking out each head alone does to the top-1 class "
-                         "(logit and probability drop) and, for depth models, to the depth map (one row per head); "
-                         "'--head-importance estimate': the first-order estimate of the class drops instead (one "
-                         "backward pass, about 10x faster on ViT-S/16; columns *_estimate, no depth figure)")
+    ranking = an.add_mutually_exclusive_group()
+    ranking.add_argument("--head-importance", dest="head_importance", action="store_const", const="knockout",
+                         default="", help="also write head_importance.csv: what knocking out each head alone does to "
+                         "the top-1 class (logit and probability drop) and, for depth models, to the depth map (one "
+                         "row per head)")
+    ranking.add_argument("--head-importance-estimate", dest="head_importance", action="store_const", const="estimate",
+                         help="write head_importance.csv with the first-order estimate of the class drops instead of "
+                              "knockouts: one backward pass, about 10x faster on ViT-S/16 (columns *_estimate, no "
+                              "depth figure)")
     an.add_argument("--compare", default=None, metavar="MODEL",
                     help="also analyse each image with this second model and write compare.json (both models' "
                          "predictions, top-1 agreement, depth AbsRel and delta1 after alignment, correlations of the "
@@ -365,7 +369,7 @@ def _check_heads(args: argparse.Namespace, engine: Any) -> list[tuple[int, int]]
     if args.head_importance and not engine.model.has_classifier and engine.model.depth_head is None:
         raise VitvizError(f"--head-importance: {needs_classifier_or_depth(engine.info.name)}")
     if args.head_importance == "estimate" and not engine.model.has_classifier:
-        raise VitvizError(f"--head-importance estimate follows the class probability, and {engine.info.name} has no "
+        raise VitvizError(f"--head-importance-estimate follows the class probability, and {engine.info.name} has no "
                           "classifier: use --head-importance (knockouts) for its depth map")
     return check_heads(args.ablate, len(engine.model.blocks), engine.info.config.num_heads, "--ablate")
 
