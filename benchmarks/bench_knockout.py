@@ -10,6 +10,8 @@ Per model, on one image:
 - ``analyze knockout``: the same with one head knocked out (``ablate=[(L // 2, 1)]``);
 - ``head importance``: :meth:`Engine.head_importance` of an analysed result (every head of every layer knocked out
   alone, batched; the unablated pass included);
+- ``head importance estimate``: the same heads' first-order estimate (``method="estimate"``: one forward and
+  backward pass; reported beside the knockouts, not a goal of its own);
 - once, outside the rounds: ``separate analyses``, one :meth:`Engine.analyze` per knocked-out head (what head
   importance replaces).
 
@@ -71,6 +73,7 @@ def bench_model(engine: Engine, image: Path, runs: int, warmup: int) -> dict:
         "forward": forward,
         "analyze": lambda: engine.analyze(image),
         "head importance": lambda: engine.head_importance(result),
+        "head importance estimate": lambda: engine.head_importance(result, method="estimate"),
     }
     sync = torch.cuda.synchronize if engine.device.type == "cuda" else None
     raw: dict[str, list[float]] = {}
@@ -83,6 +86,7 @@ def bench_model(engine: Engine, image: Path, runs: int, warmup: int) -> dict:
     ratios = {
         "head importance / forward": paired_ratio(raw["head importance"], raw["forward"]),
         "head importance / analyze": paired_ratio(raw["head importance"], raw["analyze"]),
+        "head importance estimate / forward": paired_ratio(raw["head importance estimate"], raw["forward"]),
         "analyze knockout / analyze": paired_ratio(paired_raw["analyze knockout"], paired_raw["analyze"]),
     }
     raw.update({f"{k} (paired)": v for k, v in paired_raw.items()})

@@ -4,7 +4,9 @@
 #   - issue 20: batched ViT-S/16 forward passes >= 10x batch 1 (bench_batch.py, random weights);
 #   - issue 16: top-5 class evidence <= 5x the forward pass, for ViT-S/16 (bench_explain.py);
 #   - issue 17: the engine alone on a stream of frames, ViT-S/16, 224 px and 640x480 frames, traced and eager
-#     (bench_engine_stream.py; the live goal is >= 60 fps in the app).
+#     (bench_engine_stream.py; the live goal is >= 60 fps in the app);
+#   - issue 27: head importance of ViT-S/16 by knockouts and by the first-order estimate against its forward pass,
+#     and a knockout re-analysis against a normal one (bench_knockout.py; the CPU goal is <= 12x).
 # Needs python3 with torch (CUDA), numpy, pillow, safetensors, tqdm and threadpoolctl; not Qt, PyAV or Ray.
 #
 #   bash benchmarks/gpu_checks.sh [OUT]      # from the repository root; results and the log go to OUT
@@ -36,6 +38,7 @@ checks() {
     step "$py" benchmarks/bench_batch.py --device "$dev" --model vit-s16 --no-ray --images $images --rounds 2 \
         --name "gpu-batch-vit-s16-$dev" --note "GPU session: benchmarks/gpu_checks.sh"
     cp benchmarks/results/gpu-batch-vit-s16-"$dev"-*.json "$out/" 2>/dev/null || true
+    step "$py" benchmarks/bench_knockout.py --device "$dev" --runs $runs --json "$out/knockout-$dev.json"
     return $status
 }
 
