@@ -31,7 +31,8 @@ ABOUT = {  # the line under the plot, per measure
                "high: all over the image. Click a point to pick its layer and head; Ctrl-click to pick it for a "
                "knockout.",
     "importance": "Each point is one head: how many points the shown class's probability drops when that head alone is "
-                  "knocked out (above 0: the head helped). Ctrl-click points to pick heads, then Knock out.",
+                  "knocked out (above 0: the head helped), measured (Heads → Rank heads by importance) or estimated to "
+                  "first order (Heads → Estimate head importance). Ctrl-click points to pick heads, then Knock out.",
 }
 
 MEASURES = {"distance": ("Mean attention distance", "pixels"), "entropy": ("CLS attention entropy", "nats"),
@@ -48,8 +49,8 @@ class HeadAtlasPanel(LazyPanel):
             self.measure_combo.addItem(label, key)
         self.measure_combo.setToolTip("Mean attention distance: how far each head looks (local → global). "
                                       "Entropy: how spread out the class token's attention is. Importance: how much "
-                                      "knocking the head out lowers the shown class's probability (rank the heads "
-                                      "first: Heads → Rank heads by importance).")
+                                      "knocking the head out lowers the shown class's probability (rank or estimate "
+                                      "the heads first: Heads → Rank heads by importance).")
         self.measure_combo.currentIndexChanged.connect(lambda i: self.set_measure(self.measure_combo.itemData(i)))
         self.add_header_widget(self.measure_combo)
         self.add_header_widget(KnockoutButtons(state))
