@@ -172,10 +172,14 @@ HEAD_IMPORTANCE_FILE = "head_importance.csv"  # vitviz analyze --head-importance
 def write_head_importance(importance: HeadImportance, folder: Path) -> Path:
     """Write ``head_importance.csv``: one row per head, layer by layer, with the columns ``layer, head, target,
     logit_drop, prob_drop`` and, for a model with its own depth head, ``depth_absrel`` (see vitviz.importance;
-    empty cells where a figure is not measured, e.g. the class columns of a model without a classifier)."""
+    empty cells where a figure is not measured, e.g. the class columns of a model without a classifier). First-order
+    estimates are named ``logit_drop_estimate, prob_drop_estimate``, so that no script mistakes them for knockouts."""
     import csv
 
     rows = importance.rows()
+    if importance.estimated:
+        rows = [{(k + "_estimate" if k in ("logit_drop", "prob_drop") else k): v for k, v in row.items()}
+                for row in rows]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / HEAD_IMPORTANCE_FILE
     with open(path, "w", newline="", encoding="utf-8") as f:

@@ -115,15 +115,13 @@ class HeadImportance:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per head, layer by layer: ``layer``, ``head``, ``target`` (the class label, None without a
-        classifier), ``logit_drop``, ``prob_drop`` and, with a depth head, ``depth_absrel``; estimates are named
-        ``logit_drop_estimate`` and ``prob_drop_estimate``, so that no file mistakes them for knockouts."""
+        classifier), ``logit_drop``, ``prob_drop`` and, with a depth head, ``depth_absrel``."""
         rows = []
-        suffix = "_estimate" if self.estimated else ""
         for layer in range(self.num_layers):
             for head in range(self.num_heads):
                 row: dict[str, Any] = {"layer": layer, "head": head, "target": self.target_label,
-                                       "logit_drop" + suffix: float(self.logit_drop[layer, head]),
-                                       "prob_drop" + suffix: float(self.prob_drop[layer, head])}
+                                       "logit_drop": float(self.logit_drop[layer, head]),
+                                       "prob_drop": float(self.prob_drop[layer, head])}
                 if self.depth_absrel is not None:
                     row["depth_absrel"] = float(self.depth_absrel[layer, head])
                 rows.append(row)
@@ -237,15 +235,15 @@ def estimate_head_importance(
                           "has no classifier: rank the heads by knocking them out instead")
     layers, heads = len(model.blocks), model.config.num_heads
     fixed = check_heads(ablate, layers, heads, "ablated head")
-    masks = head_mask(fixed, layers, heads, x.device, x.dtype) or [None] * layers
-    masks = [torch.ones(heads, device=x.device, dtype=x.dtype) if m is None else m for m in masks]
+    mask = torch.ones(layers, heads, device=x.device, dtype=x.dtype)  # every head's factor, one leaf of the graph
+    for layer, head in fixed:
+        mask[layer, head] = 0
     cls_only = model.config.head_pool == "cls"  # nothing but CLS's output of the last block is read
     with torch.enable_grad():
-        for m in masks:
-            m.requires_grad_(True)
+        mask.requires_grad_(True)
         tokens, _ = model.embed(x)
         for i, block in enumerate(model.blocks):
-            tokens, _ = block(tokens, False, None, masks[i], 1 if cls_only and i == layers - 1 else None)
+            tokens, _ = block(tokens, False, None, mask[i], 1 if cls_only and i == layers - 1 else None)
         logits = model.classify(model.norm(tokens))
         if logits is None:
             raise VitvizError(f"{name} has no labels to score yet: give it labels first")
@@ -258,8 +256,7 @@ def estimate_head_importance(
         result.logit, result.probability = float(logits[result.target].detach()), float(probability.detach())
         for values, output, retain in ((result.logit_drop, logits[result.target], True),
                                        (result.prob_drop, probability, False)):
-            grads = torch.autograd.grad(output, masks, retain_graph=retain)
-            values[:] = torch.stack(grads).double().cpu().numpy()
+            values[:] = torch.autograd.grad(output, mask, retain_graph=retain)[0].double().cpu().numpy()
     for layer, head in fixed:  # an already knocked-out head changes nothing
         result.logit_drop[layer, head] = result.prob_drop[layer, head] = 0.0
     result.seconds = time.perf_counter() - t0

@@ -85,7 +85,7 @@ class ImportanceDialog(QDialog):
         self.table.setColumnCount(columns)
         headers = self.ESTIMATE_HEADERS if imp.estimated else self.HEADERS
         self.table.setHorizontalHeaderLabels(list(headers[:columns]))
-        rows = [{k.removesuffix("_estimate"): v for k, v in row.items()} for row in imp.rows()]
+        rows = imp.rows()
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, key in enumerate(self.COLUMNS[:columns]):
