@@ -144,7 +144,7 @@ class OutputStore:
 
 def run_settings(opts: Any, model: str, depth_model: str | None) -> str:
     """A short key of what a run's files depend on besides which files it writes (model, --topk, --layer, colours,
-    --ablate, --explain, --target, --labels): results.csv's ``settings`` column (``opts``: a
+    --ablate, --explain, --target, --labels, --head-importance-estimate): results.csv's ``settings`` column (``opts``: a
     :class:`vitviz.pipeline.RunOptions`). Resuming with another key redoes the
     images written with the old one; which files exist is checked image by image, as before."""
     settings = {"model": model, "depth_model": depth_model, "topk": opts.topk, "layer": opts.layer,
