@@ -11,7 +11,10 @@ Every figure comes from its own fresh process, in one run:
 - ``app``: the window (offscreen) loading the model and showing the photo: peak RSS;
 - ``warm``: the engine's later analyses in one process (medians of 4), the attention computed in the pass and in a
   sweep after the fused kernel, alternating;
-- with ``--before REV``, the CLI of an earlier commit (a git worktree) on the same case.
+- with ``--before REV``, the CLI of an earlier commit (a git worktree) on the same case;
+- ``pairs``: ``--pairs N`` more fresh CLI and transformers processes, alternating, so that the VM's drift (its speed
+  moved by up to 50 % within minutes on the 2-core VM) hits both alike: each pair's ratio of the CLI's analysis total
+  to transformers' warm forward pass, and the median of those ratios, which the 1.5x goal is then judged by.
 
 Writes ``benchmarks/results/tokens-<date>.json``. Usage: ``python benchmarks/bench_tokens.py [--before REV]``.
 """
@@ -165,6 +168,8 @@ def main() -> None:
     parser.add_argument("--out")
     parser.add_argument("--before", help="also run the CLI of this git revision (a temporary worktree)")
     parser.add_argument("--name", default="tokens", help="results file name before the date (default: tokens)")
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="also N alternating fresh CLI / transformers runs; the goal then uses their median ratio")
     args = parser.parse_args()
     if args.role == "cli":
         return run_cli(args.model, args.photo, args.out)
@@ -187,6 +192,15 @@ def main() -> None:
         record["transformers_again"] = child([me, "--role", "transformers", *common])
         record["app"] = child([me, "--role", "app", *common])
         record["warm"] = child([me, "--role", "warm", *common])
+        pairs = []
+        for i in range(args.pairs):
+            cli = child([me, "--role", "cli", *common, "--out", str(tmp_path / f"out-{i}")])
+            ref = child([me, "--role", "transformers", *common])
+            pairs.append({"cli_total_ms": cli["timings_ms"]["total"], "transformers_forward_ms": ref["forward_ms"],
+                          "transformers_first_call_ms": ref["first_call_ms"],
+                          "ratio": round(cli["timings_ms"]["total"] / ref["forward_ms"], 3)})
+        if pairs:
+            record["pairs"] = pairs
         if args.before:
             worktree = tmp_path / "before"
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
@@ -211,7 +225,8 @@ def main() -> None:
     record["goals"] = {
         "cli_peak_rss_mb<=1000": record["cli"]["peak_rss_mb"],
         "cli_bytes_written<=20MB": record["cli"]["bytes_written"],
-        "analysis_total_over_transformers_forward<=1.5": round(total / hf, 3),
+        "analysis_total_over_transformers_forward<=1.5": round(total / hf, 3) if "pairs" not in record else
+        statistics.median(p["ratio"] for p in record["pairs"]),
         # for context, not the goal: the CLI's single photo is its process's first forward pass
         "analysis_total_over_transformers_first_call": round(total / min(
             record["transformers"]["first_call_ms"], record["transformers_again"]["first_call_ms"]), 3),
