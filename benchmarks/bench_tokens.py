@@ -7,7 +7,8 @@ Every figure comes from its own fresh process, in one run:
 - ``cli``: ``vitviz analyze PHOTO --model FOLDER`` with the default outputs: peak RSS of the process, bytes written
   for the image, and the analysis total of ``result.json``;
 - ``transformers``: ``DepthAnythingForDepthEstimation`` of the same weights on the same input, without attentions
-  (its only attention implementation, "eager": transformers refuses SDPA for this class), median of 3 forward passes after one warm-up;
+  (its top-level config says "eager", but its DINOv2 backbone runs PyTorch's fused SDPA kernel:
+  ``backbone_attn_implementation``), median of 3 forward passes after one warm-up;
 - ``app``: the window (offscreen) loading the model and showing the photo: peak RSS;
 - ``warm``: the engine's later analyses in one process (medians of 4), the attention computed in the pass and in a
   sweep after the fused kernel, alternating;
@@ -109,6 +110,7 @@ def run_transformers(model: str, photo: str) -> None:
     print(json.dumps({"forward_ms": round(statistics.median(times), 1), "runs_ms": [round(v, 1) for v in times],
                       "first_call_ms": round(first, 1),
                       "input": list(x.shape), "attn_implementation": net.config._attn_implementation,
+                      "backbone_attn_implementation": net.backbone.config._attn_implementation,
                       "threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1),
                       "mean_abs_input": float(np.abs(rgb).mean())}))
 
