@@ -219,36 +219,38 @@ class _HeadDistance:
         n = grid[0] * grid[1]
         self.weighted: dict[int, torch.Tensor] = {}  # per layer [H, N]: sum_k a_qk d_qk per patch query
         self.mass: dict[int, torch.Tensor] = {}  # per layer [H, N]: sum_k a_qk over the patch keys
-        self.cache_distances = 4 * 2 * n * n <= DISTANCE_CACHE_BYTES
-        self._distances: dict[tuple[int, int], torch.Tensor] = {}
+        self.cache_distances = 4 * n * n <= DISTANCE_CACHE_BYTES
+        self._cached: dict[tuple[int, int], torch.Tensor] = {}
 
-    def _distances_and_ones(self, first: int, stop: int, device: torch.device) -> torch.Tensor:
-        """``[stop - first, N, 2]``: distance (input pixels) from patch queries first..stop to every patch, and 1."""
+    def _distances(self, first: int, stop: int, device: torch.device) -> torch.Tensor:
+        """``[stop - first, N]``: distance (input pixels) from patch queries first..stop to every patch."""
         key = (first, stop)
-        if key in self._distances:
-            return self._distances[key]
+        if key in self._cached:
+            return self._cached[key]
         rows, cols = self.grid
         n = torch.arange(rows * cols, device=device, dtype=torch.float64)
         y, x = torch.div(n, cols, rounding_mode="floor"), n % cols
-        d = torch.sqrt((y[first:stop, None] - y[None]) ** 2 + (x[first:stop, None] - x[None]) ** 2) * self.patch_size
-        both = torch.stack([d, torch.ones_like(d)], dim=-1).float()
+        d = (torch.sqrt((y[first:stop, None] - y[None]) ** 2 + (x[first:stop, None] - x[None]) ** 2)
+             * self.patch_size).float()
         if self.cache_distances:
-            self._distances[key] = both
-        return both
+            self._cached[key] = d
+        return d
 
     def __call__(self, layer: int, first_query: int, probabilities: torch.Tensor) -> None:
         p, stop = self.prefix, first_query + probabilities.shape[1]
         first = max(first_query, p)
         if first >= stop:
             return
-        keys = probabilities[:, first - first_query :, p:].float().transpose(0, 1)  # [queries, H, N]
-        both = torch.bmm(keys, self._distances_and_ones(first - p, stop - p, keys.device))  # [queries, H, 2]
+        keys = probabilities[:, first - first_query :, p:].float()  # [H, queries, N]
+        # an elementwise product and a row sum: ~4x faster than one batched product per query (whose [H, N] @ [N, 2]
+        # products are too small for a matrix kernel), which was ~0.2 s of a 2,036-token analysis
+        weighted = (keys * self._distances(first - p, stop - p, keys.device)).sum(dim=-1)  # [H, queries]
         if layer not in self.weighted:
             shape = (probabilities.shape[0], self.grid[0] * self.grid[1])
             self.weighted[layer] = torch.zeros(shape, dtype=torch.float64)
             self.mass[layer] = torch.zeros(shape, dtype=torch.float64)
-        self.weighted[layer][:, first - p : stop - p] = both[..., 0].T.double().cpu()
-        self.mass[layer][:, first - p : stop - p] = both[..., 1].T.double().cpu()
+        self.weighted[layer][:, first - p : stop - p] = weighted.double().cpu()
+        self.mass[layer][:, first - p : stop - p] = keys.sum(dim=-1).double().cpu()
 
     def result(self) -> np.ndarray:
         layers = sorted(self.weighted)
