@@ -8,6 +8,7 @@ installed (``pip install -e ".[test,reference,hub]"``). No test touches the netw
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vitviz.engine import Engine
 from vitviz.models import zoo
 from vitviz.models.convert import is_foreign_checkpoint, load_foreign
 from vitviz.errors import CheckpointError, ModelDownloadError
@@ -142,15 +144,18 @@ def test_hf_depth_anything_parity(tmp_path):
     model, info = zoo.load(tmp_path / "hf")
     assert info.depth_kind == "relative_inverse" and model.config.depth_head == "dpt"
     assert model.config.dpt["layers"] == [0, 1, 2, 3]
-    for h, w in [(70, 70), (84, 126)]:  # grids 5x5 and 6x9: odd sizes through the stride-2 reassemble
-        x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(h * 3 + w))
-        with torch.no_grad():
-            r = ref(x, output_attentions=True)
-            o = model(x, return_attention=True)
-        assert o.depth.shape == (1, 1, h, w)
-        assert (r.predicted_depth > 0).float().mean() > 0.5
-        _assert_close("depth", r.predicted_depth, o.depth[:, 0])
-        _assert_attentions(r.attentions, o.attentions)
+    plain = copy.deepcopy(model)
+    engine = Engine(loaded=(model, info), device="cpu")  # runs the head in the CPU's channels-last layout
+    for net in (plain, engine.model):
+        for h, w in [(70, 70), (84, 126)]:  # grids 5x5 and 6x9: odd sizes through the stride-2 reassemble
+            x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(h * 3 + w))
+            with torch.no_grad():
+                r = ref(x, output_attentions=True)
+                o = net(x, return_attention=True)
+            assert o.depth.shape == (1, 1, h, w)
+            assert (r.predicted_depth > 0).float().mean() > 0.5
+            _assert_close("depth", r.predicted_depth, o.depth[:, 0])
+            _assert_attentions(r.attentions, o.attentions)
 
 
 # ------------------------------------------------------------------------------------------------------- timm

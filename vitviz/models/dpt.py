@@ -93,7 +93,10 @@ class ResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+        # in place where a fresh tensor allows it: a photo's full-size maps are tens of MB each, and every new one
+        # costs page faults as well as memory
+        y = self.conv2(F.relu(self.conv1(F.relu(x)), inplace=True))
+        return y.add_(x)
 
 
 class FusionBlock(nn.Module):
@@ -111,7 +114,7 @@ class FusionBlock(nn.Module):
         if skip is not None:
             if skip.shape != x.shape:
                 skip = F.interpolate(skip, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            x = x + self.res1(skip)
+            x = self.res1(skip).add_(x)
         x = self.res2(x)
         if size is None:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
@@ -174,8 +177,8 @@ class DPTHead(nn.Module):
 
         y = self.head_conv1(fused[self.head_in_index])
         y = F.interpolate(y, size=(gh * self.patch_size, gw * self.patch_size), mode="bilinear", align_corners=True)
-        y = self.head_conv3(F.relu(self.head_conv2(y)))
-        y = torch.sigmoid(y) * self.max_depth if self.metric else F.relu(y) * self.max_depth
+        y = self.head_conv3(F.relu(self.head_conv2(y), inplace=True))
+        y = torch.sigmoid(y).mul_(self.max_depth) if self.metric else F.relu(y, inplace=True).mul_(self.max_depth)
         if tuple(y.shape[-2:]) != tuple(size):
             y = F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False)
         return y
