@@ -95,6 +95,32 @@ def test_two_forward_streams_write_what_one_image_at_a_time_gives(engine, tmp_pa
                                    rtol=1e-4, atol=1e-6)
 
 
+def test_a_single_batch_runs_on_the_calling_thread(engine, tmp_path, monkeypatch):
+    """One photo (one batch) runs on the thread that loaded the model: a fresh thread's first forward pass costs
+    ~20 % more (benchmarks/bench_tokens.py); several batches still run on the forward threads."""
+    import threading
+
+    import vitviz.pipeline as pipeline
+
+    threads: list[str] = []
+    real = Engine.analyze_batch
+
+    def recording(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "analyze_batch", recording)
+    make_images(tmp_path / "one", [(64, 64)])
+    make_images(tmp_path / "three", [(64, 64)] * 3, seed=1)
+    for folder, expected in (("one", [threading.current_thread().name]), ("three", ["vitviz-forward"] * 2)):
+        threads.clear()
+        opts = pipeline.RunOptions(out=tmp_path / f"out-{folder}", outputs=parse_outputs("json"), batch_size=2,
+                                   progress=False)
+        report = pipeline.run_local(expand_inputs([str(tmp_path / folder)]), engine, opts, lambda item, exc: str(exc))
+        assert (report.failed, report.analysed) == (0, 1 if folder == "one" else 3)
+        assert [name.split("_")[0] for name in threads] == expected
+
+
 def test_writer_processes_write_the_maps_exactly(engine, tmp_path):
     """Enough images for the pool of writer processes: their fast PNGs decode to the maps the renderer draws, and
     the run hands numpy's BLAS threads back as it found them."""
