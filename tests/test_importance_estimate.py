@@ -65,6 +65,29 @@ def test_the_estimate_is_the_derivative_in_each_heads_mask_factor(pool, register
     assert not any(p.grad is not None for p in net.parameters())  # nothing left behind on the model
 
 
+def test_a_large_models_blocks_are_run_again_with_the_same_estimate(monkeypatch):
+    """Above ESTIMATE_GRAPH_BYTES of activations (ViT-L at 518 px: 3 GB) the blocks keep their inputs alone and run
+    again in the backward passes: the same figures, in a fraction of the memory."""
+    import vitviz.importance as importance
+
+    net = build_model(tiny_config(depth_head="none", head_pool="cls+mean", num_register_tokens=1)).double().eval()
+    randomize(net, seed=22)
+    x = torch.randn(1, 3, 32, 48, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    plain = estimate_head_importance(net, x, labels=list("abcde"), ablate=[(0, 1)])
+    calls: list[int] = []
+    hooks = [block.register_forward_pre_hook(lambda module, args, i=i: calls.append(i))
+             for i, block in enumerate(net.blocks)]
+    monkeypatch.setattr(importance, "ESTIMATE_GRAPH_BYTES", 0)
+    checkpointed = estimate_head_importance(net, x, labels=list("abcde"), ablate=[(0, 1)])
+    for hook in hooks:
+        hook.remove()
+    assert all(calls.count(i) > 1 for i in range(len(net.blocks)))  # run again for the backward passes
+    assert checkpointed.target == plain.target
+    np.testing.assert_allclose(checkpointed.logit_drop, plain.logit_drop, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(checkpointed.prob_drop, plain.prob_drop, rtol=1e-12, atol=1e-14)
+    assert np.abs(plain.logit_drop).max() > 1e-3
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation of two flattened arrays (no ties in these figures)."""
     ranks = [np.argsort(np.argsort(v.ravel())) for v in (a, b)]

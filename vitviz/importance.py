@@ -29,12 +29,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from .errors import VitvizError
 from .models.vit import ViTOutput, VisionTransformer
 
 __all__ = ["Head", "HeadImportance", "check_heads", "head_mask", "compute_head_importance", "BATCH_BYTES",
-           "METHODS", "estimate_head_importance", "rank_heads", "needs_classifier_or_depth"]
+           "METHODS", "ESTIMATE_GRAPH_BYTES", "estimate_head_importance", "rank_heads", "needs_classifier_or_depth"]
 
 Head = tuple[int, int]  # (layer, head), 0-based as the app labels them
 
@@ -45,6 +46,10 @@ METHODS = ("knockout", "estimate")
 # the matrix products run fastest per element at a few dozen tokens' rows (ViT-S/16: about 6 ms per block and element
 # at 6-24 elements, 8 ms alone, 7 ms at 72), an accelerator wants the batch as large as memory allows.
 BATCH_BYTES = {"cpu": 64 * 2**20, "other": 1024 * 2**20}
+# The estimate's backward passes need every block's activations, about 16 x tokens x dim values per block (ViT-L/14
+# at 518 x 784 px: 3.0 GB). Above this much, each block keeps its input alone and is run again in the backward
+# passes (activation checkpointing: ~0.5 GB for that model, for about 40 % more time).
+ESTIMATE_GRAPH_BYTES = 1024 * 2**20
 
 
 def check_heads(heads: Iterable[Sequence[int]], layers: int, num_heads: int, what: str = "head") -> list[Head]:
@@ -242,8 +247,13 @@ def estimate_head_importance(
     with torch.enable_grad():
         mask.requires_grad_(True)
         tokens, _ = model.embed(x)
+        graph_bytes = 16 * tokens.numel() * tokens.element_size() * layers
         for i, block in enumerate(model.blocks):
-            tokens, _ = block(tokens, False, None, mask[i], 1 if cls_only and i == layers - 1 else None)
+            queries = 1 if cls_only and i == layers - 1 else None
+            if graph_bytes > ESTIMATE_GRAPH_BYTES:
+                tokens, _ = checkpoint(block, tokens, False, None, mask[i], queries, use_reentrant=False)
+            else:
+                tokens, _ = block(tokens, False, None, mask[i], queries)
         logits = model.classify(model.norm(tokens))
         if logits is None:
             raise VitvizError(f"{name} has no labels to score yet: give it labels first")
