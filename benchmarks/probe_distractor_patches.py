@@ -4,9 +4,10 @@ the shipped image-text model (whose distractor patches name their shape in ~21 %
     python benchmarks/probe_distractor_patches.py --minutes 25 [--freeze-embedding] [--no-shift]
 
 vitviz-mini (its weights as shipped), reading every patch token after the final norm with its own classifier (as the
-logit lens's last-layer map does; "before" is that map of the shipped model), is trained further on one task alone: each patch an object covers (at least a quarter of it) names that object's shape among
-the 10, every object of a scene weighing the same (``train_text.patch_targets``): the per-patch half of the shipped
-recipe's loss, with nothing else competing for the tower. Options: the patch embedding frozen as in the shipped
+logit lens's last-layer map does; "before" is that map of the shipped model), is trained further on one task alone:
+each patch an object covers (at least a quarter of it) names that object's shape among the 10, every object of a
+scene weighing the same (``train_text.patch_targets``): the per-patch half of the shipped recipe's loss, with nothing
+else competing for the tower. Options: the patch embedding frozen as in the shipped
 recipe (``--freeze-embedding``); random shifts of up to 8 px (image and object masks together, wrapping around) so
 that objects fall across the patch grid in new ways every epoch (default on; ``--no-shift``). Trained on the
 training scenes (seed 30, 16,000) for ``--minutes``; measured on the validation scenes (seed 31, 1,000): the share of
@@ -152,7 +153,8 @@ def main() -> int:
     record.update(steps=steps, epochs=epoch, train_minutes=(time.time() - start) / 60, history=history,
                   after=evaluate(tower.eval(), validation, grid, info.mean, info.std, patch * patch))
     print("after training:", json.dumps(record["after"]), flush=True)
-    tag = ("frozen-embedding" if args.freeze_embedding else "trained-embedding") + ("-no-shift" if args.no_shift else "")
+    tag = "frozen-embedding" if args.freeze_embedding else "trained-embedding"
+    tag += "-no-shift" if args.no_shift else ""
     out = ROOT / "benchmarks" / "results" / f"probe-distractor-patches-{tag}-{dt.date.today().isoformat()}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
