@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -16,6 +17,17 @@ from vitviz.models.checkpoint import ModelInfo, save_checkpoint
 from vitviz.models.vit import ViTConfig, build_model
 
 TINY_LABELS = ["alpha", "beta", "gamma", "delta", "epsilon"]
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_between_tests():
+    """Once a window has started, Python collects garbage only on the UI thread's timer (see
+    ``vitviz.app.session.collect_garbage_on_the_ui_thread``); tests that never run the event loop collect after they
+    end, as Python would have while they ran."""
+    yield
+    session = sys.modules.get("vitviz.app.session")
+    if session is not None and session._collector is not None:
+        session._collector.check()
 
 
 def box_downsample(rgb: np.ndarray, k: int) -> np.ndarray:

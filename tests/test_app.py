@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -621,3 +622,25 @@ def test_a_large_models_rollout_options_are_computed_on_the_worker(qtbot, window
     reference = window.session.worker.engine.analyze(photo, attention="full")
     expected = Evidence.from_result(reference).map("rollout", None, head_fusion="max", discard_ratio=0.5)
     np.testing.assert_allclose(window.evidence_panel.values, expected, atol=1e-6)
+
+
+def test_garbage_is_collected_on_the_ui_thread_while_the_worker_allocates(qtbot, bare_window):
+    """Cyclic garbage (a closed dialog's widgets, say) is freed on the UI thread, never in the middle of the worker's
+    model building: freeing widgets in another thread deadlocked or aborted the app."""
+    freed_on: list[int] = []
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            freed_on.append(threading.get_ident())
+
+    Cycle()  # unreachable at once: only a cyclic collection frees it
+    kept: list = []
+    worker = threading.Thread(target=lambda: kept.extend([] for _ in range(50_000)))  # many collections' worth
+    worker.start()
+    worker.join()
+    assert freed_on == []  # the other thread's allocations started no collection
+    qtbot.waitUntil(lambda: bool(freed_on), timeout=5000)
+    assert freed_on == [threading.get_ident()]

@@ -7,6 +7,7 @@ one on screen. Nothing here draws.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal
@@ -14,7 +15,25 @@ from PySide6.QtCore import QObject, QThread, Signal
 from .panels.common import source_name
 from .worker import AnalysisWorker, ModelSummary, Preview, RequestTracker, Shown
 
-__all__ = ["Session"]
+__all__ = ["Session", "collect_garbage_on_the_ui_thread"]
+
+_collector: Any = None
+
+
+def collect_garbage_on_the_ui_thread() -> None:
+    """Turn Python's automatic cyclic garbage collection off and collect on a timer of this (the UI) thread instead.
+
+    Otherwise a collection starts in whichever thread allocates at the wrong moment, typically the worker building a
+    model, and frees the widgets of a closed window or dialog there: shiboken then deletes them on the UI thread in
+    the middle of whatever it is doing, which was seen to deadlock or abort ("pure virtual method called").
+    pyqtgraph's ``GarbageCollector`` does this (per generation, when its count passes Python's threshold).
+    """
+    global _collector
+    if _collector is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _collector = GarbageCollector(interval=0.5)
+    gc.disable()
 
 
 class Session(QObject):
@@ -79,6 +98,7 @@ class Session(QObject):
         self._busy = False
 
         self._owns_thread = thread is None
+        collect_garbage_on_the_ui_thread()  # before there is a second thread to collect in
         self.thread = QThread(self) if thread is None else thread
         if thread is None:
             self.thread.setObjectName("vitviz-worker")
