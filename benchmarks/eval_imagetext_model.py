@@ -51,7 +51,7 @@ USED_SEEDS = {0: "scene gallery", 1: "vitviz-mini training", 2: "vitviz-mini val
               3: "out-of-domain validation", 7: "vitviz-mini's held-out figures", 11: "class-evidence evaluation",
               30: "text model training",
               31: "text model validation", 41: "head ranking", 42: "head knockout"}
-PATCH_PIXELS = 256
+PATCH_PIXELS = 256  # "a patch" in the size split: 16 x 16 pixels, vitviz-mini's patch, whatever the model's
 
 
 def rate(ok) -> dict[str, float]:
@@ -120,7 +120,8 @@ def main() -> int:
         second = results[i].probabilities.copy()
         second[targets[1]] = -1
         masks = np.stack([ids[i] == d.index, ids[i] == 0])
-        cover = mask_coverage(masks, (8, 8))  # [2, 8, 8] fraction of each patch
+        grid = (results[i].grid.rows, results[i].grid.cols)
+        cover = mask_coverage(masks, grid)  # [2, rows, cols] fraction of each patch
         masses = []
         for t in targets:
             m = ev.map("relevance", t)
@@ -182,7 +183,7 @@ def main() -> int:
         ["… either name of a two-coloured object", "", fmt(report["colour_top1_either_name"])],
         ["grounding: the distractor's label puts more mass on it than on the main object", "≥ 70 %",
          fmt(report["grounding"])],
-        ["… distractors of at least one patch (256 px)", "", fmt(report["grounding_distractor_at_least_a_patch"])],
+        ["… distractors of at least 256 px (one 16 px patch)", "", fmt(report["grounding_distractor_at_least_a_patch"])],
         ["… distractors under one patch", "", fmt(report["grounding_distractor_under_a_patch"])],
         ["… per pixel (mean map value on it against the main object)", "", fmt(report["grounding_per_pixel"])],
         ["… with the label \"small <shape>\" (the captions' words for a distractor)", "",

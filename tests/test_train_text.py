@@ -1,5 +1,5 @@
 """The training of the shipped image-text model (vitviz.synthetic.train_text): hard negative captions, the loss with
-captions true of no scene, and the per-patch targets of the dense loss."""
+captions true of no scene, the per-patch targets of the dense loss, and a tower resized to finer patches."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from vitviz.synthetic.captions import COLOURS, SHAPE_WORDS, ObjectFacts, caption, hard_negative, truth
 from vitviz.synthetic.train_text import contrastive_loss, patch_targets
+
+from .conftest import tiny_config
 
 SCENE = [ObjectFacts(0, "cube", ("red",), 3000), ObjectFacts(1, "sphere", ("blue",), 300, ("to the left of",)),
          ObjectFacts(2, "cone", ("green", "yellow"), 200)]
@@ -65,3 +67,55 @@ def test_a_caption_names_every_distractor_when_asked():
     for _ in range(20):
         _text, claim = caption(SCENE, rng, mention_p=1.0)
         assert sorted(s for s, _, _ in claim.mentions) == ["cone", "sphere"]
+
+
+def _tiny_tower():
+    from vitviz.models.vit import VisionTransformer
+
+    torch.manual_seed(0)
+    tower = VisionTransformer(tiny_config())
+    with torch.no_grad():
+        tower.pos_embed.normal_(0, 0.5)
+    return tower.eval()
+
+
+def test_a_tower_resized_to_finer_patches_sees_a_plain_image_as_before():
+    from vitviz.synthetic.train_text import resized_tower
+
+    tower = _tiny_tower()
+    finer = resized_tower(tower, 4)  # 8 px patches of a 32 px image become 4 px ones: a 4x4 grid becomes 8x8
+    assert finer.config.patch_size == 4 and finer.config.grid_size == 8
+    assert finer.pos_embed.shape[1] == 1 + 64 and finer.depth_head is None
+    plain = torch.full((1, 3, 32, 32), 0.3)
+    before, _ = tower.patch_embed(plain)
+    after, grid = finer.patch_embed(plain)
+    assert grid == (8, 8)
+    torch.testing.assert_close(after, before[:, :1].expand(-1, 64, -1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(finer.blocks[0].state_dict(), tower.blocks[0].state_dict())
+    torch.testing.assert_close(finer.pos_embed[:, 0], tower.pos_embed[:, 0])  # the CLS token's, kept
+
+
+def test_a_model_trained_on_finer_patches_exports_a_folder_the_engine_reads(tmp_path):
+    from types import SimpleNamespace
+
+    from vitviz.engine import Engine
+    from vitviz.synthetic.export_text import export_folder
+    from vitviz.synthetic.train_text import EOS, ImageTextModel, TextTrainConfig, build_tokenizer, resized_tower
+
+    cfg = TextTrainConfig(image_size=32, new_blocks=3, embed_dim=16, text_width=16, text_depth=1, text_heads=2)
+    tower = resized_tower(_tiny_tower(), 4)
+    tok = build_tokenizer(cfg.context_length)
+    model = ImageTextModel(cfg, tower, tok.get_vocab_size(), tok.token_to_id(EOS), embedding=tower).eval()
+    with torch.no_grad():  # as if trained: the embedding differs from the resampled one, weights as float16 stores
+        tower.patch_embed.proj.weight.add_(0.05 * torch.randn_like(tower.patch_embed.proj.weight))
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    info = SimpleNamespace(mean=(0.5,) * 3, std=(0.5,) * 3)
+    folder = export_folder(model, tower, info, tok, cfg, {}, tmp_path / "text-p4")
+    engine = Engine(str(folder), device="cpu")
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    result = engine.analyze(image)
+    assert (result.grid.rows, result.grid.cols, result.grid.patch_size) == (8, 8, 4)
+    with torch.no_grad():
+        expected = model.image(torch.from_numpy(image)[None])[0].numpy()
+    np.testing.assert_allclose(result.image_embedding, expected, atol=2e-3)

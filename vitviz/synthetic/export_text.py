@@ -45,10 +45,11 @@ def vision_config(tower_config: ViTConfig, frozen_blocks: int, new_blocks: int, 
     return ViTConfig.from_dict(data)
 
 
-def description(cfg: Any, vision: ViTConfig) -> str:
+def description(cfg: Any, vision: ViTConfig, trained_embedding: bool = False) -> str:
     depth = ", metric depth" if vision.depth_head != "none" else ""
     tower = (f"vitviz-mini's first {cfg.frozen_blocks} blocks (frozen) + {cfg.new_blocks} trained" if cfg.frozen_blocks
-             else f"vitviz-mini's {cfg.new_blocks} blocks trained further (patch embedding frozen)")
+             else f"vitviz-mini's {cfg.new_blocks} blocks trained further on {vision.patch_size} px patches"
+             if trained_embedding else f"vitviz-mini's {cfg.new_blocks} blocks trained further (patch embedding frozen)")
     return (f"vitviz's own image-text model of its scenes: {tower}, a {cfg.text_depth}-layer text tower; shapes, "
             f"colours, distractors{depth} (synthetic only)")
 
@@ -99,7 +100,7 @@ def export_folder(model: Any, tower: VisionTransformer, info: Any, tok: Any, cfg
         },
         "vitviz": {
             "name": "vitviz-mini-text",
-            "description": description(cfg, vision),
+            "description": description(cfg, vision, getattr(model, "embedding", None) is not None),
             "vision": vision.to_dict(),
             "labels": list(SHAPE_WORDS),
             "depth_kind": "metric" if vision.depth_head != "none" else None,

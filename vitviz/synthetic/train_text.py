@@ -59,6 +59,8 @@ class TextTrainConfig:
     val_size: int = 1000
     val_seed: int = 31
     image_size: int = 128
+    patch_size: int = 0  # 0: the tower's frozen patch embedding; else it is resampled to this size and trained
+    shift: int = 0  # with a trained patch embedding: random shifts of up to this many pixels (image and objects)
     frozen_blocks: int = 0  # the tower's first blocks kept frozen (fewer than all: its depth head is dropped)
     new_blocks: int = 6  # trainable blocks on top of the frozen ones, initialised from the tower's next blocks
     embed_dim: int = 128  # the joint image-text space
@@ -184,12 +186,47 @@ def encode(tok, texts: list[str], context_length: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------------------ model
 
 
+def resized_tower(tower: nn.Module, patch: int) -> nn.Module:
+    """A copy of ``tower`` that cuts images into ``patch``-pixel patches: its patch-embedding kernel resampled (each
+    new weight sums the old ones it covers, so a smooth patch gives the token it gave before), its positional
+    embedding interpolated to the finer grid, no depth head (it was made for the old grid)."""
+    from ..models.vit import ViTConfig, VisionTransformer
+
+    old = tower.config
+    config = ViTConfig.from_dict({**old.to_dict(), "patch_size": patch, "pos_embed_grid": 0, "depth_head": "none",
+                                  "depth_head_layers": []})
+    new = VisionTransformer(config)
+    state = {k: v for k, v in tower.state_dict().items()
+             if not k.startswith(("depth_head.", "patch_embed.proj.weight", "pos_embed"))}
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    assert sorted(missing) == ["patch_embed.proj.weight", "pos_embed"] and not unexpected, (missing, unexpected)
+    with torch.no_grad():
+        w = tower.patch_embed.proj.weight
+        mode = "area" if patch < old.patch_size else "bilinear"
+        new.patch_embed.proj.weight.copy_(F.interpolate(w, size=(patch, patch), mode=mode) * (old.patch_size / patch) ** 2)
+        from ..models.vit import interpolate_pos_embed
+
+        grid = (config.grid_size, config.grid_size)
+        new.pos_embed.copy_(interpolate_pos_embed(tower.pos_embed, (old.pos_grid_size,) * 2, grid,
+                                                  int(old.class_token)))
+    return new.requires_grad_(False).eval()
+
+
 class ImageTextModel(nn.Module):
     """What is trained: blocks copied from the tower, a final norm and a projection on the frozen part's tokens (the
-    image embedding is their CLS token), and the text tower."""
+    image embedding is their CLS token), and the text tower; with ``embedding`` (a tower of another patch size), its
+    patch embedding, CLS token and positional embedding too, and the model then reads uint8 images ``[B, H, W, 3]``
+    instead of tokens."""
 
-    def __init__(self, cfg: TextTrainConfig, tower: nn.Module, vocab_size: int, eos_id: int) -> None:
+    def __init__(self, cfg: TextTrainConfig, tower: nn.Module, vocab_size: int, eos_id: int,
+                 embedding: nn.Module | None = None, mean=(0.5,) * 3, std=(0.5,) * 3) -> None:
         super().__init__()
+        self.embedding = embedding
+        if embedding is not None:
+            for part in (embedding.patch_embed, embedding.cls_token, embedding.pos_embed):
+                part.requires_grad_(True)
+            self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         from ..models.text import TextConfig, TextTower
         from ..models.vit import Block
 
@@ -214,17 +251,26 @@ class ImageTextModel(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def dense(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The first block's input: the frozen tower's tokens as they are, or the trained embedding of uint8 images."""
+        if self.embedding is None:
+            return x.float()
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        return self.embedding.embed((x - self.mean) / self.std)[0]
+
+    def dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised image embeddings ``[B, E]`` and every patch token's, projected alike, ``[B, N, E]`` (what the
-        logit lens reads at the last layer), from the frozen tower's tokens."""
+        logit lens reads at the last layer), from the frozen tower's tokens (or the images, see :meth:`tokens`)."""
+        tokens = self.tokens(x)
         for block in self.blocks:
             tokens = block(tokens)[0]
         out = F.normalize(self.proj(self.norm(tokens)), dim=-1)
         return out[:, 0], out[:, 1:]
 
-    def image(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Normalised image embeddings ``[B, E]`` from the frozen tower's last-block tokens ``[B, T, D]`` (the last
-        new block computes the CLS token's output alone: a quarter of its work)."""
+    def image(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised image embeddings ``[B, E]`` from the frozen tower's last-block tokens ``[B, T, D]`` (or the
+        images; the last new block computes the CLS token's output alone: a quarter of its work)."""
+        tokens = self.tokens(x)
         for i, block in enumerate(self.blocks):
             tokens = block(tokens, queries=1 if i == len(self.blocks) - 1 else None)[0]
         return F.normalize(self.proj(self.norm(tokens)[:, 0]), dim=-1)
@@ -296,7 +342,7 @@ def zero_shot(model: ImageTextModel, tok, feats: torch.Tensor, facts: list[list[
     model.eval()
     shapes = model.text(encode(tok, [f"a photo of a {s}." for s in SHAPE_WORDS], context))
     colours = model.text(encode(tok, [f"a photo of a {c} object." for c in COLOURS], context))
-    both = [model.dense(feats[i : i + batch].float()) for i in range(0, len(feats), batch)]
+    both = [model.dense(feats[i : i + batch]) for i in range(0, len(feats), batch)]
     image = torch.cat([img for img, _ in both])
     patch_shape = torch.cat([(patches @ shapes.t()).argmax(-1) for _, patches in both]).numpy()  # [N, patches]
     shape_ok = (image @ shapes.t()).argmax(1).numpy() == np.array([SHAPE_WORDS.index(f[0].shape) for f in facts])
@@ -330,7 +376,7 @@ def final_patch_mean(model: ImageTextModel, feats: torch.Tensor, batch: int = 25
     """The mean final patch token ``[N, D]`` (what the out-of-domain detector measures) of frozen features."""
     out = []
     for i in range(0, len(feats), batch):
-        tokens = feats[i : i + batch].float()
+        tokens = model.tokens(feats[i : i + batch])
         for block in model.blocks:
             tokens = block(tokens)[0]
         out.append(model.norm(tokens)[:, 1:].mean(dim=1))
@@ -359,16 +405,26 @@ def train(cfg: TextTrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     tower, info = _frozen_tower(cfg.tower)
+    trains_embedding = bool(cfg.patch_size) and cfg.patch_size != tower.config.patch_size
+    if trains_embedding:
+        tower = resized_tower(tower, cfg.patch_size)
     data = caption_data(cfg.train_size, cfg.train_seed, cfg.image_size, cfg.workers, progress=True)
     val = caption_data(cfg.val_size, cfg.val_seed, cfg.image_size, cfg.workers, progress=True)
     data_minutes = (time.time() - t_start) / 60
     t_feat = time.time()
-    feats = frozen_features(tower, data["images"], info.mean, info.std, blocks=cfg.frozen_blocks)
-    val_feats = frozen_features(tower, val["images"], info.mean, info.std, blocks=cfg.frozen_blocks)
+    if trains_embedding:  # the model embeds the images itself
+        if cfg.frozen_blocks:
+            raise ValueError("a trained patch embedding needs frozen_blocks = 0")
+        feats, val_feats = torch.from_numpy(data["images"]), torch.from_numpy(val["images"])
+    else:
+        feats = frozen_features(tower, data["images"], info.mean, info.std, blocks=cfg.frozen_blocks)
+        val_feats = frozen_features(tower, val["images"], info.mean, info.std, blocks=cfg.frozen_blocks)
     feature_minutes = (time.time() - t_feat) / 60
     facts, val_facts, val_ids = as_facts(data["facts"]), as_facts(val["facts"]), val["ids"]
     grid = (cfg.image_size // tower.config.patch_size,) * 2
-    if cfg.dense_weight > 0:
+    shifting = trains_embedding and cfg.shift > 0
+    train_images, train_ids = data["images"], data["ids"]
+    if cfg.dense_weight > 0 and not shifting:
         targets = [torch.from_numpy(a) for a in patch_targets(data["ids"], facts, grid, cfg.dense_min_cover)]
     del data
     print(f"data {60 * data_minutes:.0f} s, frozen features {60 * feature_minutes:.0f} s: {len(feats)} scenes",
@@ -377,12 +433,17 @@ def train(cfg: TextTrainConfig) -> Path:
     tok = build_tokenizer(cfg.context_length)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = ImageTextModel(cfg, tower, tok.get_vocab_size(), tok.token_to_id(EOS))
-    for block in list(model.blocks) + list(model.text.blocks):
+    model = ImageTextModel(cfg, tower, tok.get_vocab_size(), tok.token_to_id(EOS),
+                           embedding=tower if trains_embedding else None, mean=info.mean, std=info.std)
+    for block in model.text.blocks:
         block.attn.fused = False  # faster for short sequences on a CPU (see VisionTransformer.set_fused_attention)
+    for block in model.blocks:  # PyTorch's fused kernel: twice as fast for 257 tokens, as fast for 65 (2-core CPU)
+        block.attn.fused = True
     groups = []
     for name, p in model.named_parameters():
-        copied = name.startswith(("blocks.", "norm."))
+        if not p.requires_grad:  # the resized tower's own blocks and heads: model.blocks are the trained copies
+            continue
+        copied = name.startswith(("blocks.", "norm.", "embedding."))
         groups.append({"params": [p], "weight_decay": cfg.weight_decay if p.ndim >= 2 and "embed" not in name else 0.0,
                        "base_lr": cfg.image_lr if copied else cfg.lr})
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
@@ -418,14 +479,23 @@ def train(cfg: TextTrainConfig) -> Path:
                 group["lr"] = group["base_lr"] * factor
             text = model.text(encode(tok, list(texts), cfg.context_length))
             scale = model.text.logit_scale.exp()
+            inputs = feats[idx]
+            if shifting:  # image and object map move together, wrapping around; the patch targets follow
+                dy, dx = (int(v) for v in rng.integers(-cfg.shift, cfg.shift + 1, size=2))
+                inputs = torch.from_numpy(np.roll(train_images[idx.numpy()], (dy, dx), axis=(1, 2)))
             if cfg.dense_weight > 0:
-                image, patches = model.dense(feats[idx].float())
+                image, patches = model.dense(inputs)
                 prompts = model.text(encode(tok, shape_prompts + colour_prompts, cfg.context_length))
-                shape_t, colour_t, weight_t = (t[idx] for t in targets)
+                if shifting:
+                    ids = np.roll(train_ids[idx.numpy()], (dy, dx), axis=(1, 2))
+                    shape_t, colour_t, weight_t = (torch.from_numpy(a) for a in
+                                                   patch_targets(ids, scenes, grid, cfg.dense_min_cover))
+                else:
+                    shape_t, colour_t, weight_t = (t[idx] for t in targets)
                 extra = dense_loss(patches, prompts[: len(shape_prompts)], prompts[len(shape_prompts) :], scale,
                                    shape_t, colour_t, weight_t)
             else:
-                image, extra = model.image(feats[idx].float()), torch.zeros(())
+                image, extra = model.image(inputs), torch.zeros(())
             loss = contrastive_loss(image, text, scale, positive) + cfg.dense_weight * extra
             opt.zero_grad(set_to_none=True)
             loss.backward()
