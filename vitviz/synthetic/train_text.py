@@ -190,7 +190,7 @@ def resized_tower(tower: nn.Module, patch: int) -> nn.Module:
     """A copy of ``tower`` that cuts images into ``patch``-pixel patches: its patch-embedding kernel resampled (each
     new weight sums the old ones it covers, so a smooth patch gives the token it gave before), its positional
     embedding interpolated to the finer grid, no depth head (it was made for the old grid)."""
-    from ..models.vit import ViTConfig, VisionTransformer
+    from ..models.vit import ViTConfig, VisionTransformer, interpolate_pos_embed
 
     old = tower.config
     config = ViTConfig.from_dict({**old.to_dict(), "patch_size": patch, "pos_embed_grid": 0, "depth_head": "none",
@@ -204,8 +204,6 @@ def resized_tower(tower: nn.Module, patch: int) -> nn.Module:
         w = tower.patch_embed.proj.weight
         mode = "area" if patch < old.patch_size else "bilinear"
         new.patch_embed.proj.weight.copy_(F.interpolate(w, size=(patch, patch), mode=mode) * (old.patch_size / patch) ** 2)
-        from ..models.vit import interpolate_pos_embed
-
         grid = (config.grid_size, config.grid_size)
         new.pos_embed.copy_(interpolate_pos_embed(tower.pos_embed, (old.pos_grid_size,) * 2, grid,
                                                   int(old.class_token)))
@@ -423,7 +421,7 @@ def train(cfg: TextTrainConfig) -> Path:
     facts, val_facts, val_ids = as_facts(data["facts"]), as_facts(val["facts"]), val["ids"]
     grid = (cfg.image_size // tower.config.patch_size,) * 2
     shifting = trains_embedding and cfg.shift > 0
-    train_images, train_ids = data["images"], data["ids"]
+    train_ids = data["ids"] if shifting else None  # the object map, moved with each batch's images
     if cfg.dense_weight > 0 and not shifting:
         targets = [torch.from_numpy(a) for a in patch_targets(data["ids"], facts, grid, cfg.dense_min_cover)]
     del data
@@ -482,7 +480,7 @@ def train(cfg: TextTrainConfig) -> Path:
             inputs = feats[idx]
             if shifting:  # image and object map move together, wrapping around; the patch targets follow
                 dy, dx = (int(v) for v in rng.integers(-cfg.shift, cfg.shift + 1, size=2))
-                inputs = torch.from_numpy(np.roll(train_images[idx.numpy()], (dy, dx), axis=(1, 2)))
+                inputs = torch.roll(inputs, (dy, dx), dims=(1, 2))
             if cfg.dense_weight > 0:
                 image, patches = model.dense(inputs)
                 prompts = model.text(encode(tok, shape_prompts + colour_prompts, cfg.context_length))
