@@ -136,6 +136,12 @@ def as_facts(rows: list[list[dict]]) -> list[list[ObjectFacts]]:
 
 
 @torch.no_grad()
+def normalised(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 images ``[B, H, W, 3]`` as the tower reads them: ``[B, 3, H, W]`` float, scaled to 0..1, normalised by
+    ``mean`` and ``std`` (``[1, 3, 1, 1]``)."""
+    return (images.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
+
+
 def frozen_features(tower: nn.Module, images: np.ndarray, mean, std, batch: int = 250,
                     blocks: int | None = None) -> torch.Tensor:
     """The output of the frozen ``tower``'s block ``blocks`` (default: its last) for every image: ``[N, T, D]``
@@ -144,8 +150,7 @@ def frozen_features(tower: nn.Module, images: np.ndarray, mean, std, batch: int 
     m = torch.tensor(mean).view(1, 3, 1, 1)
     s = torch.tensor(std).view(1, 3, 1, 1)
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float().div_(255.0)
-        tokens, _ = tower.embed((x - m) / s)
+        tokens, _ = tower.embed(normalised(torch.from_numpy(images[i : i + batch]), m, s))
         for block in tower.blocks[:blocks]:
             tokens = block(tokens)[0]
         out.append(tokens.half())
@@ -253,8 +258,7 @@ class ImageTextModel(nn.Module):
         """The first block's input: the frozen tower's tokens as they are, or the trained embedding of uint8 images."""
         if self.embedding is None:
             return x.float()
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        return self.embedding.embed((x - self.mean) / self.std)[0]
+        return self.embedding.embed(normalised(x, self.mean, self.std))[0]
 
     def dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised image embeddings ``[B, E]`` and every patch token's, projected alike, ``[B, N, E]`` (what the
