@@ -182,6 +182,23 @@ class AttentionRecorder:
         self.fused.append(fused)
         return out
 
+    def record(self, probabilities: torch.Tensor) -> None:
+        """Keep what the views need of one layer's attention probabilities ``[B, H, T, T]`` that a model computed
+        itself (a user's module, seen by :class:`vitviz.models.capture.AttentionCapture`): the prefix rows, the
+        head-mean and the heads' distance statistics, as :meth:`__call__` keeps them in the pass."""
+        a = probabilities.detach()
+        b, h, t = a.shape[:3]
+        p, layer = self.prefix, len(self.fused)
+        if t != p + self.grid[0] * self.grid[1]:
+            raise ValueError(f"{t} tokens do not match {p} prefix tokens + a {self.grid[0]}x{self.grid[1]} grid")
+        if self.head_statistics and not self.distances:
+            self.distances = [_HeadDistance(self.grid, self.patch_size, p) for _ in range(b)]
+        dtype = torch.float32 if 4 * b * t * t * self.num_layers <= FUSED_FLOAT32_BYTES else torch.float16
+        self.prefix_rows.append(a[:, :, :p].float().clone() if p else a.float().mean(dim=2, keepdim=True))
+        self.fused.append(a.float().mean(dim=1).to(dtype))
+        for i, distance in enumerate(self.distances):
+            distance(layer, 0, a[i].float())
+
     def maps(self, index: int, keep_queries: bool | None = None, head_statistics: bool | None = None) -> AttentionMaps:
         """Image ``index``'s :class:`AttentionMaps`: its rollout rows and, with ``head_statistics``, every head's
         mean attention distance (default: as the recorder was made). In the pass, from the kept head-means; else in

@@ -278,7 +278,8 @@ class Engine:
         cancelled = cancelled or (lambda: False)
         _check_mode(attention)
         ablate = self._check_ablate(ablate)
-        traced = traced and not ablate and self.model.text is None  # a trace would keep the labels it was made with
+        # a trace would keep the labels it was made with; a user's model runs as it is (vitviz.models.usermodel)
+        traced = traced and not ablate and self.model.text is None and isinstance(self.model, VisionTransformer)
         with self._lock:
             try:
                 return self._analyze(image, topk, cancelled, keep_display_image, features, traced, attention, ablate)
@@ -310,11 +311,12 @@ class Engine:
             return prep
         loaded = as_loaded(image)
         cfg = self.info.config
-        rgb = prepare_image(loaded.image, cfg.image_size, cfg.patch_size)
+        rgb = prepare_image(loaded.image, cfg.image_size, cfg.patch_size, cfg.fixed_size)
         depth_rgb = None
-        if self.model.depth_head is None and self.depth_model is not None:
+        if not self.model.has_depth and self.depth_model is not None:
             dcfg = self.depth_model.config
-            depth_rgb = prepare_image(loaded.image, dcfg.image_size, dcfg.patch_size)  # from the full image
+            # from the full image
+            depth_rgb = prepare_image(loaded.image, dcfg.image_size, dcfg.patch_size, dcfg.fixed_size)
         return PreparedImage(loaded, rgb, depth_rgb, (time.perf_counter() - t) * 1000.0)
 
     def _prepare_on_device(self, frame: np.ndarray, display: bool) -> PreparedImage:
@@ -324,7 +326,7 @@ class Engine:
         resizes (about 4 ms for a 1080p frame before the resizes, on the 2-core VM)."""
         loaded = LoadedImage(None, "array", (frame.shape[1], frame.shape[0]), [])
         cfg = self.info.config
-        w, h = model_input_size(loaded.original_size, cfg.image_size, cfg.patch_size)
+        w, h = model_input_size(loaded.original_size, cfg.image_size, cfg.patch_size, cfg.fixed_size)
         with warnings.catch_warnings():  # a decoder's read-only frame: the tensor is only read
             warnings.filterwarnings("ignore", "The given NumPy array is not writable")
             host = torch.from_numpy(np.ascontiguousarray(frame))
@@ -410,7 +412,7 @@ class Engine:
                         self._traced = TracedForward(self.model)
                     out = self._traced(x)
                 else:
-                    mask = head_mask(ablate, len(self.model.blocks), cfg.num_heads, x.device, x.dtype)
+                    mask = head_mask(ablate, self.model.num_layers, self.model.num_heads, x.device, x.dtype)
                     out = self.model(x, return_attention=full, return_hidden=features, attention_recorder=recorder,
                                      head_mask=mask)
                 depth_out = None
@@ -504,7 +506,7 @@ class Engine:
             dinfo = self.info if out.depth is not None else self.depth_info
             result.depth_kind = dinfo.depth_kind if dinfo else None
             result.depth_model_name = dinfo.name if dinfo else None
-        if features:
+        if features and out.hidden_states is not None:
             result.hidden_states = torch.stack([h[index] for h in out.hidden_states]).float().cpu().numpy()  # [L,T,D]
         if keep_display_image:
             result.display_image = prep.display if prep.tensor is not None else display_copy(loaded.image, rgb.shape[:2])
@@ -541,11 +543,11 @@ class Engine:
                                   "analyse the image again first")
             return image.image
         cfg = self.info.config
-        return prepare_image(as_loaded(image).image, cfg.image_size, cfg.patch_size)
+        return prepare_image(as_loaded(image).image, cfg.image_size, cfg.patch_size, cfg.fixed_size)
 
     def _check_ablate(self, ablate: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
         """``ablate`` sorted and checked against the model (:class:`VitvizError` naming a head out of range)."""
-        return check_heads(ablate, len(self.model.blocks), self.info.config.num_heads, "knocked-out head")
+        return check_heads(ablate, self.model.num_layers, self.model.num_heads, "knocked-out head")
 
     def head_importance(self, image: Any, target: int | str | None = None,
                         progress: Callable[[int, int], None] | None = None, batch_size: int | None = None,

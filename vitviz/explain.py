@@ -382,8 +382,8 @@ def attention_gradients(
 
     def repeated(k: int, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b = x.shape[0]
-        rep = model.forward_features(x.repeat_interleave(k, dim=0), return_attention=True)
-        logits = model.classify(rep.tokens)  # [B*K, C]
+        rep = model.forward_scores(x.repeat_interleave(k, dim=0), return_attention=True)
+        logits = rep.logits  # [B*K, C]
         g = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), rep.attentions)
         grads = torch.stack(g, dim=1).reshape(b, k, len(g), *g[0].shape[1:])  # [B, K, L, H, T, T]
         attn = torch.stack([a.detach()[::k] for a in rep.attentions], dim=1)
@@ -394,8 +394,8 @@ def attention_gradients(
             known = torch.as_tensor(targets, dtype=torch.long, device=x.device)
             if known.shape[1] > 1:
                 return repeated(known.shape[1], known)
-        out = model.forward_features(x, return_attention=True)
-        logits = model.classify(out.tokens)  # [B, C]
+        out = model.forward_scores(x, return_attention=True)
+        logits = out.logits  # [B, C]
         if callable(targets):
             targets = targets(logits.detach())
         targets = torch.as_tensor(targets, dtype=torch.long, device=logits.device)
@@ -450,8 +450,8 @@ def streamed_gradient_maps(
     p, pooling = model.num_prefix_tokens, model.config.head_pool
     maps: dict[tuple[str, int, float], np.ndarray] = {}
     with torch.enable_grad():
-        out = model.forward_features(x[:1], return_attention=True)
-        logits = model.classify(out.tokens)[0]
+        out = model.forward_scores(x[:1], return_attention=True)
+        logits = out.logits[0]
         attns = out.attentions
         t = attns[0].shape[-1]
         grid = out.grid
@@ -544,7 +544,7 @@ def compute_evidence(engine: Engine, rgb: np.ndarray, result: AnalysisResult | N
                 chosen = resolve_targets(targets, labels, result.probabilities)
             else:
                 with torch.inference_mode():
-                    pick(engine.model.classify(engine.model.forward_features(x).tokens))
+                    pick(engine.model.forward_scores(x).logits)
             maps, attn, logits = streamed_gradient_maps(engine.model, x, chosen, discard_ratio)
             attention = result.attention if result is not None and result.attention is not None else \
                 AttentionMaps.from_full(attn.float().cpu().numpy(), grid, cfg.patch_size, p, keep_full=False)

@@ -308,7 +308,7 @@ def full_attention_estimate(paths: list[str], config: Any, num_prefix_tokens: in
                 size = im.size
         except Exception:  # noqa: BLE001 - reported when the image is analysed
             continue
-        w, h = model_input_size(size, config.image_size, config.patch_size)
+        w, h = model_input_size(size, config.image_size, config.patch_size, config.fixed_size)
         tokens = num_prefix_tokens + (w // config.patch_size) * (h // config.patch_size)
         total += full_attention_bytes(config.depth, config.num_heads, tokens) + 128
     return total

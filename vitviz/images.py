@@ -132,9 +132,13 @@ def load_image(path: str | os.PathLike[str], max_side: int = MAX_WORKING_SIDE) -
 # ------------------------------------------------------------------------------------------------ model input
 
 
-def model_input_size(size: tuple[int, int], image_size: int, patch_size: int) -> tuple[int, int]:
+def model_input_size(size: tuple[int, int], image_size: int, patch_size: int,
+                     fixed: bool = False) -> tuple[int, int]:
     """``(width, height)`` of the model input for an image of ``size = (width, height)``: the aspect ratio kept,
-    short side ~ ``image_size``, long side capped, both multiples of the patch."""
+    short side ~ ``image_size``, long side capped, both multiples of the patch; ``fixed``: the square
+    ``image_size`` (a model whose positional embedding has one size)."""
+    if fixed:
+        return image_size, image_size
     w, h = size
     scale = image_size / min(w, h)
     max_long = image_size * MAX_ASPECT_TOKENS
@@ -147,9 +151,10 @@ def model_input_size(size: tuple[int, int], image_size: int, patch_size: int) ->
     return snap(w), snap(h)
 
 
-def prepare_image(img: Image.Image, image_size: int, patch_size: int) -> np.ndarray:
-    """Resize keeping the aspect ratio (see :func:`model_input_size`) with Pillow's bicubic filter."""
-    size = model_input_size(img.size, image_size, patch_size)
+def prepare_image(img: Image.Image, image_size: int, patch_size: int, fixed: bool = False) -> np.ndarray:
+    """Resize keeping the aspect ratio, or to the square ``image_size`` when ``fixed`` (see
+    :func:`model_input_size`), with Pillow's bicubic filter."""
+    size = model_input_size(img.size, image_size, patch_size, fixed)
     resized = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0) if size != img.size else img
     return np.array(resized, dtype=np.uint8)
 

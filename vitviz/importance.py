@@ -135,9 +135,9 @@ class HeadImportance:
 
 def _auto_batch_size(model: VisionTransformer, x: torch.Tensor, tokens: int) -> int:
     """Knockouts per batch so that a batch's activations stay near :data:`BATCH_BYTES` for ``x``'s device."""
-    per_token = 12 + (len(model.blocks) if model.depth_needs_hidden else 0)  # widths of D kept at once, roughly
+    per_token = 12 + (model.num_layers if model.depth_needs_hidden else 0)  # widths of D kept at once, roughly
     per_element = tokens * model.config.embed_dim * x.element_size() * per_token
-    if model.depth_head is not None:
+    if model.has_depth:
         per_element += x.shape[-2] * x.shape[-1] * x.element_size() * 64  # a depth head's feature maps, roughly
     budget = BATCH_BYTES["cpu" if x.device.type == "cpu" else "other"]
     return max(1, budget // per_element)
@@ -166,25 +166,22 @@ def compute_head_importance(
     t0 = time.perf_counter()
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"expected one model input [1, 3, H, W], not {tuple(x.shape)}")
-    layers, heads = len(model.blocks), model.config.num_heads
-    classifier, depth = model.has_classifier, model.depth_head is not None
+    layers, heads = model.num_layers, model.num_heads
+    classifier, depth = model.has_classifier, model.has_depth
     if not classifier and not depth:
         raise VitvizError(needs_classifier_or_depth(name))
     if target is not None and not classifier:
         raise VitvizError(f"{name} has no classifier: there is no class to measure")
     fixed = check_heads(ablate, layers, heads, "ablated head")
     base_mask = head_mask(fixed, layers, heads, x.device, x.dtype)
-    keep_hidden = model.depth_needs_hidden
     pairs = [(layer, head) for layer in range(layers) for head in range(heads)]
     with torch.inference_mode():
-        tokens, grid = model.embed(x)
-        inputs, hidden = [], []  # every block's input and output in the unablated pass
-        for i, block in enumerate(model.blocks):
-            inputs.append(tokens)
-            tokens, _ = block(tokens, False, None, None if base_mask is None else base_mask[i])
-            hidden.append(tokens)
-        base = model.forward_heads(ViTOutput(tokens=model.norm(tokens), hidden_states=hidden, grid=grid,
-                                             num_prefix_tokens=model.num_prefix_tokens), x)
+        if isinstance(model, VisionTransformer):
+            base, knockouts, tokens = _blockwise_knockouts(model, x, base_mask)
+        else:  # any other model of the interface (a user's module): whole passes with a batched head mask
+            base = model(x, head_mask=base_mask)
+            knockouts = _whole_pass_knockouts(model, x, base_mask)
+            tokens = base.num_prefix_tokens + base.grid[0] * base.grid[1]
         result = HeadImportance(np.full((layers, heads), np.nan), np.full((layers, heads), np.nan),
                                 np.full((layers, heads), np.nan) if depth else None, ablated=fixed)
         if classifier:
@@ -193,10 +190,10 @@ def compute_head_importance(
             result.target_label = labels[result.target] if result.target < len(labels) else str(result.target)
             result.logit = float(base_logits[result.target])
             result.probability = float(model.probabilities(base_logits)[result.target])
-        size = batch_size or _auto_batch_size(model, x, tokens.shape[1])
+        size = batch_size or _auto_batch_size(model, x, tokens)
         for start in range(0, len(pairs), size):
             chunk = pairs[start : start + size]
-            out = _knockout_batch(model, x, chunk, inputs, hidden if keep_hidden else None, base_mask, grid)
+            out = knockouts(chunk)
             rows = np.array([layer for layer, _ in chunk]), np.array([head for _, head in chunk])
             if classifier:
                 logits = out.logits.float()
@@ -238,7 +235,7 @@ def estimate_head_importance(
     if not model.has_classifier:
         raise VitvizError(f"the fast estimate of head importance follows the class logit and probability, and {name} "
                           "has no classifier: rank the heads by knocking them out instead")
-    layers, heads = len(model.blocks), model.config.num_heads
+    layers, heads = model.num_layers, model.num_heads
     fixed = check_heads(ablate, layers, heads, "ablated head")
     mask = torch.ones(layers, heads, device=x.device, dtype=x.dtype)  # every head's factor, one leaf of the graph
     for layer, head in fixed:
@@ -246,15 +243,10 @@ def estimate_head_importance(
     cls_only = model.config.head_pool == "cls"  # nothing but CLS's output of the last block is read
     with torch.enable_grad():
         mask.requires_grad_(True)
-        tokens, _ = model.embed(x)
-        graph_bytes = 16 * tokens.numel() * tokens.element_size() * layers
-        for i, block in enumerate(model.blocks):
-            queries = 1 if cls_only and i == layers - 1 else None
-            if graph_bytes > ESTIMATE_GRAPH_BYTES:
-                tokens, _ = checkpoint(block, tokens, False, None, mask[i], queries, use_reentrant=False)
-            else:
-                tokens, _ = block(tokens, False, None, mask[i], queries)
-        logits = model.classify(model.norm(tokens))
+        if isinstance(model, VisionTransformer):
+            logits = _masked_logits(model, x, mask, cls_only)
+        else:  # a user's module: one whole pass with the mask
+            logits = model(x, head_mask=mask).logits
         if logits is None:
             raise VitvizError(f"{name} has no labels to score yet: give it labels first")
         logits = logits[0].to(torch.promote_types(logits.dtype, torch.float32))  # half precision: in float32
@@ -271,6 +263,21 @@ def estimate_head_importance(
         result.logit_drop[layer, head] = result.prob_drop[layer, head] = 0.0
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _masked_logits(model: VisionTransformer, x: torch.Tensor, mask: torch.Tensor, cls_only: bool) -> torch.Tensor:
+    """vitviz's own ViT's logits with head factors ``mask [layers, heads]``, block by block (the blocks keep their
+    inputs alone and run again in the backward pass above :data:`ESTIMATE_GRAPH_BYTES`)."""
+    layers = mask.shape[0]
+    tokens, _ = model.embed(x)
+    graph_bytes = 16 * tokens.numel() * tokens.element_size() * layers
+    for i, block in enumerate(model.blocks):
+        queries = 1 if cls_only and i == layers - 1 else None
+        if graph_bytes > ESTIMATE_GRAPH_BYTES:
+            tokens, _ = checkpoint(block, tokens, False, None, mask[i], queries, use_reentrant=False)
+        else:
+            tokens, _ = block(tokens, False, None, mask[i], queries)
+    return model.classify(model.norm(tokens))
 
 
 def rank_heads(model: VisionTransformer, x: torch.Tensor, labels: Sequence[str] = (), target: int | str | None = None,
@@ -297,6 +304,44 @@ def _resolve_target(target: int | str | None, labels: Sequence[str], logits: tor
     if not 0 <= int(target) < n:
         raise VitvizError(f"class {target} is out of range: the model has {n} classes (0..{n - 1})")
     return int(target)
+
+
+def _blockwise_knockouts(model: VisionTransformer, x: torch.Tensor, base_mask: list[torch.Tensor | None] | None
+                         ) -> tuple[ViTOutput, Callable[[list[Head]], ViTOutput], int]:
+    """vitviz's own ViT: the unablated pass block by block, and knockouts that rerun a head's layer and those after
+    it alone (:func:`_knockout_batch`); with the token count."""
+    keep_hidden = model.depth_needs_hidden
+    tokens, grid = model.embed(x)
+    inputs, hidden = [], []  # every block's input and output in the unablated pass
+    for i, block in enumerate(model.blocks):
+        inputs.append(tokens)
+        tokens, _ = block(tokens, False, None, None if base_mask is None else base_mask[i])
+        hidden.append(tokens)
+    base = model.forward_heads(ViTOutput(tokens=model.norm(tokens), hidden_states=hidden, grid=grid,
+                                         num_prefix_tokens=model.num_prefix_tokens), x)
+
+    def knockouts(chunk: list[Head]) -> ViTOutput:
+        return _knockout_batch(model, x, chunk, inputs, hidden if keep_hidden else None, base_mask, grid)
+    return base, knockouts, tokens.shape[1]
+
+
+def _whole_pass_knockouts(model: Any, x: torch.Tensor, base_mask: list[torch.Tensor | None] | None
+                          ) -> Callable[[list[Head]], ViTOutput]:
+    """Knockouts as whole forward passes of a batch, element ``i`` without head ``chunk[i]`` (a model that cannot
+    be run block by block: a user's module)."""
+    layers, heads = model.num_layers, model.num_heads
+
+    def knockouts(chunk: list[Head]) -> ViTOutput:
+        n = len(chunk)
+        mask = torch.ones(layers, n, heads, device=x.device, dtype=x.dtype)
+        if base_mask is not None:
+            for layer, m in enumerate(base_mask):
+                if m is not None:
+                    mask[layer] *= m.reshape(-1, heads)
+        for row, (layer, head) in enumerate(chunk):
+            mask[layer, row, head] = 0
+        return model(x.expand(n, -1, -1, -1), head_mask=mask)
+    return knockouts
 
 
 def _knockout_batch(model: VisionTransformer, x: torch.Tensor, chunk: list[Head], inputs: list[torch.Tensor],

@@ -76,6 +76,9 @@ class ViTConfig:
     mlp_act: str = "gelu"  # "gelu", "gelu_tanh" (SigLIP) or "quick_gelu" (CLIP)
     embed_proj_dim: int = 0  # linear projection (no bias) of the pooled token into the joint image-text space
     text: dict[str, Any] = field(default_factory=dict)  # the text tower (vitviz.models.text.TextConfig), if any
+    # The model reads image_size x image_size images alone (a user's model with a fixed positional embedding): the
+    # input is resized to that square instead of keeping the aspect ratio (vitviz.images.model_input_size)
+    fixed_size: bool = False
 
     @property
     def grid_size(self) -> int:
@@ -416,6 +419,31 @@ class VisionTransformer(nn.Module):
     def has_classifier(self) -> bool:
         """Whether the model gives class (or label) scores: a classification head, or a text tower."""
         return self.head is not None or self.text is not None
+
+    @property
+    def has_depth(self) -> bool:
+        """Whether the model predicts depth (it has a depth head)."""
+        return self.depth_head is not None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def num_heads(self) -> int:
+        return self.config.num_heads
+
+    @property
+    def has_hidden_states(self) -> bool:
+        """Whether the forward pass can hand back every block's output tokens (always, here)."""
+        return True
+
+    def forward_scores(self, x: torch.Tensor, return_attention: bool = False) -> ViTOutput:
+        """The encoder and the classifier alone (no depth head): ``out.logits`` and, with ``return_attention``,
+        every layer's probabilities (in the autograd graph when gradients are on: class evidence)."""
+        out = self.forward_features(x, return_attention=return_attention)
+        out.logits = self.classify(out.tokens)
+        return out
 
     def classify(self, tokens: torch.Tensor) -> torch.Tensor | None:
         """Class logits from the final normalised tokens; for an image-text model, the logits of the labels set on
