@@ -157,10 +157,56 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="shipped model name, pretrained model name or checkpoint path")
+    p.add_argument("--model", default=None,
+                   help="shipped model name, pretrained model name, checkpoint path, or your own model: PATH.py:NAME "
+                        "or package.module:NAME (a callable returning an nn.Module or a dict; runs that file's code) "
+                        "or a MiniViT state dict (docs/your-own-model.md)")
+    own = p.add_argument_group("your own model's facts that its weights cannot hold (with --model)")
+    own.add_argument("--heads", type=_at_least_one, default=None, metavar="N", help="attention heads per layer")
+    own.add_argument("--classes", default=None, metavar="A,B,...|@FILE",
+                     help="class names, comma-separated or one a line in FILE")
+    own.add_argument("--mean", type=_floats, default=None, metavar="R,G,B", help="input normalisation mean")
+    own.add_argument("--std", type=_floats, default=None, metavar="R,G,B", help="input normalisation std")
+    own.add_argument("--norm-first", choices=("yes", "no"), default=None,
+                     help="pre-norm (yes) or post-norm (no, PyTorch's default) nn.TransformerEncoderLayer")
+    own.add_argument("--allow-pickle", action="store_true",
+                     help="open a whole model saved with torch.save(model): unpickling RUNS CODE from the file, so "
+                          "only for files you trust")
     p.add_argument("--depth-model", default=None, help="extra depth model for classifiers without a depth head")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--half", action="store_true", help="half precision on CUDA")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text!r}") from None
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"expected 1 or 3 numbers, not {len(values)}")
+    return values
+
+
+def _own_model_options(args: argparse.Namespace) -> None:
+    """Hand --heads, --classes, --mean, --std, --norm-first and --allow-pickle to the opening of --model."""
+    if not getattr(args, "model", None):
+        if any(getattr(args, k, None) for k in ("heads", "classes", "mean", "std", "norm_first", "allow_pickle")):
+            raise VitvizError("--heads, --classes, --mean, --std, --norm-first and --allow-pickle describe --model: "
+                              "name the model too")
+        return
+    from .models.usermodel import set_options
+
+    classes = args.classes
+    if classes and classes.startswith("@"):
+        try:
+            classes = [line.strip() for line in Path(classes[1:]).read_text("utf-8").splitlines() if line.strip()]
+        except OSError as exc:
+            raise VitvizError(f"--classes: cannot read {classes[1:]}: {exc.strerror or exc}") from exc
+    elif classes:
+        classes = [c.strip() for c in classes.split(",") if c.strip()]
+    norm_first = None if args.norm_first is None else args.norm_first == "yes"
+    set_options(args.model, heads=args.heads, classes=classes, mean=args.mean, std=args.std, norm_first=norm_first,
+                allow_pickle=args.allow_pickle or None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error, already printed on one line (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        _own_model_options(args)
         if args.command == "analyze":
             return analyze(args)
         if args.command == "models":
@@ -281,10 +328,10 @@ def analyze(args: argparse.Namespace) -> int:
         from .engine import Engine
 
         engine = Engine(args.model, device=args.device, half=args.half, depth_model=args.depth_model)
-        _check_layer(args.layer, len(engine.model.blocks))
+        _check_layer(args.layer, engine.model.num_layers)
         _set_labels(args, engine, opts)
-        if args.lens and not engine.model.has_classifier:
-            raise VitvizError(f"--lens: the logit lens needs a model with a classifier; {engine.info.name} has none")
+        if args.lens and engine.model.lens_problem:
+            raise VitvizError(f"--lens: {engine.info.name}: {engine.model.lens_problem}")
         opts.ablate, opts.head_importance = tuple(_check_heads(args, engine)), args.head_importance
         opts.explain = tuple(_explain_methods(args, engine))
         opts.domain_known = getattr(engine.info.domain_detector, "known", "")
@@ -366,12 +413,12 @@ def _check_heads(args: argparse.Namespace, engine: Any) -> list[tuple[int, int]]
     image (VitvizError: exit 2)."""
     from .importance import check_heads, needs_classifier_or_depth
 
-    if args.head_importance and not engine.model.has_classifier and engine.model.depth_head is None:
+    if args.head_importance and not engine.model.has_classifier and not engine.model.has_depth:
         raise VitvizError(f"--head-importance: {needs_classifier_or_depth(engine.info.name)}")
     if args.head_importance == "estimate" and not engine.model.has_classifier:
         raise VitvizError(f"--head-importance-estimate follows the class probability, and {engine.info.name} has no "
                           "classifier: use --head-importance (knockouts) for its depth map")
-    return check_heads(args.ablate, len(engine.model.blocks), engine.info.config.num_heads, "--ablate")
+    return check_heads(args.ablate, engine.model.num_layers, engine.model.num_heads, "--ablate")
 
 
 def _explain_methods(args: argparse.Namespace, engine: object) -> list[str]:

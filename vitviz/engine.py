@@ -80,13 +80,18 @@ def select_device(preference: str | torch.device | None = "auto") -> torch.devic
 def resolve_model(
     spec: str | os.PathLike[str] | None, progress: Callable[[int, int], None] | None = None
 ) -> tuple[VisionTransformer, ModelInfo]:
-    """Load a model by shipped name, pretrained-zoo name or checkpoint path.
+    """Load a model by shipped name, pretrained-zoo name, checkpoint path or user's model (``PATH.py:NAME``,
+    ``module:NAME``, a MiniViT state dict, a model registered in this process: vitviz.models.usermodel).
 
     ``progress(bytes_done, bytes_total)`` follows a download when a pretrained model is not cached yet.
     """
     from .models import zoo
+    from .models.usermodel import resolve_user_model
 
     spec = spec or DEFAULT_MODEL
+    user = resolve_user_model(spec)  # a model object of this process, PATH.py:NAME, a MiniViT state dict
+    if user is not None:
+        return user  # type: ignore[return-value]
     path = Path(spec)
     if path.exists():
         # Hugging Face / timm layouts are converted; vitviz's own checkpoints load directly.
@@ -142,7 +147,7 @@ class Engine:
         self.depth_info: ModelInfo | None = None
         if depth_model:
             self.depth_model, self.depth_info = resolve_model(depth_model, progress)
-            if self.depth_model.depth_head is None:
+            if not self.depth_model.has_depth:
                 raise CheckpointError(f"{depth_model}: this model has no depth head")
         self._lock = threading.Lock()
         self._traced: Any = None  # vitviz.models.traced.TracedForward, made on the first traced analysis
@@ -570,8 +575,8 @@ class Engine:
         ``features=True``; :class:`VitvizError` for a model without classifier or a result without hidden states."""
         from .lens import LENS_TOPK, logit_lens
 
-        if not self.model.has_classifier:
-            raise VitvizError(f"the logit lens needs a model with a classifier; {self.info.name} has none")
+        if self.model.lens_problem:
+            raise VitvizError(f"{self.info.name}: {self.model.lens_problem}")
         if result.hidden_states is None:
             raise VitvizError("the logit lens needs the hidden states: analyse the image with features=True")
         with self._lock:

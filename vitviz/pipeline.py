@@ -336,8 +336,8 @@ def run_local(
     ``opts.out``, skipping images whose outputs are already complete there."""
     t0 = time.perf_counter()
     depth_name = engine.depth_info.name if engine.depth_info else None
-    store, todo, skipped = _prepare_store(items, opts, len(engine.model.blocks),
-                                          engine.model.depth_head is not None or engine.depth_model is not None,
+    store, todo, skipped = _prepare_store(items, opts, engine.model.num_layers,
+                                          engine.model.has_depth or engine.depth_model is not None,
                                           opts.topk, run_settings(opts, engine.info.name, depth_name))
     if skipped and on_skipped:
         on_skipped(skipped)
@@ -486,13 +486,13 @@ def run_ray(
 
     t0 = time.perf_counter()
     net, info = resolve_model(model)  # check the model before starting anything; its shape sets the expected files
-    has_depth = net.depth_head is not None or bool(depth_model)
+    has_depth = net.has_depth or bool(depth_model)
     if "attention-full" in opts.outputs:
         from .export import print_full_attention_estimate
 
         print_full_attention_estimate([it.path for it in items if it.error is None], net.config,
                                       net.num_prefix_tokens)
-    store, todo, skipped = _prepare_store(items, opts, len(net.blocks), has_depth, opts.topk,
+    store, todo, skipped = _prepare_store(items, opts, net.num_layers, has_depth, opts.topk,
                                           run_settings(opts, info.name, depth_model))
     del net
     if skipped and on_skipped:

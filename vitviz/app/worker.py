@@ -86,6 +86,7 @@ class Shown:
     extra_notices: list[str] = field(default_factory=list)
     features: Any = None  # vitviz.features.FeatureSet: head statistics, token norms, PCA (last layer precomputed)
     lens: Any = None  # vitviz.lens.LogitLens, for models with a classifier
+    lens_problem: str = ""  # why there is no lens, in one line (the panel says it)
 
 
 @dataclass
@@ -216,7 +217,7 @@ class AnalysisWorker(QObject):
                 layers=cfg.depth,
                 heads=cfg.num_heads,
                 num_classes=cfg.num_classes,
-                depth_kind=engine.info.depth_kind if engine.model.depth_head is not None else (
+                depth_kind=engine.info.depth_kind if engine.model.has_depth else (
                     engine.depth_info.depth_kind if engine.depth_info else None
                 ),
                 depth_model=engine.depth_info.name if engine.depth_info else None,
@@ -263,10 +264,11 @@ class AnalysisWorker(QObject):
                 return
             if isinstance(source, tuple):  # (array, display name) from the clipboard or a test
                 result.source = source[1]
-            lens = None
-            if result.hidden_states is not None and self.engine.model.has_classifier:
+            lens, problem = None, self.engine.model.lens_problem
+            if result.hidden_states is not None and not problem:
                 lens = self.engine.lens(result)
-            shown = Shown(result, (time.perf_counter() - t0) * 1000.0, features=features, lens=lens)
+            shown = Shown(result, (time.perf_counter() - t0) * 1000.0, features=features, lens=lens,
+                          lens_problem=problem[:1].upper() + problem[1:] + "." if problem else "")
             self.analysis_ready.emit(request_id, shown)
 
     @Slot(int, object, object)

@@ -110,6 +110,16 @@ class UserModel(nn.Module):
     def depth_needs_hidden(self) -> bool:
         return False
 
+    @property
+    def lens_problem(self) -> str:
+        """Why the logit lens cannot read this model ("" when it can)."""
+        if self.readout is None:
+            return self.readout_reason
+        if not self.has_hidden_states:
+            return ("the logit lens and the feature views need each block's output, and no module of this model "
+                    "holds one block alone")
+        return ""
+
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1)
 
@@ -269,17 +279,24 @@ def _guess_image_size(module: nn.Module, patch: int | None) -> int | None:
     return None
 
 
-def _blocks(events: list[AttentionEvent]) -> list[str] | None:
-    """The module holding each attention layer alone (outermost first), or None when the attention's own module is
-    the outermost such module (no block module: vit-pytorch's loops) or the layers share one."""
+def _blocks(events: list[AttentionEvent], seen: dict[str, tuple[Any, Any]]) -> list[str] | None:
+    """The outermost module around each attention layer that holds it alone, when these modules are the blocks of
+    a residual stream: each one's output is the next one's input. None otherwise (vit-pytorch's loops add the
+    residual outside any module; then no module's output is a block's)."""
     counts = Counter(name for e in events for name in set(e.stack))
     blocks = []
     for e in events:
         alone = [name for name in e.stack if counts[name] == 1]
-        if not alone or alone[0] == e.stack[-1]:
+        if not alone:
             return None
         blocks.append(alone[0])
-    return blocks if len(set(blocks)) == len(blocks) else None
+    if len(set(blocks)) != len(blocks):
+        return None
+    for before, after in zip(blocks, blocks[1:]):
+        out, inp = seen.get(before, (None, None))[1], seen.get(after, (None, None))[0]
+        if out is None or (inp is not None and (inp.shape != out.shape or not torch.equal(inp, out))):
+            return None
+    return blocks
 
 
 def _probe(module: nn.Module, x: torch.Tensor) -> tuple[Any, CapturePass, dict[str, tuple[Any, Any]]]:
@@ -407,7 +424,7 @@ def wrap_model(spec: nn.Module | Mapping[str, Any], name: str | None = None, **o
     if logits_at is False and depth_at is None:
         raise VitvizError(f"the model's output ({type(raw).__name__}) holds no logits [B, classes] and no depth "
                           "[B, 1, H, W]: vitviz needs one of them")
-    blocks = _blocks(events)
+    blocks = _blocks(events, seen)
     seq_first: list[bool] = []
     embed_dim = 0
     last = None
@@ -508,3 +525,68 @@ def load_factory(spec: str, **overrides: Any) -> tuple[UserModel, ModelInfo]:
     return wrap_model(made, name=attr if attr not in ("build", "create", "factory", "model") else Path(left).stem,
                       **overrides)
 
+
+
+# ------------------------------------------------------------------------------------------------ in-process models
+
+# Models handed over in this process (vitviz.show, vitviz.analyze), by the spec string the app and engine pass on
+_LIVE: dict[str, tuple[Any, dict[str, Any]]] = {}
+# Options for a spec that a state dict cannot hold (the CLI's --heads, --classes, ...): spec -> options
+_OPTIONS: dict[str, dict[str, Any]] = {}
+
+
+def register(model: nn.Module | Mapping[str, Any], **overrides: Any) -> str:
+    """A spec string for a model object of this process, which :func:`resolve_user_model` (and so the engine and
+    the app) opens like a file's."""
+    module = model.get("model") if isinstance(model, Mapping) else model
+    name = overrides.get("name") or (model.get("name") if isinstance(model, Mapping) else None) \
+        or type(module).__name__
+    spec = f"{name} (in this process, #{len(_LIVE) + 1})"
+    _LIVE[spec] = (model, overrides)
+    return spec
+
+
+def set_options(spec: str, **options: Any) -> None:
+    """Facts about the model ``spec`` that its file cannot hold (heads, classes, mean, std, norm_first,
+    allow_pickle), used when it is opened."""
+    _OPTIONS[str(spec)] = {k: v for k, v in options.items() if v is not None}
+
+
+def resolve_user_model(spec: str | Any) -> tuple[UserModel, ModelInfo] | None:
+    """A user's model by spec: one registered in this process, ``PATH.py:NAME`` / ``module:NAME``, the design
+    notes' MiniViT from a bare state dict, or (opted in) a pickled whole model; None for any other spec."""
+    spec = str(spec)
+    if spec in _LIVE:
+        model, overrides = _LIVE[spec]
+        return wrap_model(model, **overrides)
+    options = dict(_OPTIONS.get(spec, {}))
+    allow_pickle = bool(options.pop("allow_pickle", False))
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix in (".pt", ".pth", ".bin", ".ckpt", ".safetensors"):
+        if allow_pickle:
+            return _load_pickled(path, options)
+        from . import minivit
+
+        if minivit.is_minivit_file(path):  # the design notes' model, from its weights alone
+            wrap_keys = {k: options.pop(k) for k in ("image_size", "channels") if k in options}
+            return wrap_model(minivit.load_minivit(path, **options), name=path.stem, **wrap_keys)
+        return None
+    if not path.exists() and is_factory_spec(spec):
+        if "classes" in options:
+            options["labels"] = options.pop("classes")
+        return load_factory(spec, **{k: v for k, v in options.items() if k in SPEC_KEYS})
+    return None
+
+
+def _load_pickled(path: Path, options: dict[str, Any]) -> tuple[UserModel, ModelInfo]:
+    """A whole model saved with ``torch.save(model)``: unpickling runs the file's code, so only on the user's
+    explicit opt-in (``--allow-pickle``)."""
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a broken or foreign file
+        raise CheckpointError(f"{path}: cannot be unpickled: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(obj, (nn.Module, Mapping)):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a whole model (nn.Module)")
+    if isinstance(obj, Mapping) and "model" not in obj:
+        raise CheckpointError(f"{path}: holds a state dict, not a whole model: open it without --allow-pickle")
+    return wrap_model(obj, name=path.stem, **{k: v for k, v in options.items() if k in SPEC_KEYS})

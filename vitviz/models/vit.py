@@ -434,6 +434,11 @@ class VisionTransformer(nn.Module):
         return self.config.num_heads
 
     @property
+    def lens_problem(self) -> str:
+        """Why the logit lens cannot read this model ("" when it can)."""
+        return "" if self.has_classifier else "the logit lens needs a model with a classifier"
+
+    @property
     def has_hidden_states(self) -> bool:
         """Whether the forward pass can hand back every block's output tokens (always, here)."""
         return True

@@ -70,6 +70,9 @@ class FeaturesPanel(LazyPanel):
         if fs is None:
             self.canvas.set_image(None)
             self.canvas.placeholder = ("Patch features appear here." if shown is None
+                                       else "This result holds no patch features: the model has no module that "
+                                       "holds one block alone, whose output they would be."
+                                       if shown.result.hidden_states is None
                                        else "This result holds no patch features.")
             self.legend.set_scale(None, None, None)
             self.set_title("Features")

@@ -76,7 +76,8 @@ class LensPanel(LazyPanel):
             self.values = None
             self.canvas.set_image(None)
             self.canvas.placeholder = ("The logit lens appears here." if shown is None
-                                       else "The logit lens needs a model with a classifier.")
+                                       else getattr(shown, "lens_problem", "")
+                                       or "The logit lens needs a model with a classifier.")
             self.legend.set_scale(None, None, None)
             self.set_title("Logit lens")
             self.info.setText("")
