@@ -113,12 +113,10 @@ class UserModel(nn.Module):
     @property
     def lens_problem(self) -> str:
         """Why the logit lens cannot read this model ("" when it can)."""
-        if self.readout is None:
-            return self.readout_reason
         if not self.has_hidden_states:
             return ("the logit lens and the feature views need each block's output, and no module of this model "
                     "holds one block alone")
-        return ""
+        return self.readout_reason if self.readout is None else ""
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1)
