@@ -13,10 +13,12 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 from .. import __version__
 from . import paths
 
-__all__ = ["FileDrops", "show_about", "confirm_download", "ask_image", "ask_checkpoint", "ask_png", "ask_folder", "mime_source", "qimage_to_array"]
+__all__ = ["FileDrops", "show_about", "confirm_download", "ask_image", "ask_checkpoint", "ask_factory", "factory_names",
+           "ask_png", "ask_folder", "mime_source", "qimage_to_array"]
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in paths.IMAGE_SUFFIXES) + ");;All files (*)"
-CHECKPOINT_FILTER = "vitviz checkpoints (*.json *.safetensors *.pt *.pth *.bin);;All files (*)"
+CHECKPOINT_FILTER = ("Models (*.json *.safetensors *.pt *.pth *.bin *.py);;vitviz checkpoints (*.json *.safetensors);;"
+                     "Your own model: weights (*.pt *.pth *.bin) or code (*.py);;All files (*)")
 
 
 def show_about(parent: QWidget) -> None:
@@ -50,11 +52,44 @@ def ask_image(parent: QWidget, settings: QSettings) -> str | None:
 
 
 def ask_checkpoint(parent: QWidget, settings: QSettings) -> str | None:
+    """A model file to open: a checkpoint, or a Python file and the factory in it that builds your own model
+    (``PATH.py:NAME``; its code runs when the model loads, because the user chose it)."""
     start = str(settings.value("paths/checkpoint_dir", str(paths.weights_dir())))
-    path, _ = QFileDialog.getOpenFileName(parent, "Open checkpoint", start, CHECKPOINT_FILTER)
-    if path:
-        settings.setValue("paths/checkpoint_dir", str(Path(path).parent))
-    return path or None
+    path, _ = QFileDialog.getOpenFileName(parent, "Open a model", start, CHECKPOINT_FILTER)
+    if not path:
+        return None
+    settings.setValue("paths/checkpoint_dir", str(Path(path).parent))
+    if Path(path).suffix.lower() != ".py":
+        return path
+    return ask_factory(parent, path)
+
+
+def factory_names(path: str | Path) -> list[str]:
+    """Top-level functions and classes of a Python file, read without running it (factories first by name)."""
+    import ast
+
+    try:
+        tree = ast.parse(Path(path).read_text("utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+    preferred = ("build", "create_model", "make_model", "model", "factory", "get_model")
+    return sorted(names, key=lambda n: (n not in preferred, names.index(n)))
+
+
+def ask_factory(parent: QWidget, path: str) -> str | None:
+    """``PATH.py:NAME`` for the callable the user picks in ``path`` (a function returning an nn.Module or a dict)."""
+    from PySide6.QtWidgets import QInputDialog
+
+    names = factory_names(path)
+    if not names:
+        QMessageBox.warning(parent, "Open your own model",
+                            f"{Path(path).name} defines no function or class that could build a model.")
+        return None
+    name, ok = QInputDialog.getItem(
+        parent, "Open your own model",
+        f"Which function of {Path(path).name} builds the model? It runs that file's code.", names, 0, False)
+    return f"{path}:{name}" if ok and name else None
 
 
 def ask_png(parent: QWidget, settings: QSettings, title: str, file_name: str) -> str | None:

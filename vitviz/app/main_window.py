@@ -124,8 +124,9 @@ class MainWindow(QMainWindow):
         self.act_open = act("&Open image…", self._open_dialog, QKeySequence.StandardKey.Open, "Open an image file")
         self.act_paste = act("&Paste image", self.paste_image, QKeySequence.StandardKey.Paste,
                              "Analyse the image (or image file) on the clipboard")
-        self.act_checkpoint = act("Open &checkpoint…", self._open_checkpoint_dialog, "Ctrl+Shift+O",
-                                  "Load a vitviz checkpoint (.json + .safetensors) from disk")
+        self.act_checkpoint = act("Open &model file…", self._open_checkpoint_dialog, "Ctrl+Shift+O",
+                                  "Load a checkpoint, or your own model: its weights or the Python file that builds "
+                                  "it")
         self.act_export_view = act("Export &view as PNG…", self._export_view_dialog, "Ctrl+E",
                                    "Save a picture of the panels as shown")
         self.act_export_maps = act("Export all &maps…", self._export_maps_dialog, "Ctrl+Shift+E",
@@ -256,7 +257,7 @@ class MainWindow(QMainWindow):
             self.session.device = device or "auto"
             self.show_message(
                 f"The shipped model '{paths.DEFAULT_MODEL}' is not installed (looked in {paths.weights_dir()}). "
-                "Choose Model → Open checkpoint… to load one; images open in the meantime without analysis.",
+                "Choose Model → Open model file… to load one; images open in the meantime without analysis.",
                 "warning", topic="no-model")
         image = image if image is not None else paths.default_sample(self.samples_folder)
         if image is not None:

@@ -107,7 +107,7 @@ class ModelPicker(QObject):
             combo.insertItem(0, "— no model —", None)
             current = 0
         combo.insertSeparator(combo.count())
-        combo.addItem("Open checkpoint…", OPEN_CHECKPOINT)
+        combo.addItem("Open model file…", OPEN_CHECKPOINT)
         combo.setCurrentIndex(current)
         combo.blockSignals(False)
         device = self.session.device
