@@ -14,6 +14,7 @@ from vitviz.errors import CheckpointError
 from vitviz.models.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from vitviz.models.minivit import (
     MiniViT,
+    is_minivit_file,
     is_minivit_state_dict,
     load_minivit,
     minivit_spec,
@@ -223,12 +224,24 @@ def test_training_wrappers_and_dataparallel_prefix_are_recognised(tmp_path, wrap
         assert torch.allclose(load_minivit(path, heads=3)["model"](x), user(x), atol=1e-5)
 
 
+def test_legacy_torch_save_format_loads(tmp_path):
+    user = randomised(NotesMiniViT(**SMALL))
+    path = tmp_path / "old.pt"
+    torch.save(user.state_dict(), path, _use_new_zipfile_serialization=False)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(load_minivit(path, heads=3)["model"](x), user(x), atol=1e-5)
+
+
 def test_safetensors_file_loads(tmp_path):
     from safetensors.torch import save_file
 
     user = randomised(NotesMiniViT(**SMALL))
     path = tmp_path / "minivit.safetensors"
     save_file({k: v.contiguous() for k, v in user.state_dict().items()}, str(path))
+    other = tmp_path / "other.safetensors"
+    save_file({"encoder.weight": torch.zeros(2, 2)}, str(other))
+    assert is_minivit_file(path) and not is_minivit_file(other)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(load_minivit(path, heads=3)["model"](x), user(x), atol=1e-5)
@@ -306,8 +319,10 @@ class _Marker:
 def test_pickled_whole_model_is_refused_with_the_reason(tmp_path):
     path = tmp_path / "whole.pth"
     torch.save(randomised(NotesMiniViT(**SMALL)), path)
-    with pytest.raises(CheckpointError, match="unpickling runs code"):
+    with pytest.raises(CheckpointError, match="unpickling runs code.*--allow-pickle"):
         load_minivit(path, heads=3)
+    with pytest.raises(CheckpointError, match="unpickling runs code"):
+        is_minivit_file(path)
 
 
 def test_pickle_with_code_is_never_executed(tmp_path):
@@ -328,6 +343,8 @@ def test_other_state_dicts_are_not_recognised(tmp_path):
     assert not is_minivit_state_dict({"pos_embed": torch.zeros(1, 5, 4), "cls_token": torch.zeros(1, 1, 4)})
     assert not is_minivit_state_dict({"epoch": 3})
     path = save_state(other, tmp_path / "cnn.pth")
+    assert not is_minivit_file(path)
+    assert is_minivit_file(save_state(NotesMiniViT(**SMALL), tmp_path / "minivit.pth"))
     with pytest.raises(CheckpointError, match="not a MiniViT state dict"):
         load_minivit(path, heads=1)
 

@@ -29,6 +29,7 @@ __all__ = [
     "PatchEmbedding",
     "MiniViT",
     "is_minivit_state_dict",
+    "is_minivit_file",
     "read_checkpoint_state",
     "minivit_spec",
     "load_minivit",
@@ -136,17 +137,13 @@ class MiniViT(nn.Module):
             else None
         )
 
-    def readout(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Class logits from a block's token outputs ``[B, N+1, D]`` (the CLS token through ``mlp_head``)."""
-        return self.mlp_head(tokens[:, 0])
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         batch, _, height, width = x.shape
         tokens = self.patch_embed(x)  # [B, N, D]
         tokens = torch.cat((self.cls_token.expand(batch, -1, -1), tokens), dim=1)
         tokens = tokens + self.pos_embed[:, : tokens.size(1)]
         tokens = self.transformer(tokens)  # [B, N+1, D]
-        logits = self.readout(tokens)
+        logits = self.mlp_head(tokens[:, 0])  # the CLS token
         if self.depth_head is None:
             return logits
         patch = self.patch_embed.proj.kernel_size
@@ -194,6 +191,26 @@ def is_minivit_state_dict(state: Mapping[str, Any]) -> bool:
     return all(isinstance(flat.get(k), torch.Tensor) for k in REQUIRED_KEYS)
 
 
+def is_minivit_file(path: str | os.PathLike[str]) -> bool:
+    """Whether the checkpoint file at ``path`` holds a MiniViT state dict (see :func:`is_minivit_state_dict`).
+
+    Cheap for large files: safetensors headers are read without the tensors, zip-format ``torch.save`` files are
+    memory-mapped. Raises :class:`CheckpointError` when the file cannot be read safely at all (missing, damaged, or
+    holding pickled objects), as every loader would.
+    """
+    p = Path(path)
+    if p.suffix == ".safetensors" and p.is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(p), framework="pt") as fh:
+                keys = set(_strip_prefixes(dict.fromkeys(fh.keys())))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{p}: not a valid safetensors file, or it is truncated ({exc})") from exc
+        return all(k in keys for k in REQUIRED_KEYS)
+    return is_minivit_state_dict(read_checkpoint_state(p))
+
+
 def read_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The tensors of a state dict file, unwrapped and without a ``module.`` prefix; never unpickles objects.
 
@@ -229,10 +246,13 @@ def _torch_load_weights(p: Path) -> Any:
     import pickle
     import warnings
 
+    import zipfile
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(str(p), map_location="cpu", weights_only=True)
+            # Memory-mapped where the format allows it (zip archives): tensors are read when used.
+            return torch.load(str(p), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
     except pickle.UnpicklingError as exc:
         if not _starts_like_pickle(p):
             raise CheckpointError(
@@ -240,7 +260,8 @@ def _torch_load_weights(p: Path) -> Any:
             ) from exc
         raise CheckpointError(
             f"{p}: refused: the file holds pickled Python objects (a whole model saved with torch.save(model)?), "
-            "and unpickling runs code named by the file; save model.state_dict() instead"
+            "and unpickling runs code named by the file; save model.state_dict() instead, or pass --allow-pickle "
+            "only if you trust the file"
         ) from exc
     except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
