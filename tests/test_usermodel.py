@@ -264,3 +264,22 @@ def test_factory_specs(spec: str, expected: bool) -> None:
 def test_module_factory_by_import_path() -> None:
     model, info = load_factory("tests.user_models:EinsumViT", image_size=32, channels=1)
     assert info.config.in_chans == 1 and info.name == "EinsumViT"
+
+
+def test_a_pickled_whole_model_is_refused_unless_allowed(tmp_path: Path) -> None:
+    from vitviz.engine import resolve_model
+    from vitviz.errors import CheckpointError
+    from vitviz.models.usermodel import set_options
+
+    torch.manual_seed(8)
+    model = EncoderViT().eval()
+    path = tmp_path / "whole.pth"
+    torch.save(model, path)
+    with pytest.raises(CheckpointError, match="unpickling.*code.*--allow-pickle"):
+        resolve_model(str(path))
+    set_options(str(path), allow_pickle=True, labels=list("abcde"))
+    wrapped, info = resolve_model(str(path))
+    x = _batch()
+    with torch.no_grad():
+        assert torch.allclose(wrapped(x).logits, model(x), atol=ATOL)
+    assert info.labels == list("abcde")

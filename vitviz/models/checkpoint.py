@@ -129,8 +129,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
                     f"{p}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle stream)"
                 ) from exc
             raise CheckpointError(
-                f"{p}: refused: the file contains Python objects other than tensors, which vitviz never unpickles "
-                "(convert it to safetensors)"
+                f"{p}: refused: the file holds Python objects other than tensors (a whole model saved with "
+                "torch.save(model)?), and unpickling them would run code from the file; save model.state_dict() "
+                "instead, or convert it to safetensors, or open it with --allow-pickle if you trust the file"
             ) from exc
         except (RuntimeError, OSError, EOFError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({exc})") from exc
