@@ -366,7 +366,10 @@ def wrap_model(spec: nn.Module | Mapping[str, Any], name: str | None = None, **o
     if isinstance(spec, Mapping):
         if "model" not in spec:
             raise VitvizError("the factory's dict has no \"model\" key")
-        unknown = set(spec) - {"model", *SPEC_KEYS, "encode_image", "encode_text", "tokenize"}
+        if {"encode_image", "encode_text", "tokenize"} & set(spec):
+            raise VitvizError("your own image-text model (encode_image, encode_text, tokenize) cannot be opened yet: "
+                              "give \"model\" a module that returns logits for fixed labels instead")
+        unknown = set(spec) - {"model", *SPEC_KEYS}
         if unknown:
             raise VitvizError(f"the factory's dict has unknown keys: {', '.join(sorted(map(str, unknown)))}")
         options.update({k: v for k, v in spec.items() if k != "model"})
