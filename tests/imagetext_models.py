@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 TEXTS = [
     "a photo of a cat.", "a photo of a dog.", "a red ball beside a blue capsule", "a teapot on the floor",
     "the quick brown fox jumps over the lazy dog", "zebra, yak & xylophone!", "Hello, World", "café au lait",
@@ -38,7 +40,7 @@ def siglip_tokenizer(folder: Path) -> int:
     """A SentencePiece ``spiece.model`` as SigLIP's (pad 0, end of text 1, unknown 2); returns its vocabulary size."""
     import io
 
-    import sentencepiece
+    sentencepiece = pytest.importorskip("sentencepiece")  # the text extra
 
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
@@ -55,6 +57,8 @@ def siglip_tokenizer(folder: Path) -> int:
 def make_clip(folder: Path, patch: int = 8, image: int = 32, layers: int = 2, seed: int = 0):
     """A CLIP folder (config.json, model.safetensors, tokenizer, preprocessor_config.json); returns the model."""
     import torch
+
+    pytest.importorskip("transformers", minversion="4.47")  # the reference extra
     from transformers import CLIPConfig, CLIPModel
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -84,6 +88,8 @@ def make_clip(folder: Path, patch: int = 8, image: int = 32, layers: int = 2, se
 def make_siglip(folder: Path, patch: int = 8, image: int = 32, layers: int = 2, seed: int = 0):
     """A SigLIP folder (config.json, model.safetensors, spiece.model, preprocessor_config.json); returns the model."""
     import torch
+
+    pytest.importorskip("transformers", minversion="4.47")  # the reference extra
     from transformers import SiglipConfig, SiglipModel
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("pytestqt")
-pytest.importorskip("tokenizers")
-
 from vitviz.app import paths  # noqa: E402
 
 from .test_app import TIMEOUT, bare_window, open_and_wait, settings  # noqa: E402,F401 - fixtures

@@ -396,3 +396,52 @@ def test_run_app_returns_0_when_the_window_is_closed(qtbot, tmp_path, tiny_check
     assert w.current_result is not None and w.current_result.source == str(photo)
     assert not w.session.thread.isRunning()  # noqa: SLF001
     assert (tmp_path / "app.ini").is_file()  # the geometry went to our settings, not the user's
+
+
+def _run_app_quitting_after_first_result(tmp_path, monkeypatch, **kwargs) -> int:
+    """``run_app`` with ``VITVIZ_QUIT_AFTER_FIRST_RESULT=1`` (as CI launches the README's command), settings in
+    ``tmp_path``, and a watchdog that fails the test rather than hang it."""
+    from vitviz.app import run_app
+
+    class TmpSettings(QSettings):
+        def __init__(self, *args):
+            super().__init__(str(tmp_path / "app.ini"), QSettings.Format.IniFormat)
+
+    monkeypatch.setattr(main_window, "QSettings", TmpSettings)
+    monkeypatch.setenv("VITVIZ_QUIT_AFTER_FIRST_RESULT", "1")
+    watchdog = QTimer()
+    watchdog.setSingleShot(True)
+    watchdog.timeout.connect(lambda: QApplication.exit(3))
+    watchdog.start(TIMEOUT)
+    try:
+        return run_app(device="cpu", **kwargs)
+    finally:
+        watchdog.stop()
+
+
+def test_quit_after_first_result_exits_0_once_the_analysis_is_shown(qtbot, tmp_path, tiny_checkpoint, photo,
+                                                                    monkeypatch):
+    opened = []
+    monkeypatch.setattr(main_window.MainWindow, "startup", _recording(main_window.MainWindow.startup, opened))
+    code = _run_app_quitting_after_first_result(tmp_path, monkeypatch, image=str(photo), model=str(tiny_checkpoint))
+    assert code == 0
+    [w] = opened
+    assert w.current_result is not None and w.current_result.source == str(photo)
+    assert not w.isVisible() and not w.session.thread.isRunning()  # noqa: SLF001
+
+
+def test_quit_after_first_result_exits_1_naming_the_error(qtbot, tmp_path, tiny_checkpoint, monkeypatch, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not a picture")
+    code = _run_app_quitting_after_first_result(tmp_path, monkeypatch, image=str(broken), model=str(tiny_checkpoint))
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vitviz: error:") and "broken.jpg" in err and "not an image file" in err
+
+
+def _recording(startup, opened: list):
+    def wrapped(self, *args, **kwargs):
+        opened.append(self)
+        return startup(self, *args, **kwargs)
+
+    return wrapped

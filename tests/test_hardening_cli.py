@@ -57,7 +57,8 @@ def test_cli_refuses_a_bad_image_with_one_line(kind, tiny_checkpoint, tmp_path, 
     assert len(errors) == 1, err
     assert str(path) in errors[0] and reason in errors[0]
     assert not any("Traceback" in line for line in err)
-    assert set(err) - set(errors) <= {"vitviz: 1 of 1 image(s) failed"}
+    assert err[-1] == f"vitviz: 1 of 1 image(s) failed: {errors[0].removeprefix('vitviz: error: ')}"  # and why
+    assert set(err) - set(errors) <= {err[-1]}
     assert not shown
     assert {p.name for p in out.iterdir()} <= {"results.csv", "results.parquet"}  # nothing half-written
     with open(out / "results.csv", newline="") as fh:  # but the table says which image failed, and why
@@ -79,6 +80,26 @@ def test_cli_reports_each_bad_image_and_still_analyses_the_good_ones(tiny_checkp
     assert f"{len(bad)} of {len(bad) + 1} image(s) failed" in err[-1]
     assert (out / "photo" / "result.json").is_file() and "photo.jpg" in stdout
     assert not shown
+
+
+def test_the_end_of_run_line_names_the_most_common_reason_and_where_the_others_are(tiny_checkpoint, photo,
+                                                                                  tmp_path, capsys):
+    make_truncated, truncated = BAD_IMAGES["truncated-jpeg"]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    cut = [make_truncated(tmp_path / folder) for folder in ("a", "b")]
+    text = BAD_IMAGES["text-named-jpg"][0](tmp_path)
+    out = tmp_path / "out"
+    code, _, err, _ = run_cli(["analyze", *cut, text, photo, "--out", out, "--model", tiny_checkpoint, "--quiet"],
+                              capsys)
+    assert code == 1
+    assert err[-1] == (f"vitviz: 3 of 4 image(s) failed; the most common reason (2 of them): the image is {truncated}; "
+                       f"the others: the error column of {out / 'results.csv'}")
+
+    code, _, err, _ = run_cli(["analyze", *cut, "--out", tmp_path / "out2", "--model", tiny_checkpoint], capsys)
+    assert code == 1
+    assert err[-1] == (f"vitviz: 2 of 2 image(s) failed, all: the image is {truncated} (each file's reason: the "
+                       f"error column of {tmp_path / 'out2' / 'results.csv'})")
 
 
 @pytest.mark.parametrize("kind", list(ODD_IMAGES))

@@ -117,7 +117,6 @@ def test_a_model_without_a_classifier_is_told_to_use_knockouts(photo):
 
 
 def test_an_image_text_model_is_estimated_for_the_typed_label():
-    pytest.importorskip("tokenizers")
     engine = Engine("vitviz-mini-text", device="cpu")
     engine.set_labels(["torus", "cube", "sphere"], templates=["a photo of a {}."])
     result = engine.analyze(str(SAMPLES / "scene-torus.png"))

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("tokenizers")
-
-from vitviz.app import paths  # noqa: E402
-from vitviz.engine import Engine  # noqa: E402
-from vitviz.models import zoo  # noqa: E402
-from vitviz.models.convert import detect_layout, find_foreign_checkpoint  # noqa: E402
+from vitviz.app import paths
+from vitviz.engine import Engine
+from vitviz.models import zoo
+from vitviz.models.convert import detect_layout, find_foreign_checkpoint
 
 NAME = "vitviz-mini-text"
 FOLDER = paths.weights_dir() / NAME

@@ -99,3 +99,26 @@ def test_asking_for_a_gpu_without_one_fails_with_a_clear_message():
     assert training_device("auto").type == "cpu"
     with pytest.raises(SystemExit, match="sees no CUDA GPU"):
         training_device("cuda")
+
+
+def test_a_run_without_export_leaves_the_shipped_weights_alone(tmp_path, monkeypatch, capsys):
+    from vitviz.synthetic.train import main
+
+    monkeypatch.chdir(tmp_path)  # as from the repository root: weights/ beside runs/ and data_cache/
+    shipped = tmp_path / "weights" / "vitviz-mini.safetensors"
+    shipped.parent.mkdir()
+    shipped.write_bytes(b"the shipped weights")
+    flags = {k: v for k, v in vars(_tiny_config(tmp_path, out="runs/tiny")).items() if k != "export"}
+    argv = [x for k, v in flags.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    assert main(argv) == 0
+    assert sorted(p.name for p in shipped.parent.iterdir()) == ["vitviz-mini.safetensors"]
+    assert shipped.read_bytes() == b"the shipped weights"
+    assert (tmp_path / "runs" / "tiny" / "state.pt").is_file()
+    assert "not exported (no --export)" in capsys.readouterr().out
+
+
+def test_the_image_text_trainer_exports_only_where_asked():
+    from vitviz.synthetic.train_text import build_parser
+
+    assert build_parser().parse_args([]).export is None
+    assert build_parser().parse_args(["--export", "weights/vitviz-mini-text"]).export == "weights/vitviz-mini-text"

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import traceback
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
@@ -321,6 +322,8 @@ def analyze(args: argparse.Namespace) -> int:
         features=args.features, target=args.target, verbose=args.verbose, lens=args.lens,
     )
 
+    failures = _Failures()
+
     def skipped(n: int) -> None:
         print(f"vitviz: skipping {n} image(s) whose outputs in {args.out} are complete", file=sys.stderr)
 
@@ -344,25 +347,25 @@ def analyze(args: argparse.Namespace) -> int:
         engine_b = Engine(args.compare, device=args.device, half=args.half) if args.compare else None
         if engine_b is not None and engine_b.has_text and engine.has_text:  # both compare the image with A's labels
             engine_b.set_labels(list(engine.info.labels), list(engine.templates))
-        report = run_local(items, engine, opts, _describe_failure, skipped)
+        report = run_local(items, engine, opts, failures.describe, skipped)
         if engine_b is not None:
-            report.failed += _write_comparisons(items, engine, engine_b, opts)
+            report.failed += _write_comparisons(items, engine, engine_b, opts, failures)
     else:
         items = _inputs(args, expand_inputs)
         report = run_ray(items, args.ray, args.model, args.depth_model, args.device, args.half, opts,
-                         _describe_failure, skipped)
+                         failures.describe, skipped)
     if report.out_of_domain and not args.verbose:
         from .models.domain import out_of_domain_summary
 
         print("vitviz: " + out_of_domain_summary(report.out_of_domain - report.unusual, report.unusual, report.total,
                                                  opts.domain_known))
     if report.failed:
-        print(f"vitviz: {report.failed} of {report.total} image(s) failed", file=sys.stderr)
+        print(f"vitviz: {report.failed} of {report.total} image(s) failed{failures.summary(args.out)}", file=sys.stderr)
         return 1
     return 0
 
 
-def _write_comparisons(items: list, engine: Any, engine_b: Any, opts: Any) -> int:
+def _write_comparisons(items: list, engine: Any, engine_b: Any, opts: Any, failures: _Failures) -> int:
     """``--compare``: compare.json and compare.png beside each written image's outputs (A analysed again, without
     the run's knockout); returns how many images failed."""
     from .compare import compare, write_compare
@@ -378,7 +381,7 @@ def _write_comparisons(items: list, engine: Any, engine_b: Any, opts: Any) -> in
             write_compare(compare(a, b), folder, layer=opts.layer, cmap=opts.cmap, depth_cmap=opts.depth_cmap,
                           alpha=opts.alpha, png_compress_level=opts.png_compress_level)
         except Exception as exc:  # noqa: BLE001 - this image alone fails
-            print(f"vitviz: error: {_describe_failure(item, exc)} (--compare)", file=sys.stderr)
+            print(f"vitviz: error: {failures.describe(item, exc, ' (--compare)')}", file=sys.stderr)
             failed += 1
     return failed
 
@@ -458,3 +461,38 @@ def _describe_failure(item: Any, exc: BaseException) -> str:
             message = f"{item.path}: {message}"  # every line names its file
         return message
     return f"{item.path}: {_unexpected(exc)}"
+
+
+class _Failures:
+    """The failed images of a run, for the end-of-run line: its reasons, not only their count."""
+
+    def __init__(self) -> None:
+        self.reasons: list[tuple[str, str]] = []  # (the line naming the file, the reason without the file)
+
+    def describe(self, item: Any, exc: BaseException, suffix: str = "") -> str:
+        """:func:`_describe_failure`, remembered."""
+        message = _describe_failure(item, exc) + suffix
+        reason = message
+        for name in (str(item.path), str(Path(item.path))):
+            if reason.startswith(name + ": "):
+                reason = reason[len(name) + 2 :]
+                break
+        self.reasons.append((message, reason.split(" (", 1)[0]))  # the library's detail in brackets varies by file
+        return message
+
+    def summary(self, out: Path) -> str:
+        """What follows "N of M image(s) failed": the one failure's line, else the most common reason and where
+        every image's reason is."""
+        if len(self.reasons) == 1:
+            return f": {self.reasons[0][0]}"
+        if not self.reasons:
+            return ""
+        from .store import TABLE
+
+        reason, count = Counter(r for _, r in self.reasons).most_common(1)[0]
+        where = f"the error column of {Path(out) / TABLE}"
+        if any(m.endswith(" (--compare)") for m, _ in self.reasons):
+            where += " and the lines above (--compare)"
+        if count == len(self.reasons):
+            return f", all: {reason} (each file's reason: {where})"
+        return f"; the most common reason ({count} of them): {reason}; the others: {where}"

@@ -165,6 +165,38 @@ def missing_libraries_message(missing: list[str]) -> str:
     return text
 
 
+# Set to 1 (with QT_QPA_PLATFORM=offscreen where there is no display), the app exits once its first analysis is shown:
+# CI runs the README's launch command this way (docs/development.md).
+QUIT_AFTER_FIRST_RESULT = "VITVIZ_QUIT_AFTER_FIRST_RESULT"
+FIRST_RESULT_TIMEOUT_S = 300
+
+
+def _quit_after_first_result(window, env: dict[str, str] | None = None) -> list[int] | None:
+    """With ``$VITVIZ_QUIT_AFTER_FIRST_RESULT`` set (not 0): close ``window`` once it shows its first analysis (exit
+    status 0) or its first error (1, the error on stderr), or after ``FIRST_RESULT_TIMEOUT_S`` without either (1).
+    Returns the list the status is written to, or None when the variable is not set."""
+    env = os.environ if env is None else env
+    if env.get(QUIT_AFTER_FIRST_RESULT, "").strip() in ("", "0"):
+        return None
+    from PySide6.QtCore import QTimer
+
+    status: list[int] = []
+
+    def finish(code: int, message: str = "") -> None:
+        if status:
+            return
+        status.append(code)
+        if message:
+            print(f"vitviz: error: {message}", file=sys.stderr)
+        QTimer.singleShot(0, window.close)  # closing the last window stops the worker and ends the event loop
+
+    window.result_ready.connect(lambda _result: finish(0))
+    window.error_shown.connect(lambda message: finish(1, message))
+    QTimer.singleShot(FIRST_RESULT_TIMEOUT_S * 1000, lambda: finish(
+        1, f"no analysis shown within {FIRST_RESULT_TIMEOUT_S} s ({QUIT_AFTER_FIRST_RESULT} is set)"))
+    return status
+
+
 def run_app(
     image: str | os.PathLike[str] | None = None,
     model: str | None = None,
@@ -190,6 +222,7 @@ def run_app(
     from .main_window import MainWindow
 
     window = MainWindow()
+    quit_status = _quit_after_first_result(window)
     if present is not None:  # presentation mode (issue 21)
         target = str(present or image or "") or None
         if interval is not None:
@@ -201,11 +234,13 @@ def run_app(
             window.present(target)  # its image request supersedes the window's own first one
 
         QTimer.singleShot(0, start)
-        return int(app.exec())
+        code = int(app.exec())
+        return quit_status[0] if quit_status else code
     window.show()
     # Start loading once the window has painted: the worker imports torch meanwhile.
     window.after_first_paint(lambda: window.startup(image=image, model=model, device=device or "auto",
                                                     depth_model=depth_model))
     if live:
         window.after_first_paint(lambda: window.live.start(live))
-    return int(app.exec())
+    code = int(app.exec())
+    return quit_status[0] if quit_status else code

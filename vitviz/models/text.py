@@ -9,9 +9,10 @@ current labels, and scores an image embedding against them (:meth:`TextTower.log
   at the last position, a linear head with bias; ``logit_scale · cos + logit_bias``, and each label's own sigmoid
   ("matches").
 
-Tokenizers come from well-kept libraries: ``tokenizers`` reads a ``tokenizer.json`` (CLIP's byte-level BPE, or any
-repository that has one); SigLIP's ``spiece.model`` is read with ``sentencepiece``. Both belong to the ``text``
-extra (:func:`load_tokenizer` names it when missing).
+Tokenizers come from well-kept libraries: ``tokenizers`` (a core dependency) reads a ``tokenizer.json`` (CLIP's
+byte-level BPE, the shipped vitviz-mini-text's word-level one, or any repository that has one); SigLIP's
+``spiece.model`` is read with ``sentencepiece``, from the ``text`` extra (:func:`load_tokenizer` names it when
+missing).
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ def siglip_canonical(text: str, lower: bool = True) -> str:
 
 def load_tokenizer(folder: str | Path, config: TextConfig) -> TextTokenizer:
     """The tokenizer of an image-text model folder: ``tokenizer.json`` (``tokenizers``) where there is one, else
-    SigLIP's ``spiece.model`` (``sentencepiece``). :class:`VitvizError` naming the ``text`` extra when the library is
+    SigLIP's ``spiece.model`` (``sentencepiece``). :class:`VitvizError` naming what to install when the library is
     missing; :class:`CheckpointError` when the folder has no tokenizer."""
     folder = Path(folder)
     settings = _read_json(folder / "tokenizer_config.json")
@@ -222,7 +223,8 @@ def load_tokenizer(folder: str | Path, config: TextConfig) -> TextTokenizer:
         try:
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise VitvizError(f"image-text models need the tokenizers library: {TEXT_EXTRA}") from exc
+            raise VitvizError("image-text models need the tokenizers library, a dependency of vitviz: reinstall "
+                              "vitviz or pip install tokenizers") from exc
         try:
             tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as exc:  # noqa: BLE001 - the library raises its own exception types

@@ -5,8 +5,9 @@
 Scenes come from :mod:`vitviz.synthetic.scenes` (deterministic from a seed) and are cached under ``data_cache/``. Training is
 joint: cross-entropy on the CLS head plus an L1 loss on log-depth from the dense head, on a CUDA GPU when there is
 one (``--device``), else on the CPU. A state file is written after every epoch so an interrupted run resumes with
-``--resume``; the finished model is exported as a vitviz checkpoint (safetensors + JSON) with the training
-configuration recorded beside it.
+``--resume``. The finished model is exported as a vitviz checkpoint (safetensors + JSON) with the training
+configuration recorded beside it only where ``--export`` names one: without it a run never touches the shipped
+``weights/vitviz-mini``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ STD = (0.5, 0.5, 0.5)
 @dataclass
 class TrainConfig:
     out: str = "runs/vitviz-mini"
-    export: str | None = "weights/vitviz-mini"
+    export: str | None = None  # the checkpoint to write (weights/vitviz-mini replaces the shipped model); None: none
     train_size: int = 40000
     train_seed: int = 1
     val_size: int = 500
@@ -384,6 +385,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                      f"{cfg.image_size} px: 10 procedural 3D shapes + metric depth (synthetic only)"),
     )
     if not cfg.export:
+        print(f"not exported (no --export): the trained state is {state_path}", flush=True)
         return state_path
     weights = save_checkpoint(model, info, cfg.export)
     record = {"train_config": asdict(cfg), "history": history, "epochs": epoch, "steps": step,
@@ -401,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
         kind = type(value) if value is not None else str
-        parser.add_argument(flag, type=kind, default=value, help=f"(default: {value})")
+        note = ("write the trained checkpoint here (weights/vitviz-mini replaces the shipped model); without it "
+                "the model stays in --out") if name == "export" else f"(default: {value})"
+        parser.add_argument(flag, type=kind, default=value, help=note)
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's state.pt")
     return parser
 

@@ -20,7 +20,8 @@ The export is a folder in the Hugging Face CLIP layout that :func:`vitviz.models
 ``config.json`` (``model_type`` "clip"; the image tower, which CLIP's config cannot describe, under ``vitviz.vision``
 with its weights under vitviz's names, stored as float16), ``model.safetensors``, ``tokenizer.json``,
 ``special_tokens_map.json``, ``preprocessor_config.json``, the out-of-domain detector ``model.ood.safetensors`` and
-the training record ``train.json``.
+the training record ``train.json``. It is written only where ``--export`` names a folder: without it a run never
+touches the shipped ``weights/vitviz-mini-text``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ CAPTION_DATA_VERSION = 1  # bumped when the facts kept per scene change, so olde
 @dataclass
 class TextTrainConfig:
     out: str = "runs/vitviz-mini-text"
-    export: str | None = "weights/vitviz-mini-text"
+    export: str | None = None  # the folder to write (weights/vitviz-mini-text replaces the shipped model); None: none
     tower: str = "weights/vitviz-mini.json"  # the frozen image tower (a vitviz checkpoint)
     train_size: int = 16000
     train_seed: int = 30
@@ -530,6 +531,7 @@ def train(cfg: TextTrainConfig) -> Path:
               "device": "cpu", "threads": torch.get_num_threads()}
     torch.save({"model": model.state_dict(), "record": record}, out / "model.pt")
     if not cfg.export:
+        print(f"not exported (no --export): the trained model is {out / 'model.pt'}", flush=True)
         return out
     from .export_text import export_folder
 
@@ -555,7 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.split("\n\n")[0])
     for name, value in asdict(TextTrainConfig()).items():
         kind = _flag if isinstance(value, bool) else type(value) if value is not None else str
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value, help=f"(default: {value})")
+        note = ("write the trained model's folder here (weights/vitviz-mini-text replaces the shipped model); "
+                "without it the model stays in --out") if name == "export" else f"(default: {value})"
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=value, help=note)
     return parser
 
 
