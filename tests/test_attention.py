@@ -166,10 +166,18 @@ def test_evidence_too_large_for_the_memory_is_one_line(tiny_checkpoint, photo, m
     assert "\n" not in str(info.value)
 
 
-def test_maps_from_full_tensors_of_many_tokens_sweep_rows_with_the_same_result(both, model, monkeypatch):
+def test_maps_from_a_forward_passs_layers_equal_those_of_the_stacked_array(both, model):
+    """The engine hands from_full the forward pass's own per-layer tensors; without keeping them (a summary) the
+    figures are the same as from the stacked array and the numpy references, and nothing T x T is kept."""
     fulls, _recorder = both
-    joint = AttentionMaps.from_full(fulls[0], (5, 7), PATCH, model.num_prefix_tokens).rollout_rows
-    monkeypatch.setattr(attention_module, "JOINT_ROLLOUT_TOKENS", 0)  # as for a photo model's 2,000 tokens
-    swept = AttentionMaps.from_full(fulls[0], (5, 7), PATCH, model.num_prefix_tokens).rollout_rows
-    np.testing.assert_allclose(swept, joint, atol=1e-6)
-    np.testing.assert_allclose(swept, cumulative_rollout(fulls[0])[:, 0], atol=1e-6)
+    p = model.num_prefix_tokens
+    layers = [torch.from_numpy(layer) for layer in fulls[1]]
+    lean = AttentionMaps.from_full(layers, (5, 7), PATCH, p, keep_full=False, head_statistics=False)
+    stacked = AttentionMaps.from_full(fulls[1], (5, 7), PATCH, p)
+    assert lean.full is None and lean.mean_distance is None and stacked.full is fulls[1]  # the array, not a copy
+    np.testing.assert_allclose(lean.prefix_rows, fulls[1][:, :, :p], atol=1e-7)
+    np.testing.assert_allclose(lean.rollout_rows, cumulative_rollout(fulls[1])[:, 0], atol=1e-6)
+    np.testing.assert_allclose(stacked.rollout_rows, lean.rollout_rows, atol=1e-7)
+    with_statistics = AttentionMaps.from_full(layers, (5, 7), PATCH, p, keep_full=False)
+    np.testing.assert_allclose(with_statistics.mean_distance, mean_attention_distance(fulls[1], (5, 7, PATCH), p),
+                               rtol=1e-6)

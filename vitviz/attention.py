@@ -45,6 +45,7 @@ from .render import discard_weakest
 __all__ = [
     "SLICE_BYTES",
     "FULL_ATTENTION_BUDGET",
+    "SUMMARY_FROM_FULL_BUDGET",
     "AttentionMaps",
     "AttentionRecorder",
     "rollout_rows",
@@ -57,9 +58,10 @@ SLICE_BYTES = 12 * 2**20
 # The app keeps a result's full attention tensors when they take at most this much (the shipped model: 0.6 MB,
 # ViT-B/16 at 224 px: 22 MB); above it, the summary alone (Engine.analyze's ``attention="auto"``).
 FULL_ATTENTION_BUDGET = 64 * 2**20
-# Up to this many tokens, AttentionMaps.from_full multiplies whole joint matrices (the shipped model: 65 tokens,
-# 0.3 ms); above, it sweeps row vectors (a joint matrix per layer would be 400 MB at 2,000 tokens).
-JOINT_ROLLOUT_TOKENS = 256
+# Up to this many bytes of full tensors (full_attention_bytes of a forward pass), an analysis that keeps only the
+# summary takes them from the model's eager forward pass and summarises them afterwards (AttentionMaps.from_full);
+# above, an AttentionRecorder computes the attention in the pass. MEASURED: see the module docstring.
+SUMMARY_FROM_FULL_BUDGET = 64 * 2**20
 # A recorder computes the attention in the pass (on a CPU) while the head-means of a batch's layers ([B, T, T] each)
 # take at most FUSED_BYTES in float16; they are kept in float32 while that takes at most FUSED_FLOAT32_BYTES (the
 # shipped model: 0.2 MB; ViT-B/16 at 224 px: 1.8 MB; 2,036 tokens x 12 layers: 199 MB, kept in float16).
@@ -290,6 +292,37 @@ def _stacked_numpy(layers: Sequence[torch.Tensor]) -> np.ndarray:
     return out
 
 
+def _float32_numpy(full: np.ndarray | torch.Tensor | Sequence[torch.Tensor]) -> np.ndarray:
+    """``[L, H, T, T]`` float32 numpy of full tensors: the array itself when it already is one, else one copy."""
+    if isinstance(full, np.ndarray):
+        return np.asarray(full, dtype=np.float32)
+    if isinstance(full, torch.Tensor):
+        return _numpy(full)
+    return _stacked_numpy(list(full))
+
+
+def _float32_layers(full: np.ndarray | torch.Tensor | Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """One float32 numpy array ``[H, T, T]`` per layer of full tensors (views of CPU float32 tensors, no copy)."""
+    if isinstance(full, np.ndarray):
+        return list(np.asarray(full, dtype=np.float32))
+    return [_numpy(x) for x in full]
+
+
+def _rollout_rows_of_means(means: Sequence[np.ndarray], start: np.ndarray) -> np.ndarray:
+    """``[L, T]``: the row ``start @ J_l`` of the rollout after every layer, from each layer's head-mean ``[T, T]``
+    (the sweep of :func:`rollout_rows` with mean fusion and nothing discarded, in float64).
+
+    numpy, not torch: for a few hundred tokens these are small products and reductions, and torch's threads cost
+    more than they save there (on the shared 2-core VM one head-mean reduction of ViT-S/16's sometimes took 70 ms
+    instead of 0.7 ms while another process kept the cores busy); numpy's run on the calling thread."""
+    carried = np.zeros((0, start.shape[-1]))  # rows of every layer >= the current one, highest first
+    for f in reversed(means):
+        carried = np.concatenate([carried, start[None]])
+        scaled = carried / (0.5 * f.sum(axis=-1, dtype=np.float64) + 0.5)  # rows of D^-1 (0.5 A + 0.5 I)
+        carried = 0.5 * (scaled @ f.astype(np.float64)) + 0.5 * scaled
+    return carried[::-1].astype(np.float32)
+
+
 # ------------------------------------------------------------------------------------------------ layer sources
 
 
@@ -445,27 +478,38 @@ class AttentionMaps:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
-    def from_full(cls, full: np.ndarray, grid: tuple[int, int], patch_size: int, num_prefix_tokens: int = 1,
-                  keep_full: bool = True) -> AttentionMaps:
-        """The same figures from full tensors ``[L, H, T, T]`` (for small models, and to check the recorder)."""
-        from .features import mean_attention_distance
-        from .render import cumulative_rollout
+    def from_full(cls, full: np.ndarray | torch.Tensor | Sequence[torch.Tensor], grid: tuple[int, int],
+                  patch_size: int, num_prefix_tokens: int = 1, keep_full: bool = True,
+                  head_statistics: bool = True) -> AttentionMaps:
+        """The same figures from full tensors: ``[L, H, T, T]``, or one ``[H, T, T]`` tensor per layer as a forward
+        pass returns them. ``keep_full``: keep them too (a float32 numpy array; one copy of per-layer tensors), so
+        that any patch's rows answer at once; ``head_statistics``: the heads' mean attention distance (else None).
 
-        a = np.asarray(full, dtype=np.float32)
+        Computed with numpy on the CPU (see :func:`_rollout_rows_of_means` for why), from each layer's head-mean:
+        no ``[T, T]`` joint matrix is multiplied."""
+        from .features import mean_attention_distance
+
         p = num_prefix_tokens
-        if a.shape[-1] <= JOINT_ROLLOUT_TOKENS:  # every layer's whole joint matrix: fastest for few tokens
-            joint = cumulative_rollout(a)
-            rows = joint[:, 0] if p else joint.mean(axis=1)
-        else:  # the sweep of row vectors: no [L, T, T] joint matrices (attention-full of a photo model)
-            rows = rollout_rows(_FullSource(a), reading_start(a.shape[-1], p))[:, 0].numpy()
+        kept = _float32_numpy(full) if keep_full else None
+        layers = list(kept) if kept is not None else _float32_layers(full)
+        t = layers[0].shape[-1]
+        if layers[0].ndim != 3 or layers[0].shape[-2] != t or not 0 <= p < t:
+            raise ValueError(f"expected full attention tensors [layers, heads, T, T] with T > {p}, got "
+                             f"{len(layers)} layers of {layers[0].shape}")
+        means = [np.add.reduce(x, axis=0) * (1.0 / x.shape[0]) for x in layers]  # [T, T] per layer, float32
+        distance = None
+        if head_statistics:
+            geometry = (grid[0], grid[1], patch_size)
+            distance = (mean_attention_distance(kept, geometry, p) if kept is not None else
+                        np.stack([mean_attention_distance(x, geometry, p) for x in layers]))
         return cls(
-            prefix_rows=np.ascontiguousarray(a[:, :, :p] if p else a.mean(axis=2, keepdims=True)),
-            rollout_rows=np.ascontiguousarray(rows, dtype=np.float32),
-            mean_distance=mean_attention_distance(a, (grid[0], grid[1], patch_size), p),
+            prefix_rows=np.stack([x[:, :p] if p else x.mean(axis=1, keepdims=True) for x in layers]),
+            rollout_rows=_rollout_rows_of_means(means, reading_start(t, p)[0].numpy()),
+            mean_distance=distance,
             grid=(int(grid[0]), int(grid[1])),
             patch_size=int(patch_size),
             num_prefix_tokens=p,
-            full=a if keep_full else None,
+            full=kept,
         )
 
     # -- shapes and always-there figures

@@ -23,7 +23,8 @@ from .images import (DISPLAY_MAX_SIDE, MAX_ASPECT_TOKENS, LoadedImage, as_loaded
 from .result import AnalysisResult, PatchGrid, Prediction
 from .models.vit import VisionTransformer
 from .paths import DEFAULT_MODEL, weights_dir
-from .attention import FULL_ATTENTION_BUDGET, AttentionMaps, AttentionRecorder, full_attention_bytes
+from .attention import (FULL_ATTENTION_BUDGET, SUMMARY_FROM_FULL_BUDGET, AttentionMaps, AttentionRecorder,
+                        full_attention_bytes)
 from .importance import check_heads, head_mask, rank_heads
 from .models.imagetext import DEFAULT_LABELS, DEFAULT_TEMPLATE
 from .prompts import PromptEncoder, check_templates, parse_labels
@@ -394,17 +395,18 @@ class Engine:
         """One forward pass over same-size prepared images; raises :class:`_Cancelled` when ``cancelled()`` turns
         true before a block (None: cannot be cancelled, and changes nothing on the model, so threads may run it).
 
-        The full attention tensors come back (``out.attentions``) when traced, for ``attention="full"``, and for
-        ``"auto"`` when they fit :data:`vitviz.attention.FULL_ATTENTION_BUDGET`; else an :class:`AttentionRecorder`
-        holds what the result keeps."""
+        The full attention tensors come back (``out.attentions``) when traced, for ``attention="full"``, for
+        ``"auto"`` when they fit :data:`vitviz.attention.FULL_ATTENTION_BUDGET` and for ``"summary"`` when they fit
+        :data:`vitviz.attention.SUMMARY_FROM_FULL_BUDGET` (summarised afterwards: faster for few tokens); else an
+        :class:`AttentionRecorder` holds what the result keeps."""
         # an input prepared on the device is used as it is, unless the engine has moved since (out of GPU memory)
         x = torch.cat([p.tensor if p.tensor is not None and p.tensor.device == self.device
                        else self._tensor(p.rgb, self.info) for p in preps])
         traced = traced and not features
         cfg, p = self.info.config, self.model.num_prefix_tokens
         grid = (x.shape[-2] // cfg.patch_size, x.shape[-1] // cfg.patch_size)
-        full = traced or attention == "full" or (attention == "auto" and full_attention_bytes(
-            cfg.depth, cfg.num_heads, p + grid[0] * grid[1], len(preps)) <= FULL_ATTENTION_BUDGET)
+        budget = {"full": float("inf"), "auto": FULL_ATTENTION_BUDGET, "summary": SUMMARY_FROM_FULL_BUDGET}[attention]
+        full = traced or full_attention_bytes(cfg.depth, cfg.num_heads, p + grid[0] * grid[1], len(preps)) <= budget
         recorder = None if full else AttentionRecorder(grid, cfg.patch_size, p, attention != "summary", features,
                                                        num_layers=cfg.depth)  # queries kept, head statistics
         hooks = [] if cancelled is None or traced else _cancel_hooks((self.model, self.depth_model), cancelled)
@@ -467,9 +469,9 @@ class Engine:
         if recorder is not None:
             maps = recorder.maps(index)
         else:
-            full = torch.stack([a[index] for a in out.attentions], dim=0).float().cpu().numpy()  # [L, heads, T, T]
-            maps = AttentionMaps.from_full(full, out.grid, cfg.patch_size, out.num_prefix_tokens,
-                                           keep_full=attention != "summary")
+            keep = attention != "summary"  # the tensors themselves, and the head statistics that come with them
+            maps = AttentionMaps.from_full([a[index] for a in out.attentions], out.grid, cfg.patch_size,
+                                           out.num_prefix_tokens, keep_full=keep, head_statistics=keep or features)
         result = AnalysisResult(
             source=loaded.source,
             image=rgb,
@@ -512,7 +514,8 @@ class Engine:
             result.depth_kind = dinfo.depth_kind if dinfo else None
             result.depth_model_name = dinfo.name if dinfo else None
         if features and out.hidden_states is not None:
-            result.hidden_states = torch.stack([h[index] for h in out.hidden_states]).float().cpu().numpy()  # [L,T,D]
+            # [L, T, D], stacked by numpy: one copy on this thread (torch's threads cost more than they save here)
+            result.hidden_states = np.stack([h[index].float().cpu().numpy() for h in out.hidden_states])
         if keep_display_image:
             result.display_image = prep.display if prep.tensor is not None else display_copy(loaded.image, rgb.shape[:2])
         post_ms = (time.perf_counter() - t) * 1000.0

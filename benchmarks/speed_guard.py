@@ -1,0 +1,125 @@
+"""CI guard: an analysis may cost at most 1.5x the model's own forward pass with attentions.
+
+    python benchmarks/speed_guard.py            # exit 1 when a median ratio is above the limit
+    python benchmarks/speed_guard.py --limit 1.3 --rounds 21
+
+For a random ViT-S/16 (224 px, 197 tokens, the size of most photo models) and the shipped model (128 px, 65 tokens)
+it times, in one process and alternating round by round, the model's forward pass with ``return_attention=True``
+on the image's tensor and ``Engine.analyze`` of the same image as a PNG file, the way each caller asks:
+
+- ``cli``: ``attention="summary"`` (what ``vitviz analyze`` asks for by default);
+- ``app``: ``features=True, keep_display_image=True`` (what the window's worker asks for);
+- ``default``: ``Engine.analyze(path)`` (``attention="auto"``).
+
+Each round's ratio is the analysis over that round's forward pass; the guard judges the median ratio, which a
+drift of the shared machine's speed moves little. The limit is generous on purpose: it catches a regression that
+doubles the cost (the 197-token analysis was ~2x before issue 47's fix), not noise. It takes under a minute on
+2 cores. The 2,036-token photo case has its own benchmark (``bench_tokens.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# how each caller asks Engine.analyze (see the module docstring)
+CALLERS: dict[str, dict[str, Any]] = {
+    "cli": {"attention": "summary"},
+    "app": {"features": True, "keep_display_image": True},
+    "default": {},
+}
+
+
+def vit_s16() -> tuple[Any, Any]:
+    """A random ViT-S/16 at 224 px with a 1000-class head (no depth head: a photo classifier's shape)."""
+    import torch
+
+    from vitviz.models.checkpoint import ModelInfo
+    from vitviz.models.vit import ViTConfig, VisionTransformer
+
+    torch.manual_seed(0)
+    cfg = ViTConfig(image_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=1000)
+    info = ModelInfo(name="vit-s16-random", config=cfg, labels=[f"class {i}" for i in range(1000)],
+                     description="random weights (speed guard)")
+    return VisionTransformer(cfg).eval(), info
+
+
+def shipped() -> tuple[Any, Any]:
+    from vitviz.engine import resolve_model
+
+    return resolve_model("vitviz-mini")
+
+
+def measure(name: str, loaded: tuple[Any, Any], rounds: int, warmup: int, folder: Path) -> dict[str, Any]:
+    """Alternating rounds of the forward pass and each caller's analysis; per caller the median ratio."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from vitviz.engine import Engine
+
+    engine = Engine(loaded=loaded, device="cpu")
+    size = engine.info.config.image_size
+    path = folder / f"{name}.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    x = engine._tensor(pixels, engine.info)
+
+    def forward() -> None:
+        with torch.inference_mode():
+            engine.model(x, return_attention=True)
+
+    fns: dict[str, Callable[[], Any]] = {"forward": forward}
+    fns.update({caller: (lambda kw=kw: engine.analyze(path, **kw)) for caller, kw in CALLERS.items()})
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {key: [] for key in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for key in names[r % len(names):] + names[: r % len(names)]:  # rotating order
+            t = time.perf_counter()
+            fns[key]()
+            samples[key].append((time.perf_counter() - t) * 1000.0)
+    ratios = {caller: statistics.median(a / f for a, f in zip(samples[caller], samples["forward"]))
+              for caller in CALLERS}
+    return {"forward_ms": statistics.median(samples["forward"]),
+            "analysis_ms": {caller: statistics.median(samples[caller]) for caller in CALLERS},
+            "ratios": ratios}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=float, default=1.5, help="highest median ratio allowed (default 1.5)")
+    parser.add_argument("--rounds", type=int, default=15, help="alternating rounds per model (default 15)")
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    failed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, load in (("vit-s16", vit_s16), ("vitviz-mini", shipped)):
+            m = measure(name, load(), args.rounds, args.warmup, Path(tmp))
+            for caller, ratio in m["ratios"].items():
+                verdict = "ok" if ratio <= args.limit else f"FAIL (> {args.limit:g}x)"
+                print(f"speed guard: {name:11s} {caller:7s} analysis {m['analysis_ms'][caller]:7.1f} ms, forward "
+                      f"with attentions {m['forward_ms']:7.1f} ms: median ratio {ratio:.2f}x  {verdict}")
+                if ratio > args.limit:
+                    failed.append(f"{name} {caller}")
+    if failed:
+        print(f"speed guard: an analysis costs more than {args.limit:g}x the model's forward pass with attentions: "
+              f"{', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
