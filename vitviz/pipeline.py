@@ -9,6 +9,7 @@ as :class:`vitviz.batch.Analyzer` actors on a Ray cluster and writes the same fi
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import queue
@@ -140,6 +141,8 @@ def _write_job(result: Any, folder: Path, kwargs: dict[str, Any], features: bool
     ``features``: also the representation figures; ``evidence``: (Evidence, methods, target classes) to draw;
     ``lens``: a :class:`vitviz.lens.LogitLens` for ``lens.npz``; ``importance``: a
     :class:`vitviz.importance.HeadImportance` for ``head_importance.csv``."""
+    if not folder.is_dir():  # the run folder was removed: fail here rather than make it again
+        raise FileNotFoundError(errno.ENOENT, "the output folder was removed", str(folder))
     write_outputs(result, folder, **kwargs)
     if importance is not None:
         write_head_importance(importance, folder)
@@ -205,6 +208,7 @@ class _Writers:
         self.kwargs = opts.write_kwargs()
         self.report = RunReport(total=todo)
         self.fatal: OSError | None = None  # a write error that stops the whole run (vitviz.runfolder.FATAL_ERRNOS)
+        self._queued: set[Future] = set()  # writes not finished yet: cancelled when the run stops
         self._lock = threading.Lock()
         self._index = 0
 
@@ -219,9 +223,14 @@ class _Writers:
         """Stop the run when ``exc`` is a fatal write error (the first one is kept); True when the run is stopped."""
         fatal = fatal_write_error(exc)
         with self._lock:
-            if fatal is not None and self.fatal is None:
+            first = fatal is not None and self.fatal is None
+            if first:
                 self.fatal = fatal
-            return self.fatal is not None
+            queued = list(self._queued) if first else []
+            stopped = self.fatal is not None
+        for future in queued:  # the writes waiting for a writer would fail the same way
+            future.cancel()
+        return stopped
 
     def fail(self, item: InputItem, exc: BaseException) -> None:
         if self.fatal is not None:  # the run is stopping: no row, no line
@@ -259,9 +268,13 @@ class _Writers:
         future = self.pool.submit(_write_job, result, temp, self.kwargs, self.opts.features, evidence, lens,
                                   importance)
         device = result.device
+        with self._lock:
+            self._queued.add(future)
         future.add_done_callback(lambda f: self._finish(f, item, temp, device))
 
     def _finish(self, future: Future, item: InputItem, temp: Path, device: str) -> None:
+        with self._lock:
+            self._queued.discard(future)
         try:
             summary = future.result()
             final = self.store.commit(item.name, temp, summary)

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from .errors import VitvizError
 
 __all__ = ["MARKER", "LOCK", "RunFolderError", "RunStopped", "RunLock", "check_run_folder", "write_marker",
-           "foreign_entries", "atomic_write_bytes", "atomic_write_text", "fatal_write_error", "stop_message",
+           "foreign_entries", "marker_foreign", "atomic_write_bytes", "atomic_write_text", "fatal_write_error", "stop_message",
            "folder_identity"]
 
 MARKER = ".vitviz-run.json"  # written first into every run folder: what wrote it, with which settings
@@ -103,15 +103,21 @@ def _locked_message(out: Path, holder: dict[str, Any]) -> str:
             "folder")
 
 
+def marker_foreign(out: Path) -> list[str]:
+    """The names the run folder's marker records as someone else's (see :func:`write_marker`)."""
+    names = (_read_json(out / MARKER) or {}).get("foreign")
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
 def write_marker(out: Path, settings: str, foreign: Iterable[str] = ()) -> dict[str, Any]:
-    """Write (atomically) or update the run folder's marker; ``foreign``: names that were there before the first run
-    (adopted with ``--force``), kept from run to run so that no later run takes them for its own."""
+    """Write (atomically) or update the run folder's marker; ``foreign``: the names in it that are not vitviz's
+    (there before the first run, which ``--force`` let write beside them), so that no later run takes them for its
+    own."""
     from . import __version__
 
     old = _read_json(out / MARKER) or {}
     marker = {"format": "vitviz-run", "version": __version__, "created": old.get("created") or _now(),
-              "updated": _now(), "settings": settings,
-              "foreign": sorted(set(old.get("foreign") or []) | set(foreign))}
+              "updated": _now(), "settings": settings, "foreign": sorted(set(foreign))}
     atomic_write_text(out / MARKER, json.dumps(marker, indent=2) + "\n")
     return marker
 
@@ -290,15 +296,14 @@ def folder_identity(path: Path) -> tuple[int, int] | None:
 
 def stop_message(out: Path, exc: OSError | None, written: int, todo: int, gone: bool = False) -> str:
     """The one line of a stopped run: the cause, how many images were written, and that rerunning resumes."""
-    if gone or (exc is not None and exc.errno in (errno.ENOENT, errno.ESTALE)):
-        cause = f"the output folder {out} was removed while the run was writing into it"
-    else:
-        assert exc is not None
-        kind = FATAL_ERRNOS.get(exc.errno or 0, "")
-        reason = exc.strerror or str(exc)
-        cause = {"disk full": f"the disk holding {out} is full ({reason})",
-                 "disk quota exceeded": f"the disk quota for {out} is used up ({reason})",
-                 "read-only": f"{out} is on a read-only file system ({reason})",
-                 "not writable": f"{out} is not writable ({reason})"}.get(kind, f"writing into {out} failed ({reason})")
+    if gone or exc is None or exc.errno in (errno.ENOENT, errno.ESTALE):
+        return (f"the output folder {out} was removed while the run was writing into it: stopped after writing "
+                f"{written} of {todo} image(s); run the same command again to start over")
+    reason = exc.strerror or str(exc)
+    cause = {"disk full": f"the disk holding {out} is full ({reason})",
+             "disk quota exceeded": f"the disk quota for {out} is used up ({reason})",
+             "read-only": f"{out} is on a read-only file system ({reason})",
+             "not writable": f"{out} is not writable ({reason})"}.get(FATAL_ERRNOS.get(exc.errno or 0, ""),
+                                                                    f"writing into {out} failed ({reason})")
     return (f"{cause}: stopped after writing {written} of {todo} image(s); run the same command again to resume "
             "(the images written are kept, none was left half-written)")

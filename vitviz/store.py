@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from .batch import table_row
 from .runfolder import (MARKER, RunFolderError, RunLock, atomic_write_text, check_run_folder, folder_identity,
-                        foreign_entries, write_marker)
+                        foreign_entries, marker_foreign, write_marker)
 
 __all__ = ["OutputStore", "run_settings", "TABLE", "PARQUET", "PARTIAL"]
 
@@ -77,19 +77,21 @@ class OutputStore:
             raise
 
     def _claim(self, foreign: list[str], names: Sequence[str]) -> None:
-        try:
-            marker = write_marker(self.out, self.settings, foreign)
-        except OSError as exc:
-            raise RunFolderError(f"cannot write into --out {self.out} ({exc.strerror or exc}): choose a folder on a "
-                                 "writable disk with free space") from None
-        self.foreign = set(marker["foreign"])
+        # someone else's names: found now (adopted with --force), or by an earlier run and still there
+        self.foreign = set(foreign) | {n for n in marker_foreign(self.out) if (self.out / n).exists()}
         clashes = sorted({n for n in (TABLE, PARQUET) if n in self.foreign}
                          | {n for n in names if n.split("/")[0] in self.foreign and (self.out / n).exists()})
         if clashes:
-            raise RunFolderError(f"--out {self.out}: {', '.join(clashes[:3])} "
-                                 f"{'is' if len(clashes) == 1 else 'are'} not vitviz's and this run would write "
-                                 "there: move them away or choose another folder (vitviz never overwrites what it "
-                                 "did not write)")
+            one = len(clashes) == 1
+            raise RunFolderError(f"--out {self.out}: {', '.join(clashes[:3])}{'' if len(clashes) <= 3 else ', ...'} "
+                                 f"{'is' if one else 'are'} not vitviz's and this run would write there: move "
+                                 f"{'it' if one else 'them'} away or choose another folder (vitviz never overwrites "
+                                 "what it did not write)")
+        try:
+            write_marker(self.out, self.settings, sorted(self.foreign))
+        except OSError as exc:
+            raise RunFolderError(f"cannot write into --out {self.out} ({exc.strerror or exc}): choose a folder on a "
+                                 "writable disk with free space") from None
         self._identity = folder_identity(self.out)
         partial = self.out / PARTIAL
         if partial.is_dir():
