@@ -247,3 +247,24 @@ def test_a_table_row_cut_short_by_a_full_disk_is_cut_back_off(tmp_path, monkeypa
     with open(tmp_path / "out" / "results.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     assert [r[0] for r in rows] == ["name", "a", "c"] and all(len(r) == len(rows[0]) for r in rows)
+
+
+def test_without_flock_the_pid_decides_whether_a_lock_is_alive(tmp_path, monkeypatch):
+    import vitviz.runfolder as runfolder
+
+    monkeypatch.setattr(runfolder, "fcntl", None)  # Windows, or a file system without flock
+    out = tmp_path / "out"
+    out.mkdir()
+    alive = {"pid": os.getppid(), "host": socket.gethostname(), "started": "2026-01-01T00:00:00"}
+    (out / LOCK).write_text(json.dumps(alive))
+    with pytest.raises(runfolder.RunFolderError, match=f"pid {os.getppid()}"):
+        RunLock(out).acquire()
+    assert RunLock.holder(out)["pid"] == os.getppid()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / LOCK).write_text(json.dumps({**alive, "pid": int(dead.stdout)}))
+    assert RunLock.holder(out) is None
+    lock = RunLock(out)
+    lock.acquire()  # taken over
+    assert json.loads((out / LOCK).read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not (out / LOCK).exists()

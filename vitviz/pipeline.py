@@ -531,7 +531,7 @@ def run_local(
         decoders.shutdown(wait=False, cancel_futures=True)
         writers.close(cancel=True, wait=stopping)
         console.close()
-        store.close()
+        store.close(stopped=True)
         if stopping and not isinstance(exc, RunStopped):
             raise writers.stopped(store, len(todo)) from None
         raise
@@ -640,7 +640,7 @@ def run_ray(
         stopping = writers.fatal is not None
         writers.close(cancel=True, wait=stopping)
         console.close()
-        store.close()
+        store.close(stopped=True)
         if started:
             ray.shutdown()
         if stopping and not isinstance(exc, RunStopped):

@@ -95,6 +95,11 @@ def check_run_folder(out: Path, force: bool = False) -> None:
     holder = RunLock.holder(out)
     if holder is not None:
         raise RunFolderError(_locked_message(out, holder))
+    if out.is_dir() and not os.access(out, os.W_OK):
+        read_only = hasattr(os, "statvfs") and bool(os.statvfs(out).f_flag & getattr(os, "ST_RDONLY", 1))
+        cause = "a read-only file system" if read_only else "no permission"
+        raise RunFolderError(f"cannot write into --out {out} ({cause}): nothing was written; run the same command "
+                             "again once it is writable")
 
 
 def _locked_message(out: Path, holder: dict[str, Any]) -> str:
@@ -177,7 +182,10 @@ class RunLock:
                     fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:
                     return info or {}
-                return None  # nobody holds it: a dead run's leftover
+                except OSError:  # no flock on this file system: the pid decides
+                    pass
+                else:
+                    return None  # nobody holds it: a dead run's leftover
             return info if _held_by_live_process(info) else None
         finally:
             os.close(fd)
@@ -192,13 +200,17 @@ class RunLock:
                     fd = os.open(self.path, os.O_RDWR)
                 except FileNotFoundError:
                     continue  # released meanwhile: try again
-            if fcntl is not None:
+            flocked = fcntl is not None
+            if flocked:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     info = _parse(os.read(fd, 4096))
                     os.close(fd)
                     raise RunFolderError(_locked_message(self.path.parent, info or {})) from None
+                except OSError:  # a file system without flock (ENOLCK): the pid decides, as on Windows
+                    flocked = False
+            if flocked:
                 try:
                     same = os.path.samestat(os.fstat(fd), os.stat(self.path))
                 except FileNotFoundError:
@@ -206,7 +218,7 @@ class RunLock:
                 if not same:  # the file was released and removed between our open and our flock
                     os.close(fd)
                     continue
-            else:  # pragma: no cover - no flock: trust the pid
+            else:  # no flock: trust the pid
                 info = _parse(os.read(fd, 4096))
                 if info and _held_by_live_process(info) and info.get("pid") != os.getpid():
                     os.close(fd)
@@ -302,7 +314,7 @@ def stop_message(out: Path, exc: OSError | None, written: int, todo: int, gone: 
     reason = exc.strerror or str(exc)
     cause = {"disk full": f"the disk holding {out} is full ({reason})",
              "disk quota exceeded": f"the disk quota for {out} is used up ({reason})",
-             "read-only": f"{out} is on a read-only file system ({reason})",
+             "read-only": f"the file system holding {out} is read-only",
              "not writable": f"{out} is not writable ({reason})"}.get(FATAL_ERRNOS.get(exc.errno or 0, ""),
                                                                     f"writing into {out} failed ({reason})")
     return (f"{cause}: stopped after writing {written} of {todo} image(s); run the same command again to resume "

@@ -213,27 +213,32 @@ class OutputStore:
         try:
             with self._lock:
                 self._close_table()
-            table = self.out / TABLE
-            if self.rows and table.is_file():
-                try:
-                    import pyarrow.csv as pacsv
-                    import pyarrow.parquet as pq
-                except ImportError:
-                    return
-                parquet = self.out / PARQUET
-                tmp = parquet.with_name(f".{PARQUET}.{os.getpid()}.tmp")
-                try:
-                    pq.write_table(pacsv.read_csv(table), tmp)
-                    os.replace(tmp, parquet)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
+            self._write_parquet()
         finally:
             self.close()
 
-    def close(self) -> None:
+    def _write_parquet(self) -> None:
+        table = self.out / TABLE
+        if not (self.rows and table.is_file()):
+            return
+        try:
+            import pyarrow.csv as pacsv
+            import pyarrow.parquet as pq
+        except ImportError:
+            return
+        parquet = self.out / PARQUET
+        tmp = parquet.with_name(f".{PARQUET}.{os.getpid()}.tmp")
+        try:
+            pq.write_table(pacsv.read_csv(table), tmp)
+            os.replace(tmp, parquet)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def close(self, stopped: bool = False) -> None:
         """Release the folder: close the table, remove this run's temporary folder (half-written images), drop the
-        lock. Safe to call more than once."""
+        lock. ``stopped``: the run ends early, and results.parquet is brought up to the table's rows if it can be
+        (else removed, rather than left behind the table). Safe to call more than once."""
         with self._lock:
             self._close_table()
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -243,6 +248,15 @@ class OutputStore:
                 partial.rmdir()
         except OSError:
             pass
+        if stopped and self._identity is not None and folder_identity(self.out) == self._identity \
+                and PARQUET not in self.foreign:
+            try:
+                self._write_parquet()
+            except Exception:  # noqa: BLE001 - the disk is full or read-only: no Parquet rather than a stale one
+                try:
+                    (self.out / PARQUET).unlink(missing_ok=True)
+                except OSError:
+                    pass
         self.lock.release()
 
 
