@@ -418,7 +418,12 @@ def run_local(
     free_streams = threading.Semaphore(streams)
     running: list[Future] = []
     max_pending = 2 * batch_size  # decoded images waiting for a batch of their size
-    writers = _Writers(store, opts, len(todo), in_flight=max_pending + (1 + streams) * batch_size + 4 * workers)
+    try:
+        writers = _Writers(store, opts, len(todo), in_flight=max_pending + (1 + streams) * batch_size + 4 * workers)
+    except BaseException:  # e.g. the writer processes cannot start: the folder is released all the same
+        threads.restore()
+        store.close()
+        raise
     console = writers.console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
     decoders = ThreadPoolExecutor(workers)
     decoded: queue.Queue = queue.Queue()
@@ -583,8 +588,12 @@ def run_ray(
     batch_size = opts.batch_size or default_batch_size("cuda" if device.startswith("cuda") else "cpu")
     started = False
     # the writers fork before Ray starts its threads; a driver that is already connected writes in a thread
-    writers = _Writers(store, opts, len(todo), in_flight=4 * batch_size + 4 * opts.worker_count(),
-                       processes=not ray.is_initialized())
+    try:
+        writers = _Writers(store, opts, len(todo), in_flight=4 * batch_size + 4 * opts.worker_count(),
+                           processes=not ray.is_initialized())
+    except BaseException:
+        store.close()
+        raise
     quiet = os.environ.get("VITVIZ_DEBUG", "").strip() in ("", "0")
     if quiet:  # Ray's own log lines would bury the progress bar and the per-image lines
         import logging
