@@ -336,7 +336,8 @@ def test_resume_after_a_killed_run(tiny_checkpoint, tmp_path):
     assert sorted(line.split(":")[0] for line in again.stdout.splitlines()) == [str(p) for p in paths
                                                                                 if p.stem not in done]
     assert sorted(r["name"] for r in table(out)) == [p.stem for p in paths]
-    assert {p.name for p in out.iterdir()} - {"results.parquet"} == {"results.csv", *[p.stem for p in paths]}
+    assert {p.name for p in out.iterdir()} - {"results.parquet"} == {".vitviz-run.json", "results.csv",
+                                                                 *[p.stem for p in paths]}  # no lock, no .partial
     for p in paths:
         assert {f.name for f in (out / p.stem).iterdir()} == ALL_FILES
 

@@ -5,6 +5,7 @@ and closing during inference stops the worker promptly."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 import time
@@ -445,3 +446,106 @@ def _recording(startup, opened: list):
         return startup(self, *args, **kwargs)
 
     return wrapped
+
+
+# ------------------------------------------------------------------------------------ the app survives its bugs
+
+
+def test_a_bug_in_a_views_override_becomes_a_message_and_the_window_goes_on(qtbot, window, photo, tmp_path,
+                                                                              monkeypatch):
+    from vitviz.app.exception_guard import install_exception_guard
+
+    open_and_wait(qtbot, window, photo)
+    panel = window.attention_panel
+    assert panel.isVisible()
+
+    def broken_paint(event):
+        raise RuntimeError("a bug in the attention view")
+
+    log = tmp_path / "vitviz.log"
+    with qtbot.capture_exceptions() as caught:  # pytest-qt's hook: the guard passes the exceptions on to it
+        guard = install_exception_guard(window, log)
+        try:
+            # on the instance: PySide reads an override from there each time (patching the class can crash it)
+            monkeypatch.setattr(panel, "paintEvent", broken_paint)
+            with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as shown:
+                panel.update()
+            assert "RuntimeError" in shown.args[0] and "a bug in the attention view" in shown.args[0]
+            assert "a bug in the attention view" in window.banner.message()
+            result = open_and_wait(qtbot, window, photo)  # the window still answers, with the view still broken
+            assert window.current_result is result
+            monkeypatch.undo()
+            qtbot.wait(50)
+        finally:
+            guard.uninstall()
+    assert caught and all("a bug in the attention view" in str(exc) for _, exc, _ in caught)
+    text = log.read_text()
+    assert text.count("Traceback") == 1 and "broken_paint" in text  # logged once, however often it repeated
+    assert window.isVisible()
+
+
+def test_a_bug_in_a_views_show_event_when_its_tab_is_opened_becomes_a_message(qtbot, window, tmp_path, monkeypatch):
+    from vitviz.app.exception_guard import install_exception_guard
+
+    tabs, panel = window.center_views, window.features_panel
+    assert tabs.currentWidget() is not panel
+
+    def broken_show(event):
+        raise ValueError("a bug in the features view")
+
+    with qtbot.capture_exceptions() as caught:
+        guard = install_exception_guard(window, tmp_path / "vitviz.log")
+        try:
+            monkeypatch.setattr(panel, "showEvent", broken_show)
+            with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as shown:
+                QTimer.singleShot(0, lambda: tabs.setCurrentWidget(panel))  # as a click on its tab does
+            monkeypatch.undo()
+        finally:
+            guard.uninstall()
+    assert "ValueError" in shown.args[0] and "a bug in the features view" in shown.args[0]
+    assert len(caught) == 1 and window.isVisible()
+    tabs.setCurrentIndex(0)
+    assert tabs.currentIndex() == 0  # the tabs still answer
+
+
+def test_a_bug_in_a_slot_becomes_a_message(qtbot, window, tmp_path):
+    from vitviz.app.exception_guard import install_exception_guard
+
+    def broken_slot():
+        raise KeyError("missing entry")
+
+    with qtbot.capture_exceptions() as caught:
+        guard = install_exception_guard(window, tmp_path / "vitviz.log")
+        try:
+            with qtbot.waitSignal(window.error_shown, timeout=TIMEOUT) as shown:
+                QTimer.singleShot(0, broken_slot)
+        finally:
+            guard.uninstall()
+    assert len(caught) == 1 and "KeyError in broken_slot" in shown.args[0]
+
+
+def test_export_all_maps_asks_before_replacing_an_earlier_export(qtbot, window, photo, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from vitviz.app import dialogs
+
+    open_and_wait(qtbot, window, photo)
+    monkeypatch.setattr(dialogs, "ask_folder", lambda *args: str(tmp_path))
+    answers, asked = [], []
+    monkeypatch.setattr(QMessageBox, "question", lambda *args: asked.append(args[2]) or answers.pop(0))
+    with qtbot.waitSignal(window.export_finished, timeout=TIMEOUT):
+        window.act_export_maps.trigger()  # a new folder: no question
+    assert not asked
+    target = tmp_path / f"{photo.stem}-vitviz"
+    (target / "result.json").write_text("the earlier export\n")
+
+    answers.append(QMessageBox.StandardButton.Cancel)
+    with qtbot.assertNotEmitted(window.export_finished, wait=500):
+        window.act_export_maps.trigger()
+    assert len(asked) == 1 and str(target) in asked[0]
+    assert (target / "result.json").read_text() == "the earlier export\n"  # kept
+
+    answers.append(QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(window.export_finished, timeout=TIMEOUT):
+        window.act_export_maps.trigger()
+    assert len(asked) == 2 and json.loads((target / "result.json").read_text())["source"] == str(photo)

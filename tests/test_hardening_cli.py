@@ -60,7 +60,8 @@ def test_cli_refuses_a_bad_image_with_one_line(kind, tiny_checkpoint, tmp_path, 
     assert err[-1] == f"vitviz: 1 of 1 image(s) failed: {errors[0].removeprefix('vitviz: error: ')}"  # and why
     assert set(err) - set(errors) <= {err[-1]}
     assert not shown
-    assert {p.name for p in out.iterdir()} <= {"results.csv", "results.parquet"}  # nothing half-written
+    # nothing half-written:
+    assert {p.name for p in out.iterdir()} <= {".vitviz-run.json", "results.csv", "results.parquet"}
     with open(out / "results.csv", newline="") as fh:  # but the table says which image failed, and why
         rows = list(csv.DictReader(fh))
     assert [(r["status"], r["error"]) for r in rows] == [("error", errors[0].removeprefix("vitviz: error: "))]

@@ -91,7 +91,11 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="image files, folders (searched recursively), glob patterns ('data/**/*.jpg') or @LIST "
                          "(a text file of paths, one a line)")
     an.add_argument("--out", required=True, type=Path,
-                    help="output folder: one subfolder per image, and results.csv with one row per image")
+                    help="output folder: one subfolder per image, and results.csv with one row per image; a new or "
+                         "empty folder, or one an earlier run wrote (rerunning resumes it)")
+    an.add_argument("--force", action="store_true",
+                    help="write into an --out folder that holds files vitviz did not write (they are never deleted "
+                         "or overwritten)")
     _model_options(an)
     an.add_argument("--layer", type=int, default=-1, help="layer whose per-head CLS maps are drawn (default: last)")
     an.add_argument("--topk", type=_at_least_one, default=5, help="number of predictions to report (default: 5)")
@@ -319,8 +323,11 @@ def analyze(args: argparse.Namespace) -> int:
     opts = RunOptions(
         out=args.out, outputs=outputs, layer=args.layer, cmap=args.cmap, depth_cmap=args.depth_cmap,
         alpha=args.alpha, topk=args.topk, batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
-        features=args.features, target=args.target, verbose=args.verbose, lens=args.lens,
+        features=args.features, target=args.target, verbose=args.verbose, lens=args.lens, force=args.force,
     )
+    from .runfolder import check_run_folder
+
+    check_run_folder(args.out, args.force)  # someone else's folder, or a live run's: refused before any work
 
     failures = _Failures()
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import VitvizError
+from .runfolder import atomic_write_text
 
 if TYPE_CHECKING:
     from .engine import AnalysisResult
@@ -81,7 +82,7 @@ def write_outputs(
             raise VitvizError(f"--layer {layer} is out of range: the model has {layers} layers (0..{layers - 1})")
         summary["drawn_layer"] = layer
     if "json" in want:
-        (folder / "result.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+        atomic_write_text(folder / "result.json", json.dumps(summary, indent=2) + "\n")
         written.append(folder / "result.json")
     if "input" in want:
         save_png("input.png", result.image)
@@ -256,7 +257,7 @@ def write_evidence(
     path = folder / "result.json"
     summary = json.loads(path.read_text("utf-8")) if path.is_file() else result.summary()
     summary["explain"] = info
-    path.write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
     written.append(path)
     return written
 

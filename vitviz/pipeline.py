@@ -9,6 +9,7 @@ as :class:`vitviz.batch.Analyzer` actors on a Ray cluster and writes the same fi
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import queue
@@ -29,6 +30,7 @@ from .errors import VitvizError
 from .export import (HEAD_IMPORTANCE_FILE, features_files, output_files, write_evidence, write_features,
                      write_head_importance, write_outputs)
 from .inputs import InputItem
+from .runfolder import RunStopped, fatal_write_error, stop_message
 from .store import PARTIAL, TABLE, OutputStore, run_settings  # noqa: F401 - re-exported
 
 __all__ = ["RunOptions", "OutputStore", "RunReport", "default_batch_size", "forward_streams", "run_local", "run_ray",
@@ -72,6 +74,7 @@ class RunOptions:
     templates: tuple[str, ...] = ()
     domain_known: str = ""  # what the model knows, for the out-of-domain notice (e.g. "10 synthetic shapes")
     verbose: bool = False  # an out-of-domain line per image (else one summary at the end of the run)
+    force: bool = False  # write into a folder that holds files vitviz did not write (never touching them)
 
     @property
     def attention(self) -> str:
@@ -138,6 +141,8 @@ def _write_job(result: Any, folder: Path, kwargs: dict[str, Any], features: bool
     ``features``: also the representation figures; ``evidence``: (Evidence, methods, target classes) to draw;
     ``lens``: a :class:`vitviz.lens.LogitLens` for ``lens.npz``; ``importance``: a
     :class:`vitviz.importance.HeadImportance` for ``head_importance.csv``."""
+    if not folder.is_dir():  # the run folder was removed: fail here rather than make it again
+        raise FileNotFoundError(errno.ENOENT, "the output folder was removed", str(folder))
     write_outputs(result, folder, **kwargs)
     if importance is not None:
         write_head_importance(importance, folder)
@@ -202,37 +207,83 @@ class _Writers:
         self._blas = threadpool_limits(1, user_api="blas")
         self.kwargs = opts.write_kwargs()
         self.report = RunReport(total=todo)
+        self.fatal: OSError | None = None  # a write error that stops the whole run (vitviz.runfolder.FATAL_ERRNOS)
+        self._queued: set[Future] = set()  # writes not finished yet: cancelled when the run stops
         self._lock = threading.Lock()
         self._index = 0
 
     def acquire(self) -> None:
         self.slots.acquire()
 
+    def drop(self, item: InputItem) -> None:
+        """Let go of an image the stopped run will not write."""
+        self.slots.release()
+
+    def _stop(self, exc: BaseException) -> bool:
+        """Stop the run when ``exc`` is a fatal write error (the first one is kept); True when the run is stopped."""
+        fatal = fatal_write_error(exc)
+        with self._lock:
+            first = fatal is not None and self.fatal is None
+            if first:
+                self.fatal = fatal
+            queued = list(self._queued) if first else []
+            stopped = self.fatal is not None
+        for future in queued:  # the writes waiting for a writer would fail the same way
+            future.cancel()
+        return stopped
+
     def fail(self, item: InputItem, exc: BaseException) -> None:
+        if self.fatal is not None:  # the run is stopping: no row, no line
+            self.slots.release()
+            return
         message = self.console.describe_error(item, exc)
+        try:
+            self.store.record_failure(item.name, message)
+        except BaseException as write_error:
+            if not self._stop(write_error):
+                self.slots.release()
+                raise
+            self.slots.release()
+            return
         with self._lock:
             self.report.failed += 1
-        self.store.record_failure(item.name, message)
         self.console.failed(message)
         self.slots.release()
 
     def submit(self, item: InputItem, result: Any, evidence: tuple[Any, list[str], list[int]] | None = None,
                lens: Any = None, importance: Any = None) -> None:
-        with self._lock:
-            self._index += 1
-            temp = self.store.temp_folder(self._index)
+        if self.fatal is not None:
+            self.drop(item)
+            return
+        try:
+            with self._lock:
+                self._index += 1
+                temp = self.store.temp_folder(self._index)
+        except OSError as exc:
+            if self._stop(exc):
+                self.drop(item)
+            else:
+                self.fail(item, exc)
+            return
         future = self.pool.submit(_write_job, result, temp, self.kwargs, self.opts.features, evidence, lens,
                                   importance)
         device = result.device
+        with self._lock:
+            self._queued.add(future)
         future.add_done_callback(lambda f: self._finish(f, item, temp, device))
 
     def _finish(self, future: Future, item: InputItem, temp: Path, device: str) -> None:
+        with self._lock:
+            self._queued.discard(future)
         try:
             summary = future.result()
             final = self.store.commit(item.name, temp, summary)
         except BaseException as exc:  # noqa: BLE001 - one image's failure: one line, the run goes on
             shutil.rmtree(temp, ignore_errors=True)
-            self.fail(item, exc)
+            if self._stop(exc):  # the disk is full, read-only or gone: no later image can be written
+                self.slots.release()
+            else:
+                self.fail(item, exc)
             return
         predictions = summary.get("predictions") or []
         top = predictions[0] if predictions else None
@@ -254,9 +305,24 @@ class _Writers:
                 self.console.done(f"{item.path}: {out_of_domain_message(verdict, self.opts.domain_known)}", count=False)
         self.slots.release()
 
-    def close(self, cancel: bool = False) -> None:
-        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+    def close(self, cancel: bool = False, wait: bool | None = None) -> None:
+        self.pool.shutdown(wait=not cancel if wait is None else wait, cancel_futures=cancel)
         self._blas.restore_original_limits()
+
+    def stopped(self, store: OutputStore, todo: int) -> RunStopped:
+        """The one-line error of a run stopped by :attr:`fatal`."""
+        assert self.fatal is not None
+        return RunStopped(stop_message(store.out, self.fatal, self.report.analysed, todo))
+
+
+def _finish_store(store: OutputStore, writers: _Writers, todo: int) -> None:
+    """Close the run's table and write results.parquet; a full disk then stops the run like any write."""
+    try:
+        store.finish()
+    except OSError as exc:
+        if writers._stop(exc):
+            raise writers.stopped(store, todo) from None
+        raise
 
 
 def _prepare_store(items: Sequence[InputItem], opts: RunOptions, layers: int, has_depth: bool,
@@ -266,8 +332,8 @@ def _prepare_store(items: Sequence[InputItem], opts: RunOptions, layers: int, ha
         expected.add(HEAD_IMPORTANCE_FILE)
     if opts.features and layers:  # a run resumed with --features completes the images written without it
         expected.update(features_files(layers, opts.layer))
-    store = OutputStore(opts.out, expected, topk, settings)
-    store.start()
+    store = OutputStore(opts.out, expected, topk, settings, force=opts.force)
+    store.start([it.name for it in items])
     redo = sum(it.name in store.other_settings for it in items)
     if redo:
         print(f"vitviz: {redo} image(s) in {opts.out} were written with other settings (model, --topk, --layer, "
@@ -352,7 +418,12 @@ def run_local(
     free_streams = threading.Semaphore(streams)
     running: list[Future] = []
     max_pending = 2 * batch_size  # decoded images waiting for a batch of their size
-    writers = _Writers(store, opts, len(todo), in_flight=max_pending + (1 + streams) * batch_size + 4 * workers)
+    try:
+        writers = _Writers(store, opts, len(todo), in_flight=max_pending + (1 + streams) * batch_size + 4 * workers)
+    except BaseException:  # e.g. the writer processes cannot start: the folder is released all the same
+        threads.restore()
+        store.close()
+        raise
     console = writers.console = Console(len(todo), opts.progress and len(todo) > 1, describe_error)
     decoders = ThreadPoolExecutor(workers)
     decoded: queue.Queue = queue.Queue()
@@ -361,9 +432,12 @@ def run_local(
     def feed() -> None:
         for item in todo:
             while not writers.slots.acquire(timeout=0.1):
-                if stop.is_set():
+                if stop.is_set() or writers.fatal is not None:
+                    decoded.put(None)
                     return
-            if stop.is_set():
+            if stop.is_set() or writers.fatal is not None:
+                writers.drop(item)
+                decoded.put(None)
                 return
             if item.error is not None:
                 future: Future = Future()
@@ -376,6 +450,10 @@ def run_local(
     hidden = opts.features or opts.lens  # the hidden states: for the feature views and the logit lens
 
     def run(group: list[tuple[InputItem, Any]]) -> None:
+        if writers.fatal is not None:  # the run is stopping: no more forward passes
+            for item, _ in group:
+                writers.drop(item)
+            return
         try:
             results = engine.analyze_batch([prep for _, prep in group], topk=opts.topk, features=hidden,
                                            concurrent=streams > 1, attention=opts.attention, ablate=opts.ablate)
@@ -423,6 +501,9 @@ def run_local(
     try:
         while (entry := decoded.get()) is not None:
             item, future = entry
+            if writers.fatal is not None:
+                writers.drop(item)
+                break
             try:
                 prep = future.result()
             except Exception as exc:  # noqa: BLE001 - this image alone fails
@@ -439,24 +520,31 @@ def run_local(
                 n_pending -= len(pending[largest])
                 start(pending.pop(largest))
         for group in pending.values():
-            start(group)
+            if writers.fatal is None:
+                start(group)
         pending.clear()
         forwards.shutdown()
         for f in running:
             f.result()
         writers.close()
-    except BaseException:
+        if writers.fatal is not None:
+            raise writers.stopped(store, len(todo))
+    except BaseException as exc:
         stop.set()
-        forwards.shutdown(wait=False, cancel_futures=True)
+        stopping = writers.fatal is not None  # let the writes in flight end before their folders are removed
+        forwards.shutdown(wait=stopping, cancel_futures=True)
         decoders.shutdown(wait=False, cancel_futures=True)
-        writers.close(cancel=True)
+        writers.close(cancel=True, wait=stopping)
         console.close()
+        store.close(stopped=True)
+        if stopping and not isinstance(exc, RunStopped):
+            raise writers.stopped(store, len(todo)) from None
         raise
     finally:
         threads.restore()
     decoders.shutdown()
     console.close()
-    store.finish()
+    _finish_store(store, writers, len(todo))
     report = writers.report
     report.total, report.skipped, report.seconds = len(items), skipped, time.perf_counter() - t0
     return report
@@ -500,8 +588,12 @@ def run_ray(
     batch_size = opts.batch_size or default_batch_size("cuda" if device.startswith("cuda") else "cpu")
     started = False
     # the writers fork before Ray starts its threads; a driver that is already connected writes in a thread
-    writers = _Writers(store, opts, len(todo), in_flight=4 * batch_size + 4 * opts.worker_count(),
-                       processes=not ray.is_initialized())
+    try:
+        writers = _Writers(store, opts, len(todo), in_flight=4 * batch_size + 4 * opts.worker_count(),
+                           processes=not ray.is_initialized())
+    except BaseException:
+        store.close()
+        raise
     quiet = os.environ.get("VITVIZ_DEBUG", "").strip() in ("", "0")
     if quiet:  # Ray's own log lines would bury the progress bar and the per-image lines
         import logging
@@ -523,7 +615,7 @@ def run_ray(
         cpus = int(resources.get("CPU", 1))
         good = [it for it in todo if it.error is None]
         for it in todo:
-            if it.error is not None:
+            if it.error is not None and writers.fatal is None:
                 writers.acquire()
                 writers.fail(it, VitvizError(it.error))
         if good:
@@ -540,6 +632,8 @@ def run_ray(
                 kwargs["num_cpus"] = 1 if cpus < 4 else 2
             ds = ds.map_batches(Analyzer, **kwargs)
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                if writers.fatal is not None:
+                    break
                 for i in range(len(batch["name"])):
                     item = good[int(batch["index"][i])]
                     writers.acquire()
@@ -549,14 +643,20 @@ def run_ray(
                     row = {k: v[i] for k, v in batch.items()}
                     writers.submit(item, result_from_row(row))
         writers.close()
-    except BaseException:
-        writers.close(cancel=True)
+        if writers.fatal is not None:
+            raise writers.stopped(store, len(todo))
+    except BaseException as exc:
+        stopping = writers.fatal is not None
+        writers.close(cancel=True, wait=stopping)
         console.close()
+        store.close(stopped=True)
         if started:
             ray.shutdown()
+        if stopping and not isinstance(exc, RunStopped):
+            raise writers.stopped(store, len(todo)) from None
         raise
     console.close()
-    store.finish()
+    _finish_store(store, writers, len(todo))
     if started:
         ray.shutdown()
     report = writers.report

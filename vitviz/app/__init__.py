@@ -219,10 +219,12 @@ def run_app(
     from PySide6.QtCore import QTimer
 
     app = create_app()
+    from .exception_guard import default_log_file, install_exception_guard
     from .main_window import MainWindow
 
     window = MainWindow()
     quit_status = _quit_after_first_result(window)
+    guard = install_exception_guard(window, default_log_file())  # a bug in a view: a message and a log line
     if present is not None:  # presentation mode (issue 21)
         target = str(present or image or "") or None
         if interval is not None:
@@ -234,13 +236,24 @@ def run_app(
             window.present(target)  # its image request supersedes the window's own first one
 
         QTimer.singleShot(0, start)
-        code = int(app.exec())
-        return quit_status[0] if quit_status else code
-    window.show()
+        return _exec(app, guard, quit_status)
+    try:
+        window.show()
+    except Exception:  # noqa: BLE001 - a bug in a view's showEvent: reported by the guard, the window goes on
+        sys.excepthook(*sys.exc_info())
     # Start loading once the window has painted: the worker imports torch meanwhile.
     window.after_first_paint(lambda: window.startup(image=image, model=model, device=device or "auto",
                                                     depth_model=depth_model))
     if live:
         window.after_first_paint(lambda: window.live.start(live))
-    code = int(app.exec())
-    return quit_status[0] if quit_status else code
+    return _exec(app, guard, quit_status)
+
+
+def _exec(app, guard, quit_status: list[int]) -> int:
+    """Run the event loop (the exit status of VITVIZ_QUIT_AFTER_FIRST_RESULT when it set one); the exception guard
+    goes with it."""
+    try:
+        code = int(app.exec())
+        return quit_status[0] if quit_status else code
+    finally:
+        guard.uninstall()

@@ -14,7 +14,7 @@ from .. import __version__
 from . import paths
 
 __all__ = ["FileDrops", "show_about", "confirm_download", "ask_image", "ask_checkpoint", "ask_factory", "factory_names",
-           "ask_png", "ask_folder", "mime_source", "qimage_to_array"]
+           "ask_png", "ask_folder", "confirm_replace_export", "mime_source", "qimage_to_array"]
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in paths.IMAGE_SUFFIXES) + ");;All files (*)"
 CHECKPOINT_FILTER = ("Models (*.json *.safetensors *.pt *.pth *.bin *.py);;vitviz checkpoints (*.json *.safetensors);;"
@@ -101,6 +101,21 @@ def ask_png(parent: QWidget, settings: QSettings, title: str, file_name: str) ->
     path += "" if path.lower().endswith(".png") else ".png"
     settings.setValue("paths/last_dir", str(Path(path).parent))
     return path
+
+
+def confirm_replace_export(parent: QWidget, folder: Path) -> bool:
+    """True when ``folder`` holds no earlier export, or the user agrees to replace its files (the default: no)."""
+    try:
+        files = sum(1 for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+    except OSError:
+        files = 0
+    if not files:
+        return True
+    answer = QMessageBox.question(
+        parent, "Replace the earlier export?",
+        f"{folder} already holds an export ({files} files). Replace the files that this export writes again?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+    return answer == QMessageBox.StandardButton.Yes
 
 
 def ask_folder(parent: QWidget, settings: QSettings, title: str) -> str | None:

@@ -452,4 +452,8 @@ class MainWindow(QMainWindow):
         if self.state.result is None:
             self.show_error("Nothing to export yet: open an image first.")
         elif folder := dialogs.ask_folder(self, self.settings, "Export all maps into folder"):
-            self.export_maps(str(Path(folder) / f"{Path(self.state.result.source).stem or 'image'}-vitviz"))
+            target = Path(folder) / f"{Path(self.state.result.source).stem or 'image'}-vitviz"
+            if dialogs.confirm_replace_export(self, target):  # an earlier export of this image is not overwritten
+                self.export_maps(str(target))                 # without asking
+            else:
+                self.show_message(f"Export cancelled: {target} keeps the earlier export", "info", transient=True)
