@@ -99,6 +99,13 @@ class ModelInfo:
         )
 
 
+def pickle_refusal(path: str | os.PathLike[str]) -> str:
+    """Why a file of pickled Python objects is not opened, and what to do instead."""
+    return (f"{path}: refused: the file holds Python objects other than tensors (a whole model saved with "
+            "torch.save(model)?), which vitviz never unpickles: unpickling runs code named by the file; save "
+            "model.state_dict() or safetensors instead, or pass --allow-pickle only if you trust the file")
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read tensors from a safetensors file, or a plain state dict saved by ``torch.save`` (never unpickled freely)."""
     p = Path(path)
@@ -128,11 +135,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
                 raise CheckpointError(
                     f"{p}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle stream)"
                 ) from exc
-            raise CheckpointError(
-                f"{p}: refused: the file holds Python objects other than tensors (a whole model saved with "
-                "torch.save(model)?), and unpickling them would run code from the file; save model.state_dict() "
-                "instead, or convert it to safetensors, or open it with --allow-pickle if you trust the file"
-            ) from exc
+            raise CheckpointError(pickle_refusal(p)) from exc
         except (RuntimeError, OSError, EOFError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({exc})") from exc
         if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, _starts_like_pickle, check_state_dict
+from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, _starts_like_pickle, check_state_dict, pickle_refusal
 
 __all__ = [
     "PatchEmbedding",
@@ -258,11 +258,7 @@ def _torch_load_weights(p: Path) -> Any:
             raise CheckpointError(
                 f"{p}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle stream)"
             ) from exc
-        raise CheckpointError(
-            f"{p}: refused: the file holds pickled Python objects (a whole model saved with torch.save(model)?), "
-            "and unpickling runs code named by the file; save model.state_dict() instead, or pass --allow-pickle "
-            "only if you trust the file"
-        ) from exc
+        raise CheckpointError(pickle_refusal(p)) from exc
     except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint, damaged or truncated ({reason})") from exc
