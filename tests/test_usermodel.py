@@ -283,3 +283,37 @@ def test_a_pickled_whole_model_is_refused_unless_allowed(tmp_path: Path) -> None
     with torch.no_grad():
         assert torch.allclose(wrapped(x).logits, model(x), atol=ATOL)
     assert info.labels == list("abcde")
+
+
+def test_multihead_attention_with_a_mask_is_recorded_and_its_heads_refuse_a_knockout() -> None:
+    class Masked(nn.Module):
+        """nn.MultiheadAttention called with an attention mask: vitviz lets the module compute it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Conv2d(3, 32, 16, 16)
+            self.cls = nn.Parameter(torch.zeros(1, 1, 32))
+            self.attn = nn.MultiheadAttention(32, 4, batch_first=True)
+            self.mlp = nn.Linear(32, 32)
+            self.head = nn.Linear(32, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            t = torch.cat([self.cls.expand(len(x), -1, -1), self.embed(x).flatten(2).transpose(1, 2)], 1)
+            mask = torch.zeros(t.shape[1], t.shape[1])
+            mask[:, -1] = -1e4  # nobody attends to the last patch
+            self.weights = self.attn(t, t, t, attn_mask=mask, average_attn_weights=False)[1]
+            return self.head(self.mlp(t + self.attn(t, t, t, need_weights=False)[0])[:, 0])
+
+    torch.manual_seed(9)
+    model = Masked().eval()
+    x = _batch()
+    with torch.no_grad():
+        model(x)
+    own = model.weights
+    wrapped, info = wrap_model(model, image_size=64)
+    with torch.no_grad():
+        out = wrapped(x, return_attention=True)
+    assert info.config.depth == 2 and torch.allclose(out.attentions[0], own, atol=ATOL)
+    assert torch.allclose(model.weights, own, atol=ATOL)  # the module still got its weights back
+    with pytest.raises(VitvizError, match="heads of layer 0 cannot be knocked out"):
+        wrapped(x, head_mask=torch.zeros(2, 4))

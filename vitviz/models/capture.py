@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from ..errors import VitvizError
+
 __all__ = ["AttentionCapture", "CapturePass", "AttentionEvent"]
 
 _SDPA = F.scaled_dot_product_attention
@@ -140,16 +142,19 @@ class AttentionCapture(TorchFunctionMode):
         if not plain:  # something vitviz does not re-create: the module's own code, its per-head weights recorded
             if not self._is_attention(query.shape[0]) or query.ndim != 3:
                 return _MHA(*args, **kwargs)
+            wanted, averaged = p["need_weights"], p["average_attn_weights"]
             p["need_weights"], p["average_attn_weights"] = True, False
             out, weights = _MHA(**p)
             self._seen("multihead", query.shape[0], heads)
             layer = self.state.next_layer()
-            del layer  # counted; its heads cannot be knocked out on this path
+            if self.state.mask(layer, heads) is not None:
+                raise VitvizError(f"the heads of layer {layer} cannot be knocked out: its nn.MultiheadAttention is "
+                                  "called with masks, bias_k/bias_v or separate key and value inputs")
             if self.state.return_attention:
                 self.state.attentions.append(weights)
             elif self.state.recorder is not None:
                 self.state.recorder.record(weights)
-            return out, None
+            return out, (weights.mean(dim=1) if averaged else weights) if wanted else None
         t, b, e = query.shape
         d = e // heads
         if p["use_separate_proj_weight"]:

@@ -143,7 +143,9 @@ class UserModel(nn.Module):
         """The user's forward pass on a normalised 3-channel batch, with the attention captured (see
         :class:`vitviz.models.capture.CapturePass`) and the outputs found by the probe."""
         x = self._channels(x)
-        state = CapturePass(batch=x.shape[0], tokens=self.layout.tokens, return_attention=return_attention,
+        patch = self.config.patch_size
+        tokens = self.num_prefix_tokens + (x.shape[-2] // patch) * (x.shape[-1] // patch)
+        state = CapturePass(batch=x.shape[0], tokens=tokens, return_attention=return_attention,
                             recorder=attention_recorder, head_mask=head_mask)
         hidden: list[torch.Tensor] | None = [] if return_hidden and self.has_hidden_states else None
         hooks = self._hidden_hooks(hidden) if hidden is not None else []
