@@ -160,7 +160,7 @@ def main(argv=None):
     torch.save(model.state_dict(), args.out)
     settings = {"heads": CONFIG["num_heads"], "classes": list(CLASSES), "mean": list(MEAN), "std": list(STD)}
     settings_path.write_text(json.dumps(settings, indent=2) + "\n")
-    record = {"config": CONFIG, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    record = {"config": CONFIG, "args": {k: v.name if isinstance(v, Path) else v for k, v in vars(args).items()},
               "steps": step, "epochs": epoch, "train_minutes": round(minutes, 2), "validation": metrics,
               "constant_depth_abs_rel": baseline, "torch": torch.__version__, "threads": torch.get_num_threads()}
     record_path.write_text(json.dumps(record, indent=2) + "\n")
