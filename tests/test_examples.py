@@ -18,16 +18,16 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "minivit"
 def _import(name: str):
     spec = importlib.util.spec_from_file_location(f"example_minivit_{name}", EXAMPLE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLE))
+    spec.loader.exec_module(module)
     return module
 
 
 def test_trained_example_opens_from_checkpoint_and_from_code(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the scene cache (data_cache/) goes here
+    # train.py puts its folder on sys.path and imports model.py as "model": undone after the test.
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setitem(sys.modules, "model", None)
+    monkeypatch.delitem(sys.modules, "model")
     train = _import("train")
     out = tmp_path / "run" / "minivit.pth"
     args = ["--out", str(out), "--minutes", "0.01", "--train-size", "8", "--val-size", "4", "--batch-size", "4",
