@@ -1,15 +1,16 @@
 """Train the MiniViT of ``model.py`` for a few minutes on the CPU, on vitviz's procedurally rendered scenes (the
 shape class of the main object, and metric depth), then save a bare ``state_dict`` and a JSON file beside it.
 
-    python examples/minivit/train.py --minutes 5
-    vitviz analyze IMAGE --model examples/minivit/minivit.pth          # heads, classes, mean/std from minivit.json
+    python examples/minivit/train.py --minutes 6 --threads 1
+    vitviz analyze IMAGE --out out --model examples/minivit/minivit.pth   # heads, classes, mean/std: minivit.json
     vitviz --model examples/minivit/model.py:build                      # the same weights, through the code
 
 The scenes come from ``vitviz.synthetic.scenes`` (deterministic from a seed; cached under ``data_cache/``); the
 validation scenes use another seed than the training scenes. The loss is cross-entropy on the classes plus L1 on
 depth in metres, plus a training-only per-patch class loss on the patch tokens (the main object's class where it
-covers the patch, else background), which gets a ViT off the ground sooner. Writes ``minivit.pth``, ``minivit.json`` (heads, classes, mean, std: what the weights cannot hold)
-and ``minivit.train.json`` (the run's settings and validation figures); never overwrites without ``--force``.
+covers the patch, else background), which gets a ViT off the ground sooner. Writes ``minivit.pth``,
+``minivit.json`` (heads, classes, mean, std: what the weights cannot hold) and ``minivit.train.json`` (the run's
+settings and validation figures); never overwrites without ``--force``.
 """
 
 import argparse
