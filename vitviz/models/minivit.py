@@ -332,6 +332,8 @@ def _floats(value: Any, name: str, count: int, where: str) -> tuple[float, ...]:
         numbers = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         raise CheckpointError(f"{where}: {name} must be {count} numbers") from None
+    if len(numbers) == 1:  # one number for every channel
+        numbers *= count
     if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
         raise CheckpointError(f"{where}: {name} must be {count} numbers, one per input channel (got {len(numbers)})")
     if name == "std" and any(v <= 0 for v in numbers):
