@@ -10,8 +10,8 @@ import sys
 
 try:
     import timm
-except ImportError:
-    raise SystemExit("this example needs timm: pip install timm") from None
+except ImportError as exc:  # timm missing, or a dependency of it (torchvision) missing or mismatched
+    raise SystemExit(f"this example needs timm (pip install timm); importing it failed: {exc}") from None
 
 import vitviz
 

@@ -269,9 +269,9 @@ def test_arguments_override_the_json(tmp_path):
     user = randomised(NotesMiniViT(**SMALL))
     path = save_state(user, tmp_path / "minivit.pth")
     (tmp_path / "minivit.json").write_text(json.dumps({"heads": 3, "classes": list("abcde")}))
-    opened = load_minivit(path, classes=list("vwxyz"), mean=(0.1, 0.2, 0.3))
+    opened = load_minivit(path, classes=list("vwxyz"), mean=(0.1, 0.2, 0.3), std=[0.5])
     assert opened["labels"] == list("vwxyz") and opened["mean"] == (0.1, 0.2, 0.3)
-    assert opened["std"] == IMAGENET_STD
+    assert opened["std"] == (0.5, 0.5, 0.5)
     assert opened["model"].transformer.layers[0].self_attn.num_heads == 3
 
 

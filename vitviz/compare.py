@@ -98,14 +98,15 @@ class DepthAlignment:
 
 def _in_space(depth: np.ndarray, kind: str | None, space: str) -> np.ndarray:
     d = np.asarray(depth, np.float64)
-    if space == "depth" or kind != "metric":
-        return d  # metric depth in metres, or a relative model's inverse depth as it is
+    if space == "depth" or kind not in ("metric", "relative"):
+        return d  # depth (metres, or a user's model's own units), or a relative model's inverse depth as it is
     return 1.0 / np.maximum(d, MIN_DEPTH)
 
 
 def align_depth(depth_a: np.ndarray, kind_a: str | None, depth_b: np.ndarray, kind_b: str | None) -> DepthAlignment:
     """Align B's depth map to A's (B resized to A's resolution first) by least squares; see :class:`DepthAlignment`."""
-    space = "depth" if kind_a == "metric" and kind_b == "metric" else "inverse depth"
+    depths = ("metric", "relative")  # larger = farther (a user's model's depth output is taken as depth)
+    space = "depth" if kind_a in depths and kind_b in depths else "inverse depth"
     a = _in_space(depth_a, kind_a, space)
     b = _in_space(resample_to(depth_b, a.shape), kind_b, space)
     if np.array_equal(a, b):
@@ -193,7 +194,7 @@ def _depth_rgb(result: AnalysisResult, cmap: str) -> np.ndarray:
     from .render import apply_colormap, normalize
 
     values = normalize(result.depth)
-    return apply_colormap(1.0 - values if result.depth_kind == "metric" else values, cmap)  # near = bright
+    return apply_colormap(1.0 - values if result.depth_kind in ("metric", "relative") else values, cmap)  # near = bright
 
 
 def compare_sheet(comparison: Comparison, layer: int = -1, cmap: str = "inferno", depth_cmap: str = "turbo",

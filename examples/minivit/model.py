@@ -86,8 +86,9 @@ class MiniViT(nn.Module):
 
 
 # The architecture train.py trains (the JSON beside the weights holds what the weights do not: heads, classes).
-CONFIG = dict(img_size=128, patch_size=16, in_channels=3, embed_dim=192, num_classes=10, depth=6, num_heads=6,
-              dim_feedforward=768)
+# Small enough to learn something in a few minutes on a CPU.
+CONFIG = dict(img_size=128, patch_size=16, in_channels=3, embed_dim=128, num_classes=10, depth=4, num_heads=4,
+              dim_feedforward=512)
 
 
 def build(weights=HERE / "minivit.pth"):

@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import re
+import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -238,16 +241,12 @@ def read_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, torch.Tenso
         raise CheckpointError(f"{p}: expected a state dict (a dictionary of tensors), found {type(data).__name__}")
     tensors = {k: v for k, v in flat.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise CheckpointError(f"{p}: the file holds no tensors (expected a state dict)")
+        keys = ", ".join(list(flat)[:6])
+        raise CheckpointError(f"{p}: no state dict found in the file (its keys: {keys or 'none'})")
     return tensors
 
 
 def _torch_load_weights(p: Path) -> Any:
-    import pickle
-    import warnings
-
-    import zipfile
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -329,6 +328,8 @@ def _floats(value: Any, name: str, count: int, where: str) -> tuple[float, ...]:
         numbers = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         raise CheckpointError(f"{where}: {name} must be {count} numbers") from None
+    if len(numbers) == 1:  # one number for every channel
+        numbers *= count
     if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
         raise CheckpointError(f"{where}: {name} must be {count} numbers, one per input channel (got {len(numbers)})")
     if name == "std" and any(v <= 0 for v in numbers):

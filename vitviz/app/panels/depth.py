@@ -17,7 +17,7 @@ from .common import combo, follow_patches, hover_patch, html, muted, set_combo_t
 
 __all__ = ["DepthPanel"]
 
-UNITS = {"metric": "metres", "relative_inverse": "relative inverse depth"}
+UNITS = {"metric": "metres", "relative_inverse": "relative inverse depth", "relative": "relative depth (your model's units)"}
 
 
 class DepthPanel(Panel):
@@ -90,7 +90,7 @@ class DepthPanel(Panel):
         lo, hi = float(np.nanmin(d)), float(np.nanmax(d))
         metric = result.depth_kind == "metric"
         values, lut = normalize(d), colormap_lut(self.state.depth_cmap)
-        if metric:
+        if metric or result.depth_kind == "relative":  # larger = farther
             values, lut = 1.0 - values, lut[::-1]  # near = bright
         self.canvas.set_image(apply_colormap(values, self.state.depth_cmap))
         self.bar.set_scale(lut, lo, hi, "m" if metric else "")

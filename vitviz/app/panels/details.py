@@ -11,7 +11,7 @@ from .common import html, source_name
 
 __all__ = ["DetailsPanel"]
 
-DEPTH_KINDS = {"metric": "metric depth (m)", "relative_inverse": "relative inverse depth"}
+DEPTH_KINDS = {"metric": "metric depth (m)", "relative_inverse": "relative inverse depth", "relative": "relative depth"}
 
 
 class DetailsPanel(Panel):
