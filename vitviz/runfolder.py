@@ -128,6 +128,18 @@ def write_marker(out: Path, settings: str, foreign: Iterable[str] = ()) -> dict[
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    if os.name == "nt":  # os.kill(pid, 0) would send Ctrl+C there
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
