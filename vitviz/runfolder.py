@@ -16,8 +16,8 @@ from typing import Any, Iterable
 from .errors import VitvizError
 
 __all__ = ["MARKER", "LOCK", "RunFolderError", "RunStopped", "RunLock", "check_run_folder", "write_marker",
-           "foreign_entries", "marker_foreign", "atomic_write_bytes", "atomic_write_text", "fatal_write_error", "stop_message",
-           "folder_identity"]
+           "foreign_entries", "marker_foreign", "atomic_write_bytes", "atomic_write_text", "fatal_write_error",
+           "stop_message", "folder_identity"]
 
 MARKER = ".vitviz-run.json"  # written first into every run folder: what wrote it, with which settings
 LOCK = ".vitviz-run.lock"  # present while a run writes: its pid, host and start time
