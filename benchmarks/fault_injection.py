@@ -109,7 +109,8 @@ class Bench:
         t0 = time.perf_counter()
         proc = self.start(out, *extra, **kwargs)
         _, err = proc.communicate(timeout=600)
-        return {"exit": proc.returncode, "stderr": err.strip().splitlines(), "seconds": round(time.perf_counter() - t0, 2)}
+        return {"exit": proc.returncode, "stderr": err.strip().splitlines(),
+                "seconds": round(time.perf_counter() - t0, 2)}
 
 
 # ------------------------------------------------------------------------------------------------------ checks

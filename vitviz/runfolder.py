@@ -16,8 +16,8 @@ from typing import Any, Iterable
 from .errors import VitvizError
 
 __all__ = ["MARKER", "LOCK", "RunFolderError", "RunStopped", "RunLock", "check_run_folder", "write_marker",
-           "foreign_entries", "marker_foreign", "atomic_write_bytes", "atomic_write_text", "fatal_write_error", "stop_message",
-           "folder_identity"]
+           "foreign_entries", "marker_foreign", "atomic_write_bytes", "atomic_write_text", "fatal_write_error",
+           "stop_message", "folder_identity"]
 
 MARKER = ".vitviz-run.json"  # written first into every run folder: what wrote it, with which settings
 LOCK = ".vitviz-run.lock"  # present while a run writes: its pid, host and start time
@@ -128,6 +128,18 @@ def write_marker(out: Path, settings: str, foreign: Iterable[str] = ()) -> dict[
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    if os.name == "nt":  # os.kill(pid, 0) would send Ctrl+C there
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

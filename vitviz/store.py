@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .batch import table_row
-from .runfolder import (MARKER, RunFolderError, RunLock, atomic_write_text, check_run_folder, folder_identity,
-                        foreign_entries, marker_foreign, write_marker)
+from .runfolder import (MARKER, RunFolderError, RunLock, RunStopped, atomic_write_text, check_run_folder,
+                        fatal_write_error, folder_identity, foreign_entries, marker_foreign, stop_message,
+                        write_marker)
 
 __all__ = ["OutputStore", "run_settings", "TABLE", "PARQUET", "PARTIAL"]
 
@@ -72,6 +73,11 @@ class OutputStore:
                                  "on a writable disk with free space") from None
         try:
             self._claim(foreign, names)
+        except OSError as exc:  # the disk filled up, or went read-only, while the folder was being tidied
+            self.lock.release()
+            if fatal_write_error(exc) is None:
+                raise
+            raise RunStopped(stop_message(self.out, exc, 0, len(names))) from None
         except BaseException:
             self.lock.release()
             raise
