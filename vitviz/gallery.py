@@ -200,8 +200,10 @@ class Run:
         elif parquet.is_file():
             rows, self.cut, self.from_folders = _read_parquet(parquet), False, False
         else:
-            summaries = self._summaries_in_folders()
-            if not summaries and not (folder / PARTIAL).is_dir():
+            marked = (folder / PARTIAL).is_dir() or any(p.name.startswith(".") and "vitviz" in p.name.lower()
+                                                         for p in folder.iterdir())
+            summaries = self._summaries_in_folders() if marked else []
+            if not marked:
                 raise RunError(f"{folder} is not the output folder of a vitviz analyze run: it has no {TABLE} "
                                f"(write one with: vitviz analyze IMAGES --out {folder})")
             self.from_folders = True
@@ -229,7 +231,8 @@ class Run:
 
     def _summaries_in_folders(self) -> list[tuple[str, dict[str, Any]]]:
         found = []
-        for path in sorted(self.folder.rglob("result.json")):
+        paths = [*self.folder.glob("*/result.json"), *self.folder.glob("*/*/result.json")]  # OUT/cats/1/...
+        for path in sorted(paths):
             if PARTIAL in path.relative_to(self.folder).parts:
                 continue
             try:
