@@ -297,9 +297,8 @@ def open_results(folder: str | os.PathLike[str], main: MainWindow) -> BrowseWind
     except RunError as exc:
         main.show_error(str(exc), topic="results")
         return None
-    window = BrowseWindow(run, lambda: main)
+    window = BrowseWindow(run, lambda: main, parent=main)  # a window of its own, closed with the main one
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    main.browse_windows = [w for w in getattr(main, "browse_windows", []) if w.isVisible()] + [window]
     window.show()
     return window
 

@@ -1,0 +1,140 @@
+"""The gallery window (vitviz.app.browse), driven offscreen: thumbnails, the head chosen once, sorting, and a click
+that opens the image in the main window with the run's model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtGui import QImage  # noqa: E402
+
+from vitviz.app.browse import BrowseWindow  # noqa: E402
+from vitviz.app.main_window import MainWindow  # noqa: E402
+from vitviz.gallery import open_run  # noqa: E402
+
+from .browse_runs import analyze_run, write_images  # noqa: E402
+
+TIMEOUT = 30_000
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_checkpoint) -> Path:
+    root = tmp_path_factory.mktemp("browse-app")
+    write_images(root / "images", n=8)
+    return analyze_run(root / "images", root / "run", tiny_checkpoint)
+
+
+@pytest.fixture
+def gallery(qtbot, run_dir):
+    window = BrowseWindow(open_run(run_dir))
+    qtbot.addWidget(window)
+    window.resize(900, 600)
+    window.show()
+    yield window
+    window.close()
+
+
+def visible_rows(window: BrowseWindow) -> list[int]:
+    view = window.view
+    rows = []
+    for row in range(window.model.rowCount()):
+        if view.visualRect(window.model.index(row)).intersects(view.viewport().rect()):
+            rows.append(row)
+    return rows
+
+
+def wait_drawn(qtbot, window: BrowseWindow) -> list[QImage]:
+    rows = visible_rows(window)
+    qtbot.waitUntil(lambda: all(window.model.is_drawn(r) for r in rows), timeout=TIMEOUT)
+    return [window.model.index(r).data(Qt.ItemDataRole.DecorationRole) for r in rows]
+
+
+def pixels(image: QImage) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    arr = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+    return arr[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
+
+
+def test_choosing_a_head_redraws_every_visible_thumbnail_with_that_head(qtbot, gallery, run_dir):
+    gallery.set_overlay("head", layer=1, head=0)
+    first = [pixels(im) for im in wait_drawn(qtbot, gallery)]
+    assert len(first) == 9  # every image of the run (8 and a broken file) fits in the window
+    gallery.set_overlay("head", layer=1, head=2)
+    second = [pixels(im) for im in wait_drawn(qtbot, gallery)]
+    renderer = gallery.model.renderer
+    for row, (a, b) in enumerate(zip(first, second)):
+        entry = gallery.model.gallery.entry(row)
+        if entry.failed:
+            np.testing.assert_array_equal(a, b)  # a failed input has no maps: drawn greyed the same way
+            continue
+        assert np.abs(a.astype(int) - b.astype(int)).mean() > 1.0
+        from vitviz.gallery import Overlay
+
+        np.testing.assert_array_equal(b, renderer.render(entry, Overlay("head", layer=1, head=2)).rgb)
+    assert "layer 1, head 2" in gallery.count_label.text()
+
+
+def test_sort_and_filter_controls_reorder_the_list(qtbot, gallery):
+    gallery.set_sort("confidence")
+    model = gallery.model
+    confidences = [model.gallery.entry(r).confidence for r in range(model.rowCount())]
+    assert confidences[:-1] == sorted(confidences[:-1])  # the failed input last
+    gallery.status_combo.setCurrentIndex(gallery.status_combo.findData("failed"))
+    assert model.rowCount() == 1
+    entry = model.index(0).data(Qt.ItemDataRole.UserRole + 1)
+    assert entry.failed and "not an image file" in model.index(0).data(Qt.ItemDataRole.ToolTipRole)
+    gallery.status_combo.setCurrentIndex(0)
+    gallery.search_edit.setText("img3")
+    assert [model.gallery.entry(r).name for r in range(model.rowCount())] == ["img3"]
+    assert gallery.count_label.text().startswith("1 of 9 images")
+
+
+def test_a_click_opens_the_image_in_the_main_window_with_the_runs_model(qtbot, run_dir, tmp_path, tiny_checkpoint):
+    main = MainWindow(settings=QSettings(str(tmp_path / "vitviz.ini"), QSettings.Format.IniFormat),
+                      samples=tmp_path)
+    qtbot.addWidget(main)
+    with qtbot.waitSignal(main.model_ready, timeout=TIMEOUT):
+        main.load_model(str(tiny_checkpoint), "cpu")
+    window = main.open_results(run_dir)
+    assert isinstance(window, BrowseWindow) and window.isVisible()
+    window.search_edit.setText("img5")
+    entry = window.model.gallery.entry(0)
+    rect = window.view.visualRect(window.model.index(0))
+    with qtbot.waitSignal(main.result_ready, timeout=TIMEOUT) as shown:
+        qtbot.mouseClick(window.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert shown.args[0].source == entry.source
+    assert main.state.model.name == "tiny"
+    window.close()
+    main.close()
+
+
+def test_open_results_on_a_folder_that_is_not_a_run_says_so(qtbot, tmp_path):
+    main = MainWindow(settings=QSettings(str(tmp_path / "vitviz.ini"), QSettings.Format.IniFormat),
+                      samples=tmp_path)
+    qtbot.addWidget(main)
+    with qtbot.waitSignal(main.error_shown, timeout=TIMEOUT) as error:
+        assert main.open_results(tmp_path) is None
+    assert "is not the output folder of a vitviz analyze run" in error.args[0]
+    main.close()
+
+
+def test_a_run_being_written_fills_in(qtbot, run_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    table = (folder / "results.csv").read_text().splitlines(keepends=True)
+    (folder / "results.csv").write_text("".join(table[:3]))  # the header and two rows so far
+    (folder / ".partial").mkdir()
+    window = BrowseWindow(open_run(folder))
+    qtbot.addWidget(window)
+    window.show()
+    assert window.model.rowCount() == 2 and "still being written" in window.banner.message()
+    (folder / "results.csv").write_text("".join(table))
+    shutil.rmtree(folder / ".partial")
+    qtbot.waitUntil(lambda: window.model.rowCount() == 9, timeout=TIMEOUT)
+    window.close()
