@@ -4,6 +4,7 @@ and the search above a list view of thumbnails; a click opens the image in the m
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -37,6 +38,7 @@ class BrowseWindow(QMainWindow):
         self.run = run
         self._main_window = main_window
         self.model_override: str | None = None  # a model to open images with instead of the run's
+        self._last_open: tuple[str, float] = ("", 0.0)
         self.setWindowTitle(f"{run.folder.name} — vitviz results")
         layers = run.layers
         overlay = Overlay(kind="head" if run.available.get("head") else "none", layer=max(0, layers - 1),
@@ -255,8 +257,11 @@ class BrowseWindow(QMainWindow):
 
     def _clicked(self, index: QModelIndex) -> None:
         entry = index.data(ENTRY_ROLE)
-        if entry is not None:
-            self.open_entry(entry)
+        now = time.monotonic()
+        if entry is None or (entry.name, now - self._last_open[1] < 0.5) == (self._last_open[0], True):
+            return  # a click's own activation (single-click styles) opens once
+        self._last_open = (entry.name, now)
+        self.open_entry(entry)
 
     def open_entry(self, entry: Entry) -> str | None:
         """Open ``entry``'s image in the main window with the run's model; returns the file opened (None: a
