@@ -557,7 +557,6 @@ class ThumbnailRenderer:
 
     def _map(self, entry: Entry, overlay: Overlay) -> tuple[Any, str]:
         """The map to draw (``[h, w]`` values, or a 1-tuple holding a drawn image), or None and why not."""
-        folder = self.run.folder_of(entry)
         if overlay.kind == "head":
             cls = self._array(entry, "cls_attention.npy")
             if isinstance(cls, str):
@@ -570,6 +569,7 @@ class ThumbnailRenderer:
                 return None, f"no layer {overlay.layer} head {overlay.head} in this image's arrays"
             maps = cls[layer]
             return (maps.mean(axis=0) if overlay.head is None else maps[overlay.head]), ""
+        folder = self.run.folder_of(entry)
         if overlay.kind == "rollout":
             arr = self._array(entry, _first(folder, "explain_rollout*.npy") or "explain_rollout.npy")
             if not isinstance(arr, str) and arr.ndim == 2:

@@ -33,9 +33,9 @@ def caption(entry: Entry) -> str:
 class GalleryListModel(QAbstractListModel):
     """The images of a :class:`vitviz.gallery.Gallery`, in its order, each with the thumbnail of the current
     :class:`~vitviz.gallery.Overlay` (DecorationRole, a QImage; until it is drawn, the image's last thumbnail or
-    None). ``thumbnail_arrived(name)`` follows each thumbnail drawn."""
+    None). ``thumbnails_arrived(count)`` follows each batch of thumbnails drawn."""
 
-    thumbnail_arrived = Signal(str)
+    thumbnails_arrived = Signal(int)
 
     def __init__(self, run: Run, overlay: Overlay | None = None, size: int = 160,
                  parent: QObject | None = None) -> None:
@@ -89,20 +89,24 @@ class GalleryListModel(QAbstractListModel):
     def is_drawn(self, row: int) -> bool:
         return (self.gallery.entry(row).name, self.overlay) in self._images
 
-    def _arrived(self, key: Any, image: QImage | None, note: str) -> None:
-        self._images[key] = (image, note)
-        name, overlay = key
-        if image is not None:
-            self._last[name] = image
-            self._last.move_to_end(name)
+    def _arrived(self, batch: list[tuple[Any, QImage | None, str]]) -> None:
+        rows = []
+        for key, image, note in batch:
+            self._images[key] = (image, note)
+            name, overlay = key
+            if image is not None:
+                self._last[name] = image
+                self._last.move_to_end(name)
+            row = self._row_of.get(name)
+            if row is not None and overlay == self.overlay:
+                rows.append(row)
         for cache in (self._images, self._last):
             while len(cache) > CACHED_THUMBNAILS:
                 cache.popitem(last=False)
-        row = self._row_of.get(name)
-        if row is not None and overlay == self.overlay:
-            index = self.index(row)
-            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole, NOTE_ROLE])
-        self.thumbnail_arrived.emit(name)
+        if rows:  # one repaint for the batch
+            self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)),
+                                  [Qt.ItemDataRole.DecorationRole, NOTE_ROLE])
+        self.thumbnails_arrived.emit(len(batch))
 
     def tooltip(self, entry: Entry) -> str:
         lines = [entry.name]
