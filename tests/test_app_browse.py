@@ -138,3 +138,23 @@ def test_a_run_being_written_fills_in(qtbot, run_dir, tmp_path):
     shutil.rmtree(folder / ".partial")
     qtbot.waitUntil(lambda: window.model.rowCount() == 9, timeout=TIMEOUT)
     window.close()
+
+
+def test_analyze_folder_runs_in_the_background_and_the_gallery_fills_in(qtbot, tmp_path, tiny_checkpoint):
+    main = MainWindow(settings=QSettings(str(tmp_path / "vitviz.ini"), QSettings.Format.IniFormat),
+                      samples=tmp_path)
+    qtbot.addWidget(main)
+    with qtbot.waitSignal(main.model_ready, timeout=TIMEOUT):
+        main.load_model(str(tiny_checkpoint), "cpu")
+    write_images(tmp_path / "images", n=3)
+    window = main.analyze_folder(tmp_path / "images", tmp_path / "run")
+    assert window.progress_bar.maximum() == 4  # three images and the broken file
+    with qtbot.waitSignal(window.job_finished, timeout=120_000) as done:
+        pass
+    assert done.args[0] == 1  # the broken file failed, alone
+    assert window.model.rowCount() == 4 and window.progress_bar.value() == 4
+    assert "Analysed 4 images" in window.banner.message() and "1 failed" in window.banner.message()
+    assert window.model.overlay.kind == "head" and window.run.model == "tiny"
+    failed = [window.model.gallery.entry(r) for r in range(4) if window.model.gallery.entry(r).failed]
+    assert len(failed) == 1 and "not an image file" in failed[0].error
+    main.close()

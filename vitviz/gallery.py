@@ -168,8 +168,9 @@ class Run:
     ``notices`` are what the user should know about the run as a whole (half-written, what is missing and which
     ``--outputs`` would add it); ``layers``, ``heads``: the model's shape as the run's arrays have it (0 unknown)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, writing: bool = False) -> None:
         self.folder = Path(folder)
+        self.writing = writing  # a run this process is writing now (File → Analyze folder…): may still be empty
         self.entries: list[Entry] = []
         self.cut = False  # the table's last line was cut short
         self.from_folders = False  # no table: entries read from the images' result.json
@@ -203,7 +204,7 @@ class Run:
             marked = (folder / PARTIAL).is_dir() or any(p.name.startswith(".") and "vitviz" in p.name.lower()
                                                          for p in folder.iterdir())
             summaries = self._summaries_in_folders() if marked else []
-            if not marked:
+            if not marked and not self.writing:
                 raise RunError(f"{folder} is not the output folder of a vitviz analyze run: it has no {TABLE} "
                                f"(write one with: vitviz analyze IMAGES --out {folder})")
             self.from_folders = True
@@ -288,7 +289,7 @@ class Run:
     @property
     def being_written(self) -> bool:
         """Whether the run looks unfinished: images in progress (``.partial``) or a table cut short."""
-        return (self.folder / PARTIAL).is_dir() or self.cut
+        return self.writing or (self.folder / PARTIAL).is_dir() or self.cut
 
     def counts(self) -> dict[str, int]:
         failed = sum(e.failed for e in self.entries)
@@ -299,13 +300,14 @@ class Run:
     def notices(self) -> list[str]:
         """One line each: a half-written run, an empty run, what the run did not write and which option adds it."""
         lines = []
-        if self.from_folders:
+        if self.from_folders and not self.writing:
             lines.append(f"{self.folder} has no {TABLE}: the run was interrupted before its table was written; "
                          "showing the images whose folders are complete")
         elif self.being_written:
-            lines.append(f"This run is still being written or was interrupted ({len(self.entries)} image(s) so far): "
+            lines.append(f"This run is being written ({len(self.entries)} image(s) so far)" if self.writing else
+                         f"This run is still being written or was interrupted ({len(self.entries)} image(s) so far): "
                          "run the same vitviz analyze command again to finish it")
-        if not self.entries:
+        if not self.entries and not self.writing:
             lines.append(f"{self.folder} holds a run of 0 images: {TABLE} has no rows yet")
             return lines
         if self.counts()["analysed"]:

@@ -10,17 +10,18 @@ from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QMainWindow,
-                               QSpinBox, QVBoxLayout, QWidget)
+                               QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ...gallery import SORTS, Entry, Overlay, Run, RunError, open_run
 from ..widgets.message_bar import MessageBar
+from .analyze_job import AnalyzeJob
 from .delegate import ThumbnailDelegate
 from .list_model import ENTRY_ROLE, GalleryListModel
 
 if TYPE_CHECKING:
     from ..main_window import MainWindow
 
-__all__ = ["BrowseWindow", "open_results", "run_browser"]
+__all__ = ["BrowseWindow", "open_results", "analyze_folder", "run_browser"]
 
 THUMBNAIL = 160
 POLL_MS = 1500  # how often a run still being written is read again
@@ -31,6 +32,7 @@ class BrowseWindow(QMainWindow):
     Signals: ``image_opened(path)`` once a click has sent an image to the main window."""
 
     image_opened = Signal(str)
+    job_finished = Signal(int)
 
     def __init__(self, run: Run, main_window: Callable[[], MainWindow] | None = None, size: int = THUMBNAIL,
                  parent: QWidget | None = None) -> None:
@@ -39,6 +41,7 @@ class BrowseWindow(QMainWindow):
         self._main_window = main_window
         self.model_override: str | None = None  # a model to open images with instead of the run's
         self._last_open: tuple[str, float] = ("", 0.0)
+        self.job: AnalyzeJob | None = None
         self.setWindowTitle(f"{run.folder.name} — vitviz results")
         layers = run.layers
         overlay = Overlay(kind="head" if run.available.get("head") else "none", layer=max(0, layers - 1),
@@ -242,9 +245,12 @@ class BrowseWindow(QMainWindow):
         except RunError as exc:
             self.banner.show_message(str(exc), "error", topic="run")
             return
+        had_heads = self.layer_spin.maximum() > 0 or self.model.overlay.kind != "none"
         self._fill_choices()
         self._show_notices()
         self._update_count()
+        if not had_heads and self.run.available.get("head"):  # the first maps of a run being written
+            self.set_overlay("head", layer=-1)
         if not self.run.being_written and self.run.entries:
             self._poll.stop()
 
@@ -288,7 +294,39 @@ class BrowseWindow(QMainWindow):
         self.image_opened.emit(str(path))
         return str(path)
 
+    # ------------------------------------------------------------------------------------------ a run in progress
+
+    def attach_job(self, job: AnalyzeJob) -> None:
+        """Follow ``job`` (File → Analyze folder…): a progress bar and a cancel button, the gallery filling in."""
+        self.job = job
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, max(1, job.total))
+        self.progress_bar.setFormat("%v of %m images")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the analysis; the images written so far stay")
+        self.cancel_button.clicked.connect(job.cancel)
+        self.statusBar().addPermanentWidget(self.progress_bar)
+        self.statusBar().addPermanentWidget(self.cancel_button)
+        job.progress.connect(self._job_progress)
+        job.finished.connect(self._job_finished)
+        self._poll.start(POLL_MS)
+
+    def _job_progress(self, done: int, total: int) -> None:
+        self.progress_bar.setMaximum(max(1, total))
+        self.progress_bar.setValue(done)
+
+    def _job_finished(self, code: int, message: str) -> None:
+        self.run.writing = False
+        self.progress_bar.hide()
+        self.cancel_button.hide()
+        self.reload()
+        self.banner.show_message(message, "info" if code in (0, 1) and not self.job.cancelled else "warning",
+                                 topic="job")
+        self.job_finished.emit(code)
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if self.job is not None and self.job.running:
+            self.job.cancel()  # the run stops as with Ctrl+C: what is written stays
         self._poll.stop()
         self.model.shutdown()
         super().closeEvent(event)
@@ -304,6 +342,22 @@ def open_results(folder: str | os.PathLike[str], main: MainWindow) -> BrowseWind
         return None
     window = BrowseWindow(run, lambda: main, parent=main)  # a window of its own, closed with the main one
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    window.show()
+    return window
+
+
+def analyze_folder(folder: str | os.PathLike[str], out: str | os.PathLike[str], main: MainWindow) -> BrowseWindow:
+    """File → Analyze folder…: ``vitviz analyze folder --out out`` in the background with the window's model and
+    device, and the gallery of ``out`` filling in as it runs."""
+    session = main.session
+    job = AnalyzeJob(folder, out, model=session.model_spec, device=session.device, depth_model=session.depth_model)
+    job.start()
+    run = Run(Path(out), writing=True)
+    run.read()
+    window = BrowseWindow(run, lambda: main, parent=main)
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    job.setParent(window)
+    window.attach_job(job)
     window.show()
     return window
 
