@@ -16,12 +16,14 @@ measures, from the moment the process was started:
 
 * **first thumbnails** (goal <= 1.5 s; ``vitviz browse`` does not import torch): the window painted and every
   thumbnail in view drawn;
-* **frame gaps while scrolling** (goal: none over 50 ms): the scroll bar moved by 40 px every 16 ms for
+* **frame gaps while scrolling** (thumbnails are drawn in a child process, so that drawing does not hold the app's
+  Python lock) (goal: none over 50 ms): the scroll bar moved by 40 px every 16 ms for
   ``--scroll-s`` seconds, then paged to 25 places across the whole run; a gap is the time between two ticks of that
   timer on the UI thread (each tick includes the repaint of the previous step);
 * **head change** (goal <= 100 ms): ``set_overlay`` to another layer and head, until every thumbnail in view is
   drawn with it (eight changes, at the end of the scroll);
-* **peak RSS** (goal <= 600 MB): ``ru_maxrss`` at the end.
+* **peak RSS** (goal <= 600 MB): ``ru_maxrss`` of the app's process at the end, plus the peak of the process that
+  draws the thumbnails (``VmHWM``), counted together against the goal.
 
 ``import torch`` is timed in a fresh process too, for reference (the goal's "plus the torch import" is the main
 window's, which the gallery opens only at a click).
@@ -176,6 +178,11 @@ for layer, head in [(5, 2), (3, 1), (4, 0), (5, None), (2, 3), (1, 5), (0, 0), (
     changes.append(round(took * 1000, 2) if took is not None else None)
 out["head_change_ms"] = changes
 out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+drawing = model.loader.process
+if drawing is not None:  # the thumbnail process's own peak
+    for line in open(f"/proc/{drawing.child.pid}/status"):
+        if line.startswith("VmHWM:"):
+            out["drawing_process_peak_rss_mb"] = round(int(line.split()[1]) / 1024, 1)
 window.close()
 print("RESULT " + json.dumps(out))
 """
@@ -232,11 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         "head_change_median_ms": statistics.median(v for x in launches for v in x["head_change_ms"] if v is not None),
         "head_change_max_ms": max(v for x in launches for v in x["head_change_ms"] if v is not None),
         "peak_rss_mb_max": max(x["peak_rss_mb"] for x in launches),
+        "drawing_process_peak_rss_mb_max": max((x.get("drawing_process_peak_rss_mb", 0) for x in launches)),
     }
     goals = {"first_thumbnails_s<=1.5": summary["first_thumbnails_s"] <= 1.5,
              "frame_gap_max_ms<=50": summary["frame_gap_max_ms"] <= 50,
              "head_change_max_ms<=100": summary["head_change_max_ms"] <= 100,
-             "peak_rss_mb<=600": summary["peak_rss_mb_max"] <= 600}
+             "peak_rss_mb<=600": summary["peak_rss_mb_max"] + summary["drawing_process_peak_rss_mb_max"] <= 600}
     print(json.dumps(summary, indent=2))
     print("goals:", json.dumps(goals))
     try:

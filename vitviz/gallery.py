@@ -91,15 +91,19 @@ class Overlay:
 
 
 def _float(text: Any) -> float:
+    if text == "" or text is None:
+        return math.nan
     try:
         return float(text)
     except (TypeError, ValueError):
         return math.nan
 
 
+_BOOLS = {"True": True, "False": False, "true": True, "false": False, "1": True, "0": False}
+
+
 def _bool(text: Any) -> bool | None:
-    value = str(text).strip().lower()
-    return True if value in ("true", "1") else False if value in ("false", "0") else None
+    return _BOOLS.get(text if isinstance(text, str) else str(text).strip())
 
 
 def _int(text: Any) -> int:
@@ -132,22 +136,53 @@ def entry_from_summary(name: str, summary: dict[str, Any], order: int) -> Entry:
                  input_size=(_int(size.get("height")), _int(size.get("width"))), order=order)
 
 
-def _read_table(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """The rows of results.csv; ``cut`` is True when the last line was cut short (a run being written or killed)."""
-    rows: list[dict[str, Any]] = []
+def _read_table(path: Path) -> tuple[_Table, bool]:
+    """The rows of results.csv; ``cut`` is True when a line was cut short (a run being written or killed)."""
+    rows: list[list[str]] = []
+    header: list[str] = []
     cut = False
     with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.DictReader(fh)
+        reader = csv.reader(fh)
         try:
-            for row in reader:
-                if None in row.values() or None in row:
+            header = next(reader, [])
+            width = len(header)
+            for fields in reader:
+                if len(fields) != width:
                     cut = True  # a line with too few or too many fields: cut short
                     continue
-                if row.get("name"):
-                    rows.append(row)
+                rows.append(fields)
         except csv.Error:
             cut = True
-    return rows, cut
+    return _Table(header, rows), cut
+
+
+class _Table(list):
+    """The rows of results.csv as lists of fields, with the header's column positions."""
+
+    def __init__(self, header: list[str], rows: list[list[str]]) -> None:
+        super().__init__(rows)
+        self.column = {name: i for i, name in enumerate(header)}
+
+    def entries(self) -> list[Entry]:
+        col = self.column
+
+        def get(name: str) -> Callable[[list[str]], str]:
+            i = col.get(name)
+            return (lambda f: "") if i is None else (lambda f: f[i])
+
+        name, status, error, source, label, prob, score, inside, model, depth, height, width = (get(k) for k in (
+            "name", "status", "error", "source", "label_1", "prob_1", "domain_score", "domain_in_domain", "model",
+            "depth_kind", "input_height", "input_width"))
+        latest: dict[str, Entry] = {}
+        for order, f in enumerate(self):
+            key = name(f)
+            if not key:
+                continue
+            latest[key] = Entry(  # a resumed run's later row wins
+                name=key, status=status(f) or "ok", error=error(f), source=source(f), label=label(f),
+                confidence=_float(prob(f)), domain_score=_float(score(f)), in_domain=_bool(inside(f)),
+                model=model(f), depth_kind=depth(f), input_size=(_int(height(f)), _int(width(f))), order=order)
+        return list(latest.values())
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
@@ -191,6 +226,7 @@ class Run:
         if not folder.is_dir():
             raise RunError(f"{folder} is a file, not the output folder of a vitviz analyze run")
         table, parquet = folder / TABLE, folder / PARQUET
+        rows: list[Any]
         if table.is_file():
             try:
                 rows, self.cut = _read_table(table)
@@ -211,11 +247,15 @@ class Run:
             self.entries = [entry_from_summary(n, s, i) for i, (n, s) in enumerate(summaries)]
             self._inspect()
             return
-        latest: dict[str, Entry] = {}
-        for i, row in enumerate(rows):
-            latest[str(row["name"])] = entry_from_row(row, i)  # a resumed run's later row wins
+        if isinstance(rows, _Table):
+            entries = rows.entries()
+        else:
+            latest: dict[str, Entry] = {}
+            for i, row in enumerate(rows):
+                latest[str(row["name"])] = entry_from_row(row, i)  # a resumed run's later row wins
+            entries = list(latest.values())
         previous = {e.name: e for e in self.entries}
-        self.entries = [e for e in latest.values()]
+        self.entries = entries
         for e in self.entries:  # keep what was read of the images already known
             if e.name in previous and previous[e.name].compare is not None:
                 e.compare = previous[e.name].compare
@@ -636,3 +676,31 @@ def _dim(rgb: np.ndarray) -> np.ndarray:
     """A failed input's thumbnail: greyed."""
     grey = rgb.mean(axis=2, keepdims=True)
     return (0.35 * grey + 0.25 * 255).astype(np.uint8).repeat(3, axis=2)
+
+
+def serve_thumbnails(read_fd: int, write_fd: int, folder: str, size: int) -> None:
+    """A thumbnail process (started by the app's gallery, so that drawing never holds the UI process's Python
+    lock): reads ``(key, entry, overlay, (layers, heads, methods))`` requests, answers ``(key, rgb, note)``; ends at
+    None or when the app's end of the pipe closes."""
+    from multiprocessing.connection import Connection
+
+    requests, answers = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    run = Run(Path(folder))
+    renderer = ThumbnailRenderer(run, size)
+    while True:
+        try:
+            message = requests.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        key, entry, overlay, (run.layers, run.heads, run.evidence_methods) = message
+        try:
+            thumb = renderer.render(entry, overlay)
+            answer = (key, thumb.rgb, thumb.note)
+        except Exception as exc:  # noqa: BLE001 - one bad file draws as a note
+            answer = (key, None, f"cannot be drawn ({type(exc).__name__}: {exc})")
+        try:
+            answers.send(answer)
+        except (BrokenPipeError, OSError):
+            return

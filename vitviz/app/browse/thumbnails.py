@@ -1,10 +1,17 @@
-"""Thumbnails drawn on a thread of their own: the newest requests first, each answered once, as a QImage."""
+"""Thumbnails drawn away from the UI thread: in a process of their own (so that drawing never holds this process's
+Python lock while the list scrolls), or on a thread when no process can be started; the newest requests first,
+answered in batches of QImages."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import OrderedDict
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -16,21 +23,63 @@ from ..widgets.qimage import to_qimage
 __all__ = ["ThumbnailLoader"]
 
 BATCH_S = 0.012  # the longest a drawn thumbnail waits for others to be sent with it
+IN_FLIGHT = 2  # requests sent to the drawing process ahead of its answers
+
+
+class _Process:
+    """The drawing process (:func:`vitviz.gallery.serve_thumbnails`) and the two pipes to it."""
+
+    def __init__(self, folder: Path, size: int) -> None:
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        code = ("import sys; from vitviz.gallery import serve_thumbnails; "
+                "serve_thumbnails(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))")
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[3])  # the vitviz this window runs
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        try:
+            self.child = subprocess.Popen(
+                [sys.executable, "-c", code, str(to_child), str(from_child), str(folder), str(size)],
+                pass_fds=(to_child, from_child), env=env, stdin=subprocess.DEVNULL)
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        self.requests = Connection(from_parent, readable=False)
+        self.answers = Connection(to_parent, writable=False)
+
+    def close(self) -> None:
+        try:
+            self.requests.send(None)
+        except OSError:
+            pass
+        for conn in (self.requests, self.answers):
+            conn.close()
+        try:
+            self.child.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
 
 
 class ThumbnailLoader(QObject):
-    """Draws the thumbnails asked for with :meth:`request` on a worker thread, newest first (what was just scrolled
-    to), and answers with ``ready([(key, image, note), ...])`` on the UI thread; :meth:`forget` drops what is still waiting
-    (a new overlay makes it useless). ``key`` is ``(entry name, overlay)``."""
+    """Draws the thumbnails asked for with :meth:`request`, newest first (what was just scrolled to), and answers
+    with ``ready([(key, image, note), ...])`` on the UI thread; :meth:`forget` drops what is still waiting (a new
+    overlay makes it useless). ``key`` is ``(entry name, overlay)``. ``process``: draw in a child process (else on a
+    thread of this one, as also when the process cannot start)."""
 
     ready = Signal(list)
 
-    def __init__(self, renderer: ThumbnailRenderer, parent: QObject | None = None) -> None:
+    def __init__(self, renderer: ThumbnailRenderer, parent: QObject | None = None, process: bool = True) -> None:
         super().__init__(parent)
         self.renderer = renderer
         self._pending: OrderedDict[Any, tuple[Entry, Overlay]] = OrderedDict()
         self._wake = threading.Condition()
         self._stopped = False
+        self.process: _Process | None = None
+        if process:
+            try:
+                self.process = _Process(renderer.run.folder, renderer.size)
+            except OSError:
+                self.process = None
         self._thread = threading.Thread(target=self._loop, name="vitviz-thumbnails", daemon=True)
         self._thread.start()
 
@@ -55,30 +104,55 @@ class ThumbnailLoader(QObject):
             self._pending.clear()
             self._wake.notify()
         self._thread.join(timeout=2.0)
+        if self.process is not None:
+            self.process.close()
+            self.process = None
 
     def _loop(self) -> None:
-        """Draw what is asked, newest first; answer in batches (every ``BATCH_S`` or when nothing waits), so that
-        a screenful of thumbnails costs the UI thread one repaint, not one per thumbnail."""
+        """Send the newest requests, collect the answers; send the answers on in batches (every ``BATCH_S`` or when
+        nothing is left), so that a screenful of thumbnails costs the UI thread one repaint, not one per thumbnail."""
         batch: list[tuple[Any, QImage | None, str]] = []
-        started = 0.0
+        started, in_flight = 0.0, 0
+        run = self.renderer.run
         while True:
             with self._wake:
-                while not self._pending and not self._stopped and not batch:
+                while not self._pending and not self._stopped and not batch and not in_flight:
                     self._wake.wait()
                 if self._stopped:
                     return
-                item = self._pending.popitem(last=True) if self._pending else None  # newest first
-            if item is not None:
-                key, (entry, overlay) = item
+                limit = IN_FLIGHT - in_flight if self.process is not None else 1
+                todo = [self._pending.popitem(last=True) for _ in range(min(limit, len(self._pending)))]
+            answers = []
+            if self.process is not None:
+                shape = (run.layers, run.heads, list(run.evidence_methods))
                 try:
-                    thumb = self.renderer.render(entry, overlay)
-                    image, note = to_qimage(thumb.rgb), thumb.note
-                except Exception as exc:  # noqa: BLE001 - one bad file draws as a note, never stops the thread
-                    image, note = None, f"cannot be drawn ({type(exc).__name__}: {exc})"
+                    for key, (entry, overlay) in todo:
+                        self.process.requests.send((key, entry, overlay, shape))
+                        in_flight += 1
+                    if in_flight and self.process.answers.poll(0.05):  # (waits without Python's lock)
+                        answers.append(self.process.answers.recv())
+                        in_flight -= 1
+                except (EOFError, OSError):
+                    if self._stopped:
+                        return
+                    self.process, in_flight = None, 0  # the process is gone: draw here from now on
+                    with self._wake:
+                        for key, value in todo:
+                            self._pending.setdefault(key, value)
+                    continue
+            else:
+                for key, (entry, overlay) in todo:
+                    try:
+                        thumb = self.renderer.render(entry, overlay)
+                        answers.append((key, thumb.rgb, thumb.note))
+                    except Exception as exc:  # noqa: BLE001 - one bad file draws as a note
+                        answers.append((key, None, f"cannot be drawn ({type(exc).__name__}: {exc})"))
+            for key, rgb, note in answers:
                 if not batch:
                     started = time.perf_counter()
-                batch.append((key, image, note))
-            if batch and (item is None or time.perf_counter() - started > BATCH_S):
+                batch.append((key, None if rgb is None else to_qimage(rgb), note))
+            idle = not in_flight and not self.pending()
+            if batch and (idle or time.perf_counter() - started > BATCH_S):
                 if self._stopped:
                     return
                 self.ready.emit(batch)
