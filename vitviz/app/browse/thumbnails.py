@@ -23,7 +23,7 @@ from ..widgets.qimage import to_qimage
 __all__ = ["ThumbnailLoader"]
 
 BATCH_S = 0.012  # the longest a drawn thumbnail waits for others to be sent with it
-IN_FLIGHT = 2  # requests sent to the drawing process ahead of its answers
+IN_FLIGHT = 6  # requests sent to the drawing process ahead of its answers (round trips cost more than drawing)
 
 
 class _Process:
