@@ -158,3 +158,30 @@ def test_analyze_folder_runs_in_the_background_and_the_gallery_fills_in(qtbot, t
     failed = [window.model.gallery.entry(r) for r in range(4) if window.model.gallery.entry(r).failed]
     assert len(failed) == 1 and "not an image file" in failed[0].error
     main.close()
+
+
+def test_present_selection_steps_through_the_chosen_images(qtbot, run_dir, tmp_path, tiny_checkpoint):
+    from PySide6.QtCore import QItemSelectionModel
+
+    main = MainWindow(settings=QSettings(str(tmp_path / "vitviz.ini"), QSettings.Format.IniFormat),
+                      samples=tmp_path)
+    qtbot.addWidget(main)
+    with qtbot.waitSignal(main.model_ready, timeout=TIMEOUT):
+        main.load_model(str(tiny_checkpoint), "cpu")
+    window = main.open_results(run_dir)
+    window.set_sort("name")
+    chosen = [window.model.index(r) for r in (2, 5)]  # and the failed input, which cannot be shown
+    failed_row = next(r for r in range(window.model.rowCount()) if window.model.gallery.entry(r).failed)
+    for index in [*chosen, window.model.index(failed_row)]:
+        window.view.selectionModel().select(index, QItemSelectionModel.SelectionFlag.Select)
+    expected = [window.model.gallery.entry(i.row()).source for i in chosen]
+    with qtbot.waitSignal(main.result_ready, timeout=TIMEOUT,
+                          check_params_cb=lambda result: result.source == expected[0]):
+        files = window.present_selection()
+    assert files == expected
+    assert main.presentation.playlist == [Path(f) for f in expected]
+    with qtbot.waitSignal(main.result_ready, timeout=TIMEOUT,
+                          check_params_cb=lambda result: result.source == expected[1]):
+        main.presentation.next_image()
+    main.presentation.leave()
+    main.close()

@@ -49,12 +49,13 @@ class GalleryListModel(QAbstractListModel):
         self._images: OrderedDict[Any, tuple[QImage | None, str]] = OrderedDict()
         self._last: OrderedDict[str, QImage] = OrderedDict()  # each image's newest thumbnail, shown meanwhile
         self._row_of: dict[str, int] = {}
+        self._rows = 0
         self._reindex()
 
     # ------------------------------------------------------------------------------------------ Qt
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt's API
-        return 0 if parent.isValid() else len(self.gallery)
+        return 0 if parent.isValid() else self._rows  # (asked once per item whenever the view lays them out)
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self.gallery):
@@ -155,6 +156,7 @@ class GalleryListModel(QAbstractListModel):
         self.endResetModel()
 
     def _reindex(self) -> None:
+        self._rows = len(self.gallery.order)
         self._row_of = {self.run.entries[i].name: row for row, i in enumerate(self.gallery.order)}
 
     def row_of(self, name: str) -> int | None:

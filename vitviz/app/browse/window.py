@@ -99,6 +99,11 @@ class BrowseWindow(QMainWindow):
                 row.addWidget(QLabel(label))
             row.addWidget(widget)
         row.addStretch(1)
+        self.present_button = QPushButton("Present selection")
+        self.present_button.setToolTip("Step through the selected images (else every image shown) full-screen, with "
+                                       "the run's model: ← → to step, Escape to leave")
+        self.present_button.clicked.connect(self.present_selection)
+        row.addWidget(self.present_button)
         outer.addLayout(row)
         self.view = QListView(central)
         # icon mode finds the items in view through a spatial index; list mode with wrapping made Qt build an index
@@ -284,18 +289,51 @@ class BrowseWindow(QMainWindow):
             return None
         if note:
             self.banner.show_message(note, "info", topic="open", transient=True)
-        if self._main_window is None:
+        main = self._main_with_model(entry)
+        if main is None:
             return None
-        main = self._main_window()
-        model = self.model_override or entry.model or self.run.model
-        shown = main.state.model.name if main.state.model is not None else None
-        if model and model != shown and main.picker.canonical(model) != main.session.model_spec:
-            main.load_model(model)
         main.open_image(str(path))
         main.show()
         main.raise_()
         self.image_opened.emit(str(path))
         return str(path)
+
+    def _main_with_model(self, entry: Entry | None = None) -> MainWindow | None:
+        """The main window, with the run's model loaded (or loading)."""
+        if self._main_window is None:
+            return None
+        main = self._main_window()
+        model = self.model_override or (entry.model if entry is not None else "") or self.run.model
+        shown = main.state.model.name if main.state.model is not None else None
+        if model and model != shown and main.picker.canonical(model) != main.session.model_spec:
+            main.load_model(model)
+        return main
+
+    def selected_entries(self) -> list[Entry]:
+        """The selected images in the gallery's order (every image shown when none is selected)."""
+        rows = sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
+        rows = rows or list(range(self.model.rowCount()))
+        return [self.model.gallery.entry(r) for r in rows]
+
+    def present_selection(self) -> list[str]:
+        """Presentation mode stepping through the selected images (← →), with the run's model; returns the files."""
+        files = []
+        for entry in self.selected_entries():
+            path, _ = self.run.image_to_open(entry) if not entry.failed else (None, "")
+            if path is not None:
+                files.append(str(path))
+        if not files:
+            self.banner.show_message("Nothing to present: the selected images failed or their files are gone",
+                                     "warning", topic="open")
+            return []
+        main = self._main_with_model()
+        if main is None:
+            return []
+        main.present()
+        main.presentation.pause_autoplay(status=False)
+        main.presentation.set_playlist(files)
+        main.presentation.next_image()
+        return files
 
     # ------------------------------------------------------------------------------------------ a run in progress
 
