@@ -123,10 +123,10 @@ def test_the_chosen_head_is_what_every_thumbnail_draws(run_dir):
         head0 = renderer.render(entry, Overlay("head", layer=1, head=0)).rgb
         head2 = renderer.render(entry, Overlay("head", layer=1, head=2)).rgb
         base = renderer._base(entry)[0]
-        np.testing.assert_array_equal(head2, overlay(base, normalize(cls[1, 2])))
+        assert np.abs(head2.astype(int) - overlay(base, normalize(cls[1, 2])).astype(int)).max() <= 1
         assert np.abs(head0.astype(int) - head2.astype(int)).mean() > 1.0  # another head, another picture
         mean = renderer.render(entry, Overlay("head", layer=-1, head=None)).rgb
-        np.testing.assert_array_equal(mean, overlay(base, normalize(cls[2].mean(axis=0))))
+        assert np.abs(mean.astype(int) - overlay(base, normalize(cls[2].mean(axis=0))).astype(int)).max() <= 1
     evidence = renderer.render(entries[0], Overlay("evidence", method="attention"))
     depth = renderer.render(entries[0], Overlay("depth"))
     assert evidence.note == "" and depth.note == "" and evidence.rgb.shape == depth.rgb.shape

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import VitvizError
 
 __all__ = ["RunError", "Entry", "Overlay", "Run", "Gallery", "Thumbnail", "ThumbnailRenderer", "SORTS", "OVERLAYS",
-           "open_run"]
+           "open_run", "blend_map"]
 
 TABLE, PARQUET, PARTIAL = "results.csv", "results.parquet", ".partial"  # as vitviz.store writes them
 
@@ -544,14 +544,14 @@ class ThumbnailRenderer:
             return Thumbnail(base, note or why)
         if isinstance(values, tuple):  # an image already drawn (rollout.png, depth.png)
             return Thumbnail(values[0], note)
-        from .render import apply_colormap, normalize, overlay as blend, resize_map
+        from .render import apply_colormap, normalize, resize_map
 
         if overlay.kind == "depth":
             v = normalize(values)
             if entry.depth_kind == "metric":
                 v = 1.0 - v  # near = bright, as depth.png draws it
             return Thumbnail(apply_colormap(resize_map(v, base.shape[:2]), "turbo"), note)
-        return Thumbnail(blend(base, normalize(values), overlay.cmap, overlay.alpha), note)
+        return Thumbnail(blend_map(base, values, overlay.cmap, overlay.alpha), note)
 
     # ---------------------------------------------------------------------------------------- pieces
 
@@ -665,6 +665,44 @@ class ThumbnailRenderer:
                 return f"{name} cannot be read ({type(exc).__name__})"
         image = self._arrays.get_or((entry.name, name), load)
         return (None, image) if isinstance(image, str) else ((image,), "")
+
+
+def blend_map(image: np.ndarray, values: np.ndarray, cmap: str = "inferno", alpha: float = 0.6) -> np.ndarray:
+    """:func:`vitviz.render.overlay` of ``values`` min-max scaled, in fewer steps for a small map on a thumbnail
+    (the bilinear resize as two small matrix products): the same picture to within one level of 255."""
+    from .render import colormap_lut
+
+    v = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(v).all():
+        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(v.min()), float(v.max())
+    v = (v - lo) * (255.0 / max(hi - lo, 1e-12))
+    h, w = image.shape[:2]
+    big = _bilinear(v.shape[0], h) @ v @ _bilinear(v.shape[1], w).T
+    big += 0.5
+    np.clip(big, 0, 255, out=big)
+    colors = np.take(colormap_lut(cmap), big.astype(np.uint8), axis=0).astype(np.float32)
+    a = float(np.clip(alpha, 0.0, 1.0))
+    colors *= a
+    colors += image * np.float32(1 - a) + np.float32(0.5)
+    return colors.astype(np.uint8)
+
+
+_BILINEAR: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _bilinear(n: int, out: int) -> np.ndarray:
+    """The ``[out, n]`` matrix of pixel-centre-aligned linear interpolation (:func:`vitviz.render.resize_map`)."""
+    key = (n, out)
+    if key not in _BILINEAR:
+        x = np.clip((np.arange(out) + 0.5) * n / out - 0.5, 0, n - 1)
+        x0 = np.floor(x).astype(int)
+        x1 = np.minimum(x0 + 1, n - 1)
+        weights = np.zeros((out, n), np.float32)
+        weights[np.arange(out), x0] += (1 - (x - x0)).astype(np.float32)
+        weights[np.arange(out), x1] += (x - x0).astype(np.float32)
+        _BILINEAR[key] = weights
+    return _BILINEAR[key]
 
 
 def _first(folder: Path, pattern: str) -> str:
