@@ -33,9 +33,11 @@ def caption(entry: Entry) -> str:
 class GalleryListModel(QAbstractListModel):
     """The images of a :class:`vitviz.gallery.Gallery`, in its order, each with the thumbnail of the current
     :class:`~vitviz.gallery.Overlay` (DecorationRole, a QImage; until it is drawn, the image's last thumbnail or
-    None). ``thumbnails_arrived(count)`` follows each batch of thumbnails drawn."""
+    None). ``thumbnails_arrived(count)`` follows each batch of thumbnails drawn; ``overlay_changed()`` asks the views to
+    repaint."""
 
     thumbnails_arrived = Signal(int)
+    overlay_changed = Signal()
 
     def __init__(self, run: Run, overlay: Overlay | None = None, size: int = 160,
                  parent: QObject | None = None) -> None:
@@ -104,9 +106,10 @@ class GalleryListModel(QAbstractListModel):
         for cache in (self._images, self._last):
             while len(cache) > CACHED_THUMBNAILS:
                 cache.popitem(last=False)
-        if rows:  # one repaint for the batch
-            self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)),
-                                  [Qt.ItemDataRole.DecorationRole, NOTE_ROLE])
+        roles = [Qt.ItemDataRole.DecorationRole, NOTE_ROLE]
+        for row in rows:  # row by row: an icon view measures every item of a range again
+            index = self.index(row)
+            self.dataChanged.emit(index, index, roles)
         self.thumbnails_arrived.emit(len(batch))
 
     def tooltip(self, entry: Entry) -> str:
@@ -133,9 +136,9 @@ class GalleryListModel(QAbstractListModel):
             return
         self.overlay = overlay
         self.loader.forget()
-        if len(self.gallery):
-            self.dataChanged.emit(self.index(0), self.index(len(self.gallery) - 1),
-                                  [Qt.ItemDataRole.DecorationRole, NOTE_ROLE])
+        # not dataChanged over every row: an icon view would measure all of them again (10,000 calls of the
+        # delegate's sizeHint); the views repaint what they show, and ask for the new thumbnails
+        self.overlay_changed.emit()
 
     def set_view(self, **changes: Any) -> None:
         """Change the gallery's sort, direction, label, status, domain or search (names of

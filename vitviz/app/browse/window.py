@@ -121,6 +121,7 @@ class BrowseWindow(QMainWindow):
         self.view.setItemDelegate(self.delegate)
         self.view.setGridSize(self.delegate.sizeHint(None, QModelIndex()) + QSize(6, 6))  # type: ignore[arg-type]
         self.view.setModel(self.model)
+        self.model.overlay_changed.connect(self.view.viewport().update)
         self.view.clicked.connect(self._clicked)
         self.view.activated.connect(self._clicked)
         outer.addWidget(self.view, 1)
