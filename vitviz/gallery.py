@@ -46,7 +46,7 @@ class RunError(VitvizError):
     """A folder that cannot be browsed: not a run, or unreadable."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One row of the run's table: an analysed image or a failed input."""
 
@@ -107,6 +107,8 @@ def _bool(text: Any) -> bool | None:
 
 
 def _int(text: Any) -> int:
+    if not text:
+        return 0
     try:
         return int(float(text))
     except (TypeError, ValueError):
@@ -164,24 +166,18 @@ class _Table(list):
         self.column = {name: i for i, name in enumerate(header)}
 
     def entries(self) -> list[Entry]:
+        """One entry per image: a resumed run's later row wins."""
         col = self.column
-
-        def get(name: str) -> Callable[[list[str]], str]:
-            i = col.get(name)
-            return (lambda f: "") if i is None else (lambda f: f[i])
-
-        name, status, error, source, label, prob, score, inside, model, depth, height, width = (get(k) for k in (
+        n, st, er, so, la, pr, sc, ins, mo, de, he, wi = (col.get(k, -1) for k in (
             "name", "status", "error", "source", "label_1", "prob_1", "domain_score", "domain_in_domain", "model",
             "depth_kind", "input_height", "input_width"))
         latest: dict[str, Entry] = {}
         for order, f in enumerate(self):
-            key = name(f)
-            if not key:
+            f.append("")  # what a missing column (index -1) reads
+            if not f[n]:
                 continue
-            latest[key] = Entry(  # a resumed run's later row wins
-                name=key, status=status(f) or "ok", error=error(f), source=source(f), label=label(f),
-                confidence=_float(prob(f)), domain_score=_float(score(f)), in_domain=_bool(inside(f)),
-                model=model(f), depth_kind=depth(f), input_size=(_int(height(f)), _int(width(f))), order=order)
+            latest[f[n]] = Entry(f[n], f[st] or "ok", f[er], f[so], f[la], _float(f[pr]), _float(f[sc]),
+                                 _BOOLS.get(f[ins]), f[mo], f[de], (_int(f[he]), _int(f[wi])), order)
         return list(latest.values())
 
 
@@ -214,6 +210,7 @@ class Run:
         self.evidence_methods: list[str] = []
         self.compared = False
         self._stamp: tuple[float, int] | None = None
+        self._counts: tuple[list[Entry], dict[str, int]] | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ reading
@@ -332,10 +329,13 @@ class Run:
         return self.writing or (self.folder / PARTIAL).is_dir() or self.cut
 
     def counts(self) -> dict[str, int]:
-        failed = sum(e.failed for e in self.entries)
-        out = sum(e.in_domain is False for e in self.entries)
-        return {"images": len(self.entries), "failed": failed, "analysed": len(self.entries) - failed,
-                "out_of_domain": out}
+        """How many images, failed, analysed and out of the domain (counted once per reading of the table)."""
+        if self._counts is None or self._counts[0] is not self.entries:
+            failed = sum(e.failed for e in self.entries)
+            out = sum(e.in_domain is False for e in self.entries)
+            self._counts = (self.entries, {"images": len(self.entries), "failed": failed,
+                                           "analysed": len(self.entries) - failed, "out_of_domain": out})
+        return dict(self._counts[1])
 
     def notices(self) -> list[str]:
         """One line each: a half-written run, an empty run, what the run did not write and which option adds it."""

@@ -40,10 +40,10 @@ class GalleryListModel(QAbstractListModel):
     overlay_changed = Signal()
 
     def __init__(self, run: Run, overlay: Overlay | None = None, size: int = 160,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, sort: str = "name") -> None:
         super().__init__(parent)
         self.run = run
-        self.gallery = Gallery(run)
+        self.gallery = Gallery(run, sort=sort)
         self.overlay = overlay or Overlay()
         self.renderer = ThumbnailRenderer(run, size)
         self.loader = ThumbnailLoader(self.renderer, self)

@@ -46,11 +46,11 @@ class BrowseWindow(QMainWindow):
         layers = run.layers
         overlay = Overlay(kind="head" if run.available.get("head") else "none", layer=max(0, layers - 1),
                           head=None)
-        self.model = GalleryListModel(run, overlay, size, self)
+        self.model = GalleryListModel(run, overlay, size, self, sort="confidence")  # least sure first
         self._build(size)
         self._fill_choices()
         self._show_notices()
-        self._view_changed()  # the gallery in the controls' order: least sure first
+        self._update_count()
         self._poll = QTimer(self)
         self._poll.timeout.connect(self._reread_if_changed)
         if run.being_written or not run.entries:
@@ -114,6 +114,8 @@ class BrowseWindow(QMainWindow):
         self.view.setWrapping(True)
         self.view.setResizeMode(QListView.ResizeMode.Adjust)
         self.view.setUniformItemSizes(True)
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)  # the first screenful is painted before the rest is
+        self.view.setBatchSize(200)  # laid out
         self.view.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
         self.view.setVerticalScrollMode(QListView.ScrollMode.ScrollPerPixel)
         self.view.verticalScrollBar().setSingleStep(24)
