@@ -63,6 +63,8 @@ def make_run(folder: Path, images: int) -> Path:
         reader = csv.DictReader(fh)
         fields, rows = list(reader.fieldnames or []), [r for r in reader if r["status"] == "ok"]
     run = folder / f"run-{images}"
+    if (run / "results.csv").is_file() and (run / f"img{images - 1:05d}").exists() is (images % 50 != 0):
+        return run  # made by an earlier launch of this script
     if run.is_dir():
         shutil.rmtree(run)
     run.mkdir()

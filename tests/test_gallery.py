@@ -208,3 +208,25 @@ def test_a_run_without_arrays_says_which_outputs_add_them(tmp_path, tiny_checkpo
     assert "add --outputs attention-npy" in thumb.note
     assert thumb.rgb.mean() > 0  # the image itself is still drawn
     shutil.rmtree(tmp_path / "run")
+
+
+def test_a_run_with_only_results_parquet(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        (folder / "results.parquet").write_bytes(b"PAR1")
+        with pytest.raises(RunError, match="has only results.parquet, and reading it needs pyarrow"):
+            open_run(folder)
+        return
+    rows = [{"name": r["name"], "status": r.get("status", "ok"), "error": r.get("error", ""),
+             "label_1": r.get("label_1"), "prob_1": r.get("prob_1"), "domain_in_domain": r.get("domain_in_domain")}
+            for r in ROWS]
+    pq.write_table(pa.Table.from_pylist(rows), folder / "results.parquet")
+    g = Gallery(open_run(folder), sort="confidence")
+    assert names(g) == ["cats/a", "Zebra", "dog1", "cats/b", "broken"]
+    g.domain = "out"
+    g.update()
+    assert names(g) == ["cats/a", "Zebra"]

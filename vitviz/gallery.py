@@ -718,8 +718,8 @@ def _dim(rgb: np.ndarray) -> np.ndarray:
 
 def serve_thumbnails(read_fd: int, write_fd: int, folder: str, size: int) -> None:
     """A thumbnail process (started by the app's gallery, so that drawing never holds the UI process's Python
-    lock): reads ``(key, entry, overlay, (layers, heads, methods))`` requests, answers ``(key, rgb, note)``; ends at
-    None or when the app's end of the pipe closes."""
+    lock): reads ``(key, entry, overlay, (layers, heads, methods))`` requests, answers lists of ``(key, rgb, note)``
+    (the requests that were waiting, drawn together); ends at None or when the app's end of the pipe closes."""
     from multiprocessing.connection import Connection
 
     requests, answers = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
@@ -727,18 +727,22 @@ def serve_thumbnails(read_fd: int, write_fd: int, folder: str, size: int) -> Non
     renderer = ThumbnailRenderer(run, size)
     while True:
         try:
-            message = requests.recv()
+            messages = [requests.recv()]
+            while messages[-1] is not None and len(messages) < 8 and requests.poll(0):
+                messages.append(requests.recv())  # what else waits: answered together
         except (EOFError, OSError):
             return
-        if message is None:
-            return
-        key, entry, overlay, (run.layers, run.heads, run.evidence_methods) = message
+        drawn = []
+        for message in messages:
+            if message is None:
+                return
+            key, entry, overlay, (run.layers, run.heads, run.evidence_methods) = message
+            try:
+                thumb = renderer.render(entry, overlay)
+                drawn.append((key, thumb.rgb, thumb.note))
+            except Exception as exc:  # noqa: BLE001 - one bad file draws as a note
+                drawn.append((key, None, f"cannot be drawn ({type(exc).__name__}: {exc})"))
         try:
-            thumb = renderer.render(entry, overlay)
-            answer = (key, thumb.rgb, thumb.note)
-        except Exception as exc:  # noqa: BLE001 - one bad file draws as a note
-            answer = (key, None, f"cannot be drawn ({type(exc).__name__}: {exc})")
-        try:
-            answers.send(answer)
+            answers.send(drawn)
         except (BrokenPipeError, OSError):
             return

@@ -23,7 +23,7 @@ from ..widgets.qimage import to_qimage
 __all__ = ["ThumbnailLoader"]
 
 BATCH_S = 0.012  # the longest a drawn thumbnail waits for others to be sent with it
-IN_FLIGHT = 6  # requests sent to the drawing process ahead of its answers (round trips cost more than drawing)
+IN_FLIGHT = 16  # requests sent to the drawing process ahead of its answers (round trips cost more than drawing)
 
 
 class _Process:
@@ -130,8 +130,8 @@ class ThumbnailLoader(QObject):
                         self.process.requests.send((key, entry, overlay, shape))
                         in_flight += 1
                     if in_flight and self.process.answers.poll(0.05):  # (waits without Python's lock)
-                        answers.append(self.process.answers.recv())
-                        in_flight -= 1
+                        answers = self.process.answers.recv()
+                        in_flight -= len(answers)
                 except (EOFError, OSError):
                     if self._stopped:
                         return
