@@ -29,7 +29,8 @@ POLL_MS = 1500  # how often a run still being written is read again
 
 class BrowseWindow(QMainWindow):
     """A run's gallery. ``main_window`` returns the window that opens a clicked image (made on first use).
-    Signals: ``image_opened(path)`` once a click has sent an image to the main window."""
+    Signals: ``image_opened(path)`` once a click has sent an image to the main window; ``job_finished(exit_code)``
+    when the analysis it follows (:meth:`attach_job`) has ended and the run is read again."""
 
     image_opened = Signal(str)
     job_finished = Signal(int)
@@ -249,8 +250,11 @@ class BrowseWindow(QMainWindow):
             self.banner.dismiss_topics("run")
 
     def _reread_if_changed(self) -> None:
-        if not self.run.changed() and self.run.entries:
-            return
+        if self.run.changed() or not self.run.entries:
+            self.reload()
+
+    def reload(self) -> None:
+        """Read the run again now (as the timer does while it is being written)."""
         try:
             self.model.reload()
         except RunError as exc:
@@ -264,11 +268,6 @@ class BrowseWindow(QMainWindow):
             self.set_overlay("head", layer=-1)
         if not self.run.being_written and self.run.entries:
             self._poll.stop()
-
-    def reload(self) -> None:
-        """Read the run again now (as the timer does while it is being written)."""
-        self.run._stamp = None
-        self._reread_if_changed()
 
     # ------------------------------------------------------------------------------------------ opening
 
