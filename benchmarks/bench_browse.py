@@ -11,7 +11,8 @@ reads: ``input.png``, ``cls_attention.npy``, ``depth.npy``, ``explain_*.npy``, `
 decoded for every thumbnail as for a real run; they come from the page cache, as a run just written or browsed
 before does.
 
-Each launch is a fresh ``python`` process that opens the gallery as ``vitviz browse`` does (1400x900 window) and
+Each launch is a fresh ``python`` process that opens the gallery as ``vitviz browse`` does (the run read, the
+thumbnail process started, then Qt imported and the window built; 1400x900) and
 measures, from the moment the process was started:
 
 * **first thumbnails** (goal <= 1.5 s; ``vitviz browse`` does not import torch): the window painted and every
@@ -90,14 +91,16 @@ CHILD = r"""
 import json, os, resource, statistics, sys, time
 t_start = float(sys.argv[2])
 sys.path.insert(0, sys.argv[4])
+from vitviz.gallery import open_run, start_thumbnail_process
+run = open_run(sys.argv[1])  # in the order of vitviz.cli.browse: the run, the thumbnail process, then Qt
+process = start_thumbnail_process(sys.argv[1])
 from PySide6.QtCore import QEvent, QEventLoop, QObject, QPoint, QTimer
 from vitviz.app import create_app
-from vitviz.gallery import open_run
 from vitviz.app.browse.window import BrowseWindow
 
 scroll_s = float(sys.argv[3])
 app = create_app()
-window = BrowseWindow(open_run(sys.argv[1]))
+window = BrowseWindow(run, process=process)
 window.resize(1400, 900)
 out = {}
 

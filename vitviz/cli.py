@@ -230,17 +230,20 @@ def launch_gui(args: argparse.Namespace) -> int:
 def browse(args: argparse.Namespace) -> int:
     """``vitviz browse DIR``: the run is read before the window opens, so a folder that is not a run (or a finished
     run of 0 images) fails with one line and exit status 2."""
-    from .gallery import RunError, open_run
+    from .gallery import RunError, open_run, start_thumbnail_process
 
     run = open_run(args.folder)
     if not run.entries and not run.being_written:
         raise RunError(f"{args.folder} holds a run of 0 images: nothing to browse")
+    process = start_thumbnail_process(args.folder)  # it starts up while Qt is imported
     try:
         from .app.browse.window import run_browser
     except ImportError as exc:
+        if process is not None:
+            process.close()
         print(f"vitviz: error: the desktop app cannot start ({exc})", file=sys.stderr)
         return 2
-    return run_browser(run, model=args.model, device=args.device)
+    return run_browser(run, model=args.model, device=args.device, process=process)
 
 
 def list_models() -> int:

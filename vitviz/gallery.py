@@ -18,9 +18,10 @@ import numpy as np
 from .errors import VitvizError
 
 __all__ = ["RunError", "Entry", "Overlay", "Run", "Gallery", "Thumbnail", "ThumbnailRenderer", "SORTS", "OVERLAYS",
-           "open_run", "blend_map"]
+           "open_run", "blend_map", "ThumbnailProcess", "start_thumbnail_process", "THUMBNAIL_PX"]
 
 TABLE, PARQUET, PARTIAL = "results.csv", "results.parquet", ".partial"  # as vitviz.store writes them
+THUMBNAIL_PX = 160  # the longer side of a thumbnail
 
 # The overlays a thumbnail can show, with the file each reads and what adds that file to a run.
 OVERLAYS: dict[str, tuple[str, str]] = {
@@ -528,7 +529,7 @@ class ThumbnailRenderer:
     """Draws thumbnails of a run's images, at most ``size`` pixels on their longer side; keeps the last images and
     arrays it read, so that changing the overlay redraws from memory. Safe to call from one worker thread."""
 
-    def __init__(self, run: Run, size: int = 160, cache: int = 1024) -> None:
+    def __init__(self, run: Run, size: int = THUMBNAIL_PX, cache: int = 1024) -> None:
         self.run, self.size = run, size
         self._images = _LRU(cache)  # name -> base image at thumbnail size (or None: missing)
         self._arrays = _LRU(cache)  # (name, file) -> array (or an error note)
@@ -723,6 +724,11 @@ def serve_thumbnails(read_fd: int, write_fd: int, folder: str, size: int) -> Non
     from multiprocessing.connection import Connection
 
     requests, answers = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    from PIL import Image, JpegImagePlugin, PngImagePlugin  # noqa: F401 - imported before the first request
+
+    from .render import colormap_lut
+
+    colormap_lut("inferno")
     run = Run(Path(folder))
     renderer = ThumbnailRenderer(run, size)
     while True:
@@ -746,3 +752,59 @@ def serve_thumbnails(read_fd: int, write_fd: int, folder: str, size: int) -> Non
             answers.send(drawn)
         except (BrokenPipeError, OSError):
             return
+
+
+class ThumbnailProcess:
+    """A process running :func:`serve_thumbnails` for the run in ``folder``, and the two pipes to it
+    (``requests``, ``answers``: :class:`multiprocessing.connection.Connection`). ``vitviz browse`` starts it before
+    anything else, so that it is ready when the window is."""
+
+    def __init__(self, folder: str | Path, size: int = THUMBNAIL_PX) -> None:
+        import os
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        self.folder, self.size = Path(folder), size
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        code = ("import sys; from vitviz.gallery import serve_thumbnails; "
+                "serve_thumbnails(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))")
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])  # the vitviz this process runs
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        try:
+            self.child = subprocess.Popen(
+                [sys.executable, "-c", code, str(to_child), str(from_child), str(self.folder), str(size)],
+                pass_fds=(to_child, from_child), env=env, stdin=subprocess.DEVNULL)
+        except BaseException:
+            for fd in (from_parent, to_parent):
+                os.close(fd)
+            raise
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        self.requests = Connection(from_parent, readable=False)
+        self.answers = Connection(to_parent, writable=False)
+
+    def close(self) -> None:
+        import subprocess
+
+        try:
+            self.requests.send(None)
+        except OSError:
+            pass
+        for conn in (self.requests, self.answers):
+            conn.close()
+        try:
+            self.child.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+
+
+def start_thumbnail_process(folder: str | Path, size: int = THUMBNAIL_PX) -> ThumbnailProcess | None:
+    """A :class:`ThumbnailProcess`, or None where no process can be started (the gallery then draws on a thread)."""
+    try:
+        return ThumbnailProcess(folder, size)
+    except OSError:
+        return None

@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QImage
 
-from ...gallery import Entry, Gallery, Overlay, Run, ThumbnailRenderer
+from ...gallery import THUMBNAIL_PX, Entry, Gallery, Overlay, Run, ThumbnailRenderer
 from .thumbnails import ThumbnailLoader
 
 __all__ = ["GalleryListModel", "ENTRY_ROLE", "NOTE_ROLE"]
@@ -39,14 +39,14 @@ class GalleryListModel(QAbstractListModel):
     thumbnails_arrived = Signal(int)
     overlay_changed = Signal()
 
-    def __init__(self, run: Run, overlay: Overlay | None = None, size: int = 160,
-                 parent: QObject | None = None, sort: str = "name") -> None:
+    def __init__(self, run: Run, overlay: Overlay | None = None, size: int = THUMBNAIL_PX,
+                 parent: QObject | None = None, sort: str = "name", process: Any = True) -> None:
         super().__init__(parent)
         self.run = run
         self.gallery = Gallery(run, sort=sort)
         self.overlay = overlay or Overlay()
         self.renderer = ThumbnailRenderer(run, size)
-        self.loader = ThumbnailLoader(self.renderer, self)
+        self.loader = ThumbnailLoader(self.renderer, self, process)
         self.loader.ready.connect(self._arrived)
         self._images: OrderedDict[Any, tuple[QImage | None, str]] = OrderedDict()
         self._last: OrderedDict[str, QImage] = OrderedDict()  # each image's newest thumbnail, shown meanwhile

@@ -4,60 +4,21 @@ answered in batches of QImages."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import OrderedDict
-from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from ...gallery import Entry, Overlay, ThumbnailRenderer
+from ...gallery import Entry, Overlay, ThumbnailProcess, ThumbnailRenderer, start_thumbnail_process
 from ..widgets.qimage import to_qimage
 
 __all__ = ["ThumbnailLoader"]
 
 BATCH_S = 0.012  # the longest a drawn thumbnail waits for others to be sent with it
 IN_FLIGHT = 16  # requests sent to the drawing process ahead of its answers (round trips cost more than drawing)
-
-
-class _Process:
-    """The drawing process (:func:`vitviz.gallery.serve_thumbnails`) and the two pipes to it."""
-
-    def __init__(self, folder: Path, size: int) -> None:
-        to_child, from_parent = os.pipe()
-        to_parent, from_child = os.pipe()
-        code = ("import sys; from vitviz.gallery import serve_thumbnails; "
-                "serve_thumbnails(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))")
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[3])  # the vitviz this window runs
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-        try:
-            self.child = subprocess.Popen(
-                [sys.executable, "-c", code, str(to_child), str(from_child), str(folder), str(size)],
-                pass_fds=(to_child, from_child), env=env, stdin=subprocess.DEVNULL)
-        finally:
-            os.close(to_child)
-            os.close(from_child)
-        self.requests = Connection(from_parent, readable=False)
-        self.answers = Connection(to_parent, writable=False)
-
-    def close(self) -> None:
-        try:
-            self.requests.send(None)
-        except OSError:
-            pass
-        for conn in (self.requests, self.answers):
-            conn.close()
-        try:
-            self.child.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            self.child.kill()
 
 
 class ThumbnailLoader(QObject):
@@ -68,18 +29,17 @@ class ThumbnailLoader(QObject):
 
     ready = Signal(list)
 
-    def __init__(self, renderer: ThumbnailRenderer, parent: QObject | None = None, process: bool = True) -> None:
+    def __init__(self, renderer: ThumbnailRenderer, parent: QObject | None = None,
+                 process: bool | ThumbnailProcess = True) -> None:
         super().__init__(parent)
         self.renderer = renderer
         self._pending: OrderedDict[Any, tuple[Entry, Overlay]] = OrderedDict()
         self._wake = threading.Condition()
         self._stopped = False
-        self.process: _Process | None = None
-        if process:
-            try:
-                self.process = _Process(renderer.run.folder, renderer.size)
-            except OSError:
-                self.process = None
+        if isinstance(process, ThumbnailProcess):  # started earlier (vitviz browse)
+            self.process: ThumbnailProcess | None = process
+        else:
+            self.process = start_thumbnail_process(renderer.run.folder, renderer.size) if process else None
         self._thread = threading.Thread(target=self._loop, name="vitviz-thumbnails", daemon=True)
         self._thread.start()
 

@@ -12,7 +12,7 @@ from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QMainWindow,
                                QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from ...gallery import SORTS, Entry, Overlay, Run, RunError, open_run
+from ...gallery import SORTS, THUMBNAIL_PX, Entry, Overlay, Run, RunError, ThumbnailProcess, open_run
 from ..widgets.message_bar import MessageBar
 from .analyze_job import AnalyzeJob
 from .delegate import ThumbnailDelegate
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BrowseWindow", "open_results", "analyze_folder", "run_browser"]
 
-THUMBNAIL = 160
 POLL_MS = 1500  # how often a run still being written is read again
 
 
@@ -35,8 +34,8 @@ class BrowseWindow(QMainWindow):
     image_opened = Signal(str)
     job_finished = Signal(int)
 
-    def __init__(self, run: Run, main_window: Callable[[], MainWindow] | None = None, size: int = THUMBNAIL,
-                 parent: QWidget | None = None) -> None:
+    def __init__(self, run: Run, main_window: Callable[[], MainWindow] | None = None, size: int = THUMBNAIL_PX,
+                 parent: QWidget | None = None, process: ThumbnailProcess | None = None) -> None:
         super().__init__(parent)
         self.run = run
         self._main_window = main_window
@@ -47,7 +46,8 @@ class BrowseWindow(QMainWindow):
         layers = run.layers
         overlay = Overlay(kind="head" if run.available.get("head") else "none", layer=max(0, layers - 1),
                           head=None)
-        self.model = GalleryListModel(run, overlay, size, self, sort="confidence")  # least sure first
+        self.model = GalleryListModel(run, overlay, size, self, sort="confidence",  # least sure first
+                                      process=process if process is not None else True)
         self._build(size)
         self._fill_choices()
         self._show_notices()
@@ -405,9 +405,11 @@ def analyze_folder(folder: str | os.PathLike[str], out: str | os.PathLike[str], 
     return window
 
 
-def run_browser(run: Run, model: str | None = None, device: str = "auto") -> int:
+def run_browser(run: Run, model: str | None = None, device: str = "auto",
+                process: ThumbnailProcess | None = None) -> int:
     """``vitviz browse DIR``: the gallery alone; the main window opens with the first click (``model``: instead
-    of the run's own). Returns the exit status."""
+    of the run's own; ``process``: the thumbnail process, started before Qt was imported). Returns the exit
+    status."""
     from .. import create_app, display_problem
 
     problem = display_problem()
@@ -427,7 +429,7 @@ def run_browser(run: Run, model: str | None = None, device: str = "auto") -> int
             holder[0].session.device = device or "auto"
         return holder[0]
 
-    window = BrowseWindow(run, main_window)
+    window = BrowseWindow(run, main_window, process=process)
     window.model_override = model
     window.show()
     return int(app.exec())
