@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +211,6 @@ class Run:
         self.compared = False
         self._stamp: tuple[float, int] | None = None
         self._counts: tuple[list[Entry], dict[str, int]] | None = None
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ reading
 
