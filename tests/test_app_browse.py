@@ -204,3 +204,30 @@ def test_cancelling_an_analysis_keeps_what_it_wrote(qtbot, tmp_path, tiny_checkp
     written = [window.model.gallery.entry(r) for r in range(window.model.rowCount())]
     assert all((tmp_path / "run" / e.name).is_dir() for e in written if not e.failed)
     main.close()
+
+
+def test_vitviz_browse_opens_the_run_with_a_thumbnail_process(run_dir, monkeypatch):
+    import vitviz.app.browse.window as window_module
+    from vitviz.cli import main
+
+    opened = {}
+
+    def fake_run_browser(run, model=None, device="auto", process=None):
+        opened.update(run=run, model=model, device=device, process=process)
+        return 0
+
+    monkeypatch.setattr(window_module, "run_browser", fake_run_browser)
+    assert main(["browse", str(run_dir), "--model", "other-model", "--device", "cpu"]) == 0
+    try:
+        assert opened["run"].folder == run_dir and len(opened["run"].entries) == 9
+        assert opened["model"] == "other-model" and opened["device"] == "cpu"
+        process = opened["process"]
+        entry = next(e for e in opened["run"].entries if not e.failed)
+        from vitviz.gallery import Overlay
+
+        process.requests.send(((entry.name, Overlay()), entry, Overlay("head", 1, 0), (3, 3, [])))
+        assert process.answers.poll(30)
+        [(key, rgb, note)] = process.answers.recv()  # the process draws what the window would ask for
+        assert key[0] == entry.name and rgb.shape[2] == 3 and note == ""
+    finally:
+        opened["process"].close()
