@@ -8,6 +8,7 @@
         --out assets/image-text.png
     xvfb-run -s "-screen 0 1920x1080x24" python scripts/screenshot.py --present --platform xcb \
         --out assets/presentation.png                     # presentation mode, full-screen at 1920x1080
+    python scripts/screenshot.py --browse RUN --head 5.2 --sort confidence --out shot.png   # a run's gallery
 
 Runs offscreen by default (no display needed); ``--platform xcb`` uses the real display (e.g. under xvfb-run).
 Settings are isolated in a temporary folder, so personal preferences never leak into the picture.
@@ -44,7 +45,14 @@ def main(argv: list[str] | None = None) -> int:
                         "'Head atlas') instead of the first")
     parser.add_argument("--features", default=None, choices=("pca", "similarity", "norms"),
                         help="with --view Features: what the Features view shows")
-    parser.add_argument("--head", type=int, default=None, help="pick this head (as a click in the head atlas does)")
+    parser.add_argument("--head", default=None, help="pick this head (as a click in the head atlas does); with "
+                        "--browse: LAYER.HEAD (or LAYER.mean) shown on every thumbnail")
+    parser.add_argument("--browse", type=Path, default=None, metavar="RUN",
+                        help="picture the gallery of this vitviz analyze output folder instead of the window")
+    parser.add_argument("--sort", default=None, help="with --browse: confidence, label, domain, name or disagreement")
+    parser.add_argument("--reverse", action="store_true", help="with --browse: the sort reversed")
+    parser.add_argument("--overlay", default="head", choices=("head", "rollout", "evidence", "depth", "none"),
+                        help="with --browse: what the thumbnails show (default: a head's CLS map)")
     parser.add_argument("--target", type=int, default=None,
                         help="show the class evidence of this prediction (0 = the top one), as a click on its bar does")
     parser.add_argument("--labels", default=None, help="an image-text model: type these labels in the label box and "
@@ -68,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from vitviz.app.main_window import MainWindow
 
     app = create_app()
+    if args.browse is not None:
+        return _browse(args)
     with tempfile.TemporaryDirectory() as tmp:
         settings = QSettings(str(Path(tmp) / "vitviz.ini"), QSettings.Format.IniFormat)
         window = MainWindow(settings=settings)
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.query is not None:
             window.state.set_query(args.query)
         if args.head is not None:
-            window.state.set_head(args.head)
+            window.state.set_head(int(args.head))
         if args.target is not None:
             window.state.set_target(window.current_result.predictions[args.target].index)
         if args.target_label is not None:
@@ -173,6 +183,50 @@ def main(argv: list[str] | None = None) -> int:
         if args.importance:
             window.heads.table.grab().save(str(args.out.with_name(args.out.stem + "-table.png")))
         window.close()
+    print(f"screenshot: {'wrote' if ok else 'FAILED to write'} {args.out}")
+    return 0 if ok else 1
+
+
+def _browse(args: argparse.Namespace) -> int:
+    """The gallery of a run, every visible thumbnail drawn with the chosen head, overlay and sort."""
+    import time
+
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from vitviz.app.browse import BrowseWindow
+    from vitviz.gallery import RunError, open_run
+
+    try:
+        run = open_run(args.browse)
+    except RunError as exc:
+        print(f"screenshot: {exc}", file=sys.stderr)
+        return 1
+    window = BrowseWindow(run)
+    w, h = (int(v) for v in (args.size or "1400x900").lower().split("x"))
+    window.resize(w, h)
+    window.show()
+    layer, head = -1, None
+    if args.head:
+        text_layer, _, text_head = args.head.partition(".")
+        layer, head = int(text_layer), (None if text_head in ("", "mean") else int(text_head))
+    window.set_overlay(args.overlay, layer=layer, head=head)
+    if args.sort:
+        window.set_sort(args.sort, args.reverse)
+    loop = QEventLoop()
+    deadline = time.monotonic() + args.timeout
+    model, view = window.model, window.view
+    while time.monotonic() < deadline:
+        QTimer.singleShot(50, loop.quit)
+        loop.exec()
+        rows = [r for r in range(model.rowCount())
+                if view.visualRect(model.index(r)).intersects(view.viewport().rect())]
+        if all(model.is_drawn(r) for r in rows):
+            break
+    QTimer.singleShot(200, loop.quit)
+    loop.exec()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    ok = window.grab().save(str(args.out))
+    window.close()
     print(f"screenshot: {'wrote' if ok else 'FAILED to write'} {args.out}")
     return 0 if ok else 1
 

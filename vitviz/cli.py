@@ -15,7 +15,7 @@ from .errors import VitvizError
 
 __all__ = ["main"]
 
-COMMANDS = ("gui", "analyze", "models", "live")
+COMMANDS = ("gui", "analyze", "models", "live", "browse")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -154,6 +154,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the shipped and pretrained models")
 
+    browse = sub.add_parser("browse", help="open the gallery of a vitviz analyze run: every image with one head's "
+                            "map, sorted and filtered")
+    browse.add_argument("folder", type=Path, metavar="DIR", help="the --out folder of a vitviz analyze run")
+    _model_options(browse)
+
     live = sub.add_parser("live", help="open the app in live mode: the built-in scene, a video file or a camera")
     live.add_argument("source", nargs="?", default="scene",
                       help="scene (default), scene:SEED, a video/GIF/WebP file, camera, camera:N or /dev/videoN")
@@ -229,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return analyze(args)
         if args.command == "models":
             return list_models()
+        if args.command == "browse":
+            return browse(args)
         return launch_gui(args)
     except VitvizError as exc:
         print(f"vitviz: error: {_one_line(exc)}", file=sys.stderr)
@@ -270,6 +277,25 @@ def launch_gui(args: argparse.Namespace) -> int:
     return run_app(image=getattr(args, "image", None), model=args.model, device=args.device,
                    depth_model=args.depth_model, present=getattr(args, "present", None),
                    interval=getattr(args, "interval", None), live=live)
+
+
+def browse(args: argparse.Namespace) -> int:
+    """``vitviz browse DIR``: the run is read before the window opens, so a folder that is not a run (or a finished
+    run of 0 images) fails with one line and exit status 2."""
+    from .gallery import RunError, open_run, start_thumbnail_process
+
+    run = open_run(args.folder)
+    if not run.entries and not run.being_written:
+        raise RunError(f"{args.folder} holds a run of 0 images: nothing to browse")
+    process = start_thumbnail_process(args.folder)  # it starts up while Qt is imported
+    try:
+        from .app.browse.window import run_browser
+    except ImportError as exc:
+        if process is not None:
+            process.close()
+        print(f"vitviz: error: the desktop app cannot start ({exc})", file=sys.stderr)
+        return 2
+    return run_browser(run, model=args.model, device=args.device, process=process)
 
 
 def list_models() -> int:

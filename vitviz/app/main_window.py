@@ -131,6 +131,10 @@ class MainWindow(QMainWindow):
                                    "Save a picture of the panels as shown")
         self.act_export_maps = act("Export all &maps…", self._export_maps_dialog, "Ctrl+Shift+E",
                                    "Write the input, attention maps, rollout and depth as PNG and NPY files")
+        self.act_open_results = act("Open &results…", self._open_results_dialog, "Ctrl+Shift+R",
+                                    "Browse the output folder of a vitviz analyze run: every image, one head's map")
+        self.act_analyze_folder = act("&Analyze folder…", self._analyze_folder_dialog, None,
+                                      "Run vitviz analyze on a folder of images in the background, and browse the run")
         self.act_quit = act("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_about = act("&About vitviz", lambda: dialogs.show_about(self))
         self.act_present = act("&Present", lambda: self.present(), "F11",
@@ -142,7 +146,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.act_open)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(lambda: self.recent.fill(self.recent_menu, self.open_image))
-        for item in (self.act_paste, None, self.act_checkpoint, None, self.act_export_view, self.act_export_maps,
+        for item in (self.act_paste, self.act_open_results, self.act_analyze_folder, None, self.act_checkpoint, None, self.act_export_view, self.act_export_maps,
                      None, self.act_quit):
             file_menu.addAction(item) if item else file_menu.addSeparator()
         self.recent_menu.aboutToShow.emit()  # filled at once too, for keyboard users and tests
@@ -438,6 +442,27 @@ class MainWindow(QMainWindow):
     def _open_dialog(self) -> None:
         if path := dialogs.ask_image(self, self.settings):
             self.open_image(path)
+
+    def _open_results_dialog(self) -> None:
+        if folder := dialogs.ask_folder(self, self.settings, "Open the results of vitviz analyze"):
+            self.open_results(folder)
+
+    def open_results(self, folder: str | os.PathLike[str]):
+        """The gallery of the ``vitviz analyze`` run in ``folder`` (None, with a message, when it is not one)."""
+        from .browse.window import open_results
+
+        return open_results(folder, self)
+
+    def _analyze_folder_dialog(self) -> None:
+        if (folder := dialogs.ask_folder(self, self.settings, "Analyze the images in folder")) and (
+                out := dialogs.ask_folder(self, self.settings, "Write the results into folder")):
+            self.analyze_folder(folder, out)
+
+    def analyze_folder(self, folder: str | os.PathLike[str], out: str | os.PathLike[str]):
+        """``vitviz analyze folder --out out`` in the background with this window's model; the run's gallery."""
+        from .browse.window import analyze_folder
+
+        return analyze_folder(folder, out, self)
 
     def _open_checkpoint_dialog(self) -> None:
         if path := dialogs.ask_checkpoint(self, self.settings):

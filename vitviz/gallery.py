@@ -1,0 +1,808 @@
+"""Browsing the output folder of ``vitviz analyze``, without Qt: the run's table read lazily, sorting, filtering and
+searching its images, and thumbnails with one overlay (a head's CLS map, the rollout, class evidence, depth) drawn
+with numpy. The app's gallery (:mod:`vitviz.app.browse`) shows what this module computes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import VitvizError
+
+__all__ = ["RunError", "Entry", "Overlay", "Run", "Gallery", "Thumbnail", "ThumbnailRenderer", "SORTS", "OVERLAYS",
+           "open_run", "blend_map", "ThumbnailProcess", "start_thumbnail_process", "THUMBNAIL_PX"]
+
+TABLE, PARQUET, PARTIAL = "results.csv", "results.parquet", ".partial"  # as vitviz.store writes them
+THUMBNAIL_PX = 160  # the longer side of a thumbnail
+
+# The overlays a thumbnail can show, with the file each reads and what adds that file to a run.
+OVERLAYS: dict[str, tuple[str, str]] = {
+    "head": ("cls_attention.npy", "--outputs attention-npy (part of the default 'all')"),
+    "rollout": ("rollout.png", "--outputs rollout, or --explain rollout"),
+    "evidence": ("explain_*.npy", "--explain attention,rollout (or grad-rollout, relevance)"),
+    "depth": ("depth.npy", "--outputs depth-npy or depth (a model with depth)"),
+    "none": ("", ""),
+}
+IMAGE_HINT = "--outputs input (input.png), or keep the analysed image files where they were"
+
+# Sort keys: (label, key function of an entry, default descending?). Missing values sort last either way.
+SORTS: dict[str, str] = {
+    "confidence": "confidence (least sure first)",
+    "label": "label",
+    "domain": "out-of-domain score (farthest first)",
+    "name": "file name",
+    "disagreement": "disagreement (--compare runs)",
+}
+
+
+class RunError(VitvizError):
+    """A folder that cannot be browsed: not a run, or unreadable."""
+
+
+@dataclass(slots=True)
+class Entry:
+    """One row of the run's table: an analysed image or a failed input."""
+
+    name: str  # the image's folder under the run, as results.csv names it
+    status: str = "ok"  # "ok" or "error"
+    error: str = ""
+    source: str = ""
+    label: str = ""  # top-1 label ("" without a classifier)
+    confidence: float = math.nan  # top-1 probability
+    domain_score: float = math.nan
+    in_domain: bool | None = None  # None: the model has no out-of-domain detector
+    model: str = ""
+    depth_kind: str = ""
+    input_size: tuple[int, int] = (0, 0)  # (height, width) of the model's input
+    order: int = 0  # the row's place in the table
+    compare: dict[str, Any] | None = None  # compare.json, read when asked for (--compare runs)
+
+    @property
+    def failed(self) -> bool:
+        return self.status != "ok"
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """What every thumbnail shows over its image: ``kind`` of :data:`OVERLAYS`; for ``head`` a ``layer`` (negative:
+    from the last) and a ``head`` (None: the mean of the layer's heads); for ``evidence`` a ``method``."""
+
+    kind: str = "head"
+    layer: int = -1
+    head: int | None = None
+    method: str = ""
+    cmap: str = "inferno"
+    alpha: float = 0.6
+
+    def describe(self, layers: int = 0) -> str:
+        if self.kind == "head":
+            layer = self.layer + layers if self.layer < 0 and layers else self.layer
+            return f"layer {layer}, " + ("mean of the heads" if self.head is None else f"head {self.head}")
+        if self.kind == "evidence":
+            return f"class evidence ({self.method or 'first method'})"
+        return {"rollout": "attention rollout", "depth": "depth", "none": "image only"}.get(self.kind, self.kind)
+
+
+def _float(text: Any) -> float:
+    if text == "" or text is None:
+        return math.nan
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+_BOOLS = {"True": True, "False": False, "true": True, "false": False, "1": True, "0": False}
+
+
+def _bool(text: Any) -> bool | None:
+    return _BOOLS.get(text if isinstance(text, str) else str(text).strip())
+
+
+def _int(text: Any) -> int:
+    if not text:
+        return 0
+    try:
+        return int(float(text))
+    except (TypeError, ValueError):
+        return 0
+
+
+def entry_from_row(row: dict[str, Any], order: int) -> Entry:
+    """An :class:`Entry` from a row of results.csv (strings) or results.parquet (values)."""
+    return Entry(
+        name=str(row.get("name") or ""), status=str(row.get("status") or "ok"), error=str(row.get("error") or ""),
+        source=str(row.get("source") or ""), label=str(row.get("label_1") or ""),
+        confidence=_float(row.get("prob_1")), domain_score=_float(row.get("domain_score")),
+        in_domain=_bool(row.get("domain_in_domain")), model=str(row.get("model") or ""),
+        depth_kind=str(row.get("depth_kind") or ""),
+        input_size=(_int(row.get("input_height")), _int(row.get("input_width"))), order=order)
+
+
+def entry_from_summary(name: str, summary: dict[str, Any], order: int) -> Entry:
+    """An :class:`Entry` from an image's result.json (a run whose table is missing)."""
+    top = (summary.get("predictions") or [{}])[0]
+    domain = summary.get("domain") if isinstance(summary.get("domain"), dict) else {}
+    size = summary.get("input_size") or {}
+    return Entry(name=name, source=str(summary.get("source") or ""), label=str(top.get("label") or ""),
+                 confidence=_float(top.get("probability")), domain_score=_float(domain.get("score")),
+                 in_domain=domain.get("in_domain") if domain else None, model=str(summary.get("model") or ""),
+                 depth_kind=str((summary.get("depth") or {}).get("kind") or ""),
+                 input_size=(_int(size.get("height")), _int(size.get("width"))), order=order)
+
+
+def _read_table(path: Path) -> tuple[_Table, bool]:
+    """The rows of results.csv; ``cut`` is True when a line was cut short (a run being written or killed)."""
+    rows: list[list[str]] = []
+    header: list[str] = []
+    cut = False
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader, [])
+            width = len(header)
+            for fields in reader:
+                if len(fields) != width:
+                    cut = True  # a line with too few or too many fields: cut short
+                    continue
+                rows.append(fields)
+        except csv.Error:
+            cut = True
+    return _Table(header, rows), cut
+
+
+class _Table(list):
+    """The rows of results.csv as lists of fields, with the header's column positions."""
+
+    def __init__(self, header: list[str], rows: list[list[str]]) -> None:
+        super().__init__(rows)
+        self.column = {name: i for i, name in enumerate(header)}
+
+    def entries(self) -> list[Entry]:
+        """One entry per image: a resumed run's later row wins."""
+        col = self.column
+        n, st, er, so, la, pr, sc, ins, mo, de, he, wi = (col.get(k, -1) for k in (
+            "name", "status", "error", "source", "label_1", "prob_1", "domain_score", "domain_in_domain", "model",
+            "depth_kind", "input_height", "input_width"))
+        latest: dict[str, Entry] = {}
+        for order, f in enumerate(self):
+            f.append("")  # what a missing column (index -1) reads
+            if not f[n]:
+                continue
+            latest[f[n]] = Entry(f[n], f[st] or "ok", f[er], f[so], f[la], _float(f[pr]), _float(f[sc]),
+                                 _BOOLS.get(f[ins]), f[mo], f[de], (_int(f[he]), _int(f[wi])), order)
+        return list(latest.values())
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise RunError(f"{path.parent} has only results.parquet, and reading it needs pyarrow "
+                       "(pip install pyarrow)") from None
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # noqa: BLE001 - a damaged file: one line
+        raise RunError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+class Run:
+    """A ``vitviz analyze`` output folder, read lazily: the table at once, an image's files when it is drawn.
+
+    ``notices`` are what the user should know about the run as a whole (half-written, what is missing and which
+    ``--outputs`` would add it); ``layers``, ``heads``: the model's shape as the run's arrays have it (0 unknown)."""
+
+    def __init__(self, folder: Path, writing: bool = False) -> None:
+        self.folder = Path(folder)
+        self.writing = writing  # a run this process is writing now (File → Analyze folder…): may still be empty
+        self.entries: list[Entry] = []
+        self.cut = False  # the table's last line was cut short
+        self.from_folders = False  # no table: entries read from the images' result.json
+        self.layers = self.heads = 0
+        self.available: dict[str, bool] = {}
+        self.evidence_methods: list[str] = []
+        self.compared = False
+        self._stamp: tuple[float, int] | None = None
+        self._counts: tuple[list[Entry], dict[str, int]] | None = None
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def read(self) -> None:
+        """Read (or read again) the table; raises :class:`RunError` for a folder that is not a run."""
+        folder = self.folder
+        if not folder.exists():
+            raise RunError(f"{folder}: no such folder")
+        if not folder.is_dir():
+            raise RunError(f"{folder} is a file, not the output folder of a vitviz analyze run")
+        table, parquet = folder / TABLE, folder / PARQUET
+        rows: list[Any]
+        if table.is_file():
+            try:
+                rows, self.cut = _read_table(table)
+                self._stamp = (table.stat().st_mtime, table.stat().st_size)
+            except OSError as exc:
+                raise RunError(f"{table} cannot be read ({exc.strerror or exc})") from None
+            self.from_folders = False
+        elif parquet.is_file():
+            rows, self.cut, self.from_folders = _read_parquet(parquet), False, False
+        else:
+            marked = (folder / PARTIAL).is_dir() or any(p.name.startswith(".") and "vitviz" in p.name.lower()
+                                                         for p in folder.iterdir())
+            summaries = self._summaries_in_folders() if marked else []
+            if not marked and not self.writing:
+                raise RunError(f"{folder} is not the output folder of a vitviz analyze run: it has no {TABLE} "
+                               f"(write one with: vitviz analyze IMAGES --out {folder})")
+            self.from_folders = True
+            self.entries = [entry_from_summary(n, s, i) for i, (n, s) in enumerate(summaries)]
+            self._inspect()
+            return
+        if isinstance(rows, _Table):
+            entries = rows.entries()
+        else:
+            latest: dict[str, Entry] = {}
+            for i, row in enumerate(rows):
+                latest[str(row["name"])] = entry_from_row(row, i)  # a resumed run's later row wins
+            entries = list(latest.values())
+        previous = {e.name: e for e in self.entries}
+        self.entries = entries
+        for e in self.entries:  # keep what was read of the images already known
+            if e.name in previous and previous[e.name].compare is not None:
+                e.compare = previous[e.name].compare
+        self._inspect()
+
+    def changed(self) -> bool:
+        """Whether the table changed on disk since it was read (a run still being written)."""
+        table = self.folder / TABLE
+        try:
+            stat = table.stat()
+        except OSError:
+            return False
+        return (stat.st_mtime, stat.st_size) != self._stamp
+
+    def _summaries_in_folders(self) -> list[tuple[str, dict[str, Any]]]:
+        found = []
+        paths = [*self.folder.glob("*/result.json"), *self.folder.glob("*/*/result.json")]  # OUT/cats/1/...
+        for path in sorted(paths):
+            if PARTIAL in path.relative_to(self.folder).parts:
+                continue
+            try:
+                found.append((path.parent.relative_to(self.folder).as_posix(), json.loads(path.read_text("utf-8"))))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def _inspect(self) -> None:
+        """What the run wrote, from its first analysed images that have folders: the arrays' shape, the overlays."""
+        self.available = {kind: False for kind in OVERLAYS}
+        self.available["none"] = True
+        self.available["image"] = False
+        shapes: Counter = Counter()
+        methods: set[str] = set()
+        looked = 0
+        for e in self.entries:
+            if e.failed:
+                continue
+            folder = self.folder_of(e)
+            if not folder.is_dir():
+                continue
+            looked += 1
+            names = {p.name for p in folder.iterdir()}
+            self.available["image"] |= "input.png" in names or self.source_path(e) is not None
+            self.available["head"] |= "cls_attention.npy" in names
+            self.available["rollout"] |= "rollout.png" in names or any(n.startswith("explain_rollout") and
+                                                                        n.endswith(".npy") for n in names)
+            self.available["depth"] |= "depth.npy" in names or "depth.png" in names
+            self.compared |= "compare.json" in names
+            for n in names:
+                if n.startswith("explain_") and n.endswith(".npy"):
+                    methods.add(_evidence_method(n))
+            if "cls_attention.npy" in names:
+                shape = _npy_shape(folder / "cls_attention.npy")
+                if shape is not None and len(shape) == 4:
+                    shapes[shape[:2]] += 1
+            if looked >= 8:
+                break
+        self.available["evidence"] = bool(methods)
+        self.evidence_methods = sorted(methods)
+        if shapes:
+            (self.layers, self.heads), _ = shapes.most_common(1)[0]
+
+    # ------------------------------------------------------------------------------------------ describing
+
+    @property
+    def model(self) -> str:
+        """The model most of the run's images were analysed with ("" when no image was)."""
+        names = Counter(e.model for e in self.entries if e.model)
+        return names.most_common(1)[0][0] if names else ""
+
+    @property
+    def being_written(self) -> bool:
+        """Whether the run looks unfinished: images in progress (``.partial``) or a table cut short."""
+        return self.writing or (self.folder / PARTIAL).is_dir() or self.cut
+
+    def counts(self) -> dict[str, int]:
+        """How many images, failed, analysed and out of the domain (counted once per reading of the table)."""
+        if self._counts is None or self._counts[0] is not self.entries:
+            failed = sum(e.failed for e in self.entries)
+            out = sum(e.in_domain is False for e in self.entries)
+            self._counts = (self.entries, {"images": len(self.entries), "failed": failed,
+                                           "analysed": len(self.entries) - failed, "out_of_domain": out})
+        return dict(self._counts[1])
+
+    def notices(self) -> list[str]:
+        """One line each: a half-written run, an empty run, what the run did not write and which option adds it."""
+        lines = []
+        if self.from_folders and not self.writing:
+            lines.append(f"{self.folder} has no {TABLE}: the run was interrupted before its table was written; "
+                         "showing the images whose folders are complete")
+        elif self.being_written:
+            lines.append(f"This run is being written ({len(self.entries)} image(s) so far)" if self.writing else
+                         f"This run is still being written or was interrupted ({len(self.entries)} image(s) so far): "
+                         "run the same vitviz analyze command again to finish it")
+        if not self.entries and not self.writing:
+            lines.append(f"{self.folder} holds a run of 0 images: {TABLE} has no rows yet")
+            return lines
+        if self.counts()["analysed"]:
+            missing = [kind for kind in ("head", "rollout", "evidence", "depth") if not self.available.get(kind)]
+            for kind in missing:
+                if kind == "depth" and all(not e.depth_kind for e in self.entries if not e.failed):
+                    continue  # the model gives no depth: nothing an option would add
+                lines.append(f"No {OVERLAYS[kind][0]} in this run: add {OVERLAYS[kind][1]} to see the "
+                             f"{'class evidence' if kind == 'evidence' else kind} maps")
+            if not self.available.get("image"):
+                lines.append(f"Neither input.png nor the analysed files are there: {IMAGE_HINT}")
+        return lines
+
+    def folder_of(self, entry: Entry) -> Path:
+        return self.folder / entry.name
+
+    def source_path(self, entry: Entry) -> Path | None:
+        """The analysed image file, where it still is (relative paths: from the working folder, then the run's
+        parent folder)."""
+        if not entry.source:
+            return None
+        path = Path(entry.source)
+        candidates = [path] if path.is_absolute() else [path, self.folder.parent / path]
+        return next((p for p in candidates if p.is_file()), None)
+
+    def image_to_open(self, entry: Entry) -> tuple[Path | None, str]:
+        """The file the main window should analyse for ``entry``, and a note when it is not the original."""
+        source = self.source_path(entry)
+        if source is not None:
+            return source, ""
+        saved = self.folder_of(entry) / "input.png"
+        if saved.is_file():
+            return saved, f"{entry.source or entry.name} is no longer there: opened the run's input.png instead"
+        return None, f"{entry.source or entry.name} is no longer there, and the run kept no input.png of it"
+
+    def compare_of(self, entry: Entry) -> dict[str, Any]:
+        """The image's compare.json (empty when there is none), read once."""
+        if entry.compare is None:
+            try:
+                entry.compare = json.loads((self.folder_of(entry) / "compare.json").read_text("utf-8"))
+            except (OSError, ValueError):
+                entry.compare = {}
+        return entry.compare
+
+
+def _evidence_method(file_name: str) -> str:
+    stem = file_name[len("explain_"):-len(".npy")]
+    for method in ("grad-rollout", "relevance", "rollout", "attention"):
+        if stem == method or stem.startswith(method + "_"):
+            return method
+    return stem.split("_")[0]
+
+
+def _npy_shape(path: Path) -> tuple[int, ...] | None:
+    """The shape in a .npy file's header (None when it is not a readable .npy)."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, _, _ = reader(fh)
+        return tuple(int(s) for s in shape)
+    except (OSError, ValueError):
+        return None
+
+
+def open_run(folder: str | Path) -> Run:
+    """Read the run in ``folder``; raises :class:`RunError` (one line) when it is not one."""
+    run = Run(Path(folder))
+    run.read()
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ the list shown
+
+
+@dataclass
+class Gallery:
+    """The images shown, in order: the run's entries filtered (top-1 label, status, domain, a search in the file
+    names) and sorted. ``order`` holds indices into ``run.entries``; call :meth:`update` after a change."""
+
+    run: Run
+    sort: str = "name"
+    descending: bool = False
+    label: str = ""  # "" for every label
+    status: str = "all"  # all | ok | failed
+    domain: str = "all"  # all | in | out
+    search: str = ""
+    order: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.update()
+
+    def labels(self) -> list[str]:
+        """The top-1 labels of the run, most frequent first."""
+        return [lab for lab, _ in Counter(e.label for e in self.run.entries if e.label).most_common()]
+
+    def update(self) -> list[int]:
+        if self.sort not in SORTS:
+            raise ValueError(f"unknown sort {self.sort!r}; choose from {', '.join(SORTS)}")
+        entries = self.run.entries
+        text = self.search.strip().lower()
+        keep = [i for i, e in enumerate(entries) if self._matches(e, text)]
+        keep.sort(key=lambda i: self._key(entries[i]), reverse=False)
+        if self.descending:  # reverse the values, keep missing ones last
+            present = [i for i in keep if not self._key(entries[i])[0]]
+            missing = [i for i in keep if self._key(entries[i])[0]]
+            keep = present[::-1] + missing
+        self.order = keep
+        return keep
+
+    def _matches(self, e: Entry, text: str) -> bool:
+        if self.status == "ok" and e.failed or self.status == "failed" and not e.failed:
+            return False
+        if self.label and e.label != self.label:
+            return False
+        if self.domain == "in" and e.in_domain is not True or self.domain == "out" and e.in_domain is not False:
+            return False
+        return not text or text in e.name.lower() or text in Path(e.source).name.lower()
+
+    def _key(self, e: Entry) -> tuple:
+        """(missing?, value, name): images without the value (failed ones, runs without a detector) go last."""
+        if self.sort == "confidence":
+            return (math.isnan(e.confidence), e.confidence if not math.isnan(e.confidence) else 0.0, e.name)
+        if self.sort == "label":
+            return (not e.label, e.label, e.name)
+        if self.sort == "domain":  # farthest first: the score descending unless asked the other way
+            return (math.isnan(e.domain_score), -e.domain_score if not math.isnan(e.domain_score) else 0.0, e.name)
+        if self.sort == "disagreement":
+            return (*self._disagreement(e), e.name)
+        return (False, e.name.lower(), e.name)
+
+    def _disagreement(self, e: Entry) -> tuple[bool, tuple[int, float]]:
+        """Disagreeing top-1 labels first, then the larger depth AbsRel; images without compare.json last."""
+        info = self.run.compare_of(e) if not e.failed else {}
+        if not info:
+            return True, (0, 0.0)
+        agree = info.get("top1_agree")
+        absrel = _float(info.get("depth_absrel"))
+        return False, (0 if agree is False else 1 if agree is None else 2, -absrel if not math.isnan(absrel) else 0.0)
+
+    def entry(self, row: int) -> Entry:
+        return self.run.entries[self.order[row]]
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+# ------------------------------------------------------------------------------------------------ thumbnails
+
+
+@dataclass
+class Thumbnail:
+    """A drawn thumbnail: ``rgb`` ``[h, w, 3]`` uint8, and ``note``, one line when the overlay could not be drawn
+    (the file is missing, or its shape is another model's)."""
+
+    rgb: np.ndarray
+    note: str = ""
+
+
+class _LRU(OrderedDict):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = make()
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+class ThumbnailRenderer:
+    """Draws thumbnails of a run's images, at most ``size`` pixels on their longer side; keeps the last images and
+    arrays it read, so that changing the overlay redraws from memory. Safe to call from one worker thread."""
+
+    def __init__(self, run: Run, size: int = THUMBNAIL_PX, cache: int = 1024) -> None:
+        self.run, self.size = run, size
+        self._images = _LRU(cache)  # name -> base image at thumbnail size (or None: missing)
+        self._arrays = _LRU(cache)  # (name, file) -> array (or an error note)
+
+    def render(self, entry: Entry, overlay: Overlay) -> Thumbnail:
+        base, note = self._base(entry)
+        if entry.failed:
+            return Thumbnail(_dim(base), entry.error or "failed")
+        if overlay.kind == "none":
+            return Thumbnail(base, note)
+        values, why = self._map(entry, overlay)
+        if values is None:
+            return Thumbnail(base, note or why)
+        if isinstance(values, tuple):  # an image already drawn (rollout.png, depth.png)
+            return Thumbnail(values[0], note)
+        from .render import apply_colormap, normalize, resize_map
+
+        if overlay.kind == "depth":
+            v = normalize(values)
+            if entry.depth_kind == "metric":
+                v = 1.0 - v  # near = bright, as depth.png draws it
+            return Thumbnail(apply_colormap(resize_map(v, base.shape[:2]), "turbo"), note)
+        return Thumbnail(blend_map(base, values, overlay.cmap, overlay.alpha), note)
+
+    # ---------------------------------------------------------------------------------------- pieces
+
+    def _base(self, entry: Entry) -> tuple[np.ndarray, str]:
+        image = self._images.get_or(entry.name, lambda: self._read_base(entry))
+        if image is None:
+            h, w = self._fit(entry.input_size if all(entry.input_size) else (self.size, self.size))
+            return np.full((h, w, 3), 60, np.uint8), f"image missing: {IMAGE_HINT}"
+        return image, ""
+
+    def _read_base(self, entry: Entry) -> np.ndarray | None:
+        """The model's input (input.png), else the analysed file resized to the model's input size, at thumbnail
+        size; None when neither is there."""
+        from PIL import Image
+
+        path = self.run.folder_of(entry) / "input.png"
+        if not path.is_file():
+            path = self.run.source_path(entry)  # type: ignore[assignment]
+        if path is None:
+            return None
+        try:
+            with Image.open(path) as im:
+                target = entry.input_size if all(entry.input_size) else (im.height, im.width)
+                h, w = self._fit(target)
+                im.draft("RGB", (w, h))  # JPEG: decode at a reduced scale
+                return np.asarray(im.convert("RGB").resize((w, h), Image.Resampling.BILINEAR))
+        except Exception:  # noqa: BLE001 - an unreadable file draws as missing
+            return None
+
+    def _fit(self, hw: tuple[int, int]) -> tuple[int, int]:
+        h, w = hw
+        scale = self.size / max(h, w, 1)
+        return max(1, round(h * scale)), max(1, round(w * scale))
+
+    def _array(self, entry: Entry, name: str) -> np.ndarray | str:
+        def load() -> np.ndarray | str:
+            path = self.run.folder_of(entry) / name
+            if not path.is_file():
+                return ""
+            try:
+                return np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                return f"{name} cannot be read ({exc})"
+        return self._arrays.get_or((entry.name, name), load)
+
+    def _map(self, entry: Entry, overlay: Overlay) -> tuple[Any, str]:
+        """The map to draw (``[h, w]`` values, or a 1-tuple holding a drawn image), or None and why not."""
+        if overlay.kind == "head":
+            cls = self._array(entry, "cls_attention.npy")
+            if isinstance(cls, str):
+                return None, cls or f"no cls_attention.npy: add {OVERLAYS['head'][1]}"
+            problem = self._check_cls(entry, cls)
+            if problem:
+                return None, problem
+            layer = overlay.layer if overlay.layer >= 0 else cls.shape[0] + overlay.layer
+            if not 0 <= layer < cls.shape[0] or overlay.head is not None and not 0 <= overlay.head < cls.shape[1]:
+                return None, f"no layer {overlay.layer} head {overlay.head} in this image's arrays"
+            maps = cls[layer]
+            return (maps.mean(axis=0) if overlay.head is None else maps[overlay.head]), ""
+        folder = self.run.folder_of(entry)
+        if overlay.kind == "rollout":
+            arr = self._array(entry, _first(folder, "explain_rollout*.npy") or "explain_rollout.npy")
+            if not isinstance(arr, str) and arr.ndim == 2:
+                return arr, ""
+            return self._drawn(entry, "rollout.png", f"no rollout.png: add {OVERLAYS['rollout'][1]}")
+        if overlay.kind == "evidence":
+            method = overlay.method or (self.run.evidence_methods[0] if self.run.evidence_methods else "")
+            name = _first(folder, f"explain_{method}_*.npy") or _first(folder, f"explain_{method}.npy")
+            if not name:
+                return None, f"no class evidence ({method or 'any method'}): add {OVERLAYS['evidence'][1]}"
+            arr = self._array(entry, name)
+            if isinstance(arr, str) or arr.ndim != 2:
+                return None, arr if isinstance(arr, str) and arr else f"{name} is not a 2-D map"
+            return arr, ""
+        if overlay.kind == "depth":
+            arr = self._array(entry, "depth.npy")
+            if not isinstance(arr, str) and arr.ndim == 2:
+                return arr, ""
+            if not isinstance(arr, str):
+                return None, f"depth.npy has shape {list(arr.shape)}, not a 2-D depth map"
+            return self._drawn(entry, "depth.png", f"no depth: add {OVERLAYS['depth'][1]}")
+        return None, f"unknown overlay {overlay.kind!r}"
+
+    def _check_cls(self, entry: Entry, cls: np.ndarray) -> str:
+        """Why ``cls_attention.npy`` does not belong to this run's model, or ""."""
+        if cls.ndim != 4:
+            return f"cls_attention.npy has shape {list(cls.shape)}, not [layers, heads, rows, cols]"
+        if self.run.layers and cls.shape[:2] != (self.run.layers, self.run.heads):
+            return (f"cls_attention.npy is {cls.shape[0]} layers x {cls.shape[1]} heads, another model's shape "
+                    f"(this run: {self.run.layers} x {self.run.heads})")
+        h, w = entry.input_size
+        if h and w and cls.shape[2] and cls.shape[3] and (h % cls.shape[2] or w % cls.shape[3]
+                                                          or h // cls.shape[2] != w // cls.shape[3]):
+            return (f"cls_attention.npy's {cls.shape[2]}x{cls.shape[3]} patches do not tile this image's "
+                    f"{w}x{h} input")
+        return ""
+
+    def _drawn(self, entry: Entry, name: str, missing: str) -> tuple[Any, str]:
+        from PIL import Image
+
+        path = self.run.folder_of(entry) / name
+        if not path.is_file():
+            return None, missing
+
+        def load() -> np.ndarray | str:
+            try:
+                with Image.open(path) as im:
+                    h, w = self._fit((im.height, im.width))
+                    return np.asarray(im.convert("RGB").resize((w, h), Image.Resampling.BILINEAR))
+            except Exception as exc:  # noqa: BLE001
+                return f"{name} cannot be read ({type(exc).__name__})"
+        image = self._arrays.get_or((entry.name, name), load)
+        return (None, image) if isinstance(image, str) else ((image,), "")
+
+
+def blend_map(image: np.ndarray, values: np.ndarray, cmap: str = "inferno", alpha: float = 0.6) -> np.ndarray:
+    """:func:`vitviz.render.overlay` of ``values`` min-max scaled, in fewer steps for a small map on a thumbnail
+    (the bilinear resize as two small matrix products): the same picture to within one level of 255."""
+    from .render import colormap_lut
+
+    v = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(v).all():
+        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(v.min()), float(v.max())
+    v = (v - lo) * (255.0 / max(hi - lo, 1e-12))
+    h, w = image.shape[:2]
+    big = _bilinear(v.shape[0], h) @ v @ _bilinear(v.shape[1], w).T
+    big += 0.5
+    np.clip(big, 0, 255, out=big)
+    colors = np.take(colormap_lut(cmap), big.astype(np.uint8), axis=0).astype(np.float32)
+    a = float(np.clip(alpha, 0.0, 1.0))
+    colors *= a
+    colors += image * np.float32(1 - a) + np.float32(0.5)
+    return colors.astype(np.uint8)
+
+
+_BILINEAR: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _bilinear(n: int, out: int) -> np.ndarray:
+    """The ``[out, n]`` matrix of pixel-centre-aligned linear interpolation (:func:`vitviz.render.resize_map`)."""
+    key = (n, out)
+    if key not in _BILINEAR:
+        x = np.clip((np.arange(out) + 0.5) * n / out - 0.5, 0, n - 1)
+        x0 = np.floor(x).astype(int)
+        x1 = np.minimum(x0 + 1, n - 1)
+        weights = np.zeros((out, n), np.float32)
+        weights[np.arange(out), x0] += (1 - (x - x0)).astype(np.float32)
+        weights[np.arange(out), x1] += (x - x0).astype(np.float32)
+        _BILINEAR[key] = weights
+    return _BILINEAR[key]
+
+
+def _first(folder: Path, pattern: str) -> str:
+    found = sorted(folder.glob(pattern))
+    return found[0].name if found else ""
+
+
+def _dim(rgb: np.ndarray) -> np.ndarray:
+    """A failed input's thumbnail: greyed."""
+    grey = rgb.mean(axis=2, keepdims=True)
+    return (0.35 * grey + 0.25 * 255).astype(np.uint8).repeat(3, axis=2)
+
+
+def serve_thumbnails(read_fd: int, write_fd: int, folder: str, size: int) -> None:
+    """A thumbnail process (started by the app's gallery, so that drawing never holds the UI process's Python
+    lock): reads ``(key, entry, overlay, (layers, heads, methods))`` requests, answers lists of ``(key, rgb, note)``
+    (the requests that were waiting, drawn together); ends at None or when the app's end of the pipe closes."""
+    from multiprocessing.connection import Connection
+
+    requests, answers = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    from PIL import Image, JpegImagePlugin, PngImagePlugin  # noqa: F401 - imported before the first request
+
+    from .render import colormap_lut
+
+    colormap_lut("inferno")
+    run = Run(Path(folder))
+    renderer = ThumbnailRenderer(run, size)
+    while True:
+        try:
+            messages = [requests.recv()]
+            while messages[-1] is not None and len(messages) < 8 and requests.poll(0):
+                messages.append(requests.recv())  # what else waits: answered together
+        except (EOFError, OSError):
+            return
+        drawn = []
+        for message in messages:
+            if message is None:
+                return
+            key, entry, overlay, (run.layers, run.heads, run.evidence_methods) = message
+            try:
+                thumb = renderer.render(entry, overlay)
+                drawn.append((key, thumb.rgb, thumb.note))
+            except Exception as exc:  # noqa: BLE001 - one bad file draws as a note
+                drawn.append((key, None, f"cannot be drawn ({type(exc).__name__}: {exc})"))
+        try:
+            answers.send(drawn)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class ThumbnailProcess:
+    """A process running :func:`serve_thumbnails` for the run in ``folder``, and the two pipes to it
+    (``requests``, ``answers``: :class:`multiprocessing.connection.Connection`). ``vitviz browse`` starts it before
+    anything else, so that it is ready when the window is."""
+
+    def __init__(self, folder: str | Path, size: int = THUMBNAIL_PX) -> None:
+        import os
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        self.folder, self.size = Path(folder), size
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        code = ("import sys; from vitviz.gallery import serve_thumbnails; "
+                "serve_thumbnails(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))")
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])  # the vitviz this process runs
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        try:
+            self.child = subprocess.Popen(
+                [sys.executable, "-c", code, str(to_child), str(from_child), str(self.folder), str(size)],
+                pass_fds=(to_child, from_child), env=env, stdin=subprocess.DEVNULL)
+        except BaseException:
+            for fd in (from_parent, to_parent):
+                os.close(fd)
+            raise
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        self.requests = Connection(from_parent, readable=False)
+        self.answers = Connection(to_parent, writable=False)
+
+    def close(self) -> None:
+        import subprocess
+
+        try:
+            self.requests.send(None)
+        except OSError:
+            pass
+        for conn in (self.requests, self.answers):
+            conn.close()
+        try:
+            self.child.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+
+
+def start_thumbnail_process(folder: str | Path, size: int = THUMBNAIL_PX) -> ThumbnailProcess | None:
+    """A :class:`ThumbnailProcess`, or None where no process can be started (the gallery then draws on a thread)."""
+    try:
+        return ThumbnailProcess(folder, size)
+    except OSError:
+        return None
