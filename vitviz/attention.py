@@ -295,15 +295,17 @@ def _rollout_rows_of_means(means: Sequence[np.ndarray], start: np.ndarray) -> np
     """``[L, T]``: the row ``start @ J_l`` of the rollout after every layer, from each layer's head-mean ``[T, T]``
     (the sweep of :func:`rollout_rows` with mean fusion and nothing discarded, in float64).
 
-    numpy, not torch: for a few hundred tokens these are small products and reductions, and torch's threads cost
-    more than they save there (on the shared 2-core VM one head-mean reduction of ViT-S/16's sometimes took 70 ms
-    instead of 0.7 ms while another process kept the cores busy); numpy's run on the calling thread."""
-    carried = np.zeros((0, start.shape[-1]))  # rows of every layer >= the current one, highest first
+    The reductions run in numpy, on the calling thread: for a few hundred tokens torch's threads cost more than they
+    save there (on the shared 2-core VM one head-mean of ViT-S/16's took 70 ms instead of 0.7 ms now and then while
+    other processes kept the cores busy). The products run in torch, whose threads the forward pass uses anyway:
+    numpy's OpenBLAS would start a second team of threads that spin after each product."""
+    carried = torch.zeros(0, start.shape[-1], dtype=torch.float64)  # rows of every layer >= this one, highest first
+    first = torch.from_numpy(np.asarray(start, dtype=np.float64))[None]
     for f in reversed(means):
-        carried = np.concatenate([carried, start[None]])
-        scaled = carried / (0.5 * f.sum(axis=-1, dtype=np.float64) + 0.5)  # rows of D^-1 (0.5 A + 0.5 I)
-        carried = 0.5 * (scaled @ f.astype(np.float64)) + 0.5 * scaled
-    return carried[::-1].astype(np.float32)
+        carried = torch.cat([carried, first])
+        scaled = carried / torch.from_numpy(0.5 * f.sum(axis=-1, dtype=np.float64) + 0.5)  # rows of D^-1 (A + I) / 2
+        carried = torch.addmm(scaled, scaled, torch.from_numpy(f).double(), beta=0.5, alpha=0.5)
+    return carried.flip(0).float().numpy()
 
 
 # ------------------------------------------------------------------------------------------------ layer sources
