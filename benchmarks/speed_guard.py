@@ -59,7 +59,8 @@ def shipped() -> tuple[Any, Any]:
     return resolve_model("vitviz-mini")
 
 
-def measure(name: str, loaded: tuple[Any, Any], rounds: int, warmup: int, folder: Path) -> dict[str, Any]:
+def measure(name: str, loaded: tuple[Any, Any], rounds: int, warmup: int, folder: Path,
+            clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Alternating rounds of the forward pass and each caller's analysis; per caller the median ratio."""
     import numpy as np
     import torch
@@ -87,9 +88,9 @@ def measure(name: str, loaded: tuple[Any, Any], rounds: int, warmup: int, folder
     names = list(fns)
     for r in range(rounds):
         for key in names[r % len(names):] + names[: r % len(names)]:  # rotating order
-            t = time.perf_counter()
+            t = clock()
             fns[key]()
-            samples[key].append((time.perf_counter() - t) * 1000.0)
+            samples[key].append((clock() - t) * 1000.0)
     ratios = {caller: statistics.median(a / f for a, f in zip(samples[caller], samples["forward"]))
               for caller in CALLERS}
     return {"forward_ms": statistics.median(samples["forward"]),
@@ -102,12 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=float, default=1.5, help="highest median ratio allowed (default 1.5)")
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds per model (default 15)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the process's CPU time (with --threads 1: what a busy shared machine hardly moves)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, load in (("vit-s16", vit_s16), ("vitviz-mini", shipped)):
-            m = measure(name, load(), args.rounds, args.warmup, Path(tmp))
+            m = measure(name, load(), args.rounds, args.warmup, Path(tmp), clock)
             for caller, ratio in m["ratios"].items():
                 verdict = "ok" if ratio <= args.limit else f"FAIL (> {args.limit:g}x)"
                 print(f"speed guard: {name:11s} {caller:7s} analysis {m['analysis_ms'][caller]:7.1f} ms, forward "
