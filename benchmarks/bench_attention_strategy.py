@@ -108,7 +108,8 @@ def main() -> None:
             rows.append(m)
             print(f"T={m['tokens']:5d} ({m['full_tensor_mb']:6.1f} MB): eager {m['eager']['median_ms']:8.1f} ms  "
                   f"recorder {m['recorder']['median_ms']:8.1f} ms  eager/recorder (median of rounds) "
-                  f"{m['ratio_eager_over_recorder']['median']:.3f}", flush=True)
+                  f"{m['ratio_eager_over_recorder']['median']:.3f}; fastest rounds: eager {m['eager']['min_ms']:.1f} "
+                  f"ms, recorder {m['recorder']['min_ms']:.1f} ms", flush=True)
     if args.name:
         path = write_json({"machine": info, "model": {"dim": dim, "heads": heads, "layers": 12},
                            "rounds": args.rounds, "clock": args.clock, "threads": args.threads,
