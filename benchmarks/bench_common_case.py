@@ -35,9 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import ROOT, machine_info, machine_line, result_path, wait_for_idle, write_json  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ARCHS = {"s16": (384, 12, 6), "b16": (768, 12, 12)}  # width, layers, heads
 CALLERS = {"cli": {"attention": "summary"}, "app": {"features": True, "keep_display_image": True}, "default": {}}
@@ -87,6 +85,9 @@ def run_vitviz(model: str, png: str) -> None:
     import vitviz
     from vitviz.engine import Engine
 
+    wanted = Path(os.environ.get("PYTHONPATH", ROOT)).resolve()
+    if not Path(vitviz.__file__).resolve().is_relative_to(wanted):
+        raise RuntimeError(f"imported {vitviz.__file__}, not the vitviz under {wanted}")
     engine = Engine(model, device="cpu")
     accepted = inspect.signature(engine.analyze).parameters
     calls = {caller: {k: v for k, v in kw.items() if k in accepted} for caller, kw in CALLERS.items()}
@@ -134,12 +135,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=4, help="rounds (default 4)")
     parser.add_argument("--min-idle", type=float, default=0.8,
                         help="before each process, wait until the CPUs are this idle over a second (0: do not wait)")
+    parser.add_argument("--idle-timeout", type=float, default=120.0, help="seconds to wait for that at most")
     parser.add_argument("--name", help="write results/<name>-<date>.json")
     args = parser.parse_args()
     if args.role == "transformers":
         return run_transformers(args.model, args.png)
     if args.role == "vitviz":
         return run_vitviz(args.model, args.png)
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # only here: _common puts this checkout on sys.path
+    from _common import machine_info, machine_line, result_path, wait_for_idle, write_json
 
     codes = {name: Path(folder) for name, folder in (c.split("=", 1) for c in (args.code or [f"after={ROOT}"]))}
     info = machine_info()
@@ -160,7 +165,7 @@ def main() -> None:
             order = roles[r % len(roles):] + roles[: r % len(roles)]
             out = {}
             for role in order:
-                idle = wait_for_idle(args.min_idle) if args.min_idle else None
+                idle = wait_for_idle(args.min_idle, args.idle_timeout) if args.min_idle else None
                 out[role] = child("transformers" if role == "transformers" else "vitviz", model, str(png),
                                   None if role == "transformers" else codes[role]) | {"idle_before": idle}
             base = out["transformers"]["forward_ms"] if not args.shipped else None
