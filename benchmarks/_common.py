@@ -154,6 +154,31 @@ def time_round_robin(fns: dict[str, Callable[[], Any]], warmup: int, runs: int,
     return {n: stats(v) for n, v in samples.items()}
 
 
+def idle_share(seconds: float = 1.0) -> float:
+    """Share of the machine's CPU time left idle over ``seconds`` (Linux ``/proc/stat``; 1.0 elsewhere)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 1.0
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_idle(min_idle: float = 0.8, timeout_s: float = 300.0) -> float:
+    """Wait (up to ``timeout_s``) until the CPUs are at least ``min_idle`` idle over a second: a round timed while
+    other processes keep a shared VM's few cores busy measures them rather than the code. Returns the last share."""
+    deadline = time.monotonic() + timeout_s
+    share = idle_share()
+    while share < min_idle and time.monotonic() < deadline:
+        share = idle_share()
+    return round(share, 3)
+
+
 def paired_ratio(a: list[float], b: list[float]) -> dict[str, float]:
     """Per-round ratios a/b of two interleaved series: median and the 10th-90th percentile range."""
     r = sorted(x / y for x, y in zip(a, b))

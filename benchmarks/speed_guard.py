@@ -5,14 +5,15 @@
 
 For a random ViT-S/16 (224 px, 197 tokens, the size of most photo models) and the shipped model (128 px, 65 tokens)
 it times, in one process and alternating round by round, the model's forward pass with ``return_attention=True``
-on the image's tensor and ``Engine.analyze`` of the same image as a PNG file, the way each caller asks:
+on the image's tensor and ``Engine.analyze`` of the same image as a PNG file, each as a block of calls back to back
+after a short pause (see ``BLOCK``), the way each caller asks:
 
 - ``cli``: ``attention="summary"`` (what ``vitviz analyze`` asks for by default);
 - ``app``: ``features=True, keep_display_image=True`` (what the window's worker asks for);
 - ``default``: ``Engine.analyze(path)`` (``attention="auto"``).
 
-Each round's ratio is the analysis over that round's forward pass; the guard judges the median ratio, which a
-drift of the shared machine's speed moves little. The limit is generous on purpose: it catches a regression that
+Each round's ratio is the analysis over that round's forward pass (medians of their blocks); the guard judges the
+median ratio, which a drift of the shared machine's speed moves little. The limit is generous on purpose: it catches a regression that
 doubles the cost (the 197-token analysis was ~2x before issue 47's fix), not noise. It takes under a minute on
 2 cores. The 2,036-token photo case has its own benchmark (``bench_tokens.py``).
 """
@@ -31,6 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# A round times each caller (and the forward pass) as a block of BLOCK calls back to back, the way a folder of images
+# or the app's analyses follow one another, after a pause of PAUSE_S: library threads left spinning by one block
+# (numpy's OpenBLAS after its products: the regression of issue 47, which made the *next* forward pass twice as slow)
+# then slow that caller's own later calls, not the forward pass the block is compared with.
+BLOCK = 4
+PAUSE_S = 0.3
 # how each caller asks Engine.analyze (see the module docstring)
 CALLERS: dict[str, dict[str, Any]] = {
     "cli": {"attention": "summary"},
@@ -59,7 +66,8 @@ def shipped() -> tuple[Any, Any]:
     return resolve_model("vitviz-mini")
 
 
-def measure(name: str, loaded: tuple[Any, Any], rounds: int, warmup: int, folder: Path) -> dict[str, Any]:
+def measure(name: str, loaded: tuple[Any, Any], rounds: int, warmup: int, folder: Path,
+            clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Alternating rounds of the forward pass and each caller's analysis; per caller the median ratio."""
     import numpy as np
     import torch
@@ -87,9 +95,13 @@ def measure(name: str, loaded: tuple[Any, Any], rounds: int, warmup: int, folder
     names = list(fns)
     for r in range(rounds):
         for key in names[r % len(names):] + names[: r % len(names)]:  # rotating order
-            t = time.perf_counter()
-            fns[key]()
-            samples[key].append((time.perf_counter() - t) * 1000.0)
+            time.sleep(PAUSE_S)
+            block = []
+            for _ in range(BLOCK):
+                t = clock()
+                fns[key]()
+                block.append((clock() - t) * 1000.0)
+            samples[key].append(statistics.median(block))
     ratios = {caller: statistics.median(a / f for a, f in zip(samples[caller], samples["forward"]))
               for caller in CALLERS}
     return {"forward_ms": statistics.median(samples["forward"]),
@@ -100,14 +112,22 @@ def measure(name: str, loaded: tuple[Any, Any], rounds: int, warmup: int, folder
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=float, default=1.5, help="highest median ratio allowed (default 1.5)")
-    parser.add_argument("--rounds", type=int, default=15, help="alternating rounds per model (default 15)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds per model (default 7)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the process's CPU time (with --threads 1: what a busy shared machine hardly moves)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, load in (("vit-s16", vit_s16), ("vitviz-mini", shipped)):
-            m = measure(name, load(), args.rounds, args.warmup, Path(tmp))
+            m = measure(name, load(), args.rounds, args.warmup, Path(tmp), clock)
             for caller, ratio in m["ratios"].items():
                 verdict = "ok" if ratio <= args.limit else f"FAIL (> {args.limit:g}x)"
                 print(f"speed guard: {name:11s} {caller:7s} analysis {m['analysis_ms'][caller]:7.1f} ms, forward "

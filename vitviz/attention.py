@@ -28,6 +28,19 @@ at a time) for the global threshold of the weakest links.
 :class:`AttentionMaps` holds one image's arrays (float32 numpy) and answers the views' questions; a small model's
 full tensors ``[L, H, T, T]`` may be kept beside them (:data:`FULL_ATTENTION_BUDGET`), from which the same
 figures are computed (tests check the ways agree).
+
+**Which way, by size.** Few tokens need no recorder: up to :data:`SUMMARY_FROM_FULL_BUDGET` (24 MB of full tensors
+for the pass) the engine takes them from the model's eager forward pass and :meth:`AttentionMaps.from_full`
+summarises them afterwards (numpy on the calling thread, products in torch: no ``[T, T]`` joint matrix). The
+crossover is measured (``benchmarks/bench_attention_strategy.py``, one thread, the process's CPU time, which the
+shared 2-core VM's other users hardly move; eager / in the pass, medians of 9 alternating rounds): ViT-S/16 0.93 at
+65 tokens, 1.02 at 197, 1.10 at 401, 1.16 at 577, 1.10 at 785; ViT-B/16 1.00 at 65, 1.02 at 197 (21 MB), 1.01 at
+401. Up to ~200 tokens the two ways do the same work within the noise, and there the eager pass wins on wall time:
+its blocks run 3 parallel regions instead of the slices' ~9, each a wait for the other thread, and it is the way
+224 px models always took (full tensors were also kept for the app up to 64 MB); from 401 tokens the pass does
+less work, in memory linear in T. Issue 47's 2x at 197 tokens was not the recorder: the rollout of the full
+tensors multiplied 12 ``[T, T]`` joint matrices in numpy, whose OpenBLAS threads then spun through the next
+forward pass and made it twice as slow (``benchmarks/speed_guard.py`` catches that now).
 """
 
 from __future__ import annotations
@@ -60,8 +73,9 @@ SLICE_BYTES = 12 * 2**20
 FULL_ATTENTION_BUDGET = 64 * 2**20
 # Up to this many bytes of full tensors (full_attention_bytes of a forward pass), an analysis that keeps only the
 # summary takes them from the model's eager forward pass and summarises them afterwards (AttentionMaps.from_full);
-# above, an AttentionRecorder computes the attention in the pass. MEASURED: see the module docstring.
-SUMMARY_FROM_FULL_BUDGET = 64 * 2**20
+# above, an AttentionRecorder computes the attention in the pass: ViT-S/16 and ViT-B/16 at 224 px (10.7 and 21.3 MB
+# an image) the first way, 401 tokens and more the second (measured: see "Which way" in the module docstring).
+SUMMARY_FROM_FULL_BUDGET = 24 * 2**20
 # A recorder computes the attention in the pass (on a CPU) while the head-means of a batch's layers ([B, T, T] each)
 # take at most FUSED_BYTES in float16; they are kept in float32 while that takes at most FUSED_FLOAT32_BYTES (the
 # shipped model: 0.2 MB; ViT-B/16 at 224 px: 1.8 MB; 2,036 tokens x 12 layers: 199 MB, kept in float16).
@@ -292,15 +306,6 @@ def _stacked_numpy(layers: Sequence[torch.Tensor]) -> np.ndarray:
     return out
 
 
-def _float32_numpy(full: np.ndarray | torch.Tensor | Sequence[torch.Tensor]) -> np.ndarray:
-    """``[L, H, T, T]`` float32 numpy of full tensors: the array itself when it already is one, else one copy."""
-    if isinstance(full, np.ndarray):
-        return np.asarray(full, dtype=np.float32)
-    if isinstance(full, torch.Tensor):
-        return _numpy(full)
-    return _stacked_numpy(list(full))
-
-
 def _float32_layers(full: np.ndarray | torch.Tensor | Sequence[torch.Tensor]) -> list[np.ndarray]:
     """One float32 numpy array ``[H, T, T]`` per layer of full tensors (views of CPU float32 tensors, no copy)."""
     if isinstance(full, np.ndarray):
@@ -310,17 +315,34 @@ def _float32_layers(full: np.ndarray | torch.Tensor | Sequence[torch.Tensor]) ->
 
 def _rollout_rows_of_means(means: Sequence[np.ndarray], start: np.ndarray) -> np.ndarray:
     """``[L, T]``: the row ``start @ J_l`` of the rollout after every layer, from each layer's head-mean ``[T, T]``
-    (the sweep of :func:`rollout_rows` with mean fusion and nothing discarded, in float64).
-
-    numpy, not torch: for a few hundred tokens these are small products and reductions, and torch's threads cost
-    more than they save there (on the shared 2-core VM one head-mean reduction of ViT-S/16's sometimes took 70 ms
-    instead of 0.7 ms while another process kept the cores busy); numpy's run on the calling thread."""
+    (the sweep of :func:`rollout_rows` with mean fusion and nothing discarded, in float64; numpy's BLAS on one
+    thread: see :func:`_one_blas_thread`)."""
     carried = np.zeros((0, start.shape[-1]))  # rows of every layer >= the current one, highest first
-    for f in reversed(means):
-        carried = np.concatenate([carried, start[None]])
-        scaled = carried / (0.5 * f.sum(axis=-1, dtype=np.float64) + 0.5)  # rows of D^-1 (0.5 A + 0.5 I)
-        carried = 0.5 * (scaled @ f.astype(np.float64)) + 0.5 * scaled
+    with _one_blas_thread():
+        for f in reversed(means):
+            carried = np.concatenate([carried, start[None]])
+            scaled = carried / (0.5 * f.sum(axis=-1, dtype=np.float64) + 0.5)  # rows of D^-1 (A + I) / 2
+            carried = 0.5 * (scaled @ f.astype(np.float64)) + 0.5 * scaled
     return carried[::-1].astype(np.float32)
+
+
+_BLAS: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context in which numpy's BLAS runs on the calling thread alone (threadpoolctl; about 7 us).
+
+    The small products of a few hundred tokens' summary are not worth a team of threads, and numpy's OpenBLAS team
+    spins after each product: through the next forward pass, whose own threads it then slows down (issue 47: 12
+    joint-matrix products in numpy made ViT-S/16's next forward pass twice as slow). torch's threads are no better
+    there: a small op waits for the other thread, which on the shared 2-core VM took 5 ms per op instead of 20 us
+    while other processes kept the cores busy."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController().select(user_api="blas")
+    return _BLAS.limit(limits=1)
 
 
 # ------------------------------------------------------------------------------------------------ layer sources
@@ -485,23 +507,31 @@ class AttentionMaps:
         pass returns them. ``keep_full``: keep them too (a float32 numpy array; one copy of per-layer tensors), so
         that any patch's rows answer at once; ``head_statistics``: the heads' mean attention distance (else None).
 
-        Computed with numpy on the CPU (see :func:`_rollout_rows_of_means` for why), from each layer's head-mean:
-        no ``[T, T]`` joint matrix is multiplied."""
+        Computed with numpy on the calling thread (see :func:`_one_blas_thread` for why), from each layer's
+        head-mean: no ``[T, T]`` joint matrix is multiplied."""
         from .features import mean_attention_distance
 
         p = num_prefix_tokens
-        kept = _float32_numpy(full) if keep_full else None
-        layers = list(kept) if kept is not None else _float32_layers(full)
-        t = layers[0].shape[-1]
-        if layers[0].ndim != 3 or layers[0].shape[-2] != t or not 0 <= p < t:
+        layers = _float32_layers(full)
+        t = layers[0].shape[-1] if layers else 0
+        if not layers or layers[0].ndim != 3 or layers[0].shape[-2] != t or not 0 <= p < t:
             raise ValueError(f"expected full attention tensors [layers, heads, T, T] with T > {p}, got "
-                             f"{len(layers)} layers of {layers[0].shape}")
-        means = [np.add.reduce(x, axis=0) * (1.0 / x.shape[0]) for x in layers]  # [T, T] per layer, float32
+                             f"{len(layers)} layers of {layers[0].shape if layers else ()}")
+        kept, copy = None, keep_full and not isinstance(full, np.ndarray)  # an array is kept as it is
+        if keep_full:
+            kept = np.empty((len(layers), *layers[0].shape), np.float32) if copy else np.asarray(full, np.float32)
+        means = []  # [T, T] per layer, float32
+        for i, x in enumerate(layers):
+            if copy:
+                kept[i] = x
+                x = kept[i]  # each layer's head-mean right after its copy, while it is in the cache
+            means.append(np.add.reduce(x, axis=0) * np.float32(1.0 / x.shape[0]))
         distance = None
         if head_statistics:
             geometry = (grid[0], grid[1], patch_size)
-            distance = (mean_attention_distance(kept, geometry, p) if kept is not None else
-                        np.stack([mean_attention_distance(x, geometry, p) for x in layers]))
+            with _one_blas_thread():
+                distance = (mean_attention_distance(kept, geometry, p) if kept is not None else
+                            np.stack([mean_attention_distance(x, geometry, p) for x in layers]))
         return cls(
             prefix_rows=np.stack([x[:, :p] if p else x.mean(axis=1, keepdims=True) for x in layers]),
             rollout_rows=_rollout_rows_of_means(means, reading_start(t, p)[0].numpy()),
