@@ -106,8 +106,10 @@ def pickle_refusal(path: str | os.PathLike[str]) -> str:
             "model.state_dict() or safetensors instead, or pass --allow-pickle only if you trust the file")
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read tensors from a safetensors file, or a plain state dict saved by ``torch.save`` (never unpickled freely)."""
+def load_weights_file(path: str | os.PathLike[str], mmap: bool = False) -> Any:
+    """What a weights file holds, read safely: a safetensors file's tensors, or a ``torch.save`` file loaded with
+    ``weights_only=True`` (tensors and plain containers; ``mmap``: memory-mapped where the file is a zip archive).
+    :class:`CheckpointError` with one line for a missing, empty, damaged or pickled-objects file."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint file")
@@ -121,31 +123,40 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             return load_file(str(p), device="cpu")
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{p}: not a valid safetensors file, or it is truncated ({exc})") from exc
-    if p.suffix in (".pt", ".pth", ".bin", ".ckpt"):
-        import pickle
-        import warnings
+    if p.suffix not in (".pt", ".pth", ".bin", ".ckpt"):
+        raise CheckpointError(f"{p}: unsupported checkpoint type {p.suffix!r} (use .safetensors)")
+    import pickle
+    import warnings
+    import zipfile
 
-        try:
-            with warnings.catch_warnings():
-                # e.g. "Detected pickle protocol 4": noise before the clear refusal below
-                warnings.simplefilter("ignore", UserWarning)
-                data = torch.load(str(p), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            if not _starts_like_pickle(p):
-                raise CheckpointError(
-                    f"{p}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle stream)"
-                ) from exc
-            raise CheckpointError(pickle_refusal(p)) from exc
-        except (RuntimeError, OSError, EOFError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({exc})") from exc
-        if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
-            data = data["state_dict"]
-        if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
-            data = data["model"]
-        if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-            raise CheckpointError(f"{p}: expected a dictionary of tensors (a state dict)")
+    try:
+        with warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4": noise before the clear refusal below
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(str(p), map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(p))
+    except pickle.UnpicklingError as exc:
+        if not _starts_like_pickle(p):
+            raise CheckpointError(
+                f"{p}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle stream)"
+            ) from exc
+        raise CheckpointError(pickle_refusal(p)) from exc
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint, damaged or truncated ({reason})") from exc
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read tensors from a safetensors file, or a plain state dict saved by ``torch.save`` (never unpickled freely)."""
+    data = load_weights_file(path)
+    if path and Path(path).suffix == ".safetensors":
         return data
-    raise CheckpointError(f"{p}: unsupported checkpoint type {p.suffix!r} (use .safetensors)")
+    if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
+        data = data["state_dict"]
+    if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
+        data = data["model"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{Path(path)}: expected a dictionary of tensors (a state dict)")
+    return data
 
 
 def _starts_like_pickle(path: Path) -> bool:

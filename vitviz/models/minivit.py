@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, _starts_like_pickle, check_state_dict, pickle_refusal
+from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, check_state_dict, load_weights_file
 
 __all__ = [
     "PatchEmbedding",
@@ -222,20 +222,7 @@ def read_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, torch.Tenso
     refused: loading it would unpickle, which runs code named by the file.
     """
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such checkpoint file")
-    if p.stat().st_size == 0:
-        raise CheckpointError(f"{p}: the checkpoint file is empty")
-    if p.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            data: Any = load_file(str(p), device="cpu")
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{p}: not a valid safetensors file, or it is truncated ({exc})") from exc
-    else:
-        data = _torch_load_weights(p)
+    data = load_weights_file(p, mmap=True)  # memory-mapped: is_minivit_file reads the keys alone
     flat = _normalised(data)
     if flat is None:
         raise CheckpointError(f"{p}: expected a state dict (a dictionary of tensors), found {type(data).__name__}")
@@ -244,23 +231,6 @@ def read_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, torch.Tenso
         keys = ", ".join(list(flat)[:6])
         raise CheckpointError(f"{p}: no state dict found in the file (its keys: {keys or 'none'})")
     return tensors
-
-
-def _torch_load_weights(p: Path) -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            # Memory-mapped where the format allows it (zip archives): tensors are read when used.
-            return torch.load(str(p), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
-    except pickle.UnpicklingError as exc:
-        if not _starts_like_pickle(p):
-            raise CheckpointError(
-                f"{p}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle stream)"
-            ) from exc
-        raise CheckpointError(pickle_refusal(p)) from exc
-    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint, damaged or truncated ({reason})") from exc
 
 
 def minivit_spec(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> dict[str, Any]:
