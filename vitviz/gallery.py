@@ -341,7 +341,7 @@ class Run:
         shapes: Counter = Counter()
         methods: set[str] = set()
         looked = 0
-        for e in self.entries:
+        for e in self.entries[:256]:  # (a run being written may not have the folders of its rows yet)
             if e.failed:
                 continue
             folder = self.folder_of(e)
