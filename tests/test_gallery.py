@@ -230,3 +230,26 @@ def test_a_run_with_only_results_parquet(tmp_path):
     g.domain = "out"
     g.update()
     assert names(g) == ["cats/a", "Zebra"]
+
+
+def test_a_growing_table_is_read_again_from_where_it_ended(tmp_path):
+    folder = table_run(tmp_path / "run", ROWS[:2])
+    table = folder / "results.csv"
+    run = open_run(folder)
+    assert [e.name for e in run.entries] == ["cats/b", "cats/a"] and not run.cut
+
+    def append(text: str) -> None:
+        with open(table, "a", newline="") as fh:
+            fh.write(text)
+
+    append("dog1,ok,,,m,dog,0.7,30,True,k\nhalf,ok,,,m,ca")  # a row, and one being written
+    run.read()
+    assert [e.name for e in run.entries] == ["cats/b", "cats/a", "dog1"] and run.cut
+    append("t,0.5,,,k\ncats/a,error,gone,,m,,,,,k\n")  # the rest of it; cats/a analysed again, and failed
+    run.read()
+    assert [e.name for e in run.entries] == ["cats/b", "cats/a", "dog1", "half"] and not run.cut
+    assert run.entries[1].failed and run.entries[1].error == "gone" and run.entries[3].label == "cat"
+    # a run resumed with other settings rewrites its table (fewer rows, another column): read from the start
+    table_run(folder, [ROWS[4]])
+    run.read()
+    assert [e.name for e in run.entries] == ["Zebra"]

@@ -138,24 +138,63 @@ def entry_from_summary(name: str, summary: dict[str, Any], order: int) -> Entry:
                  input_size=(_int(size.get("height")), _int(size.get("width"))), order=order)
 
 
-def _read_table(path: Path) -> tuple[_Table, bool]:
-    """The rows of results.csv; ``cut`` is True when a line was cut short (a run being written or killed)."""
+@dataclass
+class _TableTail:
+    """Where the last reading of results.csv ended: its header line, the offset after its last complete line and
+    that line's bytes (a table rewritten meanwhile no longer has them there)."""
+
+    header: list[str]
+    header_line: bytes
+    offset: int
+    last_line: bytes
+
+
+def _read_table(path: Path, tail: _TableTail | None = None) -> tuple[_Table, bool, bool, bool, _TableTail | None]:
+    """The rows of results.csv, from the start or, when the table only grew since ``tail``, the rows appended
+    since. Returns (rows, whether only appended rows were read, whether a row was cut short by a killed run (too
+    few fields), whether the last line is still being written, the new tail)."""
+    with open(path, "rb") as fh:
+        data = b""
+        if tail is not None:
+            fh.seek(tail.offset - len(tail.last_line))
+            if fh.read(len(tail.last_line)) == tail.last_line:
+                fh.seek(0)
+                if fh.read(len(tail.header_line)) == tail.header_line:
+                    fh.seek(tail.offset)
+                    data = fh.read()
+                else:
+                    tail = None
+            else:
+                tail = None
+        if tail is None:
+            fh.seek(0)
+            data = fh.read()
+    start = tail.offset if tail is not None else 0
+    end = data.rfind(b"\n") + 1  # complete lines only: the rest is being written
+    partial, malformed = end < len(data), False
+    text = data[:end].decode("utf-8", "replace")
+    lines = text.splitlines(keepends=True)
+    if tail is None:
+        header_line = lines[0].encode("utf-8") if lines else b""
+        header = next(csv.reader(lines[:1]), [])
+        body = lines[1:]
+    else:
+        header, header_line, body = tail.header, tail.header_line, lines
     rows: list[list[str]] = []
-    header: list[str] = []
-    cut = False
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader, [])
-            width = len(header)
-            for fields in reader:
-                if len(fields) != width:
-                    cut = True  # a line with too few or too many fields: cut short
-                    continue
-                rows.append(fields)
-        except csv.Error:
-            cut = True
-    return _Table(header, rows), cut
+    width = len(header)
+    try:
+        for fields in csv.reader(body):
+            if len(fields) != width:
+                malformed = True  # a line with too few or too many fields: cut short
+                continue
+            rows.append(fields)
+    except csv.Error:
+        malformed = True
+    new_tail = tail
+    if end and header:
+        last = data[:end - 1].rfind(b"\n") + 1
+        new_tail = _TableTail(header, header_line, start + end, data[last:end])
+    return _Table(header, rows), tail is not None, malformed, partial, new_tail
 
 
 class _Table(list):
@@ -211,6 +250,8 @@ class Run:
         self.compared = False
         self._stamp: tuple[float, int] | None = None
         self._counts: tuple[list[Entry], dict[str, int]] | None = None
+        self._tail: _TableTail | None = None  # where the last reading of results.csv ended
+        self._malformed = False  # a row of the table was cut short by a killed run
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -223,12 +264,16 @@ class Run:
             raise RunError(f"{folder} is a file, not the output folder of a vitviz analyze run")
         table, parquet = folder / TABLE, folder / PARQUET
         rows: list[Any]
+        appended = False
         if table.is_file():
             try:
-                rows, self.cut = _read_table(table)
                 self._stamp = (table.stat().st_mtime, table.stat().st_size)
+                rows, appended, malformed, partial, self._tail = _read_table(
+                    table, None if self.from_folders else self._tail)
             except OSError as exc:
                 raise RunError(f"{table} cannot be read ({exc.strerror or exc})") from None
+            self._malformed = malformed or (appended and self._malformed)
+            self.cut = self._malformed or partial
             self.from_folders = False
         elif parquet.is_file():
             rows, self.cut, self.from_folders = _read_parquet(parquet), False, False
@@ -243,7 +288,17 @@ class Run:
             self.entries = [entry_from_summary(n, s, i) for i, (n, s) in enumerate(summaries)]
             self._inspect()
             return
-        if isinstance(rows, _Table):
+        if appended:  # a run being written: only its new rows were read
+            entries = list(self.entries)
+            where = {e.name: i for i, e in enumerate(entries)}
+            for e in rows.entries():  # type: ignore[attr-defined]
+                e.order += len(entries)
+                if e.name in where:
+                    entries[where[e.name]] = e
+                else:
+                    where[e.name] = len(entries)
+                    entries.append(e)
+        elif isinstance(rows, _Table):
             entries = rows.entries()
         else:
             latest: dict[str, Entry] = {}
@@ -286,7 +341,7 @@ class Run:
         shapes: Counter = Counter()
         methods: set[str] = set()
         looked = 0
-        for e in self.entries:
+        for e in self.entries[:256]:  # (a run being written may not have the folders of its rows yet)
             if e.failed:
                 continue
             folder = self.folder_of(e)
