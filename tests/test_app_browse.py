@@ -212,7 +212,7 @@ def test_vitviz_browse_opens_the_run_with_a_thumbnail_process(run_dir, monkeypat
 
     opened = {}
 
-    def fake_run_browser(run, model=None, device="auto", process=None):
+    def fake_run_browser(run, model=None, device="auto", process=None, window_class=None):
         opened.update(run=run, model=model, device=device, process=process)
         return 0
 

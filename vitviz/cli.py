@@ -290,12 +290,13 @@ def browse(args: argparse.Namespace) -> int:
     process = start_thumbnail_process(args.folder)  # it starts up while Qt is imported
     try:
         from .app.browse.window import run_browser
+        from .app.main_window import MainWindow
     except ImportError as exc:
         if process is not None:
             process.close()
         print(f"vitviz: error: the desktop app cannot start ({exc})", file=sys.stderr)
         return 2
-    return run_browser(run, model=args.model, device=args.device, process=process)
+    return run_browser(run, model=args.model, device=args.device, process=process, window_class=MainWindow)
 
 
 def list_models() -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QMainWindow,
@@ -18,8 +18,8 @@ from .analyze_job import AnalyzeJob
 from .delegate import ThumbnailDelegate
 from .list_model import ENTRY_ROLE, GalleryListModel
 
-if TYPE_CHECKING:
-    from ..main_window import MainWindow
+# The main window (vitviz.app.main_window.MainWindow), named by protocol only: it opens this module, not the reverse
+MainWindow = QMainWindow
 
 __all__ = ["BrowseWindow", "open_results", "analyze_folder", "run_browser"]
 
@@ -406,10 +406,12 @@ def analyze_folder(folder: str | os.PathLike[str], out: str | os.PathLike[str], 
 
 
 def run_browser(run: Run, model: str | None = None, device: str = "auto",
-                process: ThumbnailProcess | None = None) -> int:
+                process: ThumbnailProcess | None = None,
+                window_class: Callable[[], QMainWindow] | None = None) -> int:
     """``vitviz browse DIR``: the gallery alone; the main window opens with the first click (``model``: instead
-    of the run's own; ``process``: the thumbnail process, started before Qt was imported). Returns the exit
-    status."""
+    of the run's own; ``process``: the thumbnail process, started before Qt was imported; ``window_class``: the main
+    window's class, given by the caller so that this module does not import the module that imports it). Returns the
+    exit status."""
     from .. import create_app, display_problem
 
     problem = display_problem()
@@ -423,9 +425,8 @@ def run_browser(run: Run, model: str | None = None, device: str = "auto",
 
     def main_window() -> MainWindow:
         if not holder:
-            from ..main_window import MainWindow
-
-            holder.append(MainWindow())
+            assert window_class is not None, "run_browser needs the main window's class"
+            holder.append(window_class())
             holder[0].session.device = device or "auto"
         return holder[0]
 
