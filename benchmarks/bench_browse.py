@@ -91,7 +91,8 @@ CHILD = r"""
 import json, os, resource, statistics, sys, time
 t_start = float(sys.argv[2])
 sys.path.insert(0, sys.argv[4])
-from vitviz.gallery import open_run, start_thumbnail_process
+from vitviz.gallery import open_run
+from vitviz.thumbnails import start_thumbnail_process
 run = open_run(sys.argv[1])  # in the order of vitviz.cli.browse: the run, the thumbnail process, then Qt
 process = start_thumbnail_process(sys.argv[1])
 from PySide6.QtCore import QEvent, QEventLoop, QObject, QPoint, QTimer

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from vitviz.cli import main
-from vitviz.gallery import Gallery, Overlay, RunError, ThumbnailRenderer, open_run
+from vitviz.gallery import Gallery, Overlay, RunError, open_run
+from vitviz.thumbnails import ThumbnailRenderer
 from vitviz.render import normalize, overlay
 
 from .browse_runs import analyze_run, copy_run, write_images

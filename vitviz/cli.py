@@ -282,7 +282,8 @@ def launch_gui(args: argparse.Namespace) -> int:
 def browse(args: argparse.Namespace) -> int:
     """``vitviz browse DIR``: the run is read before the window opens, so a folder that is not a run (or a finished
     run of 0 images) fails with one line and exit status 2."""
-    from .gallery import RunError, open_run, start_thumbnail_process
+    from .gallery import RunError, open_run
+    from .thumbnails import start_thumbnail_process
 
     run = open_run(args.folder)
     if not run.entries and not run.being_written:

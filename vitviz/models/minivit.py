@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import re
-import warnings
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any

@@ -9,7 +9,8 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QImage
 
-from ...gallery import THUMBNAIL_PX, Entry, Gallery, Overlay, Run, ThumbnailRenderer
+from ...gallery import THUMBNAIL_PX, Entry, Gallery, Overlay, Run
+from ...thumbnails import ThumbnailRenderer
 from .thumbnails import ThumbnailLoader
 
 __all__ = ["GalleryListModel", "ENTRY_ROLE", "NOTE_ROLE"]

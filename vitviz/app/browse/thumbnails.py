@@ -12,7 +12,8 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from ...gallery import Entry, Overlay, ThumbnailProcess, ThumbnailRenderer, start_thumbnail_process
+from ...gallery import Entry, Overlay
+from ...thumbnails import ThumbnailProcess, ThumbnailRenderer, start_thumbnail_process
 from ..widgets.qimage import to_qimage
 
 __all__ = ["ThumbnailLoader"]

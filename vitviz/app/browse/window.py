@@ -12,7 +12,8 @@ from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QListView, QMainWindow,
                                QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from ...gallery import SORTS, THUMBNAIL_PX, Entry, Overlay, Run, RunError, ThumbnailProcess, open_run
+from ...gallery import SORTS, THUMBNAIL_PX, Entry, Overlay, Run, RunError, open_run
+from ...thumbnails import ThumbnailProcess
 from ..widgets.message_bar import MessageBar
 from .analyze_job import AnalyzeJob
 from .delegate import ThumbnailDelegate
