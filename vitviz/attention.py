@@ -298,15 +298,15 @@ def _float32_layers(full: np.ndarray | torch.Tensor | Sequence[torch.Tensor]) ->
 
 def _rollout_rows_of_means(means: Sequence[np.ndarray], start: np.ndarray) -> np.ndarray:
     """``[L, T]``: the row ``start @ J_l`` of the rollout after every layer, from each layer's head-mean ``[T, T]``
-    (the sweep of :func:`rollout_rows` with mean fusion and nothing discarded, in float64; numpy's BLAS on one
-    thread: see :func:`_one_blas_thread`)."""
-    carried = np.zeros((0, start.shape[-1]))  # rows of every layer >= the current one, highest first
-    with _one_blas_thread():
-        for f in reversed(means):
-            carried = np.concatenate([carried, start[None]])
-            scaled = carried / (0.5 * f.sum(axis=-1, dtype=np.float64) + 0.5)  # rows of D^-1 (A + I) / 2
-            carried = 0.5 * (scaled @ f.astype(np.float64)) + 0.5 * scaled
-    return carried[::-1].astype(np.float32)
+    (the sweep of :func:`rollout_rows` with mean fusion and nothing discarded, in float32 like the recorder's; call
+    it under :func:`_one_blas_thread`)."""
+    carried = np.zeros((0, start.shape[-1]), np.float32)  # rows of every layer >= the current one, highest first
+    first = start.astype(np.float32)[None]
+    for f in reversed(means):
+        carried = np.concatenate([carried, first])
+        scaled = carried / (0.5 * f.sum(axis=-1, dtype=np.float64) + 0.5).astype(np.float32)  # D^-1 (A + I) / 2
+        carried = 0.5 * (scaled @ f) + 0.5 * scaled
+    return carried[::-1].copy()
 
 
 _BLAS: Any = None
@@ -509,15 +509,15 @@ class AttentionMaps:
                 kept[i] = x
                 x = kept[i]  # each layer's head-mean right after its copy, while it is in the cache
             means.append(np.add.reduce(x, axis=0) * np.float32(1.0 / x.shape[0]))
-        distance = None
-        if head_statistics:
-            geometry = (grid[0], grid[1], patch_size)
-            with _one_blas_thread():
+        distance, geometry = None, (grid[0], grid[1], patch_size)
+        with _one_blas_thread():
+            if head_statistics:  # one call for the whole array: half the time of one per layer
                 distance = (mean_attention_distance(kept, geometry, p) if kept is not None else
                             np.stack([mean_attention_distance(x, geometry, p) for x in layers]))
+            rollout = _rollout_rows_of_means(means, reading_start(t, p)[0].numpy())
         return cls(
             prefix_rows=np.stack([x[:, :p] if p else x.mean(axis=1, keepdims=True) for x in layers]),
-            rollout_rows=_rollout_rows_of_means(means, reading_start(t, p)[0].numpy()),
+            rollout_rows=rollout,
             mean_distance=distance,
             grid=(int(grid[0]), int(grid[1])),
             patch_size=int(patch_size),
