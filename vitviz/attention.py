@@ -31,16 +31,16 @@ figures are computed (tests check the ways agree).
 
 **Which way, by size.** Few tokens need no recorder: up to :data:`SUMMARY_FROM_FULL_BUDGET` (24 MB of full tensors
 for the pass) the engine takes them from the model's eager forward pass and :meth:`AttentionMaps.from_full`
-summarises them afterwards (numpy on the calling thread, products in torch: no ``[T, T]`` joint matrix). The
-crossover is measured (``benchmarks/bench_attention_strategy.py``, one thread, the process's CPU time, which the
+summarises them afterwards (numpy on the calling thread, its BLAS held to that thread: no ``[T, T]`` joint matrix).
+The crossover is measured (``benchmarks/bench_attention_strategy.py``, one thread, the process's CPU time, which the
 shared 2-core VM's other users hardly move; eager / in the pass, medians of 9 alternating rounds): ViT-S/16 0.93 at
 65 tokens, 1.02 at 197, 1.10 at 401, 1.16 at 577, 1.10 at 785; ViT-B/16 1.00 at 65, 1.02 at 197 (21 MB), 1.01 at
-401. Up to ~200 tokens the two ways do the same work within the noise, and there the eager pass wins on wall time:
-its blocks run 3 parallel regions instead of the slices' ~9, each a wait for the other thread, and it is the way
-224 px models always took (full tensors were also kept for the app up to 64 MB); from 401 tokens the pass does
-less work, in memory linear in T. Issue 47's 2x at 197 tokens was not the recorder: the rollout of the full
-tensors multiplied 12 ``[T, T]`` joint matrices in numpy, whose OpenBLAS threads then spun through the next
-forward pass and made it twice as slow (``benchmarks/speed_guard.py`` catches that now).
+401. Up to ~200 tokens the two ways do the same work within the noise, and the eager pass is taken there: its blocks
+run 3 parallel regions instead of the slices' ~9 (each a wait for the other thread on a busy machine), and it is the
+way 224 px models always went (their full tensors are kept for the app anyway, up to 64 MB); from 401 tokens the
+pass does less work, in memory linear in T. Issue 47's 2x at 197 tokens was not the recorder: the rollout of the full
+tensors multiplied 12 ``[T, T]`` joint matrices in numpy, whose OpenBLAS threads then spun through the next forward
+pass and made it twice as slow (``benchmarks/speed_guard.py`` catches that now).
 """
 
 from __future__ import annotations
