@@ -13,7 +13,8 @@ after a short pause (see ``BLOCK``), the way each caller asks:
 - ``default``: ``Engine.analyze(path)`` (``attention="auto"``).
 
 Each round's ratio is the analysis over that round's forward pass (medians of their blocks); the guard judges the
-median ratio, which a drift of the shared machine's speed moves little. The limit is generous on purpose: it catches a regression that
+median ratio, which a drift of the shared machine's speed moves little; a model over the limit is measured once more
+and judged by that second measurement. The limit is generous on purpose: it catches a regression that
 doubles the cost (the 197-token analysis was ~2x before issue 47's fix), not noise. It takes under a minute on
 2 cores. The 2,036-token photo case has its own benchmark (``bench_tokens.py``).
 """
@@ -127,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, load in (("vit-s16", vit_s16), ("vitviz-mini", shipped)):
-            m = measure(name, load(), args.rounds, args.warmup, Path(tmp), clock)
+            model = load()
+            m = measure(name, model, args.rounds, args.warmup, Path(tmp), clock)
+            if max(m["ratios"].values()) > args.limit:  # a shared machine's burst, or a regression: measure again
+                print(f"speed guard: {name} over {args.limit:g}x ({max(m['ratios'].values()):.2f}x); measuring again")
+                m = measure(name, model, args.rounds, args.warmup, Path(tmp), clock)
             for caller, ratio in m["ratios"].items():
                 verdict = "ok" if ratio <= args.limit else f"FAIL (> {args.limit:g}x)"
                 print(f"speed guard: {name:11s} {caller:7s} analysis {m['analysis_ms'][caller]:7.1f} ms, forward "

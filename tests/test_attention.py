@@ -181,3 +181,27 @@ def test_maps_from_a_forward_passs_layers_equal_those_of_the_stacked_array(both,
     with_statistics = AttentionMaps.from_full(layers, (5, 7), PATCH, p, keep_full=False)
     np.testing.assert_allclose(with_statistics.mean_distance, mean_attention_distance(fulls[1], (5, 7, PATCH), p),
                                rtol=1e-6)
+
+
+def test_a_small_models_summary_comes_from_the_full_tensors_and_equals_the_recorders(tiny_checkpoint, photo,
+                                                                                     monkeypatch):
+    """Below SUMMARY_FROM_FULL_BUDGET the CLI's summary is taken from the eager pass's full tensors; above it the
+    recorder computes it in the pass. Both give the same maps (within 1e-5), and neither keeps anything T x T."""
+    import vitviz.engine as engine_module
+
+    engine = Engine(tiny_checkpoint, device="cpu")
+    summarised = []
+    real = AttentionMaps.from_full.__func__
+    monkeypatch.setattr(AttentionMaps, "from_full",
+                        classmethod(lambda cls, *a, **k: summarised.append(k) or real(cls, *a, **k)))
+    eager = engine.analyze(photo, attention="summary", features=True)
+    assert summarised == [{"keep_full": False, "head_statistics": True}]
+    monkeypatch.setattr(engine_module, "SUMMARY_FROM_FULL_BUDGET", 0)  # as for a photo model's many tokens
+    in_pass = engine.analyze(photo, attention="summary", features=True)
+    assert len(summarised) == 1  # the recorder's maps, not from_full
+    a, b = eager.attention, in_pass.attention
+    assert a.full is None and b.full is None and a.queries is None and b.queries is None
+    np.testing.assert_allclose(a.prefix_rows, b.prefix_rows, atol=1e-5)
+    np.testing.assert_allclose(a.rollout_rows, b.rollout_rows, atol=1e-5)
+    np.testing.assert_allclose(a.mean_distance, b.mean_distance, rtol=1e-5)
+    np.testing.assert_allclose(eager.probabilities, in_pass.probabilities, atol=1e-6)

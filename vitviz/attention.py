@@ -31,16 +31,16 @@ figures are computed (tests check the ways agree).
 
 **Which way, by size.** Few tokens need no recorder: up to :data:`SUMMARY_FROM_FULL_BUDGET` (24 MB of full tensors
 for the pass) the engine takes them from the model's eager forward pass and :meth:`AttentionMaps.from_full`
-summarises them afterwards (numpy on the calling thread, products in torch: no ``[T, T]`` joint matrix). The
-crossover is measured (``benchmarks/bench_attention_strategy.py``, one thread, the process's CPU time, which the
+summarises them afterwards (numpy on the calling thread, its BLAS held to that thread: no ``[T, T]`` joint matrix).
+The crossover is measured (``benchmarks/bench_attention_strategy.py``, one thread, the process's CPU time, which the
 shared 2-core VM's other users hardly move; eager / in the pass, medians of 9 alternating rounds): ViT-S/16 0.93 at
 65 tokens, 1.02 at 197, 1.10 at 401, 1.16 at 577, 1.10 at 785; ViT-B/16 1.00 at 65, 1.02 at 197 (21 MB), 1.01 at
-401. Up to ~200 tokens the two ways do the same work within the noise, and there the eager pass wins on wall time:
-its blocks run 3 parallel regions instead of the slices' ~9, each a wait for the other thread, and it is the way
-224 px models always took (full tensors were also kept for the app up to 64 MB); from 401 tokens the pass does
-less work, in memory linear in T. Issue 47's 2x at 197 tokens was not the recorder: the rollout of the full
-tensors multiplied 12 ``[T, T]`` joint matrices in numpy, whose OpenBLAS threads then spun through the next
-forward pass and made it twice as slow (``benchmarks/speed_guard.py`` catches that now).
+401. Up to ~200 tokens the two ways do the same work within the noise, and the eager pass is taken there: its blocks
+run 3 parallel regions instead of the slices' ~9 (each a wait for the other thread on a busy machine), and it is the
+way 224 px models always went (their full tensors are kept for the app anyway, up to 64 MB); from 401 tokens the
+pass does less work, in memory linear in T. Issue 47's 2x at 197 tokens was not the recorder: the rollout of the full
+tensors multiplied 12 ``[T, T]`` joint matrices in numpy, whose OpenBLAS threads then spun through the next forward
+pass and made it twice as slow (``benchmarks/speed_guard.py`` catches that now).
 """
 
 from __future__ import annotations
@@ -315,15 +315,15 @@ def _float32_layers(full: np.ndarray | torch.Tensor | Sequence[torch.Tensor]) ->
 
 def _rollout_rows_of_means(means: Sequence[np.ndarray], start: np.ndarray) -> np.ndarray:
     """``[L, T]``: the row ``start @ J_l`` of the rollout after every layer, from each layer's head-mean ``[T, T]``
-    (the sweep of :func:`rollout_rows` with mean fusion and nothing discarded, in float64; numpy's BLAS on one
-    thread: see :func:`_one_blas_thread`)."""
-    carried = np.zeros((0, start.shape[-1]))  # rows of every layer >= the current one, highest first
-    with _one_blas_thread():
-        for f in reversed(means):
-            carried = np.concatenate([carried, start[None]])
-            scaled = carried / (0.5 * f.sum(axis=-1, dtype=np.float64) + 0.5)  # rows of D^-1 (A + I) / 2
-            carried = 0.5 * (scaled @ f.astype(np.float64)) + 0.5 * scaled
-    return carried[::-1].astype(np.float32)
+    (the sweep of :func:`rollout_rows` with mean fusion and nothing discarded, in float32 like the recorder's; call
+    it under :func:`_one_blas_thread`)."""
+    carried = np.zeros((0, start.shape[-1]), np.float32)  # rows of every layer >= the current one, highest first
+    first = start.astype(np.float32)[None]
+    for f in reversed(means):
+        carried = np.concatenate([carried, first])
+        scaled = carried / (0.5 * f.sum(axis=-1, dtype=np.float64) + 0.5).astype(np.float32)  # D^-1 (A + I) / 2
+        carried = 0.5 * (scaled @ f) + 0.5 * scaled
+    return carried[::-1].copy()
 
 
 _BLAS: Any = None
@@ -526,15 +526,15 @@ class AttentionMaps:
                 kept[i] = x
                 x = kept[i]  # each layer's head-mean right after its copy, while it is in the cache
             means.append(np.add.reduce(x, axis=0) * np.float32(1.0 / x.shape[0]))
-        distance = None
-        if head_statistics:
-            geometry = (grid[0], grid[1], patch_size)
-            with _one_blas_thread():
+        distance, geometry = None, (grid[0], grid[1], patch_size)
+        with _one_blas_thread():
+            if head_statistics:  # one call for the whole array: half the time of one per layer
                 distance = (mean_attention_distance(kept, geometry, p) if kept is not None else
                             np.stack([mean_attention_distance(x, geometry, p) for x in layers]))
+            rollout = _rollout_rows_of_means(means, reading_start(t, p)[0].numpy())
         return cls(
             prefix_rows=np.stack([x[:, :p] if p else x.mean(axis=1, keepdims=True) for x in layers]),
-            rollout_rows=_rollout_rows_of_means(means, reading_start(t, p)[0].numpy()),
+            rollout_rows=rollout,
             mean_distance=distance,
             grid=(int(grid[0]), int(grid[1])),
             patch_size=int(patch_size),
