@@ -317,3 +317,36 @@ def test_multihead_attention_with_a_mask_is_recorded_and_its_heads_refuse_a_knoc
     assert torch.allclose(model.weights, own, atol=ATOL)  # the module still got its weights back
     with pytest.raises(VitvizError, match="heads of layer 0 cannot be knocked out"):
         wrapped(x, head_mask=torch.zeros(2, 4))
+
+
+def test_your_own_image_text_model_scores_typed_labels_as_it_does() -> None:
+    from .user_models import TinyCLIP, tiny_tokenize
+
+    torch.manual_seed(10)
+    model = TinyCLIP().eval()
+    engine = Engine(loaded=wrap_model({"model": model, "encode_image": model.encode_image,
+                                       "encode_text": model.encode_text, "tokenize": tiny_tokenize,
+                                       "labels": ["cat", "dog", "red ball"]}))
+    assert engine.has_text and engine.scoring == "softmax"
+    rgb = _image()
+    result = engine.analyze(rgb, features=True)
+    x = engine._tensor(result.image, engine.info)
+    prompts = [f"a photo of a {w}." for w in ("cat", "dog", "red ball")]
+    with torch.no_grad():
+        image = torch.nn.functional.normalize(model.encode_image(x), dim=-1)
+        text = torch.nn.functional.normalize(model.encode_text(tiny_tokenize(prompts)), dim=-1)
+        own = torch.softmax(model.logit_scale.exp() * image @ text.T, dim=-1)[0].numpy()
+    assert np.allclose(result.probabilities, own, atol=1e-5)
+    assert result.attention.num_layers == 3 and result.image_embedding.shape == (16,)
+    lens = engine.lens(result)  # the readout ends in the image embedding, scored against the labels
+    assert np.allclose(lens.cls_probabilities[-1], result.probabilities, atol=1e-4)
+    assert engine.evidence(result, "top1").targets == [int(np.argmax(own))]
+    engine.set_labels("tree, car")  # typed words: scored from the kept image embedding, no forward pass
+    rescored = engine.rescore(result)
+    with torch.no_grad():
+        text = torch.nn.functional.normalize(model.encode_text(tiny_tokenize(["a photo of a tree.",
+                                                                              "a photo of a car."])), dim=-1)
+        own = torch.softmax(model.logit_scale.exp() * image @ text.T, dim=-1)[0].numpy()
+    assert rescored.labels == ["tree", "car"] and np.allclose(rescored.probabilities, own, atol=1e-5)
+    with pytest.raises(VitvizError, match="needs all three"):
+        wrap_model({"model": model, "encode_image": model.encode_image})

@@ -211,3 +211,25 @@ def own_attention(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         elif getattr(m, "last_attention", None) is not None:
             out.append(m.last_attention)
     return out
+
+
+class TinyCLIP(nn.Module):
+    """An image-text model in open_clip's convention: ``encode_image``, ``encode_text`` and a ``logit_scale``
+    parameter (its log); the image side is a hand-written ViT whose "logits" are the image embedding."""
+
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__()
+        self.visual = BlockViT("sdpa", classes=dim)
+        self.token_embedding = nn.Embedding(100, dim)
+        self.logit_scale = nn.Parameter(torch.tensor(4.6052))  # log(100)
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual(x)["logits"]
+
+    def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.token_embedding(ids).mean(dim=1)
+
+
+def tiny_tokenize(texts: list[str]) -> torch.Tensor:
+    """Token ids ``[N, 4]`` of each text's last four words (a stand-in for a real tokenizer)."""
+    return torch.tensor([[sum(map(ord, w)) % 100 for w in ([""] * 4 + t.split())[-4:]] for t in texts])

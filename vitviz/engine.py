@@ -493,7 +493,8 @@ class Engine:
             result.predictions = _top_predictions(probs, self.info.labels, topk)
             if self.model.text is not None:
                 with torch.inference_mode():
-                    pooled = self.model.pooled(out.tokens[index : index + 1])
+                    pooled = (out.pooled[index : index + 1] if out.pooled is not None
+                              else self.model.pooled(out.tokens[index : index + 1]))
                     result.image_embedding = torch.nn.functional.normalize(pooled.float(), dim=-1)[0].cpu().numpy()
                 result.templates, result.scoring = list(self.templates), self.scoring
             detector = self.info.domain_detector

@@ -43,6 +43,8 @@ __all__ = ["UserModel", "wrap_model", "load_factory", "is_factory_spec", "SPEC_K
 
 # What a factory's dict may hold besides "model" (docs/your-own-model.md).
 SPEC_KEYS = ("labels", "mean", "std", "image_size", "channels", "readout", "name", "patch_size")
+# An image-text model's, in open_clip's convention (plus its logit scale, default the module's ``logit_scale``)
+TEXT_KEYS = ("encode_image", "encode_text", "tokenize", "logit_scale")
 _MAX_PREFIX_TOKENS = 16
 _GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma: a colour image for a 1-channel model
 
@@ -63,11 +65,60 @@ class _Layout:
     seq_first: list[bool] = field(default_factory=list)  # per block: output laid out [T, B, D]
 
 
+class _TextConfig:
+    scoring = "softmax"  # the labels share 100 %, as CLIP's
+
+
+class UserTextTower(nn.Module):
+    """A user's text encoder (``encode_text``) behind the text tower's interface (vitviz.models.text.TextTower):
+    label embeddings set by the engine, and CLIP's score, ``scale * cos(image, label)``."""
+
+    def __init__(self, encode_text: Callable[[torch.Tensor], torch.Tensor], logit_scale: float) -> None:
+        super().__init__()
+        self.encode_text = encode_text
+        self.config = _TextConfig()
+        self.scale = float(logit_scale)
+        self.register_buffer("label_embeddings", torch.zeros(0, 1), persistent=False)
+        self._anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # the device the prompts are encoded on
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.label_embeddings.shape[0])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.encode_text(ids).float(), dim=-1)
+
+    def set_labels(self, embeddings: torch.Tensor) -> None:
+        self.label_embeddings = embeddings.to(self._anchor.device, torch.float32)
+
+    def logits(self, image_embedding: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        image = torch.nn.functional.normalize(image_embedding.float(), dim=-1)
+        labels = self.label_embeddings if labels is None else labels
+        return image @ labels.t().to(image.dtype) * self.scale
+
+
+class UserTokenizer:
+    """A user's ``tokenize(list of str) -> ids [N, L]`` behind the tokenizer interface the prompts use."""
+
+    def __init__(self, tokenize: Callable[[list[str]], torch.Tensor]) -> None:
+        self.tokenize = tokenize
+        self.context_length = 0
+
+    def __call__(self, texts: Sequence[str]) -> Any:
+        from .text import Tokenized
+
+        ids = torch.as_tensor(self.tokenize(list(texts)))
+        self.context_length = int(ids.shape[-1])
+        return Tokenized(ids=ids.long(), truncated=[])
+
+
 class UserModel(nn.Module):
     """A user's ViT behind vitviz's model interface (see the module docstring). Build it with :func:`wrap_model`."""
 
     def __init__(self, module: nn.Module, config: ViTConfig, layout: _Layout, channels: int,
-                 readout: Callable[[torch.Tensor], torch.Tensor] | None, readout_reason: str) -> None:
+                 readout: Callable[[torch.Tensor], torch.Tensor] | None, readout_reason: str,
+                 encode_image: Callable[[torch.Tensor], Any] | None = None,
+                 text: UserTextTower | None = None) -> None:
         super().__init__()
         self.module = module
         self.config = config
@@ -75,7 +126,8 @@ class UserModel(nn.Module):
         self.channels = channels
         self.readout = readout
         self.readout_reason = readout_reason  # why there is no lens, when readout is None
-        self.text = None
+        self.image_side = encode_image  # an image-text model's encode_image; None: the module itself
+        self.text = text
         self.pool = None
         self.depth_head = None
         self.norm = nn.Identity()  # the lens reads hidden states through ``classify``/``patch_logits``
@@ -96,7 +148,7 @@ class UserModel(nn.Module):
 
     @property
     def has_classifier(self) -> bool:
-        return self.layout.logits_at is not False
+        return self.layout.logits_at is not False or self.text is not None
 
     @property
     def has_depth(self) -> bool:
@@ -122,16 +174,19 @@ class UserModel(nn.Module):
         return torch.softmax(logits, dim=-1)
 
     def classify(self, tokens: torch.Tensor) -> torch.Tensor | None:
-        """Logits of hidden tokens ``[B, T, D]`` read as the last block's output (the lens), through the readout."""
+        """Logits of hidden tokens ``[B, T, D]`` read as the last block's output (the lens), through the readout
+        (and, for an image-text model, against the labels asked about)."""
         if self.readout is None:
             return None
-        return self.readout(tokens[:, 0])
+        out = self.readout(tokens[:, 0])
+        return self.text.logits(out) if self.text is not None else out
 
     def patch_logits(self, tokens: torch.Tensor, pair: bool = False,
                      label_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         if self.readout is None:
             raise VitvizError(self.readout_reason)
-        return self.readout(tokens)
+        out = self.readout(tokens)
+        return self.text.logits(out, label_embeddings) if self.text is not None else out
 
     def forward_scores(self, x: torch.Tensor, return_attention: bool = False) -> ViTOutput:
         """Logits and, with ``return_attention``, every layer's probabilities (in the graph when gradients are on)."""
@@ -151,7 +206,7 @@ class UserModel(nn.Module):
         hooks = self._hidden_hooks(hidden) if hidden is not None else []
         try:
             with AttentionCapture(state):
-                raw = self.module(x)
+                raw = self.module(x) if self.image_side is None else self.image_side(x)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -159,13 +214,18 @@ class UserModel(nn.Module):
             raise VitvizError(f"the model computed {state.layer} attention layers on this input, not the "
                               f"{self.layout.layers} found when it was opened")
         logits = None if self.layout.logits_at is False else _pick(raw, self.layout.logits_at).float()
+        pooled = None
+        if self.text is not None:  # the image embedding, scored against the labels asked about
+            pooled = logits
+            logits = self.text.logits(pooled) if self.text.num_labels else None
         depth = None if self.layout.depth_at is None else _as_depth(_pick(raw, self.layout.depth_at))
         rows = x.shape[-2] // self.config.patch_size
         cols = x.shape[-1] // self.config.patch_size
         last = hidden[-1] if hidden else None
         return ViTOutput(tokens=last if last is not None else x.new_zeros(x.shape[0], self.layout.tokens, 1),
                          logits=logits, depth=depth, attentions=state.attentions if return_attention else None,
-                         hidden_states=hidden, grid=(rows, cols), num_prefix_tokens=self.num_prefix_tokens)
+                         hidden_states=hidden, grid=(rows, cols), num_prefix_tokens=self.num_prefix_tokens,
+                         pooled=pooled)
 
     # -- helpers
 
@@ -299,7 +359,8 @@ def _blocks(events: list[AttentionEvent], seen: dict[str, tuple[Any, Any]]) -> l
     return blocks
 
 
-def _probe(module: nn.Module, x: torch.Tensor) -> tuple[Any, CapturePass, dict[str, tuple[Any, Any]]]:
+def _probe(module: nn.Module, x: torch.Tensor, call: Callable[[torch.Tensor], Any] | None = None
+           ) -> tuple[Any, CapturePass, dict[str, tuple[Any, Any]]]:
     """One pass of ``module`` on ``x`` with every module's place in the call stack and every module's input and
     output (first tensors) kept."""
     state = CapturePass(batch=x.shape[0], tokens=None, events=[])
@@ -323,7 +384,7 @@ def _probe(module: nn.Module, x: torch.Tensor) -> tuple[Any, CapturePass, dict[s
         hooks += [m.register_forward_pre_hook(enter), m.register_forward_hook(leave)]
     try:
         with torch.no_grad(), AttentionCapture(state):
-            raw = module(x)
+            raw = (call or module)(x)
     finally:
         for h in hooks:
             h.remove()
@@ -368,10 +429,11 @@ def wrap_model(spec: nn.Module | Mapping[str, Any], name: str | None = None, **o
     if isinstance(spec, Mapping):
         if "model" not in spec:
             raise VitvizError("the factory's dict has no \"model\" key")
-        if {"encode_image", "encode_text", "tokenize"} & set(spec):
-            raise VitvizError("your own image-text model (encode_image, encode_text, tokenize) cannot be opened yet: "
-                              "give \"model\" a module that returns logits for fixed labels instead")
-        unknown = set(spec) - {"model", *SPEC_KEYS}
+        text_keys = {"encode_image", "encode_text", "tokenize"} & set(spec)
+        if text_keys and len(text_keys) != 3:
+            raise VitvizError("an image-text model needs all three of encode_image, encode_text and tokenize "
+                              f"(open_clip's convention); the dict gives {', '.join(sorted(text_keys))}")
+        unknown = set(spec) - {"model", *SPEC_KEYS, *TEXT_KEYS}
         if unknown:
             raise VitvizError(f"the factory's dict has unknown keys: {', '.join(sorted(map(str, unknown)))}")
         options.update({k: v for k, v in spec.items() if k != "model"})
@@ -394,7 +456,7 @@ def wrap_model(spec: nn.Module | Mapping[str, Any], name: str | None = None, **o
 
     x = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0)).to(device, dtype)
     try:
-        raw, state, seen = _probe(module, x)
+        raw, state, seen = _probe(module, x, options.get("encode_image"))
     except VitvizError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's code: its failure becomes one line
@@ -439,8 +501,17 @@ def wrap_model(spec: nn.Module | Mapping[str, Any], name: str | None = None, **o
             seq_first = [o.shape[0] == tokens and o.shape[1] == 2 for o in outs]
             last = outs[-1].transpose(0, 1) if seq_first[-1] else outs[-1]
             embed_dim = int(last.shape[-1])
-    labels = [str(v) for v in options.get("labels") or []] or [f"class {i}" for i in range(classes)]
-    if logits_at is not False and len(labels) != classes:
+    text = _text_tower(module, options) if options.get("encode_text") is not None else None
+    if text is not None:
+        if logits_at is False:
+            raise VitvizError("encode_image gives no image embedding [B, E]")
+        from .imagetext import DEFAULT_LABELS
+
+        labels = [str(v) for v in options.get("labels") or DEFAULT_LABELS]
+        classes = 0
+    else:
+        labels = [str(v) for v in options.get("labels") or []] or [f"class {i}" for i in range(classes)]
+    if text is None and logits_at is not False and len(labels) != classes:
         raise VitvizError(f"{len(labels)} labels for a model with {classes} classes")
     readout = options.get("readout")
     reason = ""
@@ -454,16 +525,27 @@ def wrap_model(spec: nn.Module | Mapping[str, Any], name: str | None = None, **o
     layout = _Layout(tokens=tokens, heads=heads, layers=len(events), kinds=sorted({e.kind for e in events}),
                      block_names=blocks, logits_at=logits_at, depth_at=depth_at, num_classes=classes,
                      embed_dim=embed_dim, seq_first=seq_first)
-    model = UserModel(module, config, layout, channels, readout, reason)
+    model = UserModel(module, config, layout, channels, readout, reason, options.get("encode_image"), text)
     mean = _triple(options.get("mean"), IMAGENET_MEAN, "mean")
     std = _triple(options.get("std"), IMAGENET_STD, "std")
     shown = options.get("name") or name or type(module).__name__
     info = ModelInfo(name=str(shown), config=config, labels=labels, mean=mean, std=std,
+                     tokenizer=UserTokenizer(options["tokenize"]) if text is not None else None,
                      depth_kind="relative" if depth_at is not None else None,
                      description=f"your own model ({type(module).__name__}): {len(events)} attention layers "
                                  f"({', '.join(layout.kinds)}), {heads} heads, {tokens} tokens",
                      source="user")
     return model, info
+
+
+def _text_tower(module: nn.Module, options: Mapping[str, Any]) -> UserTextTower:
+    """The text side of an image-text model: its ``encode_text`` and logit scale (the dict's ``logit_scale``, else
+    the exponential of the module's own ``logit_scale`` parameter, as open_clip and CLIP keep it, else 100)."""
+    scale = options.get("logit_scale")
+    if scale is None:
+        own = getattr(module, "logit_scale", None)
+        scale = float(own.detach().exp()) if isinstance(own, torch.Tensor) else 100.0
+    return UserTextTower(options["encode_text"], float(scale))
 
 
 def _triple(value: Any, default: tuple[float, float, float], what: str) -> tuple[float, float, float]:

@@ -120,6 +120,7 @@ class ViTOutput:
     hidden_states: list[torch.Tensor] | None = None  # per layer [B, T, D], block outputs (before final norm)
     grid: tuple[int, int] = (0, 0)  # patch grid (rows, cols)
     num_prefix_tokens: int = 1  # CLS + registers
+    pooled: torch.Tensor | None = None  # [B, E] an image-text model's image embedding, when the model gives it
 
 
 class PatchEmbedding(nn.Module):
