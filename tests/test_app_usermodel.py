@@ -97,3 +97,31 @@ def test_factory_names_are_read_without_running_the_file(factory_file, tmp_path)
     assert factory_names(factory_file) == ["build", "loops"]
     (tmp_path / "boom.py").write_text("raise SystemExit('ran')\ndef make(): pass\n", "utf-8")
     assert factory_names(tmp_path / "boom.py") == ["make"]
+
+
+def test_vitviz_show_returns_the_window_without_blocking_and_analyze_returns_the_result(qtbot, tmp_path,
+                                                                                         monkeypatch):
+    import torch
+
+    import vitviz
+    from vitviz.app import main_window
+
+    from .user_models import BlockViT
+
+    class TmpSettings(QSettings):
+        def __init__(self, *args):
+            super().__init__(str(tmp_path / "app.ini"), QSettings.Format.IniFormat)
+
+    monkeypatch.setattr(main_window, "QSettings", TmpSettings)
+    torch.manual_seed(0)
+    model = BlockViT("einsum").eval()
+    rgb = (np.random.default_rng(2).random((64, 64, 3)) * 255).astype(np.uint8)
+    result = vitviz.analyze(model, rgb, labels=list("abcde"))
+    assert result.predictions[0].label in "abcde" and result.cls_attention.shape == (3, 4, 4, 4)
+    window = vitviz.show(model, rgb, labels=list("abcde"), block=False)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.current_result is not None, timeout=TIMEOUT)
+    shown = window.current_result
+    assert window.isVisible() and shown.model_name == "BlockViT"
+    assert np.allclose(shown.probabilities, result.probabilities, atol=1e-5)
+    window.close()
