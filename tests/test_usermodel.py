@@ -16,7 +16,8 @@ from torch import nn
 
 from vitviz.engine import Engine
 from vitviz.errors import VitvizError
-from vitviz.models.usermodel import is_factory_spec, load_factory, wrap_model
+from vitviz.models.usermodel import wrap_model
+from vitviz.models.userspec import is_factory_spec, load_factory
 
 from .user_models import BlockViT, EinsumViT, EncoderViT, encoder_attention, own_attention
 
@@ -269,7 +270,7 @@ def test_module_factory_by_import_path() -> None:
 def test_a_pickled_whole_model_is_refused_unless_allowed(tmp_path: Path) -> None:
     from vitviz.engine import resolve_model
     from vitviz.errors import CheckpointError
-    from vitviz.models.usermodel import set_options
+    from vitviz.models.userspec import set_options
 
     torch.manual_seed(8)
     model = EncoderViT().eval()

@@ -15,7 +15,7 @@ def _spec(model: Any, **options: Any) -> str:
     """The engine's spec of ``model``: a name or path as it is, a module or a factory's dict registered."""
     if isinstance(model, (str, os.PathLike)):
         return str(model)
-    from .models.usermodel import register
+    from .models.userspec import register
 
     return register(model, **options)
 

@@ -204,7 +204,7 @@ def _own_model_options(args: argparse.Namespace) -> None:
             raise VitvizError("--heads, --classes, --mean, --std, --norm-first and --allow-pickle describe --model: "
                               "name the model too")
         return
-    from .models.usermodel import set_options
+    from .models.userspec import set_options
 
     classes = args.classes
     if classes and classes.startswith("@"):

@@ -87,7 +87,7 @@ def resolve_model(
     ``progress(bytes_done, bytes_total)`` follows a download when a pretrained model is not cached yet.
     """
     from .models import zoo
-    from .models.usermodel import resolve_user_model
+    from .models.userspec import resolve_user_model
 
     spec = spec or DEFAULT_MODEL
     user = resolve_user_model(spec)  # a model object of this process, PATH.py:NAME, a MiniViT state dict
