@@ -9,14 +9,14 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .models.checkpoint import ModelInfo, load_checkpoint
+from .models.checkpoint import ModelInfo
+from .models.resolve import resolve_model
 from .errors import CheckpointError, VitvizError
 from .images import (DISPLAY_MAX_SIDE, MAX_ASPECT_TOKENS, LoadedImage, as_loaded, display_copy,  # noqa: F401
                      display_scale, model_input_size, prepare_image)
@@ -76,35 +76,6 @@ def select_device(preference: str | torch.device | None = "auto") -> torch.devic
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise VitvizError("MPS was requested but Apple's Metal backend is not available")
     return dev
-
-
-def resolve_model(
-    spec: str | os.PathLike[str] | None, progress: Callable[[int, int], None] | None = None
-) -> tuple[VisionTransformer, ModelInfo]:
-    """Load a model by shipped name, pretrained-zoo name, checkpoint path or user's model (``PATH.py:NAME``,
-    ``module:NAME``, a MiniViT state dict, a model registered in this process: vitviz.models.usermodel).
-
-    ``progress(bytes_done, bytes_total)`` follows a download when a pretrained model is not cached yet.
-    """
-    from .models import zoo
-    from .models.userspec import resolve_user_model
-
-    spec = spec or DEFAULT_MODEL
-    user = resolve_user_model(spec)  # a model object of this process, PATH.py:NAME, a MiniViT state dict
-    if user is not None:
-        return user  # type: ignore[return-value]
-    path = Path(spec)
-    if path.exists():
-        # Hugging Face / timm layouts are converted; vitviz's own checkpoints load directly.
-        return zoo.load(str(path)) if zoo.is_foreign_checkpoint(path) else load_checkpoint(path)
-    shipped = weights_dir() / f"{spec}.json"
-    if shipped.is_file():
-        return load_checkpoint(shipped)
-    if str(spec) and (weights_dir() / str(spec) / "config.json").is_file():  # a shipped Hub-layout folder
-        return zoo.load(str(weights_dir() / str(spec)))
-    if zoo.is_known(str(spec)):
-        return zoo.load(str(spec), progress=progress)
-    raise CheckpointError(f"{spec}: no such model (not a checkpoint path, shipped model or known pretrained model)")
 
 
 @dataclass
