@@ -166,11 +166,9 @@ class AttentionRecorder:
         float16) and the heads' distance statistics."""
         b, h, t, _ = qs.shape
         p, layer = self.prefix, len(self.fused)
-        if self.head_statistics and not self.distances:
-            self.distances = [_HeadDistance(self.grid, self.patch_size, p) for _ in range(b)]
+        dtype = self._begin_layer(b, t)
         # [B, T, H, d] in memory, as the fused kernel writes it: the block's transpose back is free
         out = qs.new_empty(b, t, h, v.shape[-1]).transpose(1, 2)
-        dtype = torch.float32 if 4 * b * t * t * self.num_layers <= FUSED_FLOAT32_BYTES else torch.float16
         fused = torch.empty(b, t, t, dtype=dtype, device=qs.device)
         received = qs.new_zeros(b, h, 1, t) if not p else None
         kt = k.transpose(-2, -1)
@@ -198,6 +196,14 @@ class AttentionRecorder:
         self.fused.append(fused)
         return out
 
+    def _begin_layer(self, batch: int, tokens: int) -> torch.dtype:
+        """Start the heads' distance statistics with the first layer; the dtype of a layer's kept head-mean
+        (float32 while the pass's head-means fit :data:`FUSED_FLOAT32_BYTES`, else float16)."""
+        if self.head_statistics and not self.distances:
+            self.distances = [_HeadDistance(self.grid, self.patch_size, self.prefix) for _ in range(batch)]
+        fits = 4 * batch * tokens * tokens * self.num_layers <= FUSED_FLOAT32_BYTES
+        return torch.float32 if fits else torch.float16
+
     def record(self, probabilities: torch.Tensor) -> None:
         """Keep what the views need of one layer's attention probabilities ``[B, H, T, T]`` that a model computed
         itself (a user's module, seen by :class:`vitviz.models.capture.AttentionCapture`): the prefix rows, the
@@ -207,9 +213,7 @@ class AttentionRecorder:
         p, layer = self.prefix, len(self.fused)
         if t != p + self.grid[0] * self.grid[1]:
             raise ValueError(f"{t} tokens do not match {p} prefix tokens + a {self.grid[0]}x{self.grid[1]} grid")
-        if self.head_statistics and not self.distances:
-            self.distances = [_HeadDistance(self.grid, self.patch_size, p) for _ in range(b)]
-        dtype = torch.float32 if 4 * b * t * t * self.num_layers <= FUSED_FLOAT32_BYTES else torch.float16
+        dtype = self._begin_layer(b, t)
         self.prefix_rows.append(a[:, :, :p].float().clone() if p else a.float().mean(dim=2, keepdim=True))
         self.fused.append(a.float().mean(dim=1).to(dtype))
         for i, distance in enumerate(self.distances):

@@ -63,6 +63,13 @@ class CapturePass:
         self.layer += 1
         return self.layer - 1
 
+    def keep(self, probabilities: torch.Tensor) -> None:
+        """Keep one layer's probabilities ``[B, heads, T, T]`` as the pass asks: whole, or the recorder's summary."""
+        if self.return_attention:
+            self.attentions.append(probabilities)
+        elif self.recorder is not None:
+            self.recorder.record(probabilities)
+
     def mask(self, layer: int, heads: int) -> torch.Tensor | None:
         """``[B or 1, heads, 1, 1]`` factors of the heads' outputs in ``layer``, or None."""
         if self.head_mask is None or layer >= len(self.head_mask) or self.head_mask[layer] is None:
@@ -113,10 +120,7 @@ class AttentionCapture(TorchFunctionMode):
             full = probs
         heads, layer = full.shape[1], s.next_layer()
         self._seen("softmax", full.shape[-1], heads)
-        if s.return_attention:
-            s.attentions.append(full)
-        elif s.recorder is not None:
-            s.recorder.record(full)
+        s.keep(full)
         mask = s.mask(layer, heads)
         return probs if mask is None else (full * mask.to(full.dtype)).view_as(probs)
 
@@ -150,10 +154,7 @@ class AttentionCapture(TorchFunctionMode):
             if self.state.mask(layer, heads) is not None:
                 raise VitvizError(f"the heads of layer {layer} cannot be knocked out: its nn.MultiheadAttention is "
                                   "called with masks, bias_k/bias_v or separate key and value inputs")
-            if self.state.return_attention:
-                self.state.attentions.append(weights)
-            elif self.state.recorder is not None:
-                self.state.recorder.record(weights)
+            self.state.keep(weights)
             return out, (weights.mean(dim=1) if averaged else weights) if wanted else None
         t, b, e = query.shape
         d = e // heads
@@ -181,10 +182,7 @@ class AttentionCapture(TorchFunctionMode):
         probs = None
         if s.return_attention or need_probabilities:
             probs = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
-            if s.return_attention:
-                s.attentions.append(probs)
-            elif s.recorder is not None:
-                s.recorder.record(probs)
+            s.keep(probs)
             out = probs @ v
         elif s.recorder is not None:
             out = s.recorder(q, k, v, scale)
