@@ -7,28 +7,59 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vitviz.synthetic.captions import COLOURS, SHAPE_WORDS, ObjectFacts, caption, hard_negative, truth
-from vitviz.synthetic.train_text import contrastive_loss, patch_targets
+from vitviz.synthetic.captions import (COLOURS, SHAPE_WORDS, CaptionFacts, Mention, ObjectFacts, caption,
+                                       hard_negative, query, truth)
+from vitviz.synthetic.train_text import contrastive_loss, patch_targets, sigmoid_loss
 
 from .conftest import tiny_config
 
-SCENE = [ObjectFacts(0, "cube", ("red",), 3000), ObjectFacts(1, "sphere", ("blue",), 300, ("to the left of",)),
-         ObjectFacts(2, "cone", ("green", "yellow"), 200)]
+AREA = 128 * 128
+# a red cube (18 % of the picture), a blue ball left of it and in front (4 %: salient), a tiny two-coloured cone
+SCENE = [ObjectFacts(0, "cube", ("red",), 3000, (), 0.6, 2.0),
+         ObjectFacts(1, "sphere", ("blue",), 650, ("to the left of",), 0.3, 1.5),
+         ObjectFacts(2, "cone", ("green", "yellow"), 100, (), 0.9, 2.1)]
+TRUE, MOOT, FALSE = 2, 1, 0
+
+
+def _says(*mentions: Mention) -> CaptionFacts:
+    return CaptionFacts(tuple(mentions))
+
+
+def test_each_word_is_true_of_any_salient_object_and_moot_of_a_tiny_one():
+    claims = [_says(Mention("cube")), _says(Mention("sphere")), _says(Mention("cone")), _says(Mention("torus")),
+              _says(Mention("cone", small=True)), _says(Mention("cube", small=True)),
+              _says(Mention(None, ("blue",))), _says(Mention(None, ("yellow",))), _says(Mention("sphere", ("red",)))]
+    assert truth([SCENE], claims, AREA)[0].tolist() == [TRUE, TRUE, MOOT, FALSE, TRUE, FALSE, TRUE, MOOT, FALSE]
+
+
+def test_relations_and_their_anchor_decide_a_caption():
+    left = _says(Mention("cube"), Mention("sphere", relation="to the left of"))
+    right = _says(Mention("cube"), Mention("sphere", relation="to the right of"))
+    front = _says(Mention("cube"), Mention("sphere", relation="in front of"))
+    swapped = _says(Mention("sphere"), Mention("cube", relation="to the right of"))  # the ball as the anchor
+    itself = _says(Mention("cube"), Mention("cube"))  # a second cube: there is none
+    assert truth([SCENE], [left, right, front, swapped, itself], AREA)[0].tolist() == [TRUE, FALSE, TRUE, TRUE, FALSE]
+
+
+def test_captions_name_every_salient_object_and_are_true_of_their_scene():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        _text, claim = caption(SCENE, rng, AREA, mention_p=1.0)
+        named = sorted(m.shape or "?" for m in claim.mentions if not m.small)
+        assert len(claim.mentions) == 3 and [m.small for m in claim.mentions].count(True) == 1
+        assert set(named) <= {"cube", "sphere", "?"} and len(named) == 2
+        assert truth([SCENE], [claim], AREA)[0, 0] == TRUE
+        _text, question = query(SCENE, rng, AREA)
+        assert len(question.mentions) == 1 and truth([SCENE], [question], AREA)[0, 0] == TRUE
 
 
 def test_hard_negatives_change_one_thing_and_are_mostly_false_of_their_scene():
     rng = np.random.default_rng(0)
-    negatives = [hard_negative(SCENE, rng) for _ in range(300)]
-    false = ~truth([SCENE], [c for _, c in negatives])[0]
-    assert false.mean() > 0.7  # true only where the changed colour went unsaid
-    for (_text, claim), is_false in zip(negatives, false):
-        assert len(claim.mentions) == 2  # every distractor named
-        assert claim.shape in (None, "cube") and claim.colours in (None, ("red",))  # the main object as it is
-        if is_false:
-            said = {(s, c) for s, c, _ in claim.mentions}
-            assert said != {("sphere", ("blue",)), ("cone", ("green", "yellow"))}
-    lone = [hard_negative(SCENE[:1], rng) for _ in range(50)]  # no distractor: the main object changes
-    assert (~truth([SCENE[:1]], [c for _, c in lone])[0]).mean() > 0.7
+    negatives = [hard_negative(SCENE, rng, AREA) for _ in range(300)]
+    judged = truth([SCENE], [c for _, c in negatives], AREA)[0]
+    assert (judged == FALSE).mean() > 0.8
+    lone = [hard_negative(SCENE[:1], rng, AREA) for _ in range(50)]  # one object: it changes
+    assert (truth([SCENE[:1]], [c for _, c in lone], AREA)[0] == FALSE).mean() > 0.8
 
 
 def test_the_loss_reads_captions_true_of_no_scene_as_negatives_only():
@@ -46,6 +77,27 @@ def test_the_loss_reads_captions_true_of_no_scene_as_negatives_only():
     assert contrastive_loss(image, closer, scale, positive) > loss
 
 
+def test_the_sigmoid_loss_judges_each_pair_alone_and_leaves_moot_ones_out():
+    torch.manual_seed(0)
+    image = F.normalize(torch.randn(4, 8), dim=-1)
+    text = image.clone()
+    judged = np.zeros((4, 4), np.int8)
+    np.fill_diagonal(judged, TRUE)
+    scale, bias = torch.tensor(10.0), torch.tensor(-5.0)
+    loss = sigmoid_loss(image, text, scale, bias, judged)
+    assert loss < sigmoid_loss(image, text[torch.tensor([1, 0, 3, 2])], scale, bias, judged)
+    moot = judged.copy()
+    moot[0, 1] = MOOT  # a pair left out changes the loss by exactly its term
+    term = F.softplus(scale * image[0] @ text[1] + bias) / 4
+    torch.testing.assert_close(loss - sigmoid_loss(image, text, scale, bias, moot), term)
+    # a second true caption of scene 0 changes only its own term: the captions do not compete (unlike a softmax)
+    two = judged.copy()
+    two[0, 1] = TRUE
+    logit = scale * image[0] @ text[1] + bias
+    torch.testing.assert_close(sigmoid_loss(image, text, scale, bias, two) - loss,
+                               (F.softplus(-logit) - F.softplus(logit)) / 4)
+
+
 def test_patch_targets_name_each_objects_patches_and_weigh_the_objects_alike():
     ids = np.full((1, 32, 32), -1, np.int8)  # a 4x4 grid of 8-pixel patches
     ids[0, :16, :16] = 0  # the main object: 4 patches
@@ -60,13 +112,6 @@ def test_patch_targets_name_each_objects_patches_and_weigh_the_objects_alike():
     assert colour[0].reshape(4, 4)[3, 3] == COLOURS.index("grey")  # an object's first colour
     np.testing.assert_allclose(weight[0].reshape(4, 4)[:2, :2], 0.25)
     assert weight[0].reshape(4, 4)[3, 3] == 1.0 and weight[0][shape[0] < 0].sum() == 0
-
-
-def test_a_caption_names_every_distractor_when_asked():
-    rng = np.random.default_rng(1)
-    for _ in range(20):
-        _text, claim = caption(SCENE, rng, mention_p=1.0)
-        assert sorted(s for s, _, _ in claim.mentions) == ["cone", "sphere"]
 
 
 def _tiny_tower():
@@ -119,3 +164,25 @@ def test_a_model_trained_on_finer_patches_exports_a_folder_the_engine_reads(tmp_
     with torch.no_grad():
         expected = model.image(torch.from_numpy(image)[None])[0].numpy()
     np.testing.assert_allclose(result.image_embedding, expected, atol=2e-3)
+
+
+def test_group_scenes_show_two_or_three_objects_of_different_shapes_each_plainly_visible():
+    from vitviz.synthetic.captions import scene_facts, second_object, shape_presence
+    from vitviz.synthetic.groups import MIN_SALIENT_SHARE, random_group_spec
+    from vitviz.synthetic.scenes import object_ids, render_spec
+
+    seen = []
+    for seed in range(12):
+        spec = random_group_spec(seed)
+        ids = object_ids(spec, 96)
+        shares = np.bincount(ids[ids >= 0].ravel().astype(np.int64), minlength=len(spec["objects"])) / ids.size
+        salient = [k for k, share in enumerate(shares) if share >= MIN_SALIENT_SHARE]
+        seen.append(len(salient))
+        shapes = [spec["objects"][k]["shape"] for k in salient]
+        assert len(set(shapes)) == len(shapes)
+        facts = scene_facts(spec, ids)
+        if len(salient) >= 2:
+            assert second_object(facts, ids.size) is not None and len(shape_presence(facts, ids.size)[0]) >= 2
+        assert np.isfinite(render_spec(spec, 32).depth).all()  # every ray hits ground or wall
+    assert min(seen) >= 1 and sum(n >= 2 for n in seen) >= 10 and 3 in seen
+    assert random_group_spec(3) == random_group_spec(3)  # deterministic in the seed

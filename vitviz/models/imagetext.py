@@ -140,7 +140,10 @@ def _vitviz_tower(extra: Any, text: dict[str, Any], preprocessor: dict[str, Any]
     ``vitviz-mini-text``, written by :mod:`vitviz.synthetic.export_text`)."""
     if not isinstance(extra, dict) or not isinstance(extra.get("vision"), dict):
         raise CheckpointError("config.json: vitviz.vision (the image tower's architecture) is missing")
-    architecture = {**extra["vision"], "text": text}
+    scoring = extra.get("scoring", "softmax")
+    if scoring not in ("softmax", "sigmoid"):
+        raise CheckpointError(f"config.json: vitviz.scoring is {scoring!r} (softmax or sigmoid)")
+    architecture = {**extra["vision"], "text": {**text, "sigmoid": scoring == "sigmoid"}}
     for key in ("depth_head_channels", "depth_head_layers"):
         if key in architecture:
             architecture[key] = tuple(int(c) for c in architecture[key])
@@ -234,9 +237,8 @@ def clip_text_state_dict(text: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
             out[inverse[key]] = value
         elif key == "pos_embed":
             out["text_model.embeddings.position_embedding.weight"] = value[0]
-        elif key in ("logit_scale", "logit_bias"):
-            if key == "logit_scale":
-                out[key] = value.reshape(())
+        elif key in ("logit_scale", "logit_bias"):  # the bias only where it is learnt (sigmoid scoring)
+            out[key] = value.reshape(())
         elif m := re.match(r"^blocks\.(\d+)\.(.+)$", key):
             i, rest = m.group(1), m.group(2)
             prefix = f"text_model.encoder.layers.{i}"

@@ -52,11 +52,12 @@ class TextConfig:
     projection_dim: int = 512
     eos_token_id: int = 49407  # CLIP: pooled at the first end-of-text token (at the largest id when it is 2)
     pad_token_id: int = 1
+    sigmoid: bool = False  # a CLIP-family tower scored as SigLIP is, each label alone (the shipped vitviz-mini-text)
 
     @property
     def scoring(self) -> str:
-        """``"softmax"`` over the labels (CLIP) or one ``"sigmoid"`` per label (SigLIP)."""
-        return "sigmoid" if self.family == "siglip" else "softmax"
+        """``"softmax"`` over the labels (CLIP) or one ``"sigmoid"`` per label (SigLIP, or ``sigmoid``)."""
+        return "sigmoid" if self.family == "siglip" or self.sigmoid else "softmax"
 
     @property
     def causal(self) -> bool:
@@ -94,7 +95,7 @@ class TextTower(nn.Module):
         self.norm = nn.LayerNorm(c.width, eps=c.norm_eps)
         self.proj = nn.Linear(c.width, c.projection_dim, bias=c.family == "siglip")
         self.logit_scale = nn.Parameter(torch.tensor(2.6592))  # log(1 / 0.07), CLIP's initial temperature
-        if c.family == "siglip":
+        if c.scoring == "sigmoid":
             self.logit_bias = nn.Parameter(torch.tensor(-10.0))
         else:
             self.register_buffer("logit_bias", torch.zeros(()), persistent=False)

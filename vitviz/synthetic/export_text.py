@@ -107,6 +107,7 @@ def export_folder(model: Any, tower: VisionTransformer, info: Any, tok: Any, cfg
             "vocabulary": words,
             "colours": list(COLOURS),
             "presets": PRESETS,
+            "scoring": t.scoring,  # "sigmoid": each typed word judged alone (CLIP's config cannot say it)
         },
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", "utf-8")

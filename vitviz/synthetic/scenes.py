@@ -301,6 +301,14 @@ def random_spec(seed: int) -> dict:
             placed.append((xz, sh.bound_radius))
             break
 
+    return _backdrop(rng, label, kind, view, el, az, fov, cam_pos, target, objects, ground_c, wall_c)
+
+
+def _backdrop(rng: np.random.Generator, label: int, kind: str, view: np.ndarray, el: float, az: float,
+              fov: float, cam_pos: np.ndarray, target: np.ndarray, objects: list[dict], ground_c, wall_c) -> dict:
+    """The rest of a scene around its placed objects and camera: the wall behind everything, the ground, the
+    light; returns the whole spec. Shared by :func:`random_spec` and :mod:`.groups` (same draws, same order)."""
+    U = rng.uniform
     # backdrop wall behind everything; its normal faces the camera (small random yaw that
     # still guarantees every ray with aspect W/H <= 2 hits it)
     fh = _unit(np.array([-view[0], 0.0, -view[2]]))

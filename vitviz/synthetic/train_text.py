@@ -40,14 +40,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .captions import (BOS, EOS, UNK, CaptionFacts, ObjectFacts, caption, hard_negative, scene_facts, truth,
-                       vocabulary)
+from .captions import (BOS, EOS, UNK, CaptionFacts, Mention, ObjectFacts, caption, hard_negative, query, scene_facts,
+                       truth, vocabulary)
 from .scenes import GENERATOR_VERSION, object_ids, random_spec, render_spec, scene_seed
 
 __all__ = ["TextTrainConfig", "caption_data", "frozen_features", "build_tokenizer", "ImageTextModel", "train",
            "main", "BOS", "EOS", "UNK"]
 
-CAPTION_DATA_VERSION = 1  # bumped when the facts kept per scene change, so older caches are not reused
+CAPTION_DATA_VERSION = 2  # bumped when the facts kept per scene change, so older caches are not reused
+SCENE_KINDS = ("standard", "group")  # random_spec's scenes, or groups.random_group_spec's
 
 
 @dataclass
@@ -55,8 +56,10 @@ class TextTrainConfig:
     out: str = "runs/vitviz-mini-text"
     export: str | None = None  # the folder to write (weights/vitviz-mini-text replaces the shipped model); None: none
     tower: str = "weights/vitviz-mini.json"  # the frozen image tower (a vitviz checkpoint)
-    train_size: int = 16000
+    train_size: int = 9000  # standard scenes (one main object, small distractors)
     train_seed: int = 30
+    group_size: int = 9000  # group scenes (2-3 salient objects: vitviz.synthetic.groups)
+    group_seed: int = 33
     val_size: int = 1000
     val_seed: int = 31
     image_size: int = 128
@@ -77,7 +80,9 @@ class TextTrainConfig:
     epochs: int = 40
     minutes: float = 60.0  # training stops after this long (data and features not counted)
     hard_negatives: bool = True  # one changed caption per scene in every batch (captions.hard_negative)
-    dense_weight: float = 1.0  # weight of the per-patch loss (each object's patches named by the shape prompts)
+    queries: bool = True  # one one-object question per scene ("a photo of a red ball."), and the shape/colour prompts
+    scoring: str = "sigmoid"  # "sigmoid": SigLIP's loss, each caption judged alone; "softmax": CLIP's contrast
+    dense_weight: float = 3.0  # weight of the per-patch loss (each object's patches named by the shape prompts)
     dense_min_cover: float = 0.25  # an object names a patch when it covers at least this fraction of it
     detector_fit: int = 4000  # training scenes the out-of-domain detector is fitted on (its threshold: validation's)
     workers: int = 2
@@ -88,26 +93,41 @@ class TextTrainConfig:
 # ------------------------------------------------------------------------------------------------------------- data
 
 
-def _render_one(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    seed, size = args
-    spec = random_spec(seed)
+def scene_spec(seed: int, kind: str = "standard") -> dict:
+    """The spec of a scene of either kind (:data:`SCENE_KINDS`)."""
+    if kind == "group":
+        from .groups import random_group_spec
+
+        return random_group_spec(seed)
+    if kind != "standard":
+        raise ValueError(f"unknown scene kind {kind!r} ({', '.join(SCENE_KINDS)})")
+    return random_spec(seed)
+
+
+def _render_one(args: tuple[int, int, str]) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    seed, size, kind = args
+    spec = scene_spec(seed, kind)
     ids = object_ids(spec, size)
     facts = [asdict(f) for f in scene_facts(spec, ids)]
     return render_spec(spec, size).image, ids, facts
 
 
 def caption_data(n: int, seed: int, size: int = 128, workers: int = 2, cache_dir: str | Path = "data_cache",
-                 progress: bool = False) -> dict[str, Any]:
-    """Scenes ``scene_seed(seed, i)`` for i < n: ``images`` uint8 ``[n, H, W, 3]``, ``ids`` int8 ``[n, H, W]``
-    (:func:`object_ids`) and ``facts`` (per scene the :class:`ObjectFacts` of its visible objects), cached as
-    ``captions-v…-s{seed}-n{n}-{size}px.npz`` under ``cache_dir``."""
+                 progress: bool = False, kind: str = "standard") -> dict[str, Any]:
+    """Scenes ``scene_seed(seed, i)`` for i < n of a kind (:data:`SCENE_KINDS`): ``images`` uint8
+    ``[n, H, W, 3]``, ``ids`` int8 ``[n, H, W]`` (:func:`object_ids`) and ``facts`` (per scene the
+    :class:`ObjectFacts` of its visible objects), cached as ``captions-…-s{seed}-n{n}-{size}px.npz`` under
+    ``cache_dir``."""
+    from .groups import GROUP_VERSION
+
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"captions-v{GENERATOR_VERSION}.{CAPTION_DATA_VERSION}-s{seed}-n{n}-{size}px.npz"
+    version = f"v{GENERATOR_VERSION}" if kind == "standard" else f"group-v{GROUP_VERSION}"
+    path = cache / f"captions-{version}.{CAPTION_DATA_VERSION}-s{seed}-n{n}-{size}px.npz"
     if path.is_file():
         with np.load(path) as data:
             return {"images": data["images"], "ids": data["ids"], "facts": json.loads(str(data["facts"]))}
-    jobs = [(scene_seed(seed, i), size) for i in range(n)]
+    jobs = [(scene_seed(seed, i), size, kind) for i in range(n)]
     images = np.zeros((n, size, size, 3), np.uint8)
     ids = np.zeros((n, size, size), np.int8)
     facts: list[list[dict]] = [[] for _ in range(n)]
@@ -132,8 +152,8 @@ def caption_data(n: int, seed: int, size: int = 128, workers: int = 2, cache_dir
 
 
 def as_facts(rows: list[list[dict]]) -> list[list[ObjectFacts]]:
-    return [[ObjectFacts(d["index"], d["shape"], tuple(d["colours"]), d["pixels"], tuple(d["relations"]))
-             for d in row] for row in rows]
+    return [[ObjectFacts(d["index"], d["shape"], tuple(d["colours"]), d["pixels"], tuple(d["relations"]),
+                         d.get("x", 0.5), d.get("z", 0.0)) for d in row] for row in rows]
 
 
 @torch.no_grad()
@@ -247,8 +267,11 @@ class ImageTextModel(nn.Module):
         self.text_config = TextConfig(
             family="clip", vocab_size=vocab_size, context_length=cfg.context_length, width=cfg.text_width,
             depth=cfg.text_depth, num_heads=cfg.text_heads, mlp_ratio=4.0, act="gelu", norm_eps=1e-5,
-            projection_dim=cfg.embed_dim, eos_token_id=eos_id, pad_token_id=eos_id)
+            projection_dim=cfg.embed_dim, eos_token_id=eos_id, pad_token_id=eos_id, sigmoid=cfg.scoring == "sigmoid")
         self.text = TextTower(self.text_config)
+        if cfg.scoring == "sigmoid":  # SigLIP's initial temperature and bias (Zhai et al. 2023)
+            with torch.no_grad():
+                self.text.logit_scale.fill_(math.log(10.0))
         for module in self.text.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
@@ -290,6 +313,27 @@ def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tenso
     pr = p[:, read]
     to_image = -(F.log_softmax(logits[:, read], dim=0) * pr / pr.sum(0, keepdim=True)).sum(0).mean()
     return (to_text + to_image) / 2
+
+
+def sigmoid_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
+                 judged: np.ndarray) -> torch.Tensor:
+    """SigLIP's loss (Zhai et al. 2023): every scene-caption pair a yes-or-no question, ``log σ(±(scale · cos +
+    bias))``, summed over the captions and averaged over the scenes; ``judged`` is :func:`captions.truth`'s
+    ``[B, C]`` (2 true, 0 false, 1 moot: left out)."""
+    logits = scale * image @ text.t() + bias
+    sign = torch.from_numpy(judged.astype(np.float32) - 1.0)
+    return (F.softplus(-sign * logits) * (sign != 0)).sum() / len(image)
+
+
+def prompt_bank() -> tuple[list[str], list[CaptionFacts]]:
+    """The label box's one-word questions, as the app asks them: the 10 shapes, their everyday names and the 9
+    colours ("a photo of a ball.", "a photo of a red object."), with what each claims."""
+    from .captions import COLOURS, SHAPE_WORDS, SYNONYMS
+
+    shapes = [(s, s) for s in SHAPE_WORDS] + [(w, s) for s, words in SYNONYMS.items() for w in words]
+    texts = [f"a photo of a {w}." for w, _ in shapes] + [f"a photo of a {c} object." for c in COLOURS]
+    claims = [CaptionFacts((Mention(s),)) for _, s in shapes] + [CaptionFacts((Mention(None, (c,)),)) for c in COLOURS]
+    return texts, claims
 
 
 def patch_targets(ids: np.ndarray, facts: list[list[ObjectFacts]], grid: tuple[int, int],
@@ -351,27 +395,36 @@ def zero_shot(model: ImageTextModel, tok, feats: torch.Tensor, facts: list[list[
     shape_ok = (image @ shapes.t()).argmax(1).numpy() == np.array([SHAPE_WORDS.index(f[0].shape) for f in facts])
     colour_ok = (image @ colours.t()).argmax(1).numpy() == np.array([COLOURS.index(f[0].colours[0]) for f in facts])
     single = np.array([len(f[0].colours) == 1 for f in facts])
-    # a distractor of another shape (the largest): is its shape the image's best match after the main object's,
-    # and does the patch it covers most name its shape?
-    scores = (image @ shapes.t()).numpy()
+    # scenes with a second salient object of another shape: do both present shapes rank above every absent one, do
+    # the per-word scores (sigmoid or softmax, as the model scores) find them at 0.5, does its best patch name it?
+    from .captions import second_object, shape_presence
+
+    logits = model.text.logits(image, shapes).numpy()
+    probs = 1 / (1 + np.exp(-logits)) if model.text_config.scoring == "sigmoid" else \
+        torch.softmax(torch.from_numpy(logits), -1).numpy()
     cells = (int(round(patch_shape.shape[1] ** 0.5)),) * 2
-    second, patch_ok = [], []
+    area = int(ids.shape[1] * ids.shape[2]) if ids is not None else 128 * 128
+    above, patch_ok, tp, fp, fn = [], [], 0, 0, 0
     for i, f in enumerate(facts):
-        others = [d for d in f[1:] if d.shape != f[0].shape]
-        if not others:
+        d = second_object(f, area)
+        if d is None:
             continue
-        d = max(others, key=lambda o: o.pixels)
-        row = scores[i].copy()
-        row[SHAPE_WORDS.index(f[0].shape)] = -np.inf
-        second.append(row.argmax() == SHAPE_WORDS.index(d.shape))
+        present, moot = shape_presence(f, area)
+        p_idx = [SHAPE_WORDS.index(x) for x in present]
+        a_idx = [k for k, x in enumerate(SHAPE_WORDS) if x not in present and x not in moot]
+        above.append(logits[i, p_idx].min() > logits[i, a_idx].max())
+        found = probs[i] >= 0.5
+        tp += int(found[p_idx].sum())
+        fn += len(p_idx) - int(found[p_idx].sum())
+        fp += int(found[a_idx].sum())
         if ids is not None:
             patch = int(mask_coverage((ids[i] == d.index)[None], cells)[0].argmax())
             patch_ok.append(patch_shape[i, patch] == SHAPE_WORDS.index(d.shape))
     model.train()
     return {"shape_top1": float(shape_ok.mean()), "colour_top1": float(colour_ok.mean()),
             "colour_top1_one_colour": float(colour_ok[single].mean()),
-            "distractor_second": float(np.mean(second)),
-            "distractor_patch": float(np.mean(patch_ok)) if patch_ok else float("nan")}
+            "both_above": float(np.mean(above)), "word_f1": 2 * tp / max(1, 2 * tp + fp + fn), "two_object_scenes": len(above),
+            "second_patch": float(np.mean(patch_ok)) if patch_ok else float("nan")}
 
 
 @torch.no_grad()
@@ -412,6 +465,11 @@ def train(cfg: TextTrainConfig) -> Path:
     if trains_embedding:
         tower = resized_tower(tower, cfg.patch_size)
     data = caption_data(cfg.train_size, cfg.train_seed, cfg.image_size, cfg.workers, progress=True)
+    if cfg.group_size:
+        group = caption_data(cfg.group_size, cfg.group_seed, cfg.image_size, cfg.workers, progress=True, kind="group")
+        data = {"images": np.concatenate([data["images"], group["images"]]),
+                "ids": np.concatenate([data["ids"], group["ids"]]), "facts": data["facts"] + group["facts"]}
+        del group
     val = caption_data(cfg.val_size, cfg.val_seed, cfg.image_size, cfg.workers, progress=True)
     data_minutes = (time.time() - t_start) / 60
     t_feat = time.time()
@@ -457,8 +515,10 @@ def train(cfg: TextTrainConfig) -> Path:
     history: list[dict[str, Any]] = []
     from .captions import COLOURS, SHAPE_WORDS
 
-    shape_prompts = [f"a photo of a {s}." for s in SHAPE_WORDS]  # the default template, as the app asks
-    colour_prompts = [f"a photo of a {c} object." for c in COLOURS]
+    bank, bank_claims = prompt_bank()  # the default template, as the app asks; the shapes first, the colours last
+    shape_rows = list(range(len(SHAPE_WORDS)))
+    colour_rows = list(range(len(bank) - len(COLOURS), len(bank)))
+    area = cfg.image_size**2
     step, t_train = 0, time.time()
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     for epoch in range(cfg.epochs):
@@ -469,18 +529,21 @@ def train(cfg: TextTrainConfig) -> Path:
                 break
             idx = order[it * cfg.batch_size : (it + 1) * cfg.batch_size]
             scenes = [facts[i] for i in idx.tolist()]
-            texts, claims = zip(*(caption(f, rng) for f in scenes))
+            pairs = [caption(f, rng, area) for f in scenes]
             if cfg.hard_negatives:
-                negatives = [hard_negative(f, rng) for f in scenes]
-                texts = texts + tuple(t for t, _ in negatives)
-                claims = claims + tuple(c for _, c in negatives)
-            positive = torch.from_numpy(truth(scenes, list(claims)))
+                pairs += [hard_negative(f, rng, area) for f in scenes]
+            if cfg.queries:
+                pairs += [query(f, rng, area) for f in scenes]
+            texts = [t for t, _ in pairs] + bank
+            judged = truth(scenes, [c for _, c in pairs] + bank_claims, area)
             # the cosine follows whichever ends first, the epochs or the time budget
             progress = max(step / max(1, total), (time.time() - t_train) / budget)
             factor = min(1.0, (step + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * factor
-            text = model.text(encode(tok, list(texts), cfg.context_length))
+            text = model.text(encode(tok, texts, cfg.context_length))
+            if not cfg.queries:  # the bank is there for the per-patch loss only
+                judged = judged[:, : len(pairs)]
             scale = model.text.logit_scale.exp()
             inputs = feats[idx]
             if shifting:  # image and object map move together, wrapping around; the patch targets follow
@@ -488,18 +551,23 @@ def train(cfg: TextTrainConfig) -> Path:
                 inputs = torch.roll(inputs, (dy, dx), dims=(1, 2))
             if cfg.dense_weight > 0:
                 image, patches = model.dense(inputs)
-                prompts = model.text(encode(tok, shape_prompts + colour_prompts, cfg.context_length))
                 if shifting:
                     ids = np.roll(train_ids[idx.numpy()], (dy, dx), axis=(1, 2))
                     shape_t, colour_t, weight_t = (torch.from_numpy(a) for a in
                                                    patch_targets(ids, scenes, grid, cfg.dense_min_cover))
                 else:
                     shape_t, colour_t, weight_t = (t[idx] for t in targets)
-                extra = dense_loss(patches, prompts[: len(shape_prompts)], prompts[len(shape_prompts) :], scale,
-                                   shape_t, colour_t, weight_t)
+                bank_text = text[len(pairs):]
+                extra = dense_loss(patches, bank_text[shape_rows], bank_text[colour_rows], scale, shape_t, colour_t,
+                                   weight_t)
             else:
                 image, extra = model.image(inputs), torch.zeros(())
-            loss = contrastive_loss(image, text, scale, positive) + cfg.dense_weight * extra
+            text = text[: judged.shape[1]]
+            if cfg.scoring == "sigmoid":
+                main = sigmoid_loss(image, text, scale, model.text.logit_bias, judged)
+            else:
+                main = contrastive_loss(image, text, scale, torch.from_numpy(judged == 2))
+            loss = main + cfg.dense_weight * extra
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -516,10 +584,13 @@ def train(cfg: TextTrainConfig) -> Path:
         minutes = (time.time() - t_train) / 60
         history.append({"epoch": epoch + 1, "steps": step, "loss": float(np.mean(losses)),
                         "dense_loss": float(np.mean(dense_losses)), **metrics,
-                        "scale": float(model.text.logit_scale.detach().exp()), "minutes": minutes})
-        print(f"epoch {epoch + 1}: loss {np.mean(losses):.3f} (dense {np.mean(dense_losses):.3f}) val shape {metrics['shape_top1']:.3f} colour "
-              f"{metrics['colour_top1']:.3f} (one colour {metrics['colour_top1_one_colour']:.3f}) distractor second {metrics['distractor_second']:.3f} patch "
-              f"{metrics['distractor_patch']:.3f} scale "
+                        "scale": float(model.text.logit_scale.detach().exp()),
+                        "bias": float(model.text.logit_bias.detach()), "minutes": minutes})
+        print(f"epoch {epoch + 1}: loss {np.mean(losses):.3f} (dense {np.mean(dense_losses):.3f}) val shape "
+              f"{metrics['shape_top1']:.3f} colour {metrics['colour_top1']:.3f} (one colour "
+              f"{metrics['colour_top1_one_colour']:.3f}); {metrics['two_object_scenes']} two-object scenes: both above "
+              f"{metrics['both_above']:.3f}, word F1 {metrics['word_f1']:.3f}, second's patch {metrics['second_patch']:.3f}; "
+              f"bias {float(model.text.logit_bias.detach()):.2f} scale "
               f"{history[-1]['scale']:.1f} ({minutes:.1f} min)", flush=True)
         (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
         if time.time() - t_train > budget:
