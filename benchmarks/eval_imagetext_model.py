@@ -23,7 +23,9 @@ a {}."), the model's own scoring (per word: a sigmoid each).
   colour names, either name of a two-coloured object counted (goal ≥ 80 %); also on the scenes without a second
   salient object.
 - **out of domain**: the detector beside the weights on the held-out scenes (in domain: about 95 % by construction)
-  and on the sample photos.
+  and on the sample photos; its AUROC for the held-out scenes against eval_ood.py's report set of 90 textures and
+  noise images (seed 202) and the sample photos, and how many of those it flags (run it with ``--model`` on the
+  previous model's folder to compare).
 
 Standard errors are binomial, sqrt(p (1 - p) / n); the F1's is a bootstrap over scenes (1,000 resamples).
 
@@ -47,6 +49,7 @@ from vitviz.synthetic.scenes import mask_coverage
 from vitviz.synthetic.train_text import as_facts, caption_data
 
 HELD_OUT_SEED = 57
+OOD_TEXTURES, OOD_TEXTURE_SEED = 90, 202  # eval_ood.py's report set of textures and noise images
 USED_SEEDS = {0: "scene gallery", 1: "vitviz-mini training", 2: "vitviz-mini validation",
               3: "out-of-domain validation", 7: "vitviz-mini's held-out figures", 11: "class-evidence evaluation",
               30: "text model training (standard scenes)", 31: "text model validation",
@@ -143,6 +146,19 @@ def main() -> int:
     pp = np.array([r["relevance_per_pixel"] for r in rows])  # [n, 3 labels, (second, main)]
     photos = sorted((ROOT / "assets" / "samples").glob("photo-*"))
     photo_verdicts = {p.name: engine.analyze(str(p)).domain.in_domain for p in photos} if in_domain is not None else {}
+    ood = None
+    if in_domain is not None:  # the detector's scores: held-out scenes against textures, noise and the sample photos
+        from ood_images import textures
+
+        others = [np.asarray(im.convert("RGB")) for im in textures(OOD_TEXTURES, OOD_TEXTURE_SEED).values()]
+        others += [str(p) for p in photos]
+        verdicts = [engine.analyze(im).domain for im in others]
+        out_scores = np.array([v.score for v in verdicts])
+        in_scores = np.array([r.domain.score for r in results])
+        auroc = float((in_scores[:, None] < out_scores[None, :]).mean()
+                      + 0.5 * (in_scores[:, None] == out_scores[None, :]).mean())
+        flagged = np.array([not v.in_domain for v in verdicts])
+        ood = {"auroc": auroc, "out_of_domain_images": len(others), "flagged": rate(flagged)}
     report = {
         "two_object_scenes": len(rows),
         "both_present_above_every_absent": rate([r["both_above"] for r in rows]),
@@ -159,6 +175,7 @@ def main() -> int:
         "colour_top1_either_name_without_second_object": rate(either[~two]),
         "colour_top1_first_colour": rate(colour_pred == np.array([COLOURS.index(f[0].colours[0]) for f in facts])),
         "in_domain": rate(in_domain) if in_domain is not None else None,
+        "out_of_domain": ood,
     }
     lines = [
         [f"two-object scenes: both present shapes rank above every absent one (n = {len(rows)})", "≥ 80 %",
@@ -182,6 +199,9 @@ def main() -> int:
     if in_domain is not None:
         lines.append(["held-out scenes in domain (detector)", "≈ 95 %", fmt(report["in_domain"])])
         lines.append(["sample photos in domain", "0", f"{sum(photo_verdicts.values())} of {len(photo_verdicts)}"])
+        lines.append([f"detector AUROC, these scenes against {ood['out_of_domain_images']} textures, noise images and "
+                      "sample photos", "≥ the previous model's", f"{ood['auroc']:.4f}"])
+        lines.append(["… of those images flagged out of domain", "", fmt(ood["flagged"])])
     print(table(lines, ["measure", "goal", f"{'validation' if args.validation else 'held-out'} scenes (seed {args.seed})"]))
     path = write_json({
         "benchmark": "eval_imagetext_model", "model": args.model, "machine": machine_info(), "code": code_state(),

@@ -4,10 +4,12 @@ window signal and the timers are driven by hand (no sleeping)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -290,3 +292,28 @@ def test_vitviz_present_folder_starts_in_presentation_mode(qtbot, tmp_path, fold
     name, active, autoplaying, interval, window_visible, answer = seen[0]
     assert name == "0-scene-cube.png" and active and autoplaying and interval == 9 and not window_visible
     assert answer.startswith("I think this is a")
+
+
+def test_a_model_scored_per_word_says_what_it_sees_and_what_it_does_not():
+    from vitviz.engine import Prediction
+
+    @dataclasses.dataclass
+    class Typed:
+        labels: list
+        probabilities: np.ndarray
+        predictions: list
+        image_embedding: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(4))
+        scoring: str = "sigmoid"
+
+    labels = ["capsule", "red ball", "cube", "donut"]
+    probs = np.array([0.98, 0.91, 0.02, 0.004])
+    answer, runner = answer_lines(Typed(labels, probs, [Prediction("capsule", 0, 0.98)]))
+    plain = re.sub("<[^>]+>", "", answer)
+    assert plain == "I see a capsule (98 %) and a red ball (91 %)"
+    assert runner == "No donut, no cube."
+    nothing = Typed(labels, np.array([0.2, 0.1, 0.03, 0.01]), [Prediction("capsule", 0, 0.2)])
+    answer, runner = answer_lines(nothing)
+    assert re.sub("<[^>]+>", "", answer) == "I see none of your words — closest: capsule (20 %)"
+    assert runner == "No donut, no cube, no red ball."
+    softmax = dataclasses.replace(nothing, scoring="softmax")  # CLIP: the words share 100 %
+    assert "I pick" in answer_lines(softmax)[0]

@@ -23,7 +23,7 @@ from .scenes import CLASSES, Camera, make_shape
 
 __all__ = ["COLOURS", "HUE_NAMES", "GREY_SATURATION", "SHAPE_WORDS", "SYNONYMS", "RELATIONS", "MIN_PIXELS",
            "ObjectFacts", "CaptionFacts", "colour_name", "object_colours", "scene_facts", "caption", "hard_negative",
-           "truth", "shape_presence", "second_object", "Mention", "query", "write", "size_class", "SALIENT_SHARE", "SMALL_SHARE",
+           "truth", "shape_presence", "second_object", "Mention", "query", "write", "size_class", "SALIENT_SHARE", "SMALL_SHARE", "TWO_OBJECT_SHARE",
            "vocabulary", "shape_word", "BOS", "EOS", "UNK"]
 
 BOS, EOS, UNK = "<|startoftext|>", "<|endoftext|>", "[UNK]"  # the special words of the captions' tokenizer
@@ -125,8 +125,9 @@ def _colour_words(colours: tuple[str, ...]) -> str:
     return " and ".join(colours)
 
 
-SALIENT_SHARE = 0.03  # an object of at least this share of the picture is plainly there: "a cube" is true of it
-SMALL_SHARE = 0.015  # below this share (and visible) it is small: "a small cube"; in between, either reading is moot
+SALIENT_SHARE = 0.02  # an object of at least this share of the picture is plainly there: "a cube" is true of it
+SMALL_SHARE = 0.01  # below this share (and visible) it is small: "a small cube"; in between, either reading is moot
+TWO_OBJECT_SHARE = 0.03  # the evaluations' "second object": of another shape than the main one, at least this share
 _BIG, _MID, _SMALL = 2, 1, 0  # an object's size class (Mention's truth table reads them)
 
 
@@ -238,17 +239,19 @@ def hard_negative(facts: list[ObjectFacts], rng: np.random.Generator,
     return write(changed, rng), changed
 
 
-def shape_presence(facts: list[ObjectFacts], area: int = 128 * 128) -> tuple[set[str], set[str]]:
-    """The shapes a per-word score should find (those of the salient objects) and those it is not scored on (the
-    other visible objects' shapes, small or in between); every other shape is absent."""
-    present = {f.shape for f in facts if size_class(f, area) == _BIG}
+def shape_presence(facts: list[ObjectFacts], area: int = 128 * 128,
+                   share: float = TWO_OBJECT_SHARE) -> tuple[set[str], set[str]]:
+    """The shapes a per-word score should find (those of the objects of at least ``share`` of the picture) and those
+    it is not scored on (the other visible objects' shapes); every other shape is absent."""
+    present = {f.shape for f in facts if f.pixels >= share * area}
     return present, {f.shape for f in facts} - present
 
 
-def second_object(facts: list[ObjectFacts], area: int = 128 * 128) -> ObjectFacts | None:
-    """The largest object of another shape than the main one's that is salient (:data:`SALIENT_SHARE`), or None:
-    the scenes the per-word and grounding figures are measured on."""
-    others = [f for f in facts[1:] if f.shape != facts[0].shape and size_class(f, area) == _BIG]
+def second_object(facts: list[ObjectFacts], area: int = 128 * 128,
+                  share: float = TWO_OBJECT_SHARE) -> ObjectFacts | None:
+    """The largest object of another shape than the main one's that covers at least ``share`` of the picture, or
+    None: the scenes the per-word and grounding figures are measured on."""
+    others = [f for f in facts[1:] if f.shape != facts[0].shape and f.pixels >= share * area]
     return max(others, key=lambda o: o.pixels) if others else None
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ...render import normalize
 from .theme import ACCENT
 
-__all__ = ["answer_lines", "explanations", "attention_frames", "nearness", "lens_guess", "source_name", "plain_text",
+__all__ = ["answer_lines", "per_word_lines", "explanations", "attention_frames", "nearness", "lens_guess", "source_name", "plain_text",
            "short_reason"]
 
 
@@ -49,8 +49,9 @@ def answer_lines(result: Any) -> tuple[str, str]:
     article = "an" if label[:1].lower() in "aeiou" else "a"
     answer = f"I think this is {article} <b style='color:{ACCENT}'>{label}</b> — {_percent(top.probability)}"
     if getattr(result, "image_embedding", None) is not None:  # words typed by the presenter (CLIP, SigLIP)
-        verb = "It matches" if getattr(result, "scoring", "") == "sigmoid" else "Of your words, I pick"
-        answer = f"{verb} <b style='color:{ACCENT}'>“{label}”</b> — {_percent(top.probability)}"
+        if getattr(result, "scoring", "") == "sigmoid" and not _unusual(result):
+            return per_word_lines(result)
+        answer = f"Of your words, I pick <b style='color:{ACCENT}'>“{label}”</b> — {_percent(top.probability)}"
     others = [p for p in predictions[1:4] if p.probability >= 0.005]
     if others:
         runner = "Maybe also: " + " · ".join(
@@ -61,6 +62,41 @@ def answer_lines(result: Any) -> tuple[str, str]:
     if _unusual(result):
         runner = "This picture is a bit unusual for me, so I may be wrong."
     return answer, runner
+
+
+def _with_article(word: str) -> str:
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+def _listed(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def per_word_lines(result: Any, shown: int = 4) -> tuple[str, str]:
+    """Each typed word judged on its own (a model scored per word, as SigLIP is): "I see a capsule (98 %) and a red
+    ball (91 %)" and "No cube, no donut." (at most ``shown`` words on either line; a word counts as seen from 50 %)."""
+    labels = [str(x).replace("_", " ") for x in getattr(result, "labels", None) or []]
+    probs = np.asarray(getattr(result, "probabilities", None) if labels else [], float)
+    if not labels or probs.shape != (len(labels),):
+        top = result.predictions[0]
+        return f"It matches <b style='color:{ACCENT}'>“{html.escape(top.label)}”</b> — {_percent(top.probability)}", ""
+    order = np.argsort(-probs, kind="stable")
+    seen = [i for i in order if probs[i] >= 0.5]
+    unseen = [i for i in order[::-1] if probs[i] < 0.5]
+    if seen:
+        parts = [f"<b style='color:{ACCENT}'>{html.escape(_with_article(labels[i]))}</b> ({_percent(probs[i])})"
+                 for i in seen[:shown]]
+        more = len(seen) - shown
+        answer = "I see " + _listed(parts + ([f"{more} more"] if more > 0 else []))
+    else:
+        best = order[0]
+        answer = (f"I see none of your words — closest: <b style='color:{ACCENT}'>{html.escape(labels[best])}</b> "
+                  f"({_percent(probs[best])})")
+        unseen = [i for i in unseen if i != best]
+    if not unseen:
+        return answer, "Every word you typed is there."
+    words = [f"no {html.escape(labels[i])}" for i in unseen[:shown]]
+    return answer, words[0][:1].upper() + ", ".join(words)[1:] + (", …" if len(unseen) > shown else ".")
 
 
 def explanations(result: Any) -> dict[str, str]:
