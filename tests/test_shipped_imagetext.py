@@ -63,6 +63,22 @@ def test_zero_shot_it_names_the_shapes_of_the_sample_scenes(engine):
     assert sum(named) >= len(scenes) - 1, named
 
 
+@pytest.mark.xfail(strict=True, reason="issue 45, not met: the shipped model does not see the capsule sample's red "
+                   "ball (its card: the per-word candidate trained for it was not shipped)")
+def test_it_names_both_objects_of_a_two_object_sample_above_one_half(engine):
+    """The README's picture: the capsule sample, with a red ball beside the capsule (2.5 % of the model's 128 px
+    view). Both typed words should score above 0.5 and absent ones below it; strict, so that a model that does this
+    turns the mark into a failure to remove."""
+    engine.set_labels("capsule, red ball, cube, blue box, pyramid", templates=["a photo of a {}."])
+    try:
+        result = engine.analyze(str(SAMPLES / "scene-capsule.png"))
+    finally:
+        engine.set_labels(SHAPES, templates=["a photo of a {}."])
+    scores = dict(zip(result.labels, result.probabilities.tolist()))
+    assert max(scores["cube"], scores["blue box"], scores["pyramid"]) < 0.5, scores
+    assert scores["capsule"] > 0.5 and scores["red ball"] > 0.5, scores
+
+
 def test_a_word_it_has_never_seen_gets_a_notice_not_a_refusal(engine):
     notices = engine.set_labels("red ball, teapot, blue cube, Zebra")
     assert "the model has never seen: teapot, Zebra" in notices

@@ -164,6 +164,10 @@ def test_a_model_trained_on_finer_patches_exports_a_folder_the_engine_reads(tmp_
     with torch.no_grad():
         expected = model.image(torch.from_numpy(image)[None])[0].numpy()
     np.testing.assert_allclose(result.image_embedding, expected, atol=2e-3)
+    # the recipe's per-word scoring and its learnt bias travel with the folder: each label its own sigmoid
+    assert engine.scoring == "sigmoid" and result.scoring == "sigmoid"
+    assert float(engine.model.text.logit_bias) == float(model.text.logit_bias.half())
+    np.testing.assert_allclose(result.probabilities, 1 / (1 + np.exp(-result.logits)), rtol=1e-5)
 
 
 def test_group_scenes_show_two_or_three_objects_of_different_shapes_each_plainly_visible():

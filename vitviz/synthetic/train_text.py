@@ -9,12 +9,15 @@ copies, after ``frozen_blocks`` frozen ones) train on, and their CLS token, norm
 embedding. Why not a frozen tower: vitviz-mini was trained to name the main shape, and its blocks' outputs carry
 little of the colours and the distractors (``benchmarks/probe_frozen_tower.py`` measures it).
 
-Captions come from each scene's spec (:mod:`vitviz.synthetic.captions`), a new one per scene and epoch, each with a
-hard negative (the same caption with one distractor's shape or colour changed: NegCLIP, Yuksekgonul et al. 2023).
-The loss is CLIP's symmetric softmax contrast, with every caption of the batch that is *true* of a scene counted as
-its positive (a batch has many scenes with a red cube), so no true caption is pushed away; plus a per-patch loss:
-each patch an object covers, projected like the CLS token, names that object's shape and colour among the shape and
-colour prompts (what the logit lens's last-layer map reads), every object of a scene weighing the same.
+Scenes are the standard ones (one main object, small distractors) and group scenes (:mod:`.groups`: 2-3 salient
+objects). Captions come from each scene's spec (:mod:`vitviz.synthetic.captions`), new ones per scene and epoch: a
+caption naming every salient object, a one-object question ("a photo of a red ball."), a hard negative (one thing
+changed: NegCLIP, Yuksekgonul et al. 2023), and in every batch the label box's one-word questions.
+:func:`captions.truth` says which caption is true, false or moot of which scene of the batch. The loss is SigLIP's
+sigmoid loss (Zhai et al. 2023; ``scoring="softmax"``: CLIP's contrast with every true caption a positive), so that
+each typed word gets its own probability; plus a per-patch loss: each patch an object covers, projected like the CLS
+token, names that object's shape and colour among the shape and colour prompts (what the logit lens's last-layer map
+reads), every object of a scene weighing the same.
 
 The export is a folder in the Hugging Face CLIP layout that :func:`vitviz.models.convert.load_foreign` reads:
 ``config.json`` (``model_type`` "clip"; the image tower, which CLIP's config cannot describe, under ``vitviz.vision``
