@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,16 +42,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .captions import (BOS, EOS, UNK, CaptionFacts, Mention, ObjectFacts, caption, hard_negative, query, scene_facts,
-                       truth, vocabulary)
-from .scenes import GENERATOR_VERSION, object_ids, random_spec, render_spec, scene_seed
+from .captions import BOS, EOS, UNK, ObjectFacts, caption, hard_negative, query, truth, vocabulary
+from .text_data import CAPTION_DATA_VERSION, SCENE_KINDS, as_facts, caption_data, scene_spec
+from .text_losses import contrastive_loss, dense_loss, patch_targets, prompt_bank, sigmoid_loss
 
 __all__ = ["TextTrainConfig", "caption_data", "frozen_features", "build_tokenizer", "ImageTextModel", "train",
-           "main", "BOS", "EOS", "UNK"]
-
-CAPTION_DATA_VERSION = 2  # bumped when the facts kept per scene change, so older caches are not reused
-SCENE_KINDS = ("standard", "group")  # random_spec's scenes, or groups.random_group_spec's
-
+           "main", "BOS", "EOS", "UNK",
+           # re-exported from text_data and text_losses, where they live
+           "CAPTION_DATA_VERSION", "SCENE_KINDS", "as_facts", "scene_spec", "contrastive_loss", "dense_loss",
+           "patch_targets", "prompt_bank", "sigmoid_loss"]
 
 @dataclass
 class TextTrainConfig:
@@ -100,69 +98,6 @@ class TextTrainConfig:
 
 
 # ------------------------------------------------------------------------------------------------------------- data
-
-
-def scene_spec(seed: int, kind: str = "standard") -> dict:
-    """The spec of a scene of either kind (:data:`SCENE_KINDS`)."""
-    if kind == "group":
-        from .groups import random_group_spec
-
-        return random_group_spec(seed)
-    if kind != "standard":
-        raise ValueError(f"unknown scene kind {kind!r} ({', '.join(SCENE_KINDS)})")
-    return random_spec(seed)
-
-
-def _render_one(args: tuple[int, int, str]) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    seed, size, kind = args
-    spec = scene_spec(seed, kind)
-    ids = object_ids(spec, size)
-    facts = [asdict(f) for f in scene_facts(spec, ids)]
-    return render_spec(spec, size).image, ids, facts
-
-
-def caption_data(n: int, seed: int, size: int = 128, workers: int = 2, cache_dir: str | Path = "data_cache",
-                 progress: bool = False, kind: str = "standard") -> dict[str, Any]:
-    """Scenes ``scene_seed(seed, i)`` for i < n of a kind (:data:`SCENE_KINDS`): ``images`` uint8
-    ``[n, H, W, 3]``, ``ids`` int8 ``[n, H, W]`` (:func:`object_ids`) and ``facts`` (per scene the
-    :class:`ObjectFacts` of its visible objects), cached as ``captions-…-s{seed}-n{n}-{size}px.npz`` under
-    ``cache_dir``."""
-    from .groups import GROUP_VERSION
-
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    version = f"v{GENERATOR_VERSION}" if kind == "standard" else f"group-v{GROUP_VERSION}"
-    path = cache / f"captions-{version}.{CAPTION_DATA_VERSION}-s{seed}-n{n}-{size}px.npz"
-    if path.is_file():
-        with np.load(path) as data:
-            return {"images": data["images"], "ids": data["ids"], "facts": json.loads(str(data["facts"]))}
-    jobs = [(scene_seed(seed, i), size, kind) for i in range(n)]
-    images = np.zeros((n, size, size, 3), np.uint8)
-    ids = np.zeros((n, size, size), np.int8)
-    facts: list[list[dict]] = [[] for _ in range(n)]
-    t0 = time.time()
-    if workers > 1:
-        import multiprocessing as mp
-
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with mp.get_context(method).Pool(workers) as pool:
-            results = pool.imap(_render_one, jobs, chunksize=16)
-            for i, res in enumerate(results):
-                images[i], ids[i], facts[i] = res
-                if progress and (i + 1) % 1000 == 0:
-                    print(f"  scenes {i + 1}/{n} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
-    else:
-        for i, job in enumerate(jobs):
-            images[i], ids[i], facts[i] = _render_one(job)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, images=images, ids=ids, facts=np.array(json.dumps(facts)))
-    tmp.replace(path)
-    return {"images": images, "ids": ids, "facts": facts}
-
-
-def as_facts(rows: list[list[dict]]) -> list[list[ObjectFacts]]:
-    return [[ObjectFacts(d["index"], d["shape"], tuple(d["colours"]), d["pixels"], tuple(d["relations"]),
-                         d.get("x", 0.5), d.get("z", 0.0)) for d in row] for row in rows]
 
 
 @torch.no_grad()
@@ -310,81 +245,6 @@ class ImageTextModel(nn.Module):
         for i, block in enumerate(self.blocks):
             tokens = block(tokens, queries=1 if i == len(self.blocks) - 1 else None)[0]
         return F.normalize(self.proj(self.norm(tokens)[:, 0]), dim=-1)
-
-
-def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, positive: torch.Tensor):
-    """CLIP's symmetric cross-entropy with several positives: each scene's target is spread evenly over the captions
-    true of it, and each caption's over the scenes it is true of (``positive`` ``[B, C]`` bool, every scene with a
-    true caption; hard negatives may be true of no scene, and then only count as negatives)."""
-    logits = scale * image @ text.t()
-    p = positive.float()
-    to_text = -(F.log_softmax(logits, dim=1) * p / p.sum(1, keepdim=True)).sum(1).mean()
-    read = p.sum(0) > 0  # captions true of some scene of the batch
-    pr = p[:, read]
-    to_image = -(F.log_softmax(logits[:, read], dim=0) * pr / pr.sum(0, keepdim=True)).sum(0).mean()
-    return (to_text + to_image) / 2
-
-
-def sigmoid_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
-                 judged: np.ndarray) -> torch.Tensor:
-    """SigLIP's loss (Zhai et al. 2023): every scene-caption pair a yes-or-no question, ``log σ(±(scale · cos +
-    bias))``, summed over the captions and averaged over the scenes; ``judged`` is :func:`captions.truth`'s
-    ``[B, C]`` (2 true, 0 false, 1 moot: left out)."""
-    logits = scale * image @ text.t() + bias
-    sign = torch.from_numpy(judged.astype(np.float32) - 1.0)
-    return (F.softplus(-sign * logits) * (sign != 0)).sum() / len(image)
-
-
-def prompt_bank() -> tuple[list[str], list[CaptionFacts]]:
-    """The label box's one-word questions, as the app asks them: the 10 shapes, their everyday names and the 9
-    colours ("a photo of a ball.", "a photo of a red object."), with what each claims."""
-    from .captions import COLOURS, SHAPE_WORDS, SYNONYMS
-
-    shapes = [(s, s) for s in SHAPE_WORDS] + [(w, s) for s, words in SYNONYMS.items() for w in words]
-    texts = [f"a photo of a {w}." for w, _ in shapes] + [f"a photo of a {c} object." for c in COLOURS]
-    claims = [CaptionFacts((Mention(s),)) for _, s in shapes] + [CaptionFacts((Mention(None, (c,)),)) for c in COLOURS]
-    return texts, claims
-
-
-def patch_targets(ids: np.ndarray, facts: list[list[ObjectFacts]], grid: tuple[int, int],
-                  min_cover: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per patch of every scene, the object that covers most of it (at least ``min_cover``; only objects the
-    captions may name): its shape index among :data:`SHAPE_WORDS` and first colour's among :data:`COLOURS` (-1: no
-    object), and a weight that gives every object of a scene the same total (a small distractor counts as much as
-    the main object). Returns ``shape [N, P]`` int64, ``colour [N, P]`` int64, ``weight [N, P]`` float32."""
-    from .captions import COLOURS, SHAPE_WORDS
-    from .scenes import mask_coverage
-
-    n = len(ids)
-    most = max(len(f) and max(o.index for o in f) for f in facts) + 1
-    cover = np.stack([mask_coverage(ids == k, grid).reshape(n, -1) for k in range(most)], axis=1)  # [N, K, P]
-    best, share = cover.argmax(axis=1), cover.max(axis=1)
-    shape = np.full(best.shape, -1, np.int64)
-    colour = np.full(best.shape, -1, np.int64)
-    for i, f in enumerate(facts):
-        for o in f:
-            hit = (best[i] == o.index) & (share[i] >= min_cover)
-            shape[i, hit] = SHAPE_WORDS.index(o.shape)
-            colour[i, hit] = COLOURS.index(o.colours[0])
-    weight = np.zeros(best.shape, np.float32)
-    for i in range(n):
-        labelled = shape[i] >= 0
-        for k in np.unique(best[i][labelled]):
-            members = labelled & (best[i] == k)
-            weight[i, members] = 1.0 / members.sum()
-    return shape, colour, weight
-
-
-def dense_loss(patches: torch.Tensor, shapes: torch.Tensor, colours: torch.Tensor, scale: torch.Tensor,
-               shape_target: torch.Tensor, colour_target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every labelled patch embedding ``[B, N, E]`` against the shape prompts ``[10, E]`` and the
-    colour prompts ``[9, E]``, weighted so that each object of a scene counts once."""
-    labelled = shape_target >= 0
-    w = weight[labelled]
-    p = patches[labelled]
-    loss_shape = F.cross_entropy(scale * p @ shapes.t(), shape_target[labelled], reduction="none")
-    loss_colour = F.cross_entropy(scale * p @ colours.t(), colour_target[labelled], reduction="none")
-    return ((loss_shape + loss_colour) * w).sum() / w.sum().clamp_min(1.0)
 
 
 @torch.no_grad()
