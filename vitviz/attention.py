@@ -310,11 +310,20 @@ def _stacked_numpy(layers: Sequence[torch.Tensor]) -> np.ndarray:
     return out
 
 
-def _float32_layers(full: np.ndarray | torch.Tensor | Sequence[torch.Tensor]) -> list[np.ndarray]:
-    """One float32 numpy array ``[H, T, T]`` per layer of full tensors (views of CPU float32 tensors, no copy)."""
+def _own_layers(full: Any, layers: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """``layers`` (float32 numpy of ``full``'s layers) as kept: views, except a layer that is part of a larger
+    tensor (one image of a batch), copied so that the result holds its own image alone."""
+    for x, layer in zip(full, layers):
+        whole = (x.untyped_storage().nbytes() if isinstance(x, torch.Tensor) and x.device.type == "cpu"
+                 and x.dtype == torch.float32 else 0)
+        yield layer.copy() if whole > layer.nbytes else layer
+
+
+def _float32_layers(full: np.ndarray | torch.Tensor | Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
+    """One float32 numpy array ``[H, T, T]`` per layer of full tensors (views of CPU float32 ones, no copy)."""
     if isinstance(full, np.ndarray):
         return list(np.asarray(full, dtype=np.float32))
-    return [_numpy(x) for x in full]
+    return [np.asarray(x, np.float32) if isinstance(x, np.ndarray) else _numpy(x) for x in full]
 
 
 def _rollout_rows_of_means(means: Sequence[np.ndarray], start: np.ndarray) -> np.ndarray:
@@ -353,18 +362,19 @@ def _one_blas_thread() -> Any:
 
 
 class _FullSource:
-    """Attention of every layer from full tensors ``[L, H, T, T]`` (float64, as the numpy rollout always was)."""
+    """Attention of every layer from full tensors: ``[L, H, T, T]``, or one ``[H, T, T]`` array per layer (float64,
+    as the numpy rollout always was)."""
 
-    def __init__(self, full: np.ndarray | torch.Tensor) -> None:
-        self.full = torch.as_tensor(np.asarray(full) if not isinstance(full, torch.Tensor) else full)
-        self.num_layers, self.num_heads, self.num_tokens = self.full.shape[0], self.full.shape[1], self.full.shape[-1]
-        self.dtype, self.device = torch.float64, self.full.device
+    def __init__(self, full: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]) -> None:
+        self.layers = [torch.as_tensor(x) for x in full]  # views, no copy
+        self.num_layers, (self.num_heads, _, self.num_tokens) = len(self.layers), self.layers[0].shape
+        self.dtype, self.device = torch.float64, self.layers[0].device
 
     def slices(self, layer: int) -> Iterator[tuple[int, torch.Tensor]]:
-        yield 0, self.full[layer].to(torch.float64)
+        yield 0, self.layers[layer].to(torch.float64)
 
     def rows(self, layer: int, tokens: torch.Tensor) -> torch.Tensor:
-        return self.full[layer][:, tokens].to(torch.float32)
+        return self.layers[layer][:, tokens].to(torch.float32)
 
 
 class _QueryKeySource:
@@ -487,8 +497,10 @@ class AttentionMaps:
     """One image's attention, as an analysis keeps it (float32 numpy; ``L`` layers, ``H`` heads, ``T`` tokens).
 
     ``prefix_rows``, ``rollout_rows`` and ``mean_distance`` are always there. ``queries``/``keys`` (kept by the
-    app) or ``full`` (a small model's whole tensors) let rows of other tokens be computed on demand
-    (:meth:`query_rows`, :meth:`query_rollout`, :meth:`rollout`), each cached per patch.
+    app) or ``full_layers`` (a small model's whole tensors) let rows of other tokens be computed on demand
+    (:meth:`query_rows`, :meth:`query_rollout`, :meth:`rollout`), each cached per patch. The full tensors are kept
+    as the forward pass gave them, one ``[H, T, T]`` array per layer (no copy); :attr:`full` stacks them into one
+    ``[L, H, T, T]`` array the first time it is read.
     """
 
     prefix_rows: np.ndarray  # [L, H, P, T] attention of the prefix tokens' queries
@@ -499,52 +511,52 @@ class AttentionMaps:
     num_prefix_tokens: int = 1
     queries: np.ndarray | None = None  # [L, H, T, d] scaled queries (q / sqrt(d))
     keys: np.ndarray | None = None  # [L, H, T, d]
-    full: np.ndarray | None = None  # [L, H, T, T] when kept
+    full_layers: Sequence[np.ndarray] | None = None  # L arrays [H, T, T] when kept
+    _full: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)  # them stacked
     _cache: dict[Any, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
-    def from_full(cls, full: np.ndarray | torch.Tensor | Sequence[torch.Tensor], grid: tuple[int, int],
+    def from_full(cls, full: np.ndarray | torch.Tensor | Sequence[torch.Tensor | np.ndarray], grid: tuple[int, int],
                   patch_size: int, num_prefix_tokens: int = 1, keep_full: bool = True,
                   head_statistics: bool = True) -> AttentionMaps:
         """The same figures from full tensors: ``[L, H, T, T]``, or one ``[H, T, T]`` tensor per layer as a forward
-        pass returns them. ``keep_full``: keep them too (a float32 numpy array; one copy of per-layer tensors), so
-        that any patch's rows answer at once; ``head_statistics``: the heads' mean attention distance (else None).
+        pass returns them. ``keep_full``: keep them too (float32 numpy views of the tensors, no copy: copying a
+        ViT-S/16's 11 MB took most of the post-processing), so that any patch's rows answer at once;
+        ``head_statistics``: the heads' mean attention distance (else None).
 
         Computed with numpy on the calling thread (see :func:`_one_blas_thread` for why), from each layer's
         head-mean: no ``[T, T]`` joint matrix is multiplied."""
         from .features import mean_attention_distance
 
         p = num_prefix_tokens
+        if isinstance(full, torch.Tensor):
+            full = _numpy(full)
+        if isinstance(full, np.ndarray):
+            full = np.asarray(full, np.float32)  # kept as it is (a float32 array: not copied)
         layers = _float32_layers(full)
         t = layers[0].shape[-1] if layers else 0
         if not layers or layers[0].ndim != 3 or layers[0].shape[-2] != t or not 0 <= p < t:
             raise ValueError(f"expected full attention tensors [layers, heads, T, T] with T > {p}, got "
                              f"{len(layers)} layers of {layers[0].shape if layers else ()}")
-        kept, copy = None, keep_full and not isinstance(full, np.ndarray)  # an array is kept as it is
-        if keep_full:
-            kept = np.empty((len(layers), *layers[0].shape), np.float32) if copy else np.asarray(full, np.float32)
-        means = []  # [T, T] per layer, float32
-        for i, x in enumerate(layers):
-            if copy:
-                kept[i] = x
-                x = kept[i]  # each layer's head-mean right after its copy, while it is in the cache
-            means.append(np.add.reduce(x, axis=0) * np.float32(1.0 / x.shape[0]))
+        means = [np.add.reduce(x, axis=0) * np.float32(1.0 / x.shape[0]) for x in layers]  # [T, T], float32
         distance, geometry = None, (grid[0], grid[1], patch_size)
         with _one_blas_thread():
-            if head_statistics:  # one call for the whole array: half the time of one per layer
-                distance = (mean_attention_distance(kept, geometry, p) if kept is not None else
-                            np.stack([mean_attention_distance(x, geometry, p) for x in layers]))
+            if head_statistics:  # one call for every layer, without stacking them
+                distance = mean_attention_distance(layers, geometry, p)
             rollout = _rollout_rows_of_means(means, reading_start(t, p)[0].numpy())
-        return cls(
+        maps = cls(
             prefix_rows=np.stack([x[:, :p] if p else x.mean(axis=1, keepdims=True) for x in layers]),
             rollout_rows=rollout,
             mean_distance=distance,
             grid=(int(grid[0]), int(grid[1])),
             patch_size=int(patch_size),
             num_prefix_tokens=p,
-            full=kept,
+            full_layers=tuple(_own_layers(full, layers)) if keep_full else None,
         )
+        if keep_full and isinstance(full, np.ndarray):
+            maps._full = full  # full_layers are views of it
+        return maps
 
     # -- shapes and always-there figures
 
@@ -561,8 +573,21 @@ class AttentionMaps:
         return int(self.prefix_rows.shape[-1])
 
     @property
+    def full(self) -> np.ndarray | None:
+        """The full tensors ``[L, H, T, T]`` when kept (stacked from :attr:`full_layers` on first use, then those
+        are views of it)."""
+        if self.full_layers is None:
+            return None
+        with self._lock:
+            if self._full is None:
+                self._full = np.stack(self.full_layers)
+                self.full_layers = tuple(self._full)
+            return self._full
+
+    @property
     def nbytes(self) -> int:
-        arrays = (self.prefix_rows, self.rollout_rows, self.mean_distance, self.queries, self.keys, self.full)
+        arrays = (self.prefix_rows, self.rollout_rows, self.mean_distance, self.queries, self.keys,
+                  *(self.full_layers or ()))
         return sum(int(a.nbytes) for a in arrays if a is not None) + sum(int(a.nbytes) for a in self._cache.values())
 
     def cls_maps(self) -> np.ndarray:
@@ -582,19 +607,19 @@ class AttentionMaps:
     @property
     def answers_queries(self) -> bool:
         """Whether rows of other tokens than the prefix can be computed (queries and keys, or full tensors, kept)."""
-        return self.full is not None or self.queries is not None
+        return self.full_layers is not None or self.queries is not None
 
     @property
     def query_is_cheap(self) -> bool:
         """Whether a patch's rows come at once (full tensors held) rather than from a recomputation sweep."""
-        return self.full is not None
+        return self.full_layers is not None
 
     def has_query(self, patch: int) -> bool:
         return ("rollout", int(patch)) in self._cache or self.query_is_cheap
 
     def _source(self) -> Any:
-        if self.full is not None:
-            return _FullSource(self.full)
+        if self.full_layers is not None:
+            return _FullSource(self.full_layers)
         if self.queries is not None and self.keys is not None:
             return _QueryKeySource(self.queries, self.keys)
         raise ValueError("this analysis kept no attention beyond the prefix tokens' rows")
@@ -659,7 +684,7 @@ class AttentionMaps:
         """Whether :meth:`rollout` answers at once: the kept rows, a cached row, or full tensors of a small model
         (else it sweeps every layer's attention from the queries and keys: work for the app's worker thread)."""
         _last, _vec, key = self._rollout_key(upto_layer, head_fusion, discard_ratio, start)
-        return key is None or self.full is not None or not self.answers_queries or key in self._cache
+        return key is None or self.full_layers is not None or not self.answers_queries or key in self._cache
 
     def without_queries(self) -> AttentionMaps:
         """The same maps without the queries, keys and full tensors (for writing, or sending to another process);
@@ -672,6 +697,7 @@ class AttentionMaps:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_lock", None)
+        state["_full"] = None  # full_layers are views of it: pickled once, stacked again on demand
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
