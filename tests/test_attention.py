@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import vitviz.attention as attention_module
+import vitviz.attention_maps as maps_module
 import vitviz.explain as explain_module
 from vitviz.attention import AttentionMaps, AttentionRecorder
 from vitviz.engine import Engine
@@ -36,7 +37,7 @@ def model():
 def few_queries_a_slice(monkeypatch):
     """Recomputed attention comes 5 queries a slice (3 heads, 38 tokens), so that slices, prefix rows and patch
     rows meet mid-slice."""
-    monkeypatch.setattr(attention_module, "SLICE_BYTES", 4 * 3 * 5 * 38)
+    monkeypatch.setattr(maps_module, "SLICE_BYTES", 4 * 3 * 5 * 38)
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["in-pass", "sweep"])
