@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -68,13 +68,13 @@ def _float32_layers(full: np.ndarray | torch.Tensor | Sequence[torch.Tensor | np
     return [np.asarray(x, np.float32) if isinstance(x, np.ndarray) else _numpy(x) for x in full]
 
 
-def _rollout_rows_of_means(means: Sequence[np.ndarray], start: np.ndarray) -> np.ndarray:
-    """``[L, T]``: the row ``start @ J_l`` of the rollout after every layer, from each layer's head-mean ``[T, T]``
-    (the sweep of :func:`rollout_rows` with mean fusion and nothing discarded, in float32 like the recorder's; call
-    it under :func:`_one_blas_thread`)."""
+def _rollout_rows_of_means(means_from_top: Iterable[np.ndarray], start: np.ndarray) -> np.ndarray:
+    """``[L, T]``: the row ``start @ J_l`` of the rollout after every layer, from each layer's head-mean ``[T, T]``,
+    given from the last layer down (the sweep of :func:`rollout_rows` with mean fusion and nothing discarded, in
+    float32 like the recorder's; call it under :func:`_one_blas_thread`)."""
     carried = np.zeros((0, start.shape[-1]), np.float32)  # rows of every layer >= the current one, highest first
     first = start.astype(np.float32)[None]
-    for f in reversed(means):
+    for f in means_from_top:
         carried = np.concatenate([carried, first])
         scaled = carried / (0.5 * f.sum(axis=-1, dtype=np.float64) + 0.5).astype(np.float32)  # D^-1 (A + I) / 2
         carried = 0.5 * (scaled @ f) + 0.5 * scaled
@@ -250,8 +250,10 @@ class AttentionMaps:
         ``head_statistics``: the heads' mean attention distance (else None).
 
         Computed with numpy on the calling thread (see :func:`_one_blas_thread` for why), from each layer's
-        head-mean: no ``[T, T]`` joint matrix is multiplied."""
-        from .features import mean_attention_distance
+        head-mean: no ``[T, T]`` joint matrix is multiplied. One sweep from the last layer down reads each layer's
+        tensors once for its head-mean and head distances, and takes the layer's rollout step while its head-mean
+        is in the cache (the forward pass wrote the last layers last)."""
+        from .features import _check_attentions, _distance_sums, _mean_distance
 
         p = num_prefix_tokens
         if isinstance(full, torch.Tensor):
@@ -263,17 +265,26 @@ class AttentionMaps:
         if not layers or layers[0].ndim != 3 or layers[0].shape[-2] != t or not 0 <= p < t:
             raise ValueError(f"expected full attention tensors [layers, heads, T, T] with T > {p}, got "
                              f"{len(layers)} layers of {layers[0].shape if layers else ()}")
-        means = [np.add.reduce(x, axis=0) * np.float32(1.0 / x.shape[0]) for x in layers]  # [T, T], float32
-        distance, geometry = None, (grid[0], grid[1], patch_size)
+        rows, cols = int(grid[0]), int(grid[1])
+        sums: list[np.ndarray] | None = None  # per layer from the top, [N, H, 2] (features.mean_attention_distance)
+        if head_statistics:
+            _check_attentions(layers[0], p, rows * cols)
+            sums = []
+
+        def means_from_top() -> Iterator[np.ndarray]:
+            for x in reversed(layers):
+                if sums is not None:
+                    sums.append(_distance_sums(x, rows, cols, float(patch_size), p))
+                yield np.add.reduce(x, axis=0) * np.float32(1.0 / x.shape[0])  # [T, T], float32
+
         with _one_blas_thread():
-            if head_statistics:  # one call for every layer, without stacking them
-                distance = mean_attention_distance(layers, geometry, p)
-            rollout = _rollout_rows_of_means(means, reading_start(t, p)[0].numpy())
+            rollout = _rollout_rows_of_means(means_from_top(), reading_start(t, p)[0].numpy())
+        distance = None if sums is None else _mean_distance(np.concatenate(sums[::-1], axis=1), (len(layers), -1))
         maps = cls(
             prefix_rows=np.stack([x[:, :p] if p else x.mean(axis=1, keepdims=True) for x in layers]),
             rollout_rows=rollout,
             mean_distance=distance,
-            grid=(int(grid[0]), int(grid[1])),
+            grid=(rows, cols),
             patch_size=int(patch_size),
             num_prefix_tokens=p,
             full_layers=tuple(_own_layers(full, layers)) if keep_full else None,

@@ -124,12 +124,23 @@ def mean_attention_distance(
     parts = [_check_attentions(a, p, n) for a in parts]
     if not parts or any(a.shape != parts[0].shape for a in parts):
         raise ValueError("expected attentions [..., T, T], or a list of arrays of one shape")
-    parts = [a if a.dtype in (np.float32, np.float64) else a.astype(np.float32) for a in parts]
     lead = parts[0].shape[:-2] if isinstance(attentions, np.ndarray) else (len(parts), *parts[0].shape[:-2])
-    # One batched product per query gives both sum_k a_qk * d_qk and the patch mass sum_k a_qk.
-    both = np.concatenate([np.matmul(a[..., p:, p:].reshape(-1, n, n).transpose(1, 0, 2),  # [q, heads..., k]
-                                     _distances_and_ones(rows, cols, size).astype(a.dtype, copy=False))
-                           for a in parts], axis=1)  # [q, B, 2]
+    return _mean_distance(np.concatenate([_distance_sums(a, rows, cols, size, p) for a in parts], axis=1), lead)
+
+
+def _distance_sums(a: np.ndarray, rows: int, cols: int, size: float, p: int) -> np.ndarray:
+    """``[N, B, 2]``: for each patch query of every head of ``a [..., T, T]`` (B heads in all), ``sum_k a_qk * d_qk``
+    and the patch mass ``sum_k a_qk``, both from one batched product per query."""
+    n = rows * cols
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float32)
+    patches = a[..., p:, p:].reshape(-1, n, n).transpose(1, 0, 2)  # [q, B, k], a view
+    return np.matmul(patches, _distances_and_ones(rows, cols, size).astype(a.dtype, copy=False))
+
+
+def _mean_distance(both: np.ndarray, lead: tuple[int, ...]) -> np.ndarray:
+    """``[*lead]`` mean attention distances from :func:`_distance_sums` ``[N, B, 2]`` (B = the product of lead)."""
+    n = both.shape[0]
     weighted = both[..., 0].T.reshape(*lead, n).astype(np.float64)
     mass = both[..., 1].T.reshape(*lead, n).astype(np.float64)
     valid = mass > 0
