@@ -600,14 +600,14 @@ def test_a_large_models_rollout_options_are_computed_on_the_worker(qtbot, window
     the view says so meanwhile, and then shows the same map as the full tensors give."""
     import threading
 
-    import vitviz.attention as attention_module
+    import vitviz.attention_maps as maps_module
     import vitviz.engine as engine_module
     from vitviz.explain import Evidence
 
     monkeypatch.setattr(engine_module, "FULL_ATTENTION_BUDGET", 0)
     sweeps = []
-    real = attention_module.rollout_rows
-    monkeypatch.setattr(attention_module, "rollout_rows",
+    real = maps_module.rollout_rows
+    monkeypatch.setattr(maps_module, "rollout_rows",
                         lambda *a, **k: sweeps.append(threading.current_thread()) or real(*a, **k))
     result = open_and_wait(qtbot, window, photo)
     assert result.attentions is None

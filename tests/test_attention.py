@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import vitviz.attention as attention_module
+import vitviz.attention_maps as maps_module
 import vitviz.explain as explain_module
 from vitviz.attention import AttentionMaps, AttentionRecorder
 from vitviz.engine import Engine
@@ -36,7 +37,7 @@ def model():
 def few_queries_a_slice(monkeypatch):
     """Recomputed attention comes 5 queries a slice (3 heads, 38 tokens), so that slices, prefix rows and patch
     rows meet mid-slice."""
-    monkeypatch.setattr(attention_module, "SLICE_BYTES", 4 * 3 * 5 * 38)
+    monkeypatch.setattr(maps_module, "SLICE_BYTES", 4 * 3 * 5 * 38)
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["in-pass", "sweep"])
@@ -181,6 +182,34 @@ def test_maps_from_a_forward_passs_layers_equal_those_of_the_stacked_array(both,
     with_statistics = AttentionMaps.from_full(layers, (5, 7), PATCH, p, keep_full=False)
     np.testing.assert_allclose(with_statistics.mean_distance, mean_attention_distance(fulls[1], (5, 7, PATCH), p),
                                rtol=1e-6)
+
+
+def test_kept_full_tensors_are_the_forward_passs_own_until_stacked(both, model):
+    """Keeping a forward pass's full tensors copies nothing (views of its per-layer tensors; one image of a batch is
+    copied, so a result holds its own image alone); ``full`` stacks them once, into the same [L, H, T, T] values,
+    and every figure and on-demand row agrees with the stacked array's (within 1e-5), also after pickling."""
+    import pickle
+
+    fulls, _recorder = both
+    p = model.num_prefix_tokens
+    layers = [torch.from_numpy(layer.copy()) for layer in fulls[1]]
+    maps = AttentionMaps.from_full(layers, (5, 7), PATCH, p)
+    assert all(np.shares_memory(kept, layer.numpy()) for kept, layer in zip(maps.full_layers, layers))
+    batch = [torch.from_numpy(np.stack([a, b])) for a, b in zip(fulls[0], fulls[1])]
+    second = AttentionMaps.from_full([a[1] for a in batch], (5, 7), PATCH, p)
+    assert not any(np.shares_memory(kept, a.numpy()) for kept, a in zip(second.full_layers, batch))
+    reference = AttentionMaps.from_full(fulls[1], (5, 7), PATCH, p)
+    for got in (maps, second, pickle.loads(pickle.dumps(maps))):
+        for name in ("prefix_rows", "rollout_rows", "mean_distance"):
+            np.testing.assert_allclose(getattr(got, name), getattr(reference, name), atol=1e-5)
+        np.testing.assert_allclose(got.query_rows(3), reference.query_rows(3), atol=1e-5)
+        np.testing.assert_allclose(got.query_rollout(3), reference.query_rollout(3), atol=1e-5)
+        np.testing.assert_allclose(got.rollout(head_fusion="max", discard_ratio=0.5),
+                                   reference.rollout(head_fusion="max", discard_ratio=0.5), atol=1e-5)
+        assert got.nbytes >= fulls[1].nbytes and got.query_is_cheap
+    stacked = maps.full
+    np.testing.assert_array_equal(stacked, fulls[1])
+    assert maps.full is stacked and all(np.shares_memory(kept, stacked) for kept in maps.full_layers)
 
 
 def test_a_small_models_summary_comes_from_the_full_tensors_and_equals_the_recorders(tiny_checkpoint, photo,

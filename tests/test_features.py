@@ -141,6 +141,12 @@ def test_hidden_states_come_from_the_one_forward_pass(engine, photo, result):
         np.testing.assert_allclose(engine.model.norm(torch.from_numpy(r.hidden_states[-1])).numpy(),
                                    out.tokens[0].numpy(), rtol=1e-4, atol=1e-5)
     assert engine.analyze(photo).hidden_states is None  # not kept unless asked for
+    # the blocks wrote into one [L, 1, T, D] tensor, which the result keeps (no copy); a batch's image its own part
+    assert r.hidden_states.base is not None and r.hidden_states.flags.c_contiguous
+    batch = engine.analyze_batch([photo, photo], features=True)
+    assert batch[0].hidden_states.base is None and not np.shares_memory(batch[0].hidden_states, batch[1].hidden_states)
+    for b in batch:
+        np.testing.assert_allclose(b.hidden_states, r.hidden_states, rtol=1e-5, atol=1e-5)
 
 
 def test_token_norms_match_loops(result):

@@ -486,8 +486,13 @@ class Engine:
             result.depth_kind = dinfo.depth_kind if dinfo else None
             result.depth_model_name = dinfo.name if dinfo else None
         if features and out.hidden_states is not None:
-            # [L, T, D], stacked by numpy: one copy on this thread (torch's threads cost more than they save here)
-            result.hidden_states = np.stack([h[index].float().cpu().numpy() for h in out.hidden_states])
+            hidden = out.hidden_states
+            if isinstance(hidden, torch.Tensor) and hidden.dtype == torch.float32 and hidden.device.type == "cpu":
+                # [L, T, D]: the blocks wrote into one tensor; one image's part of it, copied for a batch's image alone
+                one = hidden[:, index].numpy()
+                result.hidden_states = one if hidden.shape[1] == 1 else one.copy()
+            else:  # stacked by numpy: one copy on this thread (torch's threads cost more than they save here)
+                result.hidden_states = np.stack([h[index].float().cpu().numpy() for h in hidden])
         if keep_display_image:
             result.display_image = prep.display if prep.tensor is not None else display_copy(loaded.image, rgb.shape[:2])
         post_ms = (time.perf_counter() - t) * 1000.0

@@ -297,7 +297,7 @@ class Evidence:
                     raise VitvizError(f"{method} was computed through every layer only (the model is too large to "
                                       "keep its gradients)")
                 return self.maps[_map_key(method, target, discard_ratio)]
-        if a.full is not None:
+        if a.full_layers is not None:
             grads = None if method not in GRADIENT_METHODS else self.grads[self.targets.index(int(target))]
             return evidence_map(a.full, grads, method, self.num_prefix_tokens, self.grid, layer, head_fusion,
                                 discard_ratio, self.pooling)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -104,27 +104,43 @@ def _check_attentions(attentions: np.ndarray, num_prefix_tokens: int, num_patche
 
 
 def mean_attention_distance(
-    attentions: np.ndarray, grid: Any, num_prefix_tokens: int = 1, patch_size: float | None = None
+    attentions: np.ndarray | Sequence[np.ndarray], grid: Any, num_prefix_tokens: int = 1,
+    patch_size: float | None = None,
 ) -> np.ndarray:
     """Mean attention distance of every head in input pixels (Dosovitskiy et al. 2021, Fig. 7): ``[..., heads]``.
 
     For each patch query q: its attention to the patch keys only, renormalised to sum to 1, weighted by the distance
     between patch centres, ``sum_k a_qk * |pos_q - pos_k|``; then the mean over the patch queries. ``attentions``
-    is ``[..., T, T]`` (e.g. ``[layers, heads, T, T]``). A query that gives the patches no attention at all (possible
-    only in hand-made matrices) is left out of the mean; NaN when every query is.
+    is ``[..., T, T]`` (e.g. ``[layers, heads, T, T]``), or a list of same-shape arrays read as stacked (one
+    ``[heads, T, T]`` per layer, as a forward pass gives them) without stacking them. A query that gives the patches
+    no attention at all (possible only in hand-made matrices) is left out of the mean; NaN when every query is.
     """
     rows, cols, size = _grid_shape(grid, patch_size)
     if size is None:
         raise ValueError("the patch size is needed for distances in pixels (pass patch_size=)")
     n = rows * cols
-    a = _check_attentions(attentions, num_prefix_tokens, n)
     p = num_prefix_tokens
+    parts = [attentions] if isinstance(attentions, np.ndarray) else list(attentions)
+    parts = [_check_attentions(a, p, n) for a in parts]
+    if not parts or any(a.shape != parts[0].shape for a in parts):
+        raise ValueError("expected attentions [..., T, T], or a list of arrays of one shape")
+    lead = parts[0].shape[:-2] if isinstance(attentions, np.ndarray) else (len(parts), *parts[0].shape[:-2])
+    return _mean_distance(np.concatenate([_distance_sums(a, rows, cols, size, p) for a in parts], axis=1), lead)
+
+
+def _distance_sums(a: np.ndarray, rows: int, cols: int, size: float, p: int) -> np.ndarray:
+    """``[N, B, 2]``: for each patch query of every head of ``a [..., T, T]`` (B heads in all), ``sum_k a_qk * d_qk``
+    and the patch mass ``sum_k a_qk``, both from one batched product per query."""
+    n = rows * cols
     if a.dtype not in (np.float32, np.float64):
         a = a.astype(np.float32)
-    lead = a.shape[:-2]
-    patches = a[..., p:, p:].reshape(-1, n, n).transpose(1, 0, 2)  # [q, heads..., k], a view
-    # One batched product per query gives both sum_k a_qk * d_qk and the patch mass sum_k a_qk.
-    both = np.matmul(patches, _distances_and_ones(rows, cols, size).astype(a.dtype, copy=False))  # [q, B, 2]
+    patches = a[..., p:, p:].reshape(-1, n, n).transpose(1, 0, 2)  # [q, B, k], a view
+    return np.matmul(patches, _distances_and_ones(rows, cols, size).astype(a.dtype, copy=False))
+
+
+def _mean_distance(both: np.ndarray, lead: tuple[int, ...]) -> np.ndarray:
+    """``[*lead]`` mean attention distances from :func:`_distance_sums` ``[N, B, 2]`` (B = the product of lead)."""
+    n = both.shape[0]
     weighted = both[..., 0].T.reshape(*lead, n).astype(np.float64)
     mass = both[..., 1].T.reshape(*lead, n).astype(np.float64)
     valid = mass > 0

@@ -105,7 +105,8 @@ class AnalysisResult:
 
     @property
     def attentions(self) -> np.ndarray | None:
-        """The full attention tensors ``[layers, heads, T, T]`` when the analysis kept them (see ATTENTION_MODES)."""
+        """The full attention tensors ``[layers, heads, T, T]`` when the analysis kept them (see ATTENTION_MODES;
+        stacked from the forward pass's per-layer tensors the first time it is read: ``attention.full_layers``)."""
         return None if self.attention is None else self.attention.full
 
     def query_attention(self, layer: int, patch_index: int) -> np.ndarray:

@@ -52,12 +52,12 @@ def _blend_attention(before: Any, now: Any, alpha: float) -> Any:
 
     if now.prefix_rows.shape != before.prefix_rows.shape:
         return now
-    if now.full is not None and before.full is not None:
-        return AttentionMaps.from_full(_blend(now.full, before.full, alpha), now.grid, now.patch_size,
-                                       now.num_prefix_tokens)
+    if now.full_layers is not None and before.full_layers is not None:
+        layers = [_blend(a, b, alpha) for a, b in zip(now.full_layers, before.full_layers)]  # not stacked
+        return AttentionMaps.from_full(layers, now.grid, now.patch_size, now.num_prefix_tokens)
     return dataclasses.replace(now, prefix_rows=_blend(now.prefix_rows, before.prefix_rows, alpha),
                                rollout_rows=_blend(now.rollout_rows, before.rollout_rows, alpha),
-                               queries=None, keys=None, full=None)
+                               queries=None, keys=None, full_layers=None)
 
 
 class DomainWindow:

@@ -129,9 +129,10 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, return_attention: bool = False,
                 recorder: Callable[..., torch.Tensor] | None = None,
                 head_mask: torch.Tensor | None = None,
-                queries: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``queries``: the first ``queries`` tokens' outputs alone (see :class:`Attention`)."""
+                queries: int | None = None, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``queries``: the first ``queries`` tokens' outputs alone (see :class:`Attention`). ``out``: a tensor to
+        write the output tokens into (without gradients), e.g. a slice of one that holds every block's output."""
         y, attn = self.attn(self.norm1(x), return_attention, recorder, head_mask, queries)
         x = (x if queries is None else x[:, :queries]) + self.ls1(y)
-        x = x + self.ls2(self.mlp(self.norm2(x)))
-        return x, attn
+        y = self.ls2(self.mlp(self.norm2(x)))
+        return (x + y if out is None else torch.add(x, y, out=out)), attn

@@ -117,7 +117,8 @@ class ViTOutput:
     logits: torch.Tensor | None = None  # [B, num_classes]
     depth: torch.Tensor | None = None  # [B, 1, H, W]
     attentions: list[torch.Tensor] | None = None  # per layer [B, heads, T, T]
-    hidden_states: list[torch.Tensor] | None = None  # per layer [B, T, D], block outputs (before final norm)
+    # per layer [B, T, D], block outputs (before final norm): a list, or one [L, B, T, D] tensor (stack_hidden)
+    hidden_states: list[torch.Tensor] | torch.Tensor | None = None
     grid: tuple[int, int] = (0, 0)  # patch grid (rows, cols)
     num_prefix_tokens: int = 1  # CLS + registers
     pooled: torch.Tensor | None = None  # [B, E] an image-text model's image embedding, when the model gives it
@@ -377,6 +378,7 @@ class VisionTransformer(nn.Module):
         self, x: torch.Tensor, return_attention: bool = False, return_hidden: bool = False,
         attention_recorder: Callable[..., torch.Tensor] | None = None,
         head_mask: Sequence[torch.Tensor | None] | torch.Tensor | None = None,
+        stack_hidden: bool = False,
     ) -> ViTOutput:
         """Run the encoder; optionally collect per-layer attention probabilities and hidden states.
 
@@ -384,15 +386,19 @@ class VisionTransformer(nn.Module):
         an analysis needs of it, in memory linear in the tokens; ``return_attention`` keeps the full tensors.
         ``head_mask``: one entry per block, None (every head kept) or ``[heads]`` / ``[B, heads]`` factors of the
         heads' outputs (0: knocked out; see :class:`Attention`); a tensor ``[depth, heads]`` or
-        ``[depth, B, heads]`` works too."""
+        ``[depth, B, heads]`` works too. ``stack_hidden`` (with ``return_hidden``, without gradients): the blocks
+        write their outputs into one ``[L, B, T, D]`` tensor, ``out.hidden_states``, that an analysis keeps as it is
+        instead of stacking a copy."""
         if head_mask is not None and len(head_mask) != len(self.blocks):
             raise ValueError(f"head_mask has {len(head_mask)} entries for {len(self.blocks)} blocks")
         tokens, grid = self.embed(x)
         attentions: list[torch.Tensor] | None = [] if return_attention else None
         hidden: list[torch.Tensor] | None = [] if return_hidden else None
+        stacked = (tokens.new_empty(len(self.blocks), *tokens.shape)
+                   if hidden is not None and stack_hidden and not torch.is_grad_enabled() else None)
         for i, block in enumerate(self.blocks):
             tokens, attn = block(tokens, return_attention, attention_recorder,
-                                 None if head_mask is None else head_mask[i])
+                                 None if head_mask is None else head_mask[i], out=None if stacked is None else stacked[i])
             if attentions is not None:
                 attentions.append(attn)
             if hidden is not None:
@@ -400,7 +406,7 @@ class VisionTransformer(nn.Module):
         return ViTOutput(
             tokens=self.norm(tokens),
             attentions=attentions,
-            hidden_states=hidden,
+            hidden_states=stacked if stacked is not None else hidden,
             grid=grid,
             num_prefix_tokens=self.num_prefix_tokens,
         )
@@ -491,7 +497,8 @@ class VisionTransformer(nn.Module):
         block's output tokens (``hidden_states``, before the final norm; kept anyway for "dpt"/"fusion" heads).
         ``head_mask`` knocks heads out (see :meth:`forward_features`)."""
         need_hidden = return_hidden or self.depth_needs_hidden
-        out = self.forward_features(x, return_attention, need_hidden, attention_recorder, head_mask)
+        out = self.forward_features(x, return_attention, need_hidden, attention_recorder, head_mask,
+                                    stack_hidden=return_hidden)
         return self.forward_heads(out, x)
 
     def forward_heads(self, out: ViTOutput, x: torch.Tensor) -> ViTOutput:
