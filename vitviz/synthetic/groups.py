@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .geometry import CLASSES
-from .scenes import (_FOV_RANGE, _MAIN_RADIUS_PER_SIZE, _MAIN_SIZE_RANGE, _backdrop, _make_object, _random_colors,
+from .scenes import (_MAIN_RADIUS_PER_SIZE, _MAIN_SIZE_RANGE, _backdrop, _make_object, _random_colors, _random_view,
                      make_shape, object_ids)
 
 __all__ = ["random_group_spec", "MIN_SALIENT_SHARE", "GROUP_VERSION"]
@@ -44,10 +44,7 @@ def random_group_spec(seed: int, salient: int | None = None) -> dict:
     ground_c = _random_colors(rng, muted=True)
     wall_c = _random_colors(rng, muted=True)
     avoid = [*ground_c, *wall_c]
-    fov = U(*_FOV_RANGE)
-    el = math.radians(U(12.0, 45.0))
-    az = U(0.0, 2 * np.pi)
-    view = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])  # towards the camera
+    fov, el, az, view = _random_view(rng, (12.0, 45.0))  # view: towards the camera
     fh = _horizontal(-view)  # away from the camera, on the ground
     rh = np.array([-fh[2], 0.0, fh[0]])  # the picture's horizontal axis, on the ground
     best: tuple[float, dict] | None = None

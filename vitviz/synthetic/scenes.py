@@ -245,6 +245,15 @@ def _make_object(kind: str, s: float, rng: np.random.Generator, xz, avoid,
     return obj
 
 
+def _random_view(rng: np.random.Generator, elevation: tuple[float, float]) -> tuple[float, float, float, np.ndarray]:
+    """A camera's vertical field of view (degrees), elevation (radians, drawn within ``elevation`` degrees) and
+    azimuth, in that order of draws, and the unit vector from the scene towards the camera."""
+    fov = rng.uniform(*_FOV_RANGE)
+    el = math.radians(rng.uniform(*elevation))
+    az = rng.uniform(0.0, 2 * np.pi)
+    return fov, el, az, np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+
+
 def random_spec(seed: int) -> dict:
     """Random, JSON-serialisable scene specification, deterministic in ``seed``."""
     rng = np.random.default_rng(int(seed))
@@ -257,10 +266,7 @@ def random_spec(seed: int) -> dict:
     avoid = [*ground_c, *wall_c]
 
     # camera direction first: the main object's orientation is chosen to be readable from it
-    fov = U(*_FOV_RANGE)
-    el = math.radians(U(10.0, 50.0))
-    az = U(0.0, 2 * np.pi)
-    view = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+    fov, el, az, view = _random_view(rng, (10.0, 50.0))
 
     s_main = U(*_MAIN_SIZE_RANGE)
     main = _make_object(kind, s_main, rng, (0.0, 0.0), avoid, view, bound_radius=_MAIN_RADIUS_PER_SIZE * s_main)
