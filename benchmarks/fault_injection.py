@@ -36,10 +36,10 @@ import numpy as np
 
 SIMULATED_FAULT = """
 import errno, os, sys
-import vitviz.pipeline as pipeline
+import vitviz.run_writing as run_writing
 from vitviz.cli import main
 import time
-real, calls, after, code = pipeline.write_outputs, [0], int(os.environ["FAULT_AFTER"]), int(os.environ["FAULT_ERRNO"])
+real, calls, after, code = run_writing.write_outputs, [0], int(os.environ["FAULT_AFTER"]), int(os.environ["FAULT_ERRNO"])
 pause = float(os.environ.get("FAULT_SLEEP", "0"))
 def faulty(result, folder, **kwargs):
     calls[0] += 1
@@ -47,7 +47,7 @@ def faulty(result, folder, **kwargs):
         raise OSError(code, os.strerror(code), str(folder))
     time.sleep(pause)  # a slow disk
     return real(result, folder, **kwargs)
-pipeline.write_outputs = faulty
+run_writing.write_outputs = faulty
 sys.exit(main(sys.argv[1:]))
 """
 

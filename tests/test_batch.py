@@ -297,9 +297,9 @@ def test_summary_table_has_one_row_per_image(tiny_checkpoint, tmp_path, capsys):
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    import vitviz.pipeline as pipeline
+    import vitviz.run_writing as run_writing
     from vitviz.cli import main
-    real, calls = pipeline.write_outputs, []
+    real, calls = run_writing.write_outputs, []
 
     def write_then_die(result, folder, **kwargs):
         calls.append(1)
@@ -309,7 +309,7 @@ KILLER = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
         return real(result, folder, **kwargs)
 
-    pipeline.write_outputs = write_then_die
+    run_writing.write_outputs = write_then_die
     sys.exit(main(sys.argv[1:]))
 """)
 

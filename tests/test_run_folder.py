@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import vitviz.pipeline as pipeline
+import vitviz.run_writing as run_writing
 from vitviz.cli import main
 from vitviz.runfolder import LOCK, MARKER, RunLock
 from vitviz.store import OutputStore
@@ -135,13 +135,13 @@ def test_a_live_run_holds_the_folder_and_a_dead_ones_lock_is_taken_over(tiny_che
 
 SLOW_WRITES = """
 import sys, time
-import vitviz.pipeline as pipeline
+import vitviz.run_writing as run_writing
 from vitviz.cli import main
-real = pipeline.write_outputs
+real = run_writing.write_outputs
 def slow(result, folder, **kwargs):
     time.sleep(0.4)  # a slow disk: the two runs overlap however fast they start
     return real(result, folder, **kwargs)
-pipeline.write_outputs = slow
+run_writing.write_outputs = slow
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -170,7 +170,7 @@ def test_a_full_or_read_only_disk_stops_the_run_at_once_and_rerunning_resumes(co
                                                                               capsys, monkeypatch):
     paths = make_images(tmp_path / "in", [(40, 40)] * 10)
     out = tmp_path / "out"
-    real, calls = pipeline.write_outputs, []
+    real, calls = run_writing.write_outputs, []
 
     def full_after_three(result, folder, **kwargs):
         calls.append(1)
@@ -179,7 +179,7 @@ def test_a_full_or_read_only_disk_stops_the_run_at_once_and_rerunning_resumes(co
             raise OSError(code_, os.strerror(code_), str(folder / "input.png"))
         return real(result, folder, **kwargs)
 
-    monkeypatch.setattr(pipeline, "write_outputs", full_after_three)
+    monkeypatch.setattr(run_writing, "write_outputs", full_after_three)
     code, stdout, err = run(analyze(tmp_path / "in", out, tiny_checkpoint), capsys)
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err  # one line, not one per image
@@ -190,7 +190,7 @@ def test_a_full_or_read_only_disk_stops_the_run_at_once_and_rerunning_resumes(co
     assert len(done) == 3 and sorted(r["name"] for r in table(out)) == done  # whole images only, no failure rows
     assert not (out / ".partial").exists() and not (out / LOCK).exists()
 
-    monkeypatch.setattr(pipeline, "write_outputs", real)  # space freed
+    monkeypatch.setattr(run_writing, "write_outputs", real)  # space freed
     code, _, err = run(analyze(tmp_path / "in", out, tiny_checkpoint), capsys)
     assert code == 0 and "skipping 3 image(s)" in err
     assert sorted(r["name"] for r in table(out)) == [p.stem for p in paths]  # every image once
@@ -202,7 +202,7 @@ def test_the_folder_removed_while_running_stops_the_run_without_making_it_again(
                                                                                 monkeypatch):
     make_images(tmp_path / "in", [(40, 40)] * 8)
     out = tmp_path / "out"
-    real, calls = pipeline.write_outputs, []
+    real, calls = run_writing.write_outputs, []
 
     def removed_while_writing_the_second(result, folder, **kwargs):
         calls.append(1)
@@ -212,7 +212,7 @@ def test_the_folder_removed_while_running_stops_the_run_without_making_it_again(
                 shutil.rmtree(out, ignore_errors=True)
         return written
 
-    monkeypatch.setattr(pipeline, "write_outputs", removed_while_writing_the_second)
+    monkeypatch.setattr(run_writing, "write_outputs", removed_while_writing_the_second)
     code, _, err = run(analyze(tmp_path / "in", out, tiny_checkpoint), capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "was removed while the run was writing" in err and "stopped after writing 1 of 8" in err
