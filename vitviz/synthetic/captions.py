@@ -308,16 +308,13 @@ def truth(scenes: list[list[ObjectFacts]], claims: list[CaptionFacts], area: int
     rel = np.stack([side(dx, _SIDE_MARGIN), side(-dx, _SIDE_MARGIN), side(dz, _DEPTH_MARGIN),
                     side(-dz, _DEPTH_MARGIN), np.full(dx.shape, 2, np.int8)], axis=-1)
     rel[:, np.arange(k), np.arange(k)] = 0  # another object than the anchor
-    out = np.zeros((b, c), np.int8)
-    anchor = base[:, :, 0, :]  # [B, C, K_a]
-    value = anchor
+    value = base[:, :, 0, :]  # [B, C, K_a]: each object as the first mention, the anchor
     for t in range(1, m):
         r = rel[..., mrel[:, t]]  # [B, K_o, K_a, C]
         per = np.minimum(base[:, :, t, :, None], r.transpose(0, 3, 1, 2))  # [B, C, K_o, K_a]
         best = per.max(axis=2)  # [B, C, K_a]
         value = np.minimum(value, np.where(said[None, :, t, None], best, 2))
-    out[:] = value.max(axis=2)
-    return out
+    return value.max(axis=2).astype(np.int8)
 
 
 def vocabulary() -> list[str]:

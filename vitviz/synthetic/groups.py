@@ -54,12 +54,12 @@ def random_group_spec(seed: int, salient: int | None = None) -> dict:
         for i, kind in enumerate(kinds):
             s = U(*_MAIN_SIZE_RANGE) * (1.0 if i == 0 else U(0.75, 1.0))
             obj = _make_object(kind, s, rng, (0.0, 0.0), avoid, view, bound_radius=_MAIN_RADIUS_PER_SIZE * s)
-            r = make_shape(obj).bound_radius
+            shape = make_shape(obj)
+            r = shape.bound_radius
             if i:
                 x += r + U(0.05, 0.5)
             depth = U(-0.5, 0.5)
             centre = x * rh + depth * fh
-            shape = make_shape(obj)
             obj["position"][0] += float(centre[0] - shape.bound_center[0])
             obj["position"][2] += float(centre[2] - shape.bound_center[2])
             objects.append(obj)
