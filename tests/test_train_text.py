@@ -190,3 +190,34 @@ def test_group_scenes_show_two_or_three_objects_of_different_shapes_each_plainly
         assert np.isfinite(render_spec(spec, 32).depth).all()  # every ray hits ground or wall
     assert min(seen) >= 1 and sum(n >= 2 for n in seen) >= 10 and 3 in seen
     assert random_group_spec(3) == random_group_spec(3)  # deterministic in the seed
+
+
+def test_a_mirrored_scene_swaps_left_and_right_and_its_patches_mirror_with_it():
+    from vitviz.synthetic.captions import mirrored, scene_facts
+    from vitviz.synthetic.scenes import object_ids
+    from vitviz.synthetic.text_data import scene_spec
+    from vitviz.synthetic.train_text import mirrored_rows
+
+    left_of = _says(Mention("cube"), Mention("sphere", relation="to the left of"))
+    right_of = _says(Mention("cube"), Mention("sphere", relation="to the right of"))
+    assert truth([SCENE], [left_of, right_of]).tolist() == [[TRUE, FALSE]]
+    assert truth([mirrored(SCENE, 128)], [left_of, right_of]).tolist() == [[FALSE, TRUE]]
+    sides = 0
+    for kind, seed in (("standard", 5), ("group", 5), ("group", 6), ("group", 7)):
+        spec = scene_spec(seed, kind)
+        ids = object_ids(spec, 64)
+        flipped = np.ascontiguousarray(ids[:, ::-1])
+        expected = scene_facts(spec, flipped)  # what the mirror image's own render says
+        got = mirrored(scene_facts(spec, ids), 64)
+        assert [(o.index, o.shape, o.colours, o.relations, o.z) for o in got] == \
+            [(o.index, o.shape, o.colours, o.relations, o.z) for o in expected]
+        assert np.allclose([o.x for o in got], [o.x for o in expected], atol=1e-6)
+        sides += sum(r in ("to the left of", "to the right of") for o in got for r in o.relations)
+        targets = patch_targets(ids[None], [scene_facts(spec, ids)], (4, 4), 0.25)
+        mirror_targets = patch_targets(flipped[None], [expected], (4, 4), 0.25)
+        for plain, mirror in zip(targets, mirror_targets):
+            assert torch.equal(mirrored_rows(torch.from_numpy(plain), torch.tensor([True]), (4, 4)),
+                               torch.from_numpy(mirror))
+            assert torch.equal(mirrored_rows(torch.from_numpy(plain), torch.tensor([False]), (4, 4)),
+                               torch.from_numpy(plain))
+    assert sides  # some relation was swapped

@@ -15,13 +15,13 @@ two-coloured ("red and blue"); plain objects, and shades of one hue, have one na
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .scenes import CLASSES, Camera, make_shape
 
-__all__ = ["COLOURS", "HUE_NAMES", "GREY_SATURATION", "SHAPE_WORDS", "SYNONYMS", "RELATIONS", "MIN_PIXELS",
+__all__ = ["COLOURS", "HUE_NAMES", "GREY_SATURATION", "SHAPE_WORDS", "SYNONYMS", "RELATIONS", "MIN_PIXELS", "mirrored",
            "ObjectFacts", "CaptionFacts", "colour_name", "object_colours", "scene_facts", "caption", "hard_negative",
            "truth", "shape_presence", "second_object", "Mention", "query", "write", "size_class", "SALIENT_SHARE", "SMALL_SHARE", "TWO_OBJECT_SHARE",
            "vocabulary", "shape_word", "BOS", "EOS", "UNK"]
@@ -111,6 +111,14 @@ def scene_facts(spec: dict, ids: np.ndarray) -> list[ObjectFacts]:
         facts.append(ObjectFacts(i, obj["shape"].replace("_", " "), object_colours(obj), int(counts[i]), tuple(rel),
                                  x / w, z))
     return facts
+
+
+def mirrored(facts: list[ObjectFacts], width: int) -> list[ObjectFacts]:
+    """The facts of a scene's left-right mirror image (``width`` pixels wide): centroids mirrored, "to the left of"
+    and "to the right of" swapped; shapes, colours, sizes and depths as they were."""
+    swap = {RELATIONS[0]: RELATIONS[1], RELATIONS[1]: RELATIONS[0]}
+    edge = (width - 1) / width  # column c becomes width - 1 - c
+    return [replace(o, x=edge - o.x, relations=tuple(swap.get(r, r) for r in o.relations)) for o in facts]
 
 
 def shape_word(shape: str, rng: np.random.Generator | None = None) -> str:
