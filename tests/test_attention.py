@@ -133,6 +133,12 @@ def test_the_engine_keeps_the_summary_or_the_full_tensors_as_asked(tiny_checkpoi
     for layer in range(full.num_layers):
         np.testing.assert_allclose(summary.rollout(layer), full.rollout(layer), atol=1e-6)
     np.testing.assert_allclose(summary.attention.mean_distance, full.attention.mean_distance, rtol=1e-5)
+    # the plain call keeps the tensors and computes the head distances when they are first read, as features=True does
+    lazy = auto.attention
+    assert lazy.__dict__["_mean_distance"] is None
+    np.testing.assert_allclose(lazy.mean_distance, engine.analyze(photo, features=True).attention.mean_distance,
+                               rtol=1e-6)
+    assert lazy.mean_distance is lazy.mean_distance and lazy.without_queries().mean_distance is lazy.mean_distance
     np.testing.assert_allclose(summary.probabilities, full.probabilities, atol=1e-6)
     with pytest.raises(ValueError, match="no attention beyond"):
         summary.query_attention(0, 3)

@@ -238,6 +238,7 @@ class AttentionMaps:
     full_layers: Sequence[np.ndarray] | None = None  # L arrays [H, T, T] when kept
     _full: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)  # them stacked
     _cache: dict[Any, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _distance_on_demand: bool = field(default=False, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
@@ -247,7 +248,9 @@ class AttentionMaps:
         """The same figures from full tensors: ``[L, H, T, T]``, or one ``[H, T, T]`` tensor per layer as a forward
         pass returns them. ``keep_full``: keep them too (float32 numpy views of the tensors, no copy: copying a
         ViT-S/16's 11 MB took most of the post-processing), so that any patch's rows answer at once;
-        ``head_statistics``: the heads' mean attention distance (else None).
+        ``head_statistics``: the heads' mean attention distance now; without it, from the kept tensors when
+        :attr:`mean_distance` is first read (1.5 ms of ViT-S/16's post-processing that the plain call skips), or
+        None when they are not kept.
 
         Computed with numpy on the calling thread (see :func:`_one_blas_thread` for why), from each layer's
         head-mean: no ``[T, T]`` joint matrix is multiplied. One sweep from the last layer down reads each layer's
@@ -291,6 +294,7 @@ class AttentionMaps:
         )
         if keep_full and isinstance(full, np.ndarray):
             maps._full = full  # full_layers are views of it
+        maps._distance_on_demand = keep_full and not head_statistics
         return maps
 
     # -- shapes and always-there figures
@@ -321,7 +325,7 @@ class AttentionMaps:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.prefix_rows, self.rollout_rows, self.mean_distance, self.queries, self.keys,
+        arrays = (self.prefix_rows, self.rollout_rows, self.__dict__.get("_mean_distance"), self.queries, self.keys,
                   *(self.full_layers or ()))
         return sum(int(a.nbytes) for a in arrays if a is not None) + sum(int(a.nbytes) for a in self._cache.values())
 
@@ -438,3 +442,28 @@ class AttentionMaps:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def _mean_distance_of(maps: AttentionMaps) -> np.ndarray | None:
+    """The heads' mean attention distance ``[L, H]``, computed from the kept full tensors on first read when
+    :meth:`AttentionMaps.from_full` was not asked for it."""
+    state = maps.__dict__
+    if state.get("_mean_distance") is None and state.get("_distance_on_demand") and maps.full_layers is not None:
+        from .features import mean_attention_distance
+
+        with maps._lock:
+            if state.get("_mean_distance") is None:
+                with _one_blas_thread():
+                    state["_mean_distance"] = mean_attention_distance(
+                        maps.full_layers, (*maps.grid, maps.patch_size), maps.num_prefix_tokens)
+                state["_distance_on_demand"] = False
+    return state.get("_mean_distance")
+
+
+def _set_mean_distance(maps: AttentionMaps, value: np.ndarray | None) -> None:
+    maps.__dict__["_mean_distance"] = value
+
+
+# a property over the dataclass field of that name (its __init__ assigns through the setter)
+AttentionMaps.mean_distance = property(_mean_distance_of, _set_mean_distance,  # type: ignore[assignment]
+                                       doc="[L, H] mean attention distance, input pixels (None: not asked for)")
