@@ -502,7 +502,7 @@ def train(cfg: TextTrainConfig) -> Path:
     record = {"train_config": asdict(cfg), "history": history, "steps": step,
               "exported_epoch": best[1] if best is not None else None, "data_minutes": data_minutes,
               "feature_minutes": feature_minutes, "train_minutes": (time.time() - t_train) / 60,
-              "total_minutes": (time.time() - t_start) / 60, "torch": torch.__version__,
+              "total_minutes": (time.time() - t_start) / 60, "torch": str(torch.__version__),
               "device": "cpu", "threads": torch.get_num_threads()}
     torch.save({"model": model.state_dict(), "record": record}, out / "model.pt")
     if not cfg.export:
@@ -510,9 +510,11 @@ def train(cfg: TextTrainConfig) -> Path:
         return out
     from .export_text import export_folder
 
-    fit = feats[: cfg.detector_fit]
-    detector_data = {"fit": final_patch_mean(model, fit), "val": final_patch_mean(model, val_feats),
-                     "fit_labels": torch.tensor([SHAPE_WORDS.index(f[0].shape) for f in facts[: len(fit)]])}
+    # scenes of both kinds (the group scenes come after the standard ones): a detector fitted on the first scenes
+    # alone took 83 % of held-out group scenes for out of domain
+    pick = torch.linspace(0, n - 1, min(cfg.detector_fit, n)).long()
+    detector_data = {"fit": final_patch_mean(model, feats[pick]), "val": final_patch_mean(model, val_feats),
+                     "fit_labels": torch.tensor([SHAPE_WORDS.index(facts[i][0].shape) for i in pick.tolist()])}
     folder = export_folder(model, tower, info, tok, cfg, record, Path(cfg.export), detector_data)
     print(f"exported {folder}", flush=True)
     return folder
