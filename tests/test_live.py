@@ -229,8 +229,11 @@ def test_gif_recording_has_the_frames_shown(qtbot, controller, tmp_path):
     recorder = controller._recorder  # noqa: SLF001 - to read how many frames its encoder could not keep up with
     path = controller.stop_recording()
     shown = len(controller.pairs) - start
+    assert recorder.written == shown - recorder.dropped and recorder.dropped <= shown // 2  # every kept frame written
     with Image.open(path) as gif:
-        assert gif.n_frames == shown - recorder.dropped and recorder.dropped <= shown // 2
+        # Pillow stores a frame identical to the one before as a longer duration of that one (a busy machine shows
+        # some frames twice), so the file has at most that many frames
+        assert 1 <= gif.n_frames <= recorder.written
         assert gif.size == (48, 48)
 
 
