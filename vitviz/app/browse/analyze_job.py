@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
+from ...cli import STOP_ON_INTERRUPT
+
 __all__ = ["AnalyzeJob"]
 
 
@@ -39,6 +41,7 @@ class AnalyzeJob(QObject):
         package_root = str(Path(__file__).resolve().parents[3])  # the vitviz this window runs
         env.insert("PYTHONPATH", os.pathsep.join(p for p in (package_root, env.value("PYTHONPATH")) if p))
         env.insert("PYTHONUNBUFFERED", "1")
+        env.insert(STOP_ON_INTERRUPT, "1")  # cancel() works however this app was started
         self.process.setProcessEnvironment(env)
         self.process.readyReadStandardOutput.connect(lambda: self._read("out"))
         self.process.readyReadStandardError.connect(lambda: self._read("err"))
