@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import traceback
 from collections import Counter
@@ -220,9 +219,6 @@ def _own_model_options(args: argparse.Namespace) -> None:
                 allow_pickle=args.allow_pickle or None)
 
 
-STOP_ON_INTERRUPT = "VITVIZ_STOP_ON_INTERRUPT"  # "1": Ctrl+C stops the command even where the caller ignores it
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vitviz`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -232,10 +228,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _build_parser().parse_args(args_list)
     except SystemExit as exc:  # --help (0) or a usage error, already printed on one line (2)
         return exc.code if isinstance(exc.code, int) else 2
-    if os.environ.get(STOP_ON_INTERRUPT) == "1":
-        # the app's Cancel sends Ctrl+C; a process started where Ctrl+C is ignored (an app launched with `&` from a
-        # script) would inherit that and never stop
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _own_model_options(args)
         if args.command == "analyze":
@@ -340,7 +332,9 @@ def analyze(args: argparse.Namespace) -> int:
     from .export import parse_outputs
     from .inputs import expand_inputs
     from .pipeline import SCALE_HINT, RunOptions, run_local, run_ray
+    from .run_writing import stop_on_interrupt_if_asked
 
+    stop_on_interrupt_if_asked()
     outputs = parse_outputs(args.outputs)
     if args.ray is not None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import multiprocessing
+import os
 import shutil
 import signal
 import sys
@@ -95,6 +96,17 @@ def _write_job(result: Any, folder: Path, kwargs: dict[str, Any], features: bool
         write_evidence(ev, result, folder, methods, targets, layer=kwargs["layer"], cmap=kwargs["cmap"],
                        alpha=kwargs["alpha"], png_compress_level=kwargs["png_compress_level"])
     return result.summary()
+
+
+STOP_ON_INTERRUPT = "VITVIZ_STOP_ON_INTERRUPT"  # "1": Ctrl+C stops the run even where its caller ignores Ctrl+C
+
+
+def stop_on_interrupt_if_asked() -> None:
+    """With ``VITVIZ_STOP_ON_INTERRUPT=1`` (the app's folder analysis, whose Cancel sends Ctrl+C), Python's Ctrl+C
+    handler even where this process was started with Ctrl+C ignored, as it inherits from an app started with ``&``
+    from a script; Python would otherwise keep it ignored and the run would never stop."""
+    if os.environ.get(STOP_ON_INTERRUPT) == "1":
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _init_writer() -> None:

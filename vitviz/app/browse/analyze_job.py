@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
-from ...cli import STOP_ON_INTERRUPT
+from ...run_writing import STOP_ON_INTERRUPT
 
 __all__ = ["AnalyzeJob"]
 
