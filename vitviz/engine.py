@@ -242,8 +242,8 @@ class Engine:
         (``AnalysisResult.display_image``); the app asks for it, batch analysis does not need it.
         ``features``: also keep every block's output tokens (``AnalysisResult.hidden_states``) from the same forward
         pass, for the PCA, similarity and token-norm views (vitviz.features), and every head's mean attention
-        distance (``result.attention.mean_distance``; without ``features``, computed from the full tensors when first read
-        if they were kept, else None).
+        distance (``result.attention.mean_distance``; without ``features``, computed from the full tensors when
+        first read if they were kept, else None).
         ``traced``: run the forward pass through a TorchScript trace of the model for this input size (made on
         first use; :class:`vitviz.models.traced.TracedForward`), which does not hold Python's GIL, so that a UI
         thread painting meanwhile does not slow it down (the live mode). Not with ``features``; ``cancelled`` is

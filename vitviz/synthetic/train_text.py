@@ -327,7 +327,6 @@ def mirrored_rows(patch_values: torch.Tensor, mirror: torch.Tensor, grid: tuple[
     return torch.where(mirror[:, None], flipped, patch_values)
 
 
-
 def _frozen_tower(path: str):
     """vitviz-mini with its weights rounded to float16 (as the export stores them), in float32, frozen."""
     from ..models.checkpoint import load_checkpoint
@@ -419,8 +418,10 @@ def train(cfg: TextTrainConfig) -> Path:
             if time.time() - t_train > budget:
                 break
             idx = order[it * cfg.batch_size : (it + 1) * cfg.batch_size]
-            mirror = torch.from_numpy(rng.random(len(idx)) < 0.5) if cfg.flip else torch.zeros(len(idx), dtype=torch.bool)
-            scenes = [mirrored(facts[i], cfg.image_size) if m else facts[i] for i, m in zip(idx.tolist(), mirror.tolist())]
+            mirror = (torch.from_numpy(rng.random(len(idx)) < 0.5) if cfg.flip
+                      else torch.zeros(len(idx), dtype=torch.bool))
+            scenes = [mirrored(facts[i], cfg.image_size) if m else facts[i]
+                      for i, m in zip(idx.tolist(), mirror.tolist())]
             pairs = [caption(f, rng, area) for f in scenes]
             if cfg.hard_negatives:
                 pairs += [hard_negative(f, rng, area) for f in scenes]
