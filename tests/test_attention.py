@@ -3,6 +3,8 @@ that grows with the tokens, and rows of other tokens computed on demand."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -139,6 +141,16 @@ def test_the_engine_keeps_the_summary_or_the_full_tensors_as_asked(tiny_checkpoi
     np.testing.assert_allclose(lazy.mean_distance, engine.analyze(photo, features=True).attention.mean_distance,
                                rtol=1e-6)
     assert lazy.mean_distance is lazy.mean_distance and lazy.without_queries().mean_distance is lazy.mean_distance
+    # ... and its CLS rollout rows too, equal to those the app's worker computes at once
+    plain = engine.analyze(photo).attention
+    assert plain.__dict__["_rollout_rows"] is None
+    shown = engine.analyze(photo, keep_display_image=True).attention
+    assert shown.__dict__["_rollout_rows"] is not None
+    np.testing.assert_allclose(plain.rollout_rows, shown.rollout_rows, atol=1e-7)
+    np.testing.assert_allclose(plain.rollout_rows, full.attention.rollout_rows, atol=1e-6)
+    assert plain.rollout_rows is plain.rollout_rows and plain.without_queries().rollout_rows is plain.rollout_rows
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(engine.analyze(photo).attention)).rollout_rows,
+                               shown.rollout_rows, atol=1e-7)
     np.testing.assert_allclose(summary.probabilities, full.probabilities, atol=1e-6)
     with pytest.raises(ValueError, match="no attention beyond"):
         summary.query_attention(0, 3)
@@ -194,7 +206,6 @@ def test_kept_full_tensors_are_the_forward_passs_own_until_stacked(both, model):
     """Keeping a forward pass's full tensors copies nothing (views of its per-layer tensors; one image of a batch is
     copied, so a result holds its own image alone); ``full`` stacks them once, into the same [L, H, T, T] values,
     and every figure and on-demand row agrees with the stacked array's (within 1e-5), also after pickling."""
-    import pickle
 
     fulls, _recorder = both
     p = model.num_prefix_tokens
@@ -230,7 +241,7 @@ def test_a_small_models_summary_comes_from_the_full_tensors_and_equals_the_recor
     monkeypatch.setattr(AttentionMaps, "from_full",
                         classmethod(lambda cls, *a, **k: summarised.append(k) or real(cls, *a, **k)))
     eager = engine.analyze(photo, attention="summary", features=True)
-    assert summarised == [{"keep_full": False, "head_statistics": True}]
+    assert summarised == [{"keep_full": False, "head_statistics": True, "on_demand": True}]
     monkeypatch.setattr(engine_module, "SUMMARY_FROM_FULL_BUDGET", 0)  # as for a photo model's many tokens
     in_pass = engine.analyze(photo, attention="summary", features=True)
     assert len(summarised) == 1  # the recorder's maps, not from_full

@@ -81,6 +81,11 @@ def _rollout_rows_of_means(means_from_top: Iterable[np.ndarray], start: np.ndarr
     return carried[::-1].copy()
 
 
+def _head_mean(layer: np.ndarray) -> np.ndarray:
+    """A layer's mean over its heads, ``[H, T, T]`` -> ``[T, T]`` float32."""
+    return np.add.reduce(layer, axis=0) * np.float32(1.0 / layer.shape[0])
+
+
 _BLAS: Any = None
 
 
@@ -220,7 +225,8 @@ def _visited(slices: Iterator[tuple[int, torch.Tensor]], layer: int,
 class AttentionMaps:
     """One image's attention, as an analysis keeps it (float32 numpy; ``L`` layers, ``H`` heads, ``T`` tokens).
 
-    ``prefix_rows``, ``rollout_rows`` and ``mean_distance`` are always there. ``queries``/``keys`` (kept by the
+    ``prefix_rows``, ``rollout_rows`` and ``mean_distance`` are always there (the last two may be computed from
+    the kept full tensors when first read: :meth:`from_full`). ``queries``/``keys`` (kept by the
     app) or ``full_layers`` (a small model's whole tensors) let rows of other tokens be computed on demand
     (:meth:`query_rows`, :meth:`query_rollout`, :meth:`rollout`), each cached per patch. The full tensors are kept
     as the forward pass gave them, one ``[H, T, T]`` array per layer (no copy); :attr:`full` stacks them into one
@@ -239,18 +245,21 @@ class AttentionMaps:
     _full: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)  # them stacked
     _cache: dict[Any, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
     _distance_on_demand: bool = field(default=False, init=False, repr=False, compare=False)
+    _rollout_on_demand: bool = field(default=False, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
     def from_full(cls, full: np.ndarray | torch.Tensor | Sequence[torch.Tensor | np.ndarray], grid: tuple[int, int],
                   patch_size: int, num_prefix_tokens: int = 1, keep_full: bool = True,
-                  head_statistics: bool = True) -> AttentionMaps:
+                  head_statistics: bool = True, on_demand: bool = False) -> AttentionMaps:
         """The same figures from full tensors: ``[L, H, T, T]``, or one ``[H, T, T]`` tensor per layer as a forward
         pass returns them. ``keep_full``: keep them too (float32 numpy views of the tensors, no copy: copying a
         ViT-S/16's 11 MB took most of the post-processing), so that any patch's rows answer at once;
         ``head_statistics``: the heads' mean attention distance now; without it, from the kept tensors when
         :attr:`mean_distance` is first read (1.5 ms of ViT-S/16's post-processing that the plain call skips), or
-        None when they are not kept.
+        None when they are not kept; ``on_demand`` (with ``keep_full``): the CLS rollout rows too, when
+        :attr:`rollout_rows` is first read (another 1.2-1.5 ms of ViT-S/16's: its 12 layers' head-means read 11 MB),
+        so that a call from code pays for the figures it reads (the app's worker asks for everything at once).
 
         Computed with numpy on the calling thread (see :func:`_one_blas_thread` for why), from each layer's
         head-mean: no ``[T, T]`` joint matrix is multiplied. One sweep from the last layer down reads each layer's
@@ -278,11 +287,15 @@ class AttentionMaps:
             for x in reversed(layers):
                 if sums is not None:
                     sums.append(_distance_sums(x, rows, cols, float(patch_size), p))
-                yield np.add.reduce(x, axis=0) * np.float32(1.0 / x.shape[0])  # [T, T], float32
+                yield _head_mean(x)
 
-        with _one_blas_thread():
-            rollout = _rollout_rows_of_means(means_from_top(), reading_start(t, p)[0].numpy())
-        distance = None if sums is None else _mean_distance(np.concatenate(sums[::-1], axis=1), (len(layers), -1))
+        rollout = distance = None
+        on_demand = on_demand and keep_full
+        if not on_demand or sums is not None:
+            with _one_blas_thread():
+                rollout = _rollout_rows_of_means(means_from_top(), reading_start(t, p)[0].numpy())
+        if sums is not None:
+            distance = _mean_distance(np.concatenate(sums[::-1], axis=1), (len(layers), -1))
         maps = cls(
             prefix_rows=np.stack([x[:, :p] if p else x.mean(axis=1, keepdims=True) for x in layers]),
             rollout_rows=rollout,
@@ -295,6 +308,7 @@ class AttentionMaps:
         if keep_full and isinstance(full, np.ndarray):
             maps._full = full  # full_layers are views of it
         maps._distance_on_demand = keep_full and not head_statistics
+        maps._rollout_on_demand = rollout is None
         return maps
 
     # -- shapes and always-there figures
@@ -325,7 +339,8 @@ class AttentionMaps:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.prefix_rows, self.rollout_rows, self.__dict__.get("_mean_distance"), self.queries, self.keys,
+        arrays = (self.prefix_rows, self.__dict__.get("_rollout_rows"), self.__dict__.get("_mean_distance"),
+                  self.queries, self.keys,
                   *(self.full_layers or ()))
         return sum(int(a.nbytes) for a in arrays if a is not None) + sum(int(a.nbytes) for a in self._cache.values())
 
@@ -464,6 +479,29 @@ def _set_mean_distance(maps: AttentionMaps, value: np.ndarray | None) -> None:
     maps.__dict__["_mean_distance"] = value
 
 
+def _rollout_rows_of(maps: AttentionMaps) -> np.ndarray:
+    """The CLS rollout rows ``[L, T]``, computed from the kept full tensors on first read when
+    :meth:`AttentionMaps.from_full` was asked for them ``on_demand``."""
+    state = maps.__dict__
+    if state.get("_rollout_rows") is None and state.get("_rollout_on_demand"):
+        with maps._lock:
+            if state.get("_rollout_rows") is None:
+                layers = maps.full_layers
+                assert layers is not None
+                with _one_blas_thread():
+                    state["_rollout_rows"] = _rollout_rows_of_means(
+                        map(_head_mean, reversed(layers)), reading_start(maps.num_tokens, maps.num_prefix_tokens)[0].numpy())
+                state["_rollout_on_demand"] = False
+    return state["_rollout_rows"]
+
+
+def _set_rollout_rows(maps: AttentionMaps, value: np.ndarray | None) -> None:
+    maps.__dict__["_rollout_rows"] = value
+
+
 # a property over the dataclass field of that name (its __init__ assigns through the setter)
 AttentionMaps.mean_distance = property(_mean_distance_of, _set_mean_distance,  # type: ignore[assignment]
                                        doc="[L, H] mean attention distance, input pixels (None: not asked for)")
+AttentionMaps.rollout_rows = property(_rollout_rows_of, _set_rollout_rows,  # type: ignore[assignment]
+                                      doc="[L, T] CLS row of the rollout up to each layer (mean fusion, nothing "
+                                          "discarded)")

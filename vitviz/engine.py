@@ -441,9 +441,12 @@ class Engine:
         if recorder is not None:
             maps = recorder.maps(index)
         else:
-            keep = attention != "summary"  # the tensors themselves (the head statistics then come on first read)
+            # the tensors themselves kept, the head statistics then come on first read, and for a call from code
+            # (no display image: not the app's worker) the rollout rows too
+            keep = attention != "summary"
             maps = AttentionMaps.from_full([a[index] for a in out.attentions], out.grid, cfg.patch_size,
-                                           out.num_prefix_tokens, keep_full=keep, head_statistics=features)
+                                           out.num_prefix_tokens, keep_full=keep, head_statistics=features,
+                                           on_demand=not keep_display_image)
         result = AnalysisResult(
             source=loaded.source,
             image=rgb,
