@@ -96,6 +96,11 @@ def test_the_sigmoid_loss_judges_each_pair_alone_and_leaves_moot_ones_out():
     logit = scale * image[0] @ text[1] + bias
     torch.testing.assert_close(sigmoid_loss(image, text, scale, bias, two) - loss,
                                (F.softplus(-logit) - F.softplus(logit)) / 4)
+    # a caption's weight scales its own terms alone (the label box's one-word questions weigh more in training)
+    weight = torch.tensor([1.0, 3.0, 1.0, 1.0])
+    torch.testing.assert_close(sigmoid_loss(image, text, scale, bias, judged, weight) - loss,
+                               2.0 * sum(F.softplus(scale * image[i] @ text[1] + bias) for i in (0, 2, 3)) / 4
+                               + 2.0 * F.softplus(-(scale * image[1] @ text[1] + bias)) / 4)
 
 
 def test_patch_targets_name_each_objects_patches_and_weigh_the_objects_alike():

@@ -30,13 +30,16 @@ def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tenso
 
 
 def sigmoid_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
-                 judged: np.ndarray) -> torch.Tensor:
+                 judged: np.ndarray, weight: torch.Tensor | None = None) -> torch.Tensor:
     """SigLIP's loss (Zhai et al. 2023): every scene-caption pair a yes-or-no question, ``log σ(±(scale · cos +
-    bias))``, summed over the captions and averaged over the scenes; ``judged`` is :func:`captions.truth`'s
-    ``[B, C]`` (2 true, 0 false, 1 moot: left out)."""
+    bias))``, summed over the captions (each times its ``weight`` ``[C]``, default 1) and averaged over the scenes;
+    ``judged`` is :func:`captions.truth`'s ``[B, C]`` (2 true, 0 false, 1 moot: left out)."""
     logits = scale * image @ text.t() + bias
     sign = torch.from_numpy(judged.astype(np.float32) - 1.0)
-    return (F.softplus(-sign * logits) * (sign != 0)).sum() / len(image)
+    terms = F.softplus(-sign * logits) * (sign != 0)
+    if weight is not None:
+        terms = terms * weight
+    return terms.sum() / len(image)
 
 
 def prompt_bank() -> tuple[list[str], list[CaptionFacts]]:
