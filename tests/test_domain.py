@@ -195,3 +195,43 @@ def test_a_checkpoint_carries_its_detector_into_the_engine(tmp_path, tiny_checkp
     assert result.domain is not None and result.domain.method == "energy"
     assert result.domain.in_domain is False  # every energy is above -100
     assert result.summary()["domain"]["threshold"] == -100.0
+
+
+def test_a_detector_of_parts_takes_each_kind_on_its_own_covariance(tmp_path):
+    """One part per kind of training scene, each with its own covariance and threshold: an image is in domain when
+    one part takes it. A single covariance fitted on both kinds is widened by the spread-out kind, and takes images
+    near the tight kind that neither kind is like (the sample photos, for the image-text model)."""
+    gen = torch.Generator().manual_seed(1)
+    n, dim = 400, 6
+    labels = torch.arange(n) % 2
+    tight = torch.randn(n, dim, generator=gen) + 5.0 * torch.nn.functional.one_hot(labels, dim).float()
+    wide = torch.randn(n, dim, generator=gen) * torch.tensor([8.0, 1, 1, 1, 1, 1]) - 5.0
+    parts = []
+    for feats in (tight, wide):
+        part = fit_mahalanobis(feats, labels, 2, known="two kinds", feature="patch_mean")
+        part.threshold = calibrate_threshold(part.scores(feats, None), 0.95)
+        parts.append(part)
+    both = DomainDetector.of_parts(parts)
+    assert both.threshold == 1.0 and both.means.shape == (4, dim) and both.precision.shape == (2, dim, dim)
+    for feats in (tight, wide):
+        assert (both.scores(feats, None) <= 1.0).double().mean() >= 0.95
+    x = torch.cat([tight[:3], wide[:3]])
+    expected = torch.minimum(parts[0].scores(x, None) / parts[0].threshold, parts[1].scores(x, None) / parts[1].threshold)
+    torch.testing.assert_close(both.scores(x, None), expected)
+
+    pooled = fit_mahalanobis(torch.cat([tight, wide]), torch.cat([labels, labels + 2]), 4, feature="patch_mean")
+    pooled.threshold = calibrate_threshold(pooled.scores(torch.cat([tight, wide]), None), 0.95)
+    stranger = parts[0].means[:1].float() + torch.tensor([[12.0, 0, 0, 0, 0, 0]])  # off the tight kind, like neither
+    assert float(pooled.scores(stranger, None)[0]) <= pooled.threshold  # the widened covariance takes it
+    assert float(both.scores(stranger, None)[0]) > 1.0  # the parts do not
+
+    back = DomainDetector.load(both.save(tmp_path / "parts.ood.safetensors"))
+    torch.testing.assert_close(back.scores(x, None), both.scores(x, None))
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(tmp_path / "parts.ood.safetensors"))
+    tensors["part_of"] = torch.tensor([0, 1, 2, 1])  # a third part that is not there
+    save_file(tensors, str(tmp_path / "bad.ood.safetensors"),
+              metadata={"format": "vitviz-ood", "method": "mahalanobis", "feature": "patch_mean"})
+    with pytest.raises(CheckpointError, match="each class's part"):
+        DomainDetector.load(tmp_path / "bad.ood.safetensors")

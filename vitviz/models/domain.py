@@ -4,7 +4,10 @@ A :class:`DomainDetector` scores one forward pass of a classifier:
 
 - ``mahalanobis`` (Lee et al. 2018): the smallest squared Mahalanobis distance of a feature of the final normalised
   tokens to the class means, with one covariance shared by all classes, all fitted on training images. The feature
-  is ``cls`` (what enters the classification head) or ``patch_mean`` (the mean of the patch tokens);
+  is ``cls`` (what enters the classification head) or ``patch_mean`` (the mean of the patch tokens). A detector may
+  have several *parts* (:meth:`DomainDetector.of_parts`: e.g. one per kind of training scene), each with its own
+  classes, covariance and threshold; an image is in domain when one part takes it, and its score is the smallest of
+  the parts' distances, each divided by its part's threshold (so the detector's threshold is 1);
 - ``energy`` (Liu et al. 2020): ``-logsumexp(logits)``.
 
 Higher scores are further from the training domain; an image whose score exceeds the detector's threshold is out of
@@ -75,9 +78,12 @@ class DomainDetector:
     method: str
     threshold: float
     means: torch.Tensor | None = None  # [classes, features] ("mahalanobis")
-    precision: torch.Tensor | None = None  # [features, features] inverse of the shared covariance ("mahalanobis")
+    precision: torch.Tensor | None = None  # [features, features] inverse of the shared covariance ("mahalanobis");
+    # with parts, [parts, features, features]: each part's own
     known: str = ""
     feature: str = "cls"
+    part_of: torch.Tensor | None = None  # [classes] int64, the part of each class mean (with parts only)
+    part_thresholds: torch.Tensor | None = None  # [parts] float64, each part's own threshold (with parts only)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -86,6 +92,28 @@ class DomainDetector:
             raise ValueError("a Mahalanobis detector needs class means and a precision matrix")
         if self.feature not in FEATURES:
             raise ValueError(f"unknown detector feature {self.feature!r} (known: {', '.join(FEATURES)})")
+        if self.precision is not None and self.precision.ndim == 3:
+            parts, c = self.precision.shape[0], 0 if self.means is None else self.means.shape[0]
+            if (self.part_of is None or self.part_thresholds is None or tuple(self.part_of.shape) != (c,)
+                    or tuple(self.part_thresholds.shape) != (parts,) or self.part_of.dtype != torch.long
+                    or not bool(((self.part_of >= 0) & (self.part_of < parts)).all())
+                    or not bool((torch.isfinite(self.part_thresholds) & (self.part_thresholds > 0)).all())):
+                raise ValueError("a detector of several parts needs each class's part and each part's positive "
+                                 "threshold")
+
+    @classmethod
+    def of_parts(cls, parts: list[DomainDetector]) -> DomainDetector:
+        """One detector from fitted and calibrated Mahalanobis ``parts`` with the same feature: an image is in domain
+        when any part takes it (score: the smallest ``distance / part threshold``; threshold 1)."""
+        if not parts or any(p.method != "mahalanobis" or p.precision is None or p.precision.ndim != 2
+                            or p.feature != parts[0].feature for p in parts):
+            raise ValueError("parts must be single Mahalanobis detectors of one feature")
+        means = torch.cat([p.means.double() for p in parts])  # type: ignore[union-attr]
+        part_of = torch.cat([torch.full((len(p.means),), i, dtype=torch.long)  # type: ignore[arg-type]
+                             for i, p in enumerate(parts)])
+        return cls("mahalanobis", 1.0, means, torch.stack([p.precision.double() for p in parts]),  # type: ignore[union-attr]
+                   parts[0].known, parts[0].feature, part_of,
+                   torch.tensor([float(p.threshold) for p in parts], dtype=torch.float64))
 
     @torch.no_grad()
     def scores(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -95,7 +123,12 @@ class DomainDetector:
         assert self.means is not None and self.precision is not None
         f = features.detach().double().cpu()
         diff = f[:, None, :] - self.means.double()[None]  # [B, C, D]
-        dist = torch.einsum("bcd,de,bce->bc", diff, self.precision.double(), diff)
+        if self.precision.ndim == 2:
+            dist = torch.einsum("bcd,de,bce->bc", diff, self.precision.double(), diff)
+        else:  # each class measured with its part's covariance, relative to its part's threshold
+            assert self.part_of is not None and self.part_thresholds is not None
+            precision = self.precision.double()[self.part_of]  # [C, D, D]
+            dist = torch.einsum("bcd,cde,bce->bc", diff, precision, diff) / self.part_thresholds.double()[self.part_of]
         return dist.min(dim=1).values
 
     def assess(self, model: Any, tokens: torch.Tensor, logits: torch.Tensor) -> DomainVerdict:
@@ -112,6 +145,9 @@ class DomainDetector:
             assert self.means is not None and self.precision is not None
             tensors["means"] = self.means.detach().double().cpu().contiguous()
             tensors["precision"] = self.precision.detach().double().cpu().contiguous()
+            if self.part_of is not None and self.part_thresholds is not None:
+                tensors["part_of"] = self.part_of.detach().long().cpu().contiguous()
+                tensors["part_thresholds"] = self.part_thresholds.detach().double().cpu().contiguous()
         p = Path(path)
         save_file(tensors, str(p), metadata={"format": FORMAT, "method": self.method, "feature": self.feature,
                                              "known": self.known})
@@ -136,7 +172,8 @@ class DomainDetector:
             raise CheckpointError(f"{p}: the detector's threshold is missing or not a finite number")
         try:
             return cls(meta.get("method", ""), float(threshold.reshape(())), tensors.get("means"),
-                       tensors.get("precision"), meta.get("known", ""), meta.get("feature", "cls"))
+                       tensors.get("precision"), meta.get("known", ""), meta.get("feature", "cls"),
+                       tensors.get("part_of"), tensors.get("part_thresholds"))
         except ValueError as exc:
             raise CheckpointError(f"{p}: {exc}") from exc
 
@@ -199,7 +236,7 @@ def load_sidecar(weights: str | Path, model: Any) -> DomainDetector | None:
         # an image-text model has no fixed classes: its detector's classes are those it was fitted on
         c = head.out_features if head is not None else int(detector.means.shape[0])
         d = head.in_features if detector.feature == "cls" else model.config.embed_dim
-        if tuple(detector.means.shape) != (c, d) or tuple(detector.precision.shape) != (d, d):
+        if tuple(detector.means.shape) != (c, d) or tuple(detector.precision.shape[-2:]) != (d, d):
             raise CheckpointError(f"{path}: detector shapes {tuple(detector.means.shape)} and "
                                   f"{tuple(detector.precision.shape)} do not match the model ({c} classes, "
                                   f"{detector.feature} features of {d} values)")

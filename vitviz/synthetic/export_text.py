@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..models.domain import calibrate_threshold, fit_mahalanobis, sidecar_path
+from ..models.domain import DomainDetector, calibrate_threshold, fit_mahalanobis, sidecar_path
 from ..models.imagetext import clip_text_state_dict
 from ..models.vit import ViTConfig, VisionTransformer
 from .captions import BOS, COLOURS, EOS, SHAPE_WORDS, UNK, vocabulary
@@ -131,7 +131,14 @@ def export_folder(model: Any, tower: VisionTransformer, info: Any, tok: Any, cfg
 def fit_detector(data: dict[str, Any], folder: Path) -> None:
     """vitviz-mini's kind of detector (Mahalanobis distance of the mean final patch token to the main shapes'
     means, shared covariance) on this tower's final tokens; threshold: 95 % of the validation scenes in domain.
-    ``data``: ``fit`` and ``val`` mean final patch tokens ``[N, D]``, ``fit_labels`` the fit scenes' main shapes."""
-    detector = fit_mahalanobis(data["fit"], data["fit_labels"], len(SHAPE_WORDS), KNOWN, feature="patch_mean")
-    detector.threshold = calibrate_threshold(detector.scores(data["val"], None))
+    ``data``: ``fit`` and ``val`` mean final patch tokens ``[N, D]``, ``fit_labels`` the fit scenes' main shapes; or
+    ``parts``, a list of such dicts (one per kind of scene), each fitted and calibrated on its own scenes
+    (:meth:`DomainDetector.of_parts`: one covariance for scenes of both kinds took two of the three sample photos for
+    scenes)."""
+    parts = []
+    for part in data.get("parts", [data]):
+        detector = fit_mahalanobis(part["fit"], part["fit_labels"], len(SHAPE_WORDS), KNOWN, feature="patch_mean")
+        detector.threshold = calibrate_threshold(detector.scores(part["val"], None))
+        parts.append(detector)
+    detector = parts[0] if len(parts) == 1 else DomainDetector.of_parts(parts)
     detector.save(sidecar_path(folder / "model.safetensors"))
