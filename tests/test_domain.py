@@ -216,7 +216,7 @@ def test_a_detector_of_parts_takes_each_kind_on_its_own_covariance(tmp_path):
     for feats in (tight, wide):
         assert (both.scores(feats, None) <= 1.0).double().mean() >= 0.95
     x = torch.cat([tight[:3], wide[:3]])
-    expected = torch.minimum(parts[0].scores(x, None) / parts[0].threshold, parts[1].scores(x, None) / parts[1].threshold)
+    expected = torch.minimum(*(p.scores(x, None) / p.threshold for p in parts))
     torch.testing.assert_close(both.scores(x, None), expected)
 
     pooled = fit_mahalanobis(torch.cat([tight, wide]), torch.cat([labels, labels + 2]), 4, feature="patch_mean")

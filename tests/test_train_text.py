@@ -150,7 +150,8 @@ def test_a_model_trained_on_finer_patches_exports_a_folder_the_engine_reads(tmp_
 
     from vitviz.engine import Engine
     from vitviz.synthetic.export_text import export_folder
-    from vitviz.synthetic.train_text import EOS, ImageTextModel, TextTrainConfig, build_tokenizer, resized_tower
+    from vitviz.synthetic.train_text import (EOS, ImageTextModel, TextTrainConfig, build_tokenizer, final_patch_mean,
+                                             resized_tower)
 
     cfg = TextTrainConfig(image_size=32, new_blocks=3, embed_dim=16, text_width=16, text_depth=1, text_heads=2)
     tower = resized_tower(_tiny_tower(), 4)
@@ -161,10 +162,22 @@ def test_a_model_trained_on_finer_patches_exports_a_folder_the_engine_reads(tmp_
         for p in model.parameters():
             p.copy_(p.half().float())
     info = SimpleNamespace(mean=(0.5,) * 3, std=(0.5,) * 3)
-    folder = export_folder(model, tower, info, tok, cfg, {}, tmp_path / "text-p4")
+    # an out-of-domain detector of two parts (one per kind of scene), as train_text fits it
+    rng = np.random.default_rng(1)
+
+    def tokens(n: int, lo: int, hi: int) -> torch.Tensor:  # mean final patch tokens of n images of a kind
+        with torch.no_grad():
+            return final_patch_mean(model, torch.from_numpy(rng.integers(lo, hi, (n, 32, 32, 3), dtype=np.uint8)))
+
+    parts = [{"fit": tokens(40, lo, hi), "val": tokens(20, lo, hi), "fit_labels": torch.arange(40) % 10}
+             for lo, hi in ((0, 128), (128, 256))]
+    folder = export_folder(model, tower, info, tok, cfg, {}, tmp_path / "text-p4", {"parts": parts})
     engine = Engine(str(folder), device="cpu")
+    detector = engine.info.domain_detector
+    assert detector.threshold == 1.0 and detector.part_thresholds.shape == (2,) and detector.means.shape[0] == 20
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     result = engine.analyze(image)
+    assert result.domain is not None and result.domain.threshold == 1.0
     assert (result.grid.rows, result.grid.cols, result.grid.patch_size) == (8, 8, 4)
     with torch.no_grad():
         expected = model.image(torch.from_numpy(image)[None])[0].numpy()

@@ -489,8 +489,8 @@ def _rollout_rows_of(maps: AttentionMaps) -> np.ndarray:
                 layers = maps.full_layers
                 assert layers is not None
                 with _one_blas_thread():
-                    state["_rollout_rows"] = _rollout_rows_of_means(
-                        map(_head_mean, reversed(layers)), reading_start(maps.num_tokens, maps.num_prefix_tokens)[0].numpy())
+                    start = reading_start(maps.num_tokens, maps.num_prefix_tokens)[0].numpy()
+                    state["_rollout_rows"] = _rollout_rows_of_means(map(_head_mean, reversed(layers)), start)
                 state["_rollout_on_demand"] = False
     return state["_rollout_rows"]
 

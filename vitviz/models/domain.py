@@ -111,7 +111,8 @@ class DomainDetector:
         means = torch.cat([p.means.double() for p in parts])  # type: ignore[union-attr]
         part_of = torch.cat([torch.full((len(p.means),), i, dtype=torch.long)  # type: ignore[arg-type]
                              for i, p in enumerate(parts)])
-        return cls("mahalanobis", 1.0, means, torch.stack([p.precision.double() for p in parts]),  # type: ignore[union-attr]
+        precisions = torch.stack([p.precision.double() for p in parts])  # type: ignore[union-attr]
+        return cls("mahalanobis", 1.0, means, precisions,
                    parts[0].known, parts[0].feature, part_of,
                    torch.tensor([float(p.threshold) for p in parts], dtype=torch.float64))
 
