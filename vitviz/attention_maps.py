@@ -459,49 +459,43 @@ class AttentionMaps:
         self._lock = threading.Lock()
 
 
-def _mean_distance_of(maps: AttentionMaps) -> np.ndarray | None:
-    """The heads' mean attention distance ``[L, H]``, computed from the kept full tensors on first read when
-    :meth:`AttentionMaps.from_full` was not asked for it."""
-    state = maps.__dict__
-    if state.get("_mean_distance") is None and state.get("_distance_on_demand") and maps.full_layers is not None:
-        from .features import mean_attention_distance
+def _distances_of_full(maps: AttentionMaps) -> np.ndarray:
+    """The heads' mean attention distance ``[L, H]`` from the kept full tensors."""
+    from .features import mean_attention_distance
 
-        with maps._lock:
-            if state.get("_mean_distance") is None:
-                with _one_blas_thread():
-                    state["_mean_distance"] = mean_attention_distance(
-                        maps.full_layers, (*maps.grid, maps.patch_size), maps.num_prefix_tokens)
-                state["_distance_on_demand"] = False
-    return state.get("_mean_distance")
+    return mean_attention_distance(maps.full_layers, (*maps.grid, maps.patch_size), maps.num_prefix_tokens)
 
 
-def _set_mean_distance(maps: AttentionMaps, value: np.ndarray | None) -> None:
-    maps.__dict__["_mean_distance"] = value
+def _rollout_of_full(maps: AttentionMaps) -> np.ndarray:
+    """The CLS rollout rows ``[L, T]`` from the kept full tensors (each layer's head-mean, the last layer first)."""
+    start = reading_start(maps.num_tokens, maps.num_prefix_tokens)[0].numpy()
+    return _rollout_rows_of_means(map(_head_mean, reversed(maps.full_layers)), start)
 
 
-def _rollout_rows_of(maps: AttentionMaps) -> np.ndarray:
-    """The CLS rollout rows ``[L, T]``, computed from the kept full tensors on first read when
-    :meth:`AttentionMaps.from_full` was asked for them ``on_demand``."""
-    state = maps.__dict__
-    if state.get("_rollout_rows") is None and state.get("_rollout_on_demand"):
-        with maps._lock:
-            if state.get("_rollout_rows") is None:
-                layers = maps.full_layers
-                assert layers is not None
-                with _one_blas_thread():
-                    start = reading_start(maps.num_tokens, maps.num_prefix_tokens)[0].numpy()
-                    state["_rollout_rows"] = _rollout_rows_of_means(map(_head_mean, reversed(layers)), start)
-                state["_rollout_on_demand"] = False
-    return state["_rollout_rows"]
+def _computed_on_first_read(name: str, flag: str, compute: Callable[[AttentionMaps], np.ndarray],
+                            doc: str) -> property:
+    """A property over the dataclass field of that name (its ``__init__`` assigns through the setter): its value, or,
+    when :meth:`AttentionMaps.from_full` left it to be computed (``flag``), ``compute(maps)`` from the kept full
+    tensors on first read (once, under the maps' lock, numpy's BLAS on this thread)."""
+    def read(maps: AttentionMaps) -> np.ndarray | None:
+        state = maps.__dict__
+        if state.get(name) is None and state.get(flag) and maps.full_layers is not None:
+            with maps._lock:
+                if state.get(name) is None:
+                    with _one_blas_thread():
+                        state[name] = compute(maps)
+                    state[flag] = False
+        return state.get(name)
+
+    def write(maps: AttentionMaps, value: np.ndarray | None) -> None:
+        maps.__dict__[name] = value
+
+    return property(read, write, doc=doc)
 
 
-def _set_rollout_rows(maps: AttentionMaps, value: np.ndarray | None) -> None:
-    maps.__dict__["_rollout_rows"] = value
-
-
-# a property over the dataclass field of that name (its __init__ assigns through the setter)
-AttentionMaps.mean_distance = property(_mean_distance_of, _set_mean_distance,  # type: ignore[assignment]
-                                       doc="[L, H] mean attention distance, input pixels (None: not asked for)")
-AttentionMaps.rollout_rows = property(_rollout_rows_of, _set_rollout_rows,  # type: ignore[assignment]
-                                      doc="[L, T] CLS row of the rollout up to each layer (mean fusion, nothing "
-                                          "discarded)")
+AttentionMaps.mean_distance = _computed_on_first_read(  # type: ignore[assignment]
+    "_mean_distance", "_distance_on_demand", _distances_of_full,
+    "[L, H] mean attention distance, input pixels (None: not asked for)")
+AttentionMaps.rollout_rows = _computed_on_first_read(  # type: ignore[assignment]
+    "_rollout_rows", "_rollout_on_demand", _rollout_of_full,
+    "[L, T] CLS row of the rollout up to each layer (mean fusion, nothing discarded)")
