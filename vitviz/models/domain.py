@@ -126,10 +126,12 @@ class DomainDetector:
         diff = f[:, None, :] - self.means.double()[None]  # [B, C, D]
         if self.precision.ndim == 2:
             dist = torch.einsum("bcd,de,bce->bc", diff, self.precision.double(), diff)
-        else:  # each class measured with its part's covariance, relative to its part's threshold
+        else:  # each part's classes measured with its own covariance, relative to its own threshold
             assert self.part_of is not None and self.part_thresholds is not None
-            precision = self.precision.double()[self.part_of]  # [C, D, D]
-            dist = torch.einsum("bcd,cde,bce->bc", diff, precision, diff) / self.part_thresholds.double()[self.part_of]
+            dist = diff.new_empty(diff.shape[:2])
+            for part, (precision, threshold) in enumerate(zip(self.precision.double(), self.part_thresholds)):
+                own = self.part_of == part
+                dist[:, own] = torch.einsum("bcd,de,bce->bc", diff[:, own], precision, diff[:, own]) / float(threshold)
         return dist.min(dim=1).values
 
     def assess(self, model: Any, tokens: torch.Tensor, logits: torch.Tensor) -> DomainVerdict:
