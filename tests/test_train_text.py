@@ -143,6 +143,10 @@ def test_a_tower_resized_to_finer_patches_sees_a_plain_image_as_before():
     torch.testing.assert_close(after, before[:, :1].expand(-1, 64, -1), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(finer.blocks[0].state_dict(), tower.blocks[0].state_dict())
     torch.testing.assert_close(finer.pos_embed[:, 0], tower.pos_embed[:, 0])  # the CLS token's, kept
+    # at its own patch size (train_text's --train-embedding) the copy starts as the tower: only training moves it
+    same = resized_tower(tower, 8)
+    image = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(same.embed(image)[0], tower.embed(image)[0], atol=1e-6, rtol=1e-6)
 
 
 def test_a_model_trained_on_finer_patches_exports_a_folder_the_engine_reads(tmp_path):

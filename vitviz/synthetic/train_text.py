@@ -70,6 +70,9 @@ class TextTrainConfig:
     val_seed: int = 31
     image_size: int = 128
     patch_size: int = 0  # 0: the tower's frozen patch embedding; else it is resampled to this size and trained
+    # the patch embedding (and CLS token and positional embedding) trained at the tower's own patch size: the frozen
+    # one was made to name the main shape, and keeps little of a second object that covers two or three patches
+    train_embedding: bool = False
     flip: bool = True  # each scene mirrored left-right half the time, its captions' left and right swapped
     shift: int = 0  # with a trained patch embedding: random shifts of up to this many pixels (image and objects)
     frozen_blocks: int = 0  # the tower's first blocks kept frozen (fewer than all: its depth head is dropped)
@@ -356,9 +359,9 @@ def train(cfg: TextTrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     tower, info = _frozen_tower(cfg.tower)
-    trains_embedding = bool(cfg.patch_size) and cfg.patch_size != tower.config.patch_size
+    trains_embedding = cfg.train_embedding or (bool(cfg.patch_size) and cfg.patch_size != tower.config.patch_size)
     if trains_embedding:
-        tower = resized_tower(tower, cfg.patch_size)
+        tower = resized_tower(tower, cfg.patch_size or tower.config.patch_size)
     data = caption_data(cfg.train_size, cfg.train_seed, cfg.image_size, cfg.workers, progress=True)
     if cfg.group_size:
         group = caption_data(cfg.group_size, cfg.group_seed, cfg.image_size, cfg.workers, progress=True, kind="group")
