@@ -253,7 +253,6 @@ class Engine:
         their attention outputs are zeroed before each block's output projection (their attention maps stay as they
         were); the result lists them (``result.ablated``). Not traced: a knockout runs the eager model.
         """
-        cancelled = cancelled or (lambda: False)
         _check_mode(attention)
         ablate = self._check_ablate(ablate)
         # a trace would keep the labels it was made with; a user's model runs as it is (vitviz.models.usermodel)
@@ -407,17 +406,20 @@ class Engine:
                 hook.remove()
         return out, depth_out, recorder
 
-    def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool], keep_display_image: bool,
+    def _analyze(self, image: Any, topk: int, cancelled: Callable[[], bool] | None, keep_display_image: bool,
                  features: bool = False, traced: bool = False, attention: str = "auto",
                  ablate: Sequence[tuple[int, int]] = ()) -> AnalysisResult | None:
         t_start = time.perf_counter()
         prep = image if isinstance(image, PreparedImage) else self.prepare(image, display=keep_display_image)
         preprocess_ms = (time.perf_counter() - t_start) * 1000.0
+        # without a ``cancelled`` the forward pass runs without the blocks' cancel hooks (a call from code)
+        forward_cancelled = cancelled
+        cancelled = cancelled or _never
         if cancelled():
             return None
         t = time.perf_counter()
         try:
-            out, depth_out, recorder = self._forward([prep], cancelled, features, traced, attention, ablate)
+            out, depth_out, recorder = self._forward([prep], forward_cancelled, features, traced, attention, ablate)
         except _Cancelled:
             return None
         forward_ms = (time.perf_counter() - t) * 1000.0
@@ -580,6 +582,10 @@ def _check_mode(attention: str) -> None:
 
 class _Cancelled(Exception):
     """Raised inside a forward pass whose analysis was cancelled."""
+
+
+def _never() -> bool:
+    return False
 
 
 def _cancel_hooks(models: Any, cancelled: Callable[[], bool]) -> list[Any]:
