@@ -55,6 +55,7 @@ USED_SEEDS = {0: "scene gallery", 1: "vitviz-mini training", 2: "vitviz-mini val
               30: "text model training (standard scenes)", 31: "text model validation",
               32: "the first text model's held-out figures", 33: "text model training (group scenes)",
               34: "text model's detector: group validation scenes",
+              35: "text model training (standard scenes with a second object)",
               41: "head ranking", 42: "head knockout", 43: "importance estimate"}
 # seed 58: the group scenes of the held-out check (--kind group), used by nothing else either
 

@@ -214,6 +214,27 @@ def test_group_scenes_show_two_or_three_objects_of_different_shapes_each_plainly
     assert random_group_spec(3) == random_group_spec(3)  # deterministic in the seed
 
 
+def test_pair_scenes_are_standard_scenes_with_a_second_object_of_another_shape():
+    """The pair kind: a large main object and a second salient one, which one standard scene in twelve has."""
+    from vitviz.synthetic.captions import scene_facts, second_object
+    from vitviz.synthetic.groups import random_pair_spec
+    from vitviz.synthetic.scenes import object_ids, random_spec
+
+    found = 0
+    for seed in range(8):
+        spec = random_pair_spec(seed)
+        assert set(spec) == set(random_spec(seed))  # the standard generator's scene, nothing added
+        facts = scene_facts(spec, object_ids(spec, 128))
+        second = second_object(facts, 128 * 128)
+        found += second is not None
+        if second is not None:
+            assert second.shape != facts[0].shape and second.pixels >= 0.03 * 128 * 128
+    assert found >= 7  # checked at 64 px: the 128 px map may put one just under 3 %
+    assert random_pair_spec(5) == random_pair_spec(5)
+    plain = [random_spec(seed) for seed in range(24)]
+    assert sum(second_object(scene_facts(s, object_ids(s, 64)), 64 * 64) is not None for s in plain) <= 8
+
+
 def test_a_mirrored_scene_swaps_left_and_right_and_its_patches_mirror_with_it():
     from vitviz.synthetic.captions import mirrored, scene_facts
     from vitviz.synthetic.scenes import object_ids

@@ -21,10 +21,11 @@ from .geometry import CLASSES
 from .scenes import (_MAIN_RADIUS_PER_SIZE, _MAIN_SIZE_RANGE, _backdrop, _make_object, _random_colors, _random_view,
                      make_shape, object_ids)
 
-__all__ = ["random_group_spec", "MIN_SALIENT_SHARE", "GROUP_VERSION"]
+__all__ = ["random_group_spec", "random_pair_spec", "MIN_SALIENT_SHARE", "GROUP_VERSION", "PAIR_VERSION"]
 
 GROUP_VERSION = 1  # bumped whenever random_group_spec's distribution changes (cached datasets are then rebuilt)
 MIN_SALIENT_SHARE = 0.03  # each salient object covers at least this fraction of the picture
+PAIR_VERSION = 1  # bumped whenever random_pair_spec's selection changes
 _CHECK_SIZE = 64  # object-map resolution of the coverage check
 
 
@@ -102,3 +103,22 @@ def random_group_spec(seed: int, salient: int | None = None) -> dict:
             break
     assert best is not None
     return best[1]
+
+
+def random_pair_spec(seed: int) -> dict:
+    """A standard scene (:func:`~vitviz.synthetic.scenes.random_spec`) with a second salient object: the first of
+    the standard scenes drawn from ``seed``'s own stream in which an object of another shape than the main one
+    covers at least :data:`MIN_SALIENT_SHARE` of the picture (checked on the object map at a coarse resolution).
+    About one standard scene in twelve has one; group scenes have several objects, but all of comparable size,
+    and this is the other composition: one large main object and a small second one."""
+    from .scenes import random_spec
+
+    for attempt in range(400):
+        spec = random_spec(int(np.random.SeedSequence([int(seed), 0x9A1, attempt]).generate_state(1)[0]))
+        ids = object_ids(spec, _CHECK_SIZE)
+        shares = np.bincount(ids[ids >= 0].ravel().astype(np.int64), minlength=len(spec["objects"])) / ids.size
+        main = spec["objects"][0]["shape"]
+        if any(share >= MIN_SALIENT_SHARE * 1.1 and obj["shape"] != main
+               for obj, share in zip(spec["objects"][1:], shares[1:])):
+            return spec
+    return spec  # not reached in practice (about 1 scene in 12 qualifies)

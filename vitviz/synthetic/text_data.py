@@ -22,7 +22,8 @@ from .scenes import GENERATOR_VERSION, object_ids, random_spec, render_spec, sce
 __all__ = ["SCENE_KINDS", "CAPTION_DATA_VERSION", "scene_spec", "caption_data", "as_facts"]
 
 CAPTION_DATA_VERSION = 2  # bumped when the facts kept per scene change, so older caches are not reused
-SCENE_KINDS = ("standard", "group")  # random_spec's scenes, or groups.random_group_spec's
+# random_spec's scenes, groups.random_group_spec's, or groups.random_pair_spec's (standard scenes with a second object)
+SCENE_KINDS = ("standard", "group", "pair")
 
 
 def scene_spec(seed: int, kind: str = "standard") -> dict:
@@ -31,6 +32,10 @@ def scene_spec(seed: int, kind: str = "standard") -> dict:
         from .groups import random_group_spec
 
         return random_group_spec(seed)
+    if kind == "pair":
+        from .groups import random_pair_spec
+
+        return random_pair_spec(seed)
     if kind != "standard":
         raise ValueError(f"unknown scene kind {kind!r} ({', '.join(SCENE_KINDS)})")
     return random_spec(seed)
@@ -50,11 +55,12 @@ def caption_data(n: int, seed: int, size: int = 128, workers: int = 2, cache_dir
     ``[n, H, W, 3]``, ``ids`` int8 ``[n, H, W]`` (:func:`object_ids`) and ``facts`` (per scene the
     :class:`ObjectFacts` of its visible objects), cached as ``captions-…-s{seed}-n{n}-{size}px.npz`` under
     ``cache_dir``."""
-    from .groups import GROUP_VERSION
+    from .groups import GROUP_VERSION, PAIR_VERSION
 
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    version = f"v{GENERATOR_VERSION}" if kind == "standard" else f"group-v{GROUP_VERSION}"
+    version = {"standard": f"v{GENERATOR_VERSION}", "group": f"group-v{GROUP_VERSION}",
+               "pair": f"pair-v{GENERATOR_VERSION}.{PAIR_VERSION}"}[kind]
     path = cache / f"captions-{version}.{CAPTION_DATA_VERSION}-s{seed}-n{n}-{size}px.npz"
     if path.is_file():
         with np.load(path) as data:
