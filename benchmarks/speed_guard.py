@@ -18,7 +18,8 @@ and judged by that second measurement. The shipped model gets three times the ro
 pass takes ~9 ms, so the analysis's fixed costs (reading the PNG, the result's arrays) put its ratio at 1.3-1.45x,
 and seven rounds of a shared machine moved the median up to 1.51x on one CI run; its rounds are cheap. The limit is
 generous on purpose: it catches a regression that doubles the cost (the 197-token analysis was ~2x before issue
-47's fix), not noise. It takes about a minute on 2 cores. The 2,036-token photo case has its own benchmark (``bench_tokens.py``).
+47's fix), not noise. It takes about a minute on 2 cores. The 2,036-token photo case has its own benchmark
+(``bench_tokens.py``).
 """
 
 from __future__ import annotations

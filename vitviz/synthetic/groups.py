@@ -29,6 +29,12 @@ PAIR_VERSION = 1  # bumped whenever random_pair_spec's selection changes
 _CHECK_SIZE = 64  # object-map resolution of the coverage check
 
 
+def _object_shares(spec: dict) -> np.ndarray:
+    """The share of the picture each object of ``spec`` covers, on the object map at :data:`_CHECK_SIZE` px."""
+    ids = object_ids(spec, _CHECK_SIZE)
+    return np.bincount(ids[ids >= 0].ravel().astype(np.int64), minlength=len(spec["objects"])) / ids.size
+
+
 def _horizontal(v: np.ndarray) -> np.ndarray:
     v = np.array([v[0], 0.0, v[2]])
     return v / np.linalg.norm(v)
@@ -94,8 +100,7 @@ def random_group_spec(seed: int, salient: int | None = None) -> dict:
             objects.append(obj)
         spec = _backdrop(rng, CLASSES.index(objects[0]["shape"]), objects[0]["shape"], view, el, az, fov, cam_pos,
                          target, objects, ground_c, wall_c)
-        ids = object_ids(spec, _CHECK_SIZE)
-        shares = np.bincount(ids[ids >= 0].ravel().astype(np.int64), minlength=len(objects))[:n] / ids.size
+        shares = _object_shares(spec)[:n]
         smallest = float(shares.min())
         if best is None or smallest > best[0]:
             best = (smallest, spec)
@@ -115,8 +120,7 @@ def random_pair_spec(seed: int) -> dict:
 
     for attempt in range(400):
         spec = random_spec(int(np.random.SeedSequence([int(seed), 0x9A1, attempt]).generate_state(1)[0]))
-        ids = object_ids(spec, _CHECK_SIZE)
-        shares = np.bincount(ids[ids >= 0].ravel().astype(np.int64), minlength=len(spec["objects"])) / ids.size
+        shares = _object_shares(spec)
         main = spec["objects"][0]["shape"]
         if any(share >= MIN_SALIENT_SHARE * 1.1 and obj["shape"] != main
                for obj, share in zip(spec["objects"][1:], shares[1:])):

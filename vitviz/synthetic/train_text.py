@@ -10,9 +10,10 @@ embedding. Why not a frozen tower: vitviz-mini was trained to name the main shap
 little of the colours and the distractors (``benchmarks/probe_frozen_tower.py`` measures it).
 
 Scenes are the standard ones (one main object, small distractors), standard ones with a second salient object
-(:func:`.groups.random_pair_spec`) and group scenes (:mod:`.groups`: 2-3 salient objects of comparable size). Captions come from each scene's spec (:mod:`vitviz.synthetic.captions`), new ones per scene and epoch: a
-caption naming every salient object, a one-object question ("a photo of a red ball."), a hard negative (one thing
-changed: NegCLIP, Yuksekgonul et al. 2023), and in every batch the label box's one-word questions.
+(:func:`.groups.random_pair_spec`) and group scenes (:mod:`.groups`: 2-3 salient objects of comparable size).
+Captions come from each scene's spec (:mod:`vitviz.synthetic.captions`), new ones per scene and epoch: a caption
+naming every salient object, a one-object question ("a photo of a red ball."), a hard negative (one thing changed:
+NegCLIP, Yuksekgonul et al. 2023), and in every batch the label box's one-word questions.
 :func:`captions.truth` says which caption is true, false or moot of which scene of the batch. The loss is SigLIP's
 sigmoid loss (Zhai et al. 2023; ``scoring="softmax"``: CLIP's contrast with every true caption a positive), so that
 each typed word gets its own probability; plus a per-patch loss: each patch an object covers, projected like the CLS
@@ -544,7 +545,8 @@ def train(cfg: TextTrainConfig) -> Path:
 def detector_parts(model: ImageTextModel, tower: nn.Module, info: Any, cfg: TextTrainConfig, feats: torch.Tensor,
                    facts: list[list[ObjectFacts]], val_feats: torch.Tensor) -> dict[str, Any]:
     """What :func:`export_text.fit_detector` fits: a part per kind of training scene (the group scenes come after
-    the ``cfg.train_size + cfg.pair_size`` standard ones in ``feats``), each fitted on ``cfg.detector_fit`` of them spread evenly
+    the ``cfg.train_size + cfg.pair_size`` standard ones in ``feats``), each fitted on ``cfg.detector_fit`` of them
+    spread evenly
     and calibrated on its own kind's validation scenes (group ones: ``cfg.detector_group_seed``, used by nothing
     else). One part fitted on standard scenes alone took 83 % of held-out group scenes for out of domain; one
     covariance for both kinds took two of the three sample photos for scenes."""
