@@ -264,3 +264,12 @@ def test_a_mirrored_scene_swaps_left_and_right_and_its_patches_mirror_with_it():
             assert torch.equal(mirrored_rows(torch.from_numpy(plain), torch.tensor([False]), (4, 4)),
                                torch.from_numpy(plain))
     assert sides  # some relation was swapped
+
+
+def test_an_epoch_shows_every_scene_and_the_pair_scenes_as_often_as_asked():
+    from vitviz.synthetic.train_text import TextTrainConfig, epoch_pool
+
+    cfg = TextTrainConfig(train_size=5, pair_size=3, group_size=4, pair_repeat=3)
+    counts = torch.bincount(epoch_pool(12, cfg), minlength=12).tolist()
+    assert counts == [1] * 5 + [3] * 3 + [1] * 4  # standard, pair (three times), group
+    assert torch.bincount(epoch_pool(12, TextTrainConfig(train_size=5, pair_size=3))).tolist() == [1] * 12

@@ -70,6 +70,7 @@ class TextTrainConfig:
     # scene in twelve (1,449 of the 18,000), and group scenes' objects are all of comparable size
     pair_size: int = 8000
     pair_seed: int = 35
+    pair_repeat: int = 1  # each epoch shows every pair scene this many times (more of them without rendering more)
     group_size: int = 27000  # group scenes (2-3 salient objects: vitviz.synthetic.groups)
     group_seed: int = 33
     val_size: int = 2000  # also picks the epoch exported: the best two-object scores (both above + word F1)
@@ -338,6 +339,13 @@ def final_patch_mean(model: ImageTextModel, feats: torch.Tensor, batch: int = 25
 # ------------------------------------------------------------------------------------------------------------ train
 
 
+def epoch_pool(n: int, cfg: TextTrainConfig) -> torch.Tensor:
+    """The scene indices an epoch shows, in no order: each of the ``n`` scenes once and the pair scenes (which come
+    after the ``cfg.train_size`` standard ones) ``cfg.pair_repeat`` times in all."""
+    pairs = torch.arange(cfg.train_size, min(n, cfg.train_size + cfg.pair_size))
+    return torch.cat([torch.arange(n)] + [pairs] * (cfg.pair_repeat - 1))
+
+
 def mirrored_rows(patch_values: torch.Tensor, mirror: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Per-patch values ``[B, P]`` (row-major over ``grid``) with the rows of the scenes ``mirror`` selects mirrored
     left-right, as the patches of the mirror image."""
@@ -419,7 +427,8 @@ def train(cfg: TextTrainConfig) -> Path:
                        "base_lr": cfg.scalar_lr if scalar else cfg.image_lr if copied else cfg.lr})
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
     n = len(feats)
-    steps_per_epoch = n // cfg.batch_size
+    pool = epoch_pool(n, cfg)
+    steps_per_epoch = len(pool) // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     budget = cfg.minutes * 60.0
     history: list[dict[str, Any]] = []
@@ -433,7 +442,7 @@ def train(cfg: TextTrainConfig) -> Path:
     best: tuple[float, int, dict] | None = None
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     for epoch in range(cfg.epochs):
-        order = torch.randperm(n)
+        order = pool[torch.randperm(len(pool))]
         losses, dense_losses = [], []
         for it in range(steps_per_epoch):
             if time.time() - t_train > budget:
