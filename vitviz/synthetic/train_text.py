@@ -376,14 +376,16 @@ def train(cfg: TextTrainConfig) -> Path:
     trains_embedding = cfg.train_embedding or (bool(cfg.patch_size) and cfg.patch_size != tower.config.patch_size)
     if trains_embedding:
         tower = resized_tower(tower, cfg.patch_size or tower.config.patch_size)
-    data = caption_data(cfg.train_size, cfg.train_seed, cfg.image_size, cfg.workers, progress=True)
-    # the standard scenes first, then those with a second object (standard scenes too), then the group scenes
-    for size, seed, kind in ((cfg.pair_size, cfg.pair_seed, "pair"), (cfg.group_size, cfg.group_seed, "group")):
-        if size:
-            more = caption_data(size, seed, cfg.image_size, cfg.workers, progress=True, kind=kind)
-            data = {"images": np.concatenate([data["images"], more["images"]]),
-                    "ids": np.concatenate([data["ids"], more["ids"]]), "facts": data["facts"] + more["facts"]}
-            del more
+    # the standard scenes first, then those with a second object (standard scenes too), then the group scenes;
+    # joined once (the images of all three are gigabytes)
+    wanted = (("standard", cfg.train_size, cfg.train_seed), ("pair", cfg.pair_size, cfg.pair_seed),
+              ("group", cfg.group_size, cfg.group_seed))
+    kinds = [caption_data(size, seed, cfg.image_size, cfg.workers, progress=True, kind=kind)
+             for kind, size, seed in wanted if size or kind == "standard"]
+    join = np.concatenate if len(kinds) > 1 else (lambda arrays: arrays[0])
+    data = {"images": join([k["images"] for k in kinds]), "ids": join([k["ids"] for k in kinds]),
+            "facts": [f for k in kinds for f in k["facts"]]}
+    del kinds
     val = caption_data(cfg.val_size, cfg.val_seed, cfg.image_size, cfg.workers, progress=True)
     data_minutes = (time.time() - t_start) / 60
     t_feat = time.time()
@@ -555,8 +557,7 @@ def detector_parts(model: ImageTextModel, tower: nn.Module, info: Any, cfg: Text
                    facts: list[list[ObjectFacts]], val_feats: torch.Tensor) -> dict[str, Any]:
     """What :func:`export_text.fit_detector` fits: a part per kind of training scene (the group scenes come after
     the ``cfg.train_size + cfg.pair_size`` standard ones in ``feats``), each fitted on ``cfg.detector_fit`` of them
-    spread evenly
-    and calibrated on its own kind's validation scenes (group ones: ``cfg.detector_group_seed``, used by nothing
+    spread evenly and calibrated on its own kind's validation scenes (group ones: ``cfg.detector_group_seed``, used by nothing
     else). One part fitted on standard scenes alone took 83 % of held-out group scenes for out of domain; one
     covariance for both kinds took two of the three sample photos for scenes."""
     from .captions import SHAPE_WORDS
